@@ -1,0 +1,39 @@
+# pgsurge — the recipes people type. `./just` installs `just` when it is missing.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list
+
+# Build every binary (debug).
+build:
+    cargo build --workspace --bins
+
+# The demo on the local provider (see README).
+demo: build
+    bash infra/local/demo.sh
+
+# The whole test suite: formatting, lints, unit, property and integration tests.
+test: build
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -q -- -D warnings
+    cargo test --workspace --no-fail-fast
+
+# Invoke a function once with an event file, e.g. `just invoke scale-up tests/events/alertmanager-firing.json`.
+invoke function event config="":
+    cargo build -q -p {{function}}
+    target/debug/{{function}} {{ if config != "" { "--config " + config } else { "" } }} invoke --event {{event}}
+
+# Serve a function over HTTP on a port (POST webhooks to it).
+serve function port="8000":
+    cargo build -q -p {{function}}
+    target/debug/{{function}} serve --port {{port}}
+
+# Reproducible benchmarks; results go in the README.
+bench:
+    bash infra/bench/runtime.sh
+
+# Format the code.
+fmt:
+    cargo fmt --all

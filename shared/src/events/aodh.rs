@@ -1,0 +1,60 @@
+//! OpenStack Aodh alarm action (`alarm_actions = http://...`).
+//!
+//! Aodh POSTs `alarm_name`, `alarm_id`, `severity`, `previous`, `current`, `reason` and
+//! `reason_data`. It sends no timestamp, so the occurrence id is built from the alarm id,
+//! the transition and the most recent sample, which repeats for a re-sent action.
+//! `insufficient data` is treated as resolved: never scale on missing data.
+
+use super::{
+    malformed, num_field, params_from_text, str_field, Alarm, AlarmState, Event, EventError, Source,
+};
+
+const NAME: &str = "aodh";
+
+pub(super) fn parse(v: serde_json::Value) -> Result<Event, EventError> {
+    let alarm_id = str_field(NAME, &v, "alarm_id")?;
+    let current = str_field(NAME, &v, "current")?;
+    let state = match current {
+        "alarm" => AlarmState::Firing,
+        "ok" | "insufficient data" => AlarmState::Resolved,
+        other => {
+            return Err(malformed(
+                NAME,
+                format!("`current` {other:?} is not alarm / ok / insufficient data"),
+            ))
+        }
+    };
+    let name = v
+        .get("alarm_name")
+        .and_then(|n| n.as_str())
+        .unwrap_or(alarm_id)
+        .to_string();
+    let previous = v.get("previous").and_then(|p| p.as_str()).unwrap_or("");
+    let reason = v.get("reason").and_then(|r| r.as_str()).unwrap_or("");
+    let data = v.get("reason_data").cloned().unwrap_or_default();
+    let most_recent = num_field(&data, "most_recent");
+    let id = match most_recent {
+        Some(m) => format!("{alarm_id}:{previous}->{current}:{m}"),
+        None => format!("{alarm_id}:{previous}->{current}"),
+    };
+    Ok(Event::Alarms {
+        alarms: vec![Alarm {
+            source: Source::Aodh,
+            id,
+            name: name.clone(),
+            state,
+            metric: data
+                .get("type")
+                .and_then(|t| t.as_str())
+                .map(str::to_string),
+            value: most_recent,
+            threshold: num_field(&data, "threshold"),
+            resource: [("alarm_id".to_string(), alarm_id.to_string())]
+                .into_iter()
+                .collect(),
+            at: None,
+            // Aodh has no labels: parameters live in the alarm name or the reason text.
+            params: params_from_text(NAME, &format!("{name} {reason}"))?,
+        }],
+    })
+}

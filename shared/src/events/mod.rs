@@ -1,0 +1,400 @@
+//! Incoming webhooks → one normalised [`Event`].
+//!
+//! Every source (Alertmanager/vmalert, OpenStack Aodh, Cloud Eye through an SMN
+//! subscription, Auto Scaling lifecycle hooks, and pgsurge's own generic JSON) is
+//! recognised by its shape, authenticated, and turned into [`Alarm`]s or an
+//! [`InstanceEvent`]. Nothing here does I/O; a rejected event changes nothing.
+
+mod alertmanager;
+mod aodh;
+mod auth;
+mod generic;
+mod lifecycle;
+mod smn;
+
+pub use auth::authenticate;
+
+use base64::Engine;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+
+/// Why an event was refused. Messages never include secrets.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("unrecognised event: {0}")]
+    Unrecognised(String),
+    #[error("{source_name} event is malformed: {message}")]
+    Malformed {
+        source_name: &'static str,
+        message: String,
+    },
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+}
+
+impl From<EventError> for crate::runtime::FunctionError {
+    fn from(e: EventError) -> Self {
+        use crate::runtime::{ErrorKind, FunctionError};
+        let kind = match e {
+            EventError::Unauthenticated(_) => ErrorKind::Unauthorized,
+            _ => ErrorKind::BadRequest,
+        };
+        FunctionError::new(kind, e.to_string())
+    }
+}
+
+/// The raw webhook as the function received it: headers (lower-cased) and body.
+///
+/// Deserialises from either an API-gateway envelope (`httpMethod`, `headers`, `body`,
+/// `isBase64Encoded` — what the HTTP host and FunctionGraph APIG triggers deliver) or
+/// any other JSON, which is taken as the body itself (CLI, direct invocation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+    /// True when it came through an HTTP envelope, i.e. from the network.
+    pub via_http: bool,
+}
+
+impl Webhook {
+    /// A webhook that arrived as a bare JSON document (no HTTP envelope).
+    pub fn direct(body: impl Into<String>) -> Self {
+        Webhook {
+            headers: BTreeMap::new(),
+            body: body.into(),
+            via_http: false,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+impl<'de> Deserialize<'de> for Webhook {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        let is_envelope = value.get("httpMethod").is_some() && value.get("body").is_some();
+        if !is_envelope {
+            return Ok(Webhook::direct(value.to_string()));
+        }
+        let headers = value
+            .get("headers")
+            .and_then(|h| h.as_object())
+            .map(|h| {
+                h.iter()
+                    .filter_map(|(k, v)| {
+                        v.as_str().map(|v| (k.to_ascii_lowercase(), v.to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let raw = match value.get("body") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        };
+        let body = if value
+            .get("isBase64Encoded")
+            .and_then(|b| b.as_bool())
+            .unwrap_or(false)
+        {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(raw.as_bytes())
+                .map_err(|e| {
+                    serde::de::Error::custom(format!("isBase64Encoded body is not base64: {e}"))
+                })?;
+            String::from_utf8(bytes).map_err(|_| serde::de::Error::custom("body is not UTF-8"))?
+        } else {
+            raw
+        };
+        Ok(Webhook {
+            headers,
+            body,
+            via_http: true,
+        })
+    }
+}
+
+/// Where an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    Alertmanager,
+    Aodh,
+    CloudEye,
+    AsLifecycle,
+    Generic,
+}
+
+/// Whether the alarm condition holds now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlarmState {
+    Firing,
+    Resolved,
+}
+
+/// Optional per-alarm parameters (from labels, annotations or the alarm description).
+/// Validated against configured limits by the policy, not here.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlarmParams {
+    /// Add (or remove) exactly this many replicas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Grow the serving count by this factor (2 = x2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multiplier: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flavor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub az: Option<String>,
+    /// Explicit direction, when the alarm says which way to scale.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Direction>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    ScaleUp,
+    ScaleDown,
+}
+
+/// One alarm, normalised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alarm {
+    pub source: Source,
+    /// Stable id of this alarm *occurrence* (dedup key for retries and duplicates).
+    pub id: String,
+    pub name: String,
+    pub state: AlarmState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Dimensions / labels identifying what the alarm is about.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resource: BTreeMap<String, String>,
+    /// When the alarm changed state, RFC 3339, as the source reported it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    #[serde(default)]
+    pub params: AlarmParams,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceKind {
+    /// The server says it booted and PostgreSQL is up (still to be verified).
+    Ready,
+    /// The server is gone (or going).
+    Deleted,
+    /// An Auto Scaling group is launching an instance.
+    Launching,
+    /// An Auto Scaling group is terminating an instance.
+    Terminating,
+}
+
+/// Something happened to one server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceEvent {
+    pub source: Source,
+    pub kind: InstanceKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// For lifecycle hooks: what must be echoed back to complete the action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifecycle_action_key: Option<String>,
+}
+
+/// An SMN subscription handshake: the subscriber must visit `subscribe_url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionConfirmation {
+    pub topic_urn: String,
+    pub subscribe_url: String,
+}
+
+/// Every event pgsurge understands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Event {
+    /// One or more alarms (Alertmanager groups several; each counts).
+    Alarms {
+        alarms: Vec<Alarm>,
+    },
+    Instance(InstanceEvent),
+    SubscriptionConfirmation(SubscriptionConfirmation),
+    /// A timer fired: reconcile / check pending replicas.
+    Tick,
+}
+
+/// Recognise the body's format and normalise it. Does not authenticate: see [`authenticate`].
+pub fn parse(body: &str) -> Result<Event, EventError> {
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| EventError::NotJson(e.to_string()))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| EventError::Unrecognised("expected a JSON object".into()))?;
+    if obj.contains_key("pgsurge") {
+        generic::parse(value)
+    } else if obj.contains_key("alerts") && obj.contains_key("version") {
+        alertmanager::parse(value)
+    } else if obj.contains_key("alarm_id") && obj.contains_key("current") {
+        aodh::parse(value)
+    } else if obj.contains_key("topic_urn") && obj.contains_key("type") {
+        smn::parse(value)
+    } else if obj.contains_key("lifecycle_action_key") || obj.contains_key("lifecycle_hook_name") {
+        lifecycle::parse(&value)
+    } else if obj.get("type").and_then(|t| t.as_str()) == Some("Timer")
+        || obj.contains_key("trigger_type")
+    {
+        Ok(Event::Tick)
+    } else {
+        Err(EventError::Unrecognised(
+            "not Alertmanager (alerts+version), Aodh (alarm_id+current), SMN (type+topic_urn), \
+             an AS lifecycle hook (lifecycle_action_key), or pgsurge generic (pgsurge)"
+                .into(),
+        ))
+    }
+}
+
+/// Read `pgsurge.*` parameters from a flat string map (labels, annotations, or
+/// `key=value` pairs found in an alarm description). Unknown `pgsurge.*` keys are errors
+/// so a typo does not silently scale by the default.
+pub(crate) fn params_from_map<'a>(
+    source_name: &'static str,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<AlarmParams, EventError> {
+    let mut p = AlarmParams::default();
+    for (k, v) in pairs {
+        let Some(key) = k
+            .strip_prefix("pgsurge.")
+            .or_else(|| k.strip_prefix("pgsurge_"))
+        else {
+            continue;
+        };
+        let bad = |what: &str| EventError::Malformed {
+            source_name,
+            message: format!("{k}={v:?}: {what}"),
+        };
+        let int = || {
+            v.trim()
+                .trim_start_matches('x')
+                .parse::<u32>()
+                .map_err(|_| bad("expected a positive integer"))
+        };
+        match key {
+            "replicas" => p.replicas = Some(int()?),
+            "multiplier" => p.multiplier = Some(int()?),
+            "flavor" => p.flavor = Some(v.to_string()),
+            "az" => p.az = Some(v.to_string()),
+            "action" => {
+                p.action = Some(match v.trim() {
+                    "scale-up" | "scale_up" | "up" => Direction::ScaleUp,
+                    "scale-down" | "scale_down" | "down" => Direction::ScaleDown,
+                    _ => return Err(bad("expected scale-up or scale-down")),
+                })
+            }
+            _ => {
+                return Err(bad(
+                    "unknown pgsurge parameter (replicas, multiplier, flavor, az, action)",
+                ))
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Parameters written as `pgsurge.key=value` words inside free text (alarm descriptions).
+pub(crate) fn params_from_text(
+    source_name: &'static str,
+    text: &str,
+) -> Result<AlarmParams, EventError> {
+    let pairs: Vec<(&str, &str)> = text
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+        .filter_map(|w| w.split_once('='))
+        .filter(|(k, _)| k.starts_with("pgsurge.") || k.starts_with("pgsurge_"))
+        .collect();
+    params_from_map(source_name, pairs.into_iter())
+}
+
+pub(crate) fn malformed(source_name: &'static str, message: impl Into<String>) -> EventError {
+    EventError::Malformed {
+        source_name,
+        message: message.into(),
+    }
+}
+
+pub(crate) fn str_field<'a>(
+    source_name: &'static str,
+    v: &'a serde_json::Value,
+    key: &str,
+) -> Result<&'a str, EventError> {
+    v.get(key)
+        .and_then(|x| x.as_str())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| malformed(source_name, format!("missing string field `{key}`")))
+}
+
+pub(crate) fn num_field(v: &serde_json::Value, key: &str) -> Option<f64> {
+    match v.get(key)? {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_and_direct_bodies() {
+        let env: Webhook = serde_json::from_str(
+            r#"{"httpMethod":"POST","headers":{"X-Pgsurge-Token":"t"},"body":"eyJhIjoxfQ==","isBase64Encoded":true}"#,
+        )
+        .unwrap();
+        assert_eq!(env.body, r#"{"a":1}"#);
+        assert_eq!(env.header("x-pgsurge-token"), Some("t"));
+        assert!(env.via_http);
+        let direct: Webhook = serde_json::from_str(r#"{"a":1}"#).unwrap();
+        assert_eq!(direct, Webhook::direct(r#"{"a":1}"#));
+    }
+
+    #[test]
+    fn params_are_validated() {
+        let ok =
+            params_from_text("t", "CPU high. pgsurge.replicas=3 pgsurge.action=scale-up").unwrap();
+        assert_eq!(ok.replicas, Some(3));
+        assert_eq!(ok.action, Some(Direction::ScaleUp));
+        assert_eq!(
+            params_from_text("t", "pgsurge.multiplier=x3")
+                .unwrap()
+                .multiplier,
+            Some(3)
+        );
+        assert!(params_from_text("t", "pgsurge.replica=3").is_err());
+        assert!(params_from_text("t", "pgsurge.replicas=-1").is_err());
+    }
+
+    #[test]
+    fn unknown_shapes_are_refused() {
+        assert!(matches!(parse("[]"), Err(EventError::Unrecognised(_))));
+        assert!(matches!(parse("{"), Err(EventError::NotJson(_))));
+        assert!(matches!(
+            parse(r#"{"hello":1}"#),
+            Err(EventError::Unrecognised(_))
+        ));
+    }
+}

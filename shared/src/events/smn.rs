@@ -1,0 +1,121 @@
+//! Simple Message Notification (SMN) HTTP(S) subscription messages.
+//!
+//! Cloud Eye alarms and Auto Scaling lifecycle hooks reach an HTTP endpoint through an
+//! SMN topic. SMN wraps them: `type` (`SubscriptionConfirmation`, `Notification`,
+//! `UnsubscribeConfirmation`), `topic_urn`, `message_id`, `message` (the payload as a
+//! string), `timestamp`, `signature`, `signing_cert_url`, `subscribe_url`.
+//! A `Notification`'s `message` is parsed as a Cloud Eye alarm or a lifecycle hook.
+
+use super::{
+    lifecycle, malformed, num_field, params_from_text, str_field, Alarm, AlarmState, Event,
+    EventError, Source, SubscriptionConfirmation,
+};
+use std::collections::BTreeMap;
+
+const NAME: &str = "smn";
+const CLOUD_EYE: &str = "cloud-eye";
+
+pub(super) fn parse(v: serde_json::Value) -> Result<Event, EventError> {
+    let topic_urn = str_field(NAME, &v, "topic_urn")?;
+    match str_field(NAME, &v, "type")? {
+        "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
+            Ok(Event::SubscriptionConfirmation(SubscriptionConfirmation {
+                topic_urn: topic_urn.to_string(),
+                subscribe_url: str_field(NAME, &v, "subscribe_url")?.to_string(),
+            }))
+        }
+        "Notification" => {
+            let message = str_field(NAME, &v, "message")?;
+            let inner: serde_json::Value = serde_json::from_str(message).map_err(|e| {
+                malformed(
+                    NAME,
+                    format!("`message` is not JSON (use the JSON message template): {e}"),
+                )
+            })?;
+            if inner.get("alarm_id").is_some() {
+                cloud_eye(&inner)
+            } else if inner.get("lifecycle_action_key").is_some()
+                || inner.get("lifecycle_hook_name").is_some()
+            {
+                lifecycle::parse(&inner)
+            } else {
+                Err(malformed(
+                    NAME,
+                    "`message` is neither a Cloud Eye alarm (alarm_id) nor a lifecycle hook",
+                ))
+            }
+        }
+        other => Err(malformed(NAME, format!("unknown message type {other:?}"))),
+    }
+}
+
+/// A Cloud Eye alarm notification (JSON template).
+fn cloud_eye(m: &serde_json::Value) -> Result<Event, EventError> {
+    let alarm_id = str_field(CLOUD_EYE, m, "alarm_id")?;
+    let status = m
+        .get("alarm_status")
+        .or_else(|| m.get("alarm_state"))
+        .and_then(|s| s.as_str())
+        .ok_or_else(|| malformed(CLOUD_EYE, "missing `alarm_status`"))?;
+    let state = match status.to_ascii_lowercase().as_str() {
+        "alarm" | "firing" => AlarmState::Firing,
+        "ok" | "resolved" | "insufficient_data" | "invalid" => AlarmState::Resolved,
+        other => {
+            return Err(malformed(
+                CLOUD_EYE,
+                format!("`alarm_status` {other:?} is not alarm / ok"),
+            ))
+        }
+    };
+    let name = m
+        .get("alarm_name")
+        .and_then(|n| n.as_str())
+        .unwrap_or(alarm_id)
+        .to_string();
+    let time = m.get("time").map(|t| match t {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    let mut resource = BTreeMap::new();
+    if let Some(ns) = m.get("namespace").and_then(|n| n.as_str()) {
+        resource.insert("namespace".to_string(), ns.to_string());
+    }
+    // Dimensions come as "name:value" (several joined by ',').
+    if let Some(dims) = m.get("dimension").and_then(|d| d.as_str()) {
+        for d in dims.split(',') {
+            if let Some((k, v)) = d.split_once(':').or_else(|| d.split_once('=')) {
+                resource.insert(k.trim().to_string(), v.trim().to_string());
+            }
+        }
+    }
+    let description = m
+        .get("alarm_description")
+        .and_then(|d| d.as_str())
+        .unwrap_or("");
+    let value = m
+        .get("alarmValue")
+        .and_then(|a| a.as_array())
+        .and_then(|a| a.last())
+        .and_then(|last| num_field(last, "value"))
+        .or_else(|| num_field(m, "current_value"));
+    Ok(Event::Alarms {
+        alarms: vec![Alarm {
+            source: Source::CloudEye,
+            id: match &time {
+                Some(t) => format!("{alarm_id}@{t}"),
+                None => alarm_id.to_string(),
+            },
+            name,
+            state,
+            metric: m
+                .get("metric_name")
+                .and_then(|x| x.as_str())
+                .map(str::to_string),
+            value,
+            threshold: num_field(m, "value"),
+            resource,
+            at: time,
+            params: params_from_text(CLOUD_EYE, description)?,
+        }],
+    })
+}

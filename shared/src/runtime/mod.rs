@@ -1,0 +1,267 @@
+//! The runtime shim: write a handler once, run it under any host.
+//!
+//! The API mirrors `lambda_runtime` — a handler takes a [`LambdaEvent<T>`] (payload plus
+//! [`Context`]) and is built with [`service_fn`] — so a function reads like the AWS
+//! examples. [`start`] loads the configuration and picks the host:
+//!
+//! | how it is started                              | host                                   |
+//! |------------------------------------------------|----------------------------------------|
+//! | `<bin> invoke --event FILE` (or `-` for stdin)  | CLI: prints the JSON result            |
+//! | `<bin> serve [--port N]`, or `PORT` set         | HTTP webhook server (POST JSON)        |
+//! | `AWS_LAMBDA_RUNTIME_API` set                    | AWS Lambda runtime API                 |
+//! | `RUNTIME_API_ADDR` set                          | FunctionGraph custom runtime API       |
+//!
+//! Every host funnels into [`invoke`], so size limits, JSON decoding, the deadline,
+//! panic capture and the one log line per invocation behave the same everywhere.
+
+mod cli;
+mod context;
+mod error;
+mod http;
+mod pull;
+
+pub use context::{Context, Credentials, Host, LambdaEvent};
+pub use error::{ErrorKind, FunctionError};
+
+use crate::config::Config;
+use clap::{Parser, Subcommand};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A function body: takes a typed event, returns a serialisable result.
+pub trait Handler<T>: Send + Sync + 'static {
+    type Response: Serialize + Send + 'static;
+    fn call(
+        &self,
+        event: LambdaEvent<T>,
+    ) -> BoxFuture<'static, Result<Self::Response, FunctionError>>;
+}
+
+/// A [`Handler`] made from an async closure, like `lambda_runtime::service_fn`.
+pub struct ServiceFn<F>(F);
+
+pub fn service_fn<F>(f: F) -> ServiceFn<F> {
+    ServiceFn(f)
+}
+
+impl<T, R, F, Fut> Handler<T> for ServiceFn<F>
+where
+    F: Fn(LambdaEvent<T>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, FunctionError>> + Send + 'static,
+    R: Serialize + Send + 'static,
+{
+    type Response = R;
+    fn call(&self, event: LambdaEvent<T>) -> BoxFuture<'static, Result<R, FunctionError>> {
+        (self.0)(event).boxed()
+    }
+}
+
+/// Limits every host applies before the handler sees a byte.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+}
+
+/// Run one invocation: check size, decode, call with the deadline, catch panics, log.
+///
+/// This is the single path all hosts share; a host only moves bytes in and out.
+pub async fn invoke<T, H>(
+    handler: &H,
+    ctx: Context,
+    body: &[u8],
+    limits: Limits,
+) -> Result<serde_json::Value, FunctionError>
+where
+    T: DeserializeOwned,
+    H: Handler<T>,
+{
+    let started = Instant::now();
+    let (request_id, function, host) =
+        (ctx.request_id.clone(), ctx.function_name.clone(), ctx.host);
+    let result = call(handler, ctx, body, limits).await;
+    log_invocation(&request_id, &function, host, result.as_ref().err(), started);
+    result
+}
+
+/// The one log line every invocation gets, whether or not it reached the handler.
+pub(crate) fn log_invocation(
+    request_id: &str,
+    function: &str,
+    host: Host,
+    error: Option<&FunctionError>,
+    started: Instant,
+) {
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let host = host.as_str();
+    match error {
+        None => tracing::info!(
+            request_id,
+            function,
+            host,
+            outcome = "ok",
+            duration_ms,
+            "invocation finished"
+        ),
+        Some(e) => {
+            tracing::warn!(request_id, function, host, outcome = "error", error_type = %e.error_type, error = %e.message, duration_ms, "invocation failed")
+        }
+    }
+}
+
+async fn call<T, H>(
+    handler: &H,
+    ctx: Context,
+    body: &[u8],
+    limits: Limits,
+) -> Result<serde_json::Value, FunctionError>
+where
+    T: DeserializeOwned,
+    H: Handler<T>,
+{
+    if body.len() > limits.max_body_bytes {
+        return Err(FunctionError::new(
+            ErrorKind::PayloadTooLarge,
+            format!(
+                "event is {} bytes; the limit (runtime.max_body_bytes) is {}",
+                body.len(),
+                limits.max_body_bytes
+            ),
+        ));
+    }
+    let payload: T = serde_json::from_slice(body).map_err(|e| {
+        FunctionError::new(
+            ErrorKind::BadRequest,
+            format!("event is not valid JSON for this function: {e}"),
+        )
+    })?;
+    let remaining = ctx.remaining();
+    let fut = AssertUnwindSafe(handler.call(LambdaEvent::new(payload, ctx))).catch_unwind();
+    let response = match tokio::time::timeout(remaining, fut).await {
+        Err(_) => {
+            return Err(FunctionError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "handler did not finish before the deadline ({} ms)",
+                    remaining.as_millis()
+                ),
+            ))
+        }
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            return Err(FunctionError::new(
+                ErrorKind::Internal,
+                format!("handler panicked: {what}"),
+            ));
+        }
+        Ok(Ok(r)) => r?,
+    };
+    serde_json::to_value(response).map_err(|e| {
+        FunctionError::new(
+            ErrorKind::Internal,
+            format!("could not serialise the handler's result: {e}"),
+        )
+    })
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "A pgsurge function. With no command, serves the runtime API named by the environment."
+)]
+struct Cli {
+    /// Configuration file (TOML). Also `PGSURGE_CONFIG`. `PGSURGE_<SECTION>__<KEY>` overrides.
+    #[arg(long, global = true, env = "PGSURGE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Invoke once with an event file (`-` reads stdin) and print the JSON result.
+    Invoke {
+        #[arg(long)]
+        event: PathBuf,
+        /// Deadline for this invocation (default: runtime.timeout_secs).
+        #[arg(long)]
+        timeout_secs: Option<u64>,
+    },
+    /// Serve POSTed events over HTTP (FunctionGraph HTTP function / webhook receiver).
+    Serve {
+        /// Port (default: `PORT`, then runtime.http_port).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Address to bind (default: runtime.http_bind).
+        #[arg(long)]
+        bind: Option<String>,
+    },
+}
+
+/// Entry point of every function binary: logging, arguments, configuration, host.
+///
+/// `build` turns the validated configuration into the handler; it runs once per
+/// process, so the FunctionGraph/Lambda hosts reuse it across invocations.
+pub async fn start<T, H, B>(function: &'static str, build: B) -> ExitCode
+where
+    T: DeserializeOwned + Send + 'static,
+    H: Handler<T>,
+    B: FnOnce(Arc<Config>) -> H,
+{
+    crate::logging::init();
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            let err =
+                FunctionError::new(ErrorKind::BadRequest, format!("invalid configuration: {e}"));
+            tracing::error!(function, error = %err.message, "startup failed");
+            pull::report_init_error(&err).await;
+            eprintln!("{function}: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let limits = Limits {
+        max_body_bytes: config.runtime.max_body_bytes,
+    };
+    let handler = Arc::new(build(config.clone()));
+    let function_name = std::env::var("RUNTIME_FUNC_NAME")
+        .or_else(|_| std::env::var("AWS_LAMBDA_FUNCTION_NAME"))
+        .unwrap_or_else(|_| function.to_string());
+
+    match cli.command {
+        Some(Command::Invoke {
+            event,
+            timeout_secs,
+        }) => {
+            let timeout = timeout_secs.unwrap_or(config.runtime.timeout_secs);
+            cli::run(handler.as_ref(), &function_name, &event, timeout, limits).await
+        }
+        Some(Command::Serve { port, bind }) => {
+            http::serve(handler, &function_name, &config, port, bind, limits).await
+        }
+        None => {
+            if let Some(api) = pull::Protocol::from_env() {
+                pull::run(handler, api, &function_name, &config, limits).await
+            } else if std::env::var("PORT").is_ok() {
+                http::serve(handler, &function_name, &config, None, None, limits).await
+            } else {
+                eprintln!(
+                    "{function}: no host found. Use `{function} invoke --event FILE`, `{function} serve`, \
+                     or run under FunctionGraph (RUNTIME_API_ADDR) or Lambda (AWS_LAMBDA_RUNTIME_API)."
+                );
+                ExitCode::from(2)
+            }
+        }
+    }
+}
