@@ -19,12 +19,14 @@
 //! * [`events`] — parse and authenticate incoming webhooks (Alertmanager, Aodh,
 //!   Cloud Eye via SMN, Auto Scaling lifecycle hooks, a generic JSON form) into one
 //!   normalised [`events::Event`].
+//! * [`cloud`] — the `Cloud` port (volumes, snapshots, servers) and idempotent `ensure_*` helpers.
 //! * [`handlers`] — the body of each function.
 //! * [`logging`] — `tracing` setup: JSON lines when stderr is not a terminal.
 //!
 //! The rule that keeps this testable: pure decisions never do I/O; I/O sits behind
 //! traits with a real implementation per backend, each tested against the real service.
 
+pub mod cloud;
 pub mod config;
 pub mod events;
 pub mod handlers;
