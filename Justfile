@@ -10,12 +10,16 @@ default:
 build:
     cargo build --workspace --bins
 
+# Install the Debian packages the demo and tests need (as root; otherwise says what to install).
+deps:
+    bash infra/local/deps.sh
+
 # The demo on the local provider (see README).
-demo: build
+demo: deps build
     bash infra/local/demo.sh
 
 # The whole test suite: formatting, lints, unit, property and integration tests.
-test: build
+test: deps build
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -q -- -D warnings
     cargo test --workspace --no-fail-fast

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian packages the demo and the tests use, when missing.
+# As root: apt-get install. Otherwise: say exactly what to install, and fail.
+set -euo pipefail
+packages=(postgresql-15 postgresql-client-15 curl time)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages: ${missing[*]}" >&2
+  echo "install them with: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Another apt may hold the lock (unattended upgrades, a parallel job): wait for it.
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's postinst creates and starts a default cluster; we never use it. Leave it alone.
