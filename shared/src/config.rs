@@ -45,6 +45,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub runtime: RuntimeConfig,
     pub auth: AuthConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +105,30 @@ impl Default for AuthConfig {
             token: None,
             token_header: "x-pgsurge-token".into(),
             allow_unauthenticated: false,
+        }
+    }
+}
+
+/// Where metrics go after each invocation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Base URL of VictoriaMetrics/vmagent or a Pushgateway; empty = do not push.
+    pub push_url: String,
+    pub push_format: crate::metrics::PushFormat,
+    /// `job` label of pushed series.
+    pub job: String,
+    /// Upper bound on one push; a slow metrics server must not eat the function's deadline.
+    pub push_timeout_ms: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            push_url: String::new(),
+            push_format: crate::metrics::PushFormat::Victoriametrics,
+            job: "pgsurge".into(),
+            push_timeout_ms: 2000,
         }
     }
 }
@@ -183,6 +208,7 @@ impl Config {
                 format!("{:?} is not an IP address", r.http_bind),
             ));
         }
+        self.validate_metrics()?;
         let a = &self.auth;
         if let Some(t) = &a.token {
             if t.expose().len() < 16 {
@@ -198,6 +224,40 @@ impl Config {
             return Err(invalid(
                 "auth.token_header",
                 format!("{:?} is not a valid header name", a.token_header),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_metrics(&self) -> Result<(), ConfigError> {
+        let m = &self.metrics;
+        if !m.push_url.is_empty() {
+            let url = reqwest::Url::parse(&m.push_url)
+                .map_err(|e| invalid("metrics.push_url", format!("not a URL: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.password().is_some() {
+                return Err(invalid(
+                    "metrics.push_url",
+                    "must be an http(s) URL without credentials",
+                ));
+            }
+        }
+        if m.job.is_empty()
+            || !m
+                .job
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(invalid(
+                "metrics.job",
+                format!("{:?} must be non-empty [A-Za-z0-9_-]", m.job),
+            ));
+        }
+        if !(100..=30_000).contains(&m.push_timeout_ms) {
+            return Err(invalid(
+                "metrics.push_timeout_ms",
+                format!("{} is outside 100..=30000", m.push_timeout_ms),
             ));
         }
         Ok(())
@@ -278,6 +338,11 @@ mod tests {
             ("[runtime]\nmax_body_byte = 10", "runtime"),
             ("[cluster]\nname = \"Bad Name\"", "cluster.name"),
             ("[auth]\ntoken = \"short\"", "auth.token"),
+            ("[metrics]\npush_url = \"ftp://x\"", "metrics.push_url"),
+            (
+                "[metrics]\npush_format = \"graphite\"",
+                "metrics.push_format",
+            ),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();

@@ -22,6 +22,9 @@
 //! * [`cloud`] — the `Cloud` port (volumes, snapshots, servers) and idempotent `ensure_*` helpers.
 //! * [`handlers`] — the body of each function.
 //! * [`logging`] — `tracing` setup: JSON lines when stderr is not a terminal.
+//! * [`metrics`] — Prometheus counters/histograms, pushed after each invocation and
+//!   served on `/metrics` by the HTTP host.
+//! * [`failpoint`] — named crash points for the crash-safety tests.
 //!
 //! The rule that keeps this testable: pure decisions never do I/O; I/O sits behind
 //! traits with a real implementation per backend, each tested against the real service.
@@ -29,7 +32,9 @@
 pub mod cloud;
 pub mod config;
 pub mod events;
+pub mod failpoint;
 pub mod handlers;
 pub mod logging;
+pub mod metrics;
 pub mod runtime;
 pub mod secret;

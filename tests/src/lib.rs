@@ -42,6 +42,14 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Proc(Option<Child>);
 
 impl Proc {
+    /// Start any command in the background, killed on drop.
+    pub fn spawn_cmd(cmd: &mut Command) -> Proc {
+        Proc(Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")),
+        ))
+    }
+
     pub fn id(&self) -> u32 {
         self.0.as_ref().map(Child::id).unwrap_or(0)
     }

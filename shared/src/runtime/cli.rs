@@ -34,7 +34,7 @@ where
         Host::Cli,
         Duration::from_secs(timeout_secs),
     );
-    let (json, code) = match invoke(handler, ctx, &body, limits).await {
+    let (json, code) = match invoke(handler, ctx, &body, &limits).await {
         Ok(v) => (v, ExitCode::SUCCESS),
         Err(e) => (e.to_json(), ExitCode::from(1)),
     };

@@ -52,6 +52,15 @@ where
     });
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    crate::metrics::global().render(),
+                )
+            }),
+        )
         .fallback(handle::<T, H>)
         .with_state(shared);
     let listener = match tokio::net::TcpListener::bind((bind.as_str(), port)).await {
@@ -140,8 +149,9 @@ where
     // The raw body was already checked against the limit; the envelope adds headers.
     let limits = Limits {
         max_body_bytes: envelope.len(),
+        metrics: shared.limits.metrics.clone(),
     };
-    match invoke(shared.handler.as_ref(), ctx, &envelope, limits).await {
+    match invoke(shared.handler.as_ref(), ctx, &envelope, &limits).await {
         Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
         Err(e) => error_response(e),
     }

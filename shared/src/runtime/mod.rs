@@ -64,10 +64,21 @@ where
     }
 }
 
-/// Limits every host applies before the handler sees a byte.
-#[derive(Debug, Clone, Copy)]
+/// What every host applies around the handler: the body limit before it, the metrics
+/// push after it.
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    pub metrics: Option<Arc<crate::config::MetricsConfig>>,
+}
+
+impl Limits {
+    pub fn new(max_body_bytes: usize) -> Self {
+        Limits {
+            max_body_bytes,
+            metrics: None,
+        }
+    }
 }
 
 /// Run one invocation: check size, decode, call with the deadline, catch panics, log.
@@ -77,7 +88,7 @@ pub async fn invoke<T, H>(
     handler: &H,
     ctx: Context,
     body: &[u8],
-    limits: Limits,
+    limits: &Limits,
 ) -> Result<serde_json::Value, FunctionError>
 where
     T: DeserializeOwned,
@@ -86,12 +97,39 @@ where
     let started = Instant::now();
     let (request_id, function, host) =
         (ctx.request_id.clone(), ctx.function_name.clone(), ctx.host);
-    let result = call(handler, ctx, body, limits).await;
+    let remaining = ctx.remaining();
+    let metrics = limits.metrics.clone();
+    let result = call(handler, ctx, body, limits.max_body_bytes).await;
     log_invocation(&request_id, &function, host, result.as_ref().err(), started);
+    if let Some(m) = metrics {
+        push_metrics(&m, remaining.saturating_sub(started.elapsed())).await;
+    }
     result
 }
 
-/// The one log line every invocation gets, whether or not it reached the handler.
+/// Push the registry, bounded by the push timeout and what is left of the deadline.
+async fn push_metrics(m: &crate::config::MetricsConfig, left: std::time::Duration) {
+    if m.push_url.is_empty() {
+        return;
+    }
+    let timeout = std::time::Duration::from_millis(m.push_timeout_ms).min(left);
+    if timeout.is_zero() {
+        return;
+    }
+    if let Err(e) = crate::metrics::push(
+        crate::metrics::global(),
+        &m.push_url,
+        m.push_format,
+        &m.job,
+        timeout,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "metrics push failed");
+    }
+}
+
+/// The one log line (and counter) every invocation gets, whether or not it reached the handler.
 pub(crate) fn log_invocation(
     request_id: &str,
     function: &str,
@@ -101,6 +139,13 @@ pub(crate) fn log_invocation(
 ) {
     let duration_ms = started.elapsed().as_millis() as u64;
     let host = host.as_str();
+    let outcome = error.map(|e| e.error_type.as_str()).unwrap_or("ok");
+    crate::metrics::global().inc(
+        "pgsurge_invocations_total",
+        "Function invocations by outcome (ok or the error type).",
+        &[("function", function), ("host", host), ("outcome", outcome)],
+        1.0,
+    );
     match error {
         None => tracing::info!(
             request_id,
@@ -120,19 +165,19 @@ async fn call<T, H>(
     handler: &H,
     ctx: Context,
     body: &[u8],
-    limits: Limits,
+    max_body_bytes: usize,
 ) -> Result<serde_json::Value, FunctionError>
 where
     T: DeserializeOwned,
     H: Handler<T>,
 {
-    if body.len() > limits.max_body_bytes {
+    if body.len() > max_body_bytes {
         return Err(FunctionError::new(
             ErrorKind::PayloadTooLarge,
             format!(
                 "event is {} bytes; the limit (runtime.max_body_bytes) is {}",
                 body.len(),
-                limits.max_body_bytes
+                max_body_bytes
             ),
         ));
     }
@@ -233,6 +278,7 @@ where
     };
     let limits = Limits {
         max_body_bytes: config.runtime.max_body_bytes,
+        metrics: Some(Arc::new(config.metrics.clone())),
     };
     let handler = Arc::new(build(config.clone()));
     let function_name = std::env::var("RUNTIME_FUNC_NAME")

@@ -211,7 +211,7 @@ where
             }
         };
         let id = ctx.request_id.clone();
-        let (url, body, error_type) = match invoke(handler.as_ref(), ctx, &body, limits).await {
+        let (url, body, error_type) = match invoke(handler.as_ref(), ctx, &body, &limits).await {
             Ok(v) => (api.response_url(&id), v, None),
             Err(e) => (api.error_url(&id), e.to_json(), Some(e.error_type.clone())),
         };
