@@ -90,6 +90,19 @@ pub async fn instance_deleted(
     })
 }
 
+pub async fn reconcile(
+    config: Arc<Config>,
+    ev: LambdaEvent<Webhook>,
+) -> Result<Outcome, FunctionError> {
+    handle("reconcile", &config, ev, |e| match e {
+        Event::Tick => Ok("timer tick: compare state, cloud and every HAProxy node".into()),
+        other => Err(format!(
+            "reconcile runs on timer ticks ({} is not one)",
+            kind_name(other)
+        )),
+    })
+}
+
 /// Authenticate, parse, and ask `accept` whether the event is for this function.
 fn handle(
     function: &'static str,
