@@ -188,10 +188,11 @@ pub fn decide(
     match (alarm.state, direction) {
         (AlarmState::Firing, Direction::ScaleUp) => scale_up(state, alarm, cap, now, cfg, &label),
         (AlarmState::Firing, Direction::ScaleDown) => {
-            scale_down(state, Some(alarm), cap, now, cfg, &label)
+            scale_down(state, Some(alarm), id, cap, now, cfg, &label)
         }
+        // The resolved alarm was sized for scaling up: its parameters do not size this.
         (AlarmState::Resolved, Direction::ScaleUp) if cfg.scale_down_on_resolved => {
-            scale_down(state, None, cap, now, cfg, &label)
+            scale_down(state, None, id, cap, now, cfg, &label)
         }
         (AlarmState::Resolved, Direction::ScaleUp) => nothing(
             format!(
@@ -354,15 +355,16 @@ fn removable(state: &ClusterState) -> Vec<&crate::state::Replica> {
     v
 }
 
+/// `alarm`: the alarm that sizes the scale-down, if any; `id`: the occurrence to remember.
 fn scale_down(
     state: &ClusterState,
     alarm: Option<&Alarm>,
+    id: Option<String>,
     cap: Capacity,
     now: OffsetDateTime,
     cfg: &PolicyConfig,
     label: &str,
 ) -> Decision {
-    let id = alarm.map(|a| a.id.clone());
     let nothing = |reason: String| Decision {
         action: Action::Nothing,
         reason,
