@@ -124,9 +124,19 @@ fn cloud_eye(m: &serde_json::Value) -> Result<Event, EventError> {
         .and_then(|n| n.as_str())
         .unwrap_or(alarm_id)
         .to_string();
+    // `time` is milliseconds since the epoch; kept verbatim in the id, as RFC 3339 in `at`.
     let time = m.get("time").map(|t| match t {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
+    });
+    let at = time.as_deref().map(|t| {
+        t.parse::<i64>()
+            .ok()
+            .and_then(|ms| {
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+            })
+            .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_else(|| t.to_string())
     });
     let mut resource = BTreeMap::new();
     if let Some(ns) = m.get("namespace").and_then(|n| n.as_str()) {
@@ -166,7 +176,7 @@ fn cloud_eye(m: &serde_json::Value) -> Result<Event, EventError> {
             value,
             threshold: num_field(m, "value"),
             resource,
-            at: time,
+            at,
             params: params_from_text(CLOUD_EYE, description)?,
         }],
     })
