@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "pgsurge", version, about = "Elastic PostgreSQL read replicas: the operator's CLI")]
+#[command(
+    name = "pgsurge",
+    version,
+    about = "Elastic PostgreSQL read replicas: the operator's CLI"
+)]
 struct Cli {
     /// Configuration file (TOML); `PGSURGE_*` environment variables override it.
     #[arg(long, global = true, env = "PGSURGE_CONFIG")]

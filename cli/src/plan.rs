@@ -60,11 +60,16 @@ pub fn run(config: Option<&Path>, args: &PlanArgs) -> Result<()> {
     };
     let event_text = std::fs::read_to_string(&args.event)
         .with_context(|| format!("reading {}", args.event.display()))?;
-    let webhook: Webhook = serde_json::from_str(&event_text)
-        .map_err(|e| anyhow::anyhow!("{}: {}", args.event.display(), events::EventError::NotJson(e.to_string())))?;
+    let webhook: Webhook = serde_json::from_str(&event_text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {}",
+            args.event.display(),
+            events::EventError::NotJson(e.to_string())
+        )
+    })?;
     let event = events::parse(&webhook.body).with_context(|| args.event.display().to_string())?;
-    let state_text = std::fs::read(&args.state)
-        .with_context(|| format!("reading {}", args.state.display()))?;
+    let state_text =
+        std::fs::read(&args.state).with_context(|| format!("reading {}", args.state.display()))?;
     let mut state = ClusterState::from_slice(&args.state.display().to_string(), &state_text)?;
     if state.cluster != config.cluster.name {
         eprintln!(
@@ -84,7 +89,12 @@ pub fn run(config: Option<&Path>, args: &PlanArgs) -> Result<()> {
                 events::validate_params(a, &limits)?;
             }
             for (i, a) in alarms.iter().enumerate() {
-                let d = policy::decide(&state, Trigger::Alarm { alarm: a, intent }, now, &config.policy);
+                let d = policy::decide(
+                    &state,
+                    Trigger::Alarm { alarm: a, intent },
+                    now,
+                    &config.policy,
+                );
                 policy::record(&mut state, &d, now, &format!("plan-{i}"));
                 planned.push(Planned {
                     input: format!("alarm {:?} ({})", a.name, a.id),

@@ -8,7 +8,9 @@ use pgsurge::events::{
 use std::collections::BTreeMap;
 
 fn example(name: &str) -> Result<Event, EventError> {
-    let path = pgsurge_tests::workspace_root().join("tests/events").join(name);
+    let path = pgsurge_tests::workspace_root()
+        .join("tests/events")
+        .join(name);
     parse(&std::fs::read_to_string(&path).unwrap())
 }
 
@@ -20,7 +22,10 @@ fn alarms(name: &str) -> Vec<Alarm> {
 }
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -35,9 +40,16 @@ fn alertmanager_firing() {
             metric: None,
             value: Some(82.4),
             threshold: Some(75.0),
-            resource: map(&[("alertname", "PgReadLoadHigh"), ("cluster", "catalog"), ("severity", "page")]),
+            resource: map(&[
+                ("alertname", "PgReadLoadHigh"),
+                ("cluster", "catalog"),
+                ("severity", "page")
+            ]),
             at: Some("2026-11-25T09:00:00.000Z".into()),
-            params: AlarmParams { multiplier: Some(2), ..AlarmParams::default() },
+            params: AlarmParams {
+                multiplier: Some(2),
+                ..AlarmParams::default()
+            },
         }]
     );
 }
@@ -83,12 +95,18 @@ fn aodh_alarm_and_ok() {
                 ("severity", "critical"),
             ]),
             at: None,
-            params: AlarmParams { replicas: Some(2), ..AlarmParams::default() },
+            params: AlarmParams {
+                replicas: Some(2),
+                ..AlarmParams::default()
+            },
         }]
     );
     let ok = alarms("aodh-alarm-ok.json");
     assert_eq!(ok[0].state, AlarmState::Resolved);
-    assert_eq!(ok[0].id, "7e8c1b2a-5d4f-4c3b-9a1e-0f2d3c4b5a69:alarm->ok:41.7");
+    assert_eq!(
+        ok[0].id,
+        "7e8c1b2a-5d4f-4c3b-9a1e-0f2d3c4b5a69:alarm->ok:41.7"
+    );
 }
 
 fn cloud_eye(params: AlarmParams) -> Alarm {
@@ -113,11 +131,17 @@ fn cloud_eye(params: AlarmParams) -> Alarm {
 fn cloud_eye_through_an_smn_subscription_and_a_functiongraph_trigger() {
     assert_eq!(
         alarms("cloudeye-smn-alarm.json"),
-        vec![cloud_eye(AlarmParams { multiplier: Some(2), ..AlarmParams::default() })]
+        vec![cloud_eye(AlarmParams {
+            multiplier: Some(2),
+            ..AlarmParams::default()
+        })]
     );
     assert_eq!(
         alarms("functiongraph-smn-trigger.json"),
-        vec![cloud_eye(AlarmParams { replicas: Some(2), ..AlarmParams::default() })]
+        vec![cloud_eye(AlarmParams {
+            replicas: Some(2),
+            ..AlarmParams::default()
+        })]
     );
 }
 
@@ -162,7 +186,10 @@ fn generic_forms() {
             threshold: Some(1200.0),
             resource: BTreeMap::new(),
             at: None,
-            params: AlarmParams { replicas: Some(2), ..AlarmParams::default() },
+            params: AlarmParams {
+                replicas: Some(2),
+                ..AlarmParams::default()
+            },
         }]
     );
     assert_eq!(example("generic-tick.json").unwrap(), Event::Tick);

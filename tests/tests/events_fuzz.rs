@@ -30,24 +30,48 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         ".{0,20}".prop_map(Value::from),
         prop_oneof![
-            Just("firing"), Just("resolved"), Just("alarm"), Just("ok"), Just("4"),
-            Just("Notification"), Just("SubscriptionConfirmation"), Just("INSTANCE_LAUNCHING"),
-            Just("pgsurge.replicas=2"), Just("pgsurge.multiplier=x9"), Just("smn"),
+            Just("firing"),
+            Just("resolved"),
+            Just("alarm"),
+            Just("ok"),
+            Just("4"),
+            Just("Notification"),
+            Just("SubscriptionConfirmation"),
+            Just("INSTANCE_LAUNCHING"),
+            Just("pgsurge.replicas=2"),
+            Just("pgsurge.multiplier=x9"),
+            Just("smn"),
         ]
         .prop_map(Value::from),
     ];
     let keys = prop_oneof![
-        Just("version".to_string()), Just("alerts".to_string()), Just("status".to_string()),
-        Just("labels".to_string()), Just("annotations".to_string()), Just("startsAt".to_string()),
-        Just("alarm_id".to_string()), Just("current".to_string()), Just("reason_data".to_string()),
-        Just("topic_urn".to_string()), Just("type".to_string()), Just("message".to_string()),
-        Just("subscribe_url".to_string()), Just("lifecycle_action_key".to_string()),
-        Just("instance_id".to_string()), Just("pgsurge".to_string()), Just("kind".to_string()),
-        Just("record".to_string()), Just("smn".to_string()), Just("event_source".to_string()),
-        Just("alarmValue".to_string()), Just("dimension".to_string()), Just("params".to_string()),
+        Just("version".to_string()),
+        Just("alerts".to_string()),
+        Just("status".to_string()),
+        Just("labels".to_string()),
+        Just("annotations".to_string()),
+        Just("startsAt".to_string()),
+        Just("alarm_id".to_string()),
+        Just("current".to_string()),
+        Just("reason_data".to_string()),
+        Just("topic_urn".to_string()),
+        Just("type".to_string()),
+        Just("message".to_string()),
+        Just("subscribe_url".to_string()),
+        Just("lifecycle_action_key".to_string()),
+        Just("instance_id".to_string()),
+        Just("pgsurge".to_string()),
+        Just("kind".to_string()),
+        Just("record".to_string()),
+        Just("smn".to_string()),
+        Just("event_source".to_string()),
+        Just("alarmValue".to_string()),
+        Just("dimension".to_string()),
+        Just("params".to_string()),
         "[a-z_]{1,8}",
     ];
     leaf.prop_recursive(4, 64, 8, move |inner| {
@@ -132,13 +156,23 @@ proptest! {
 
 /// A real self-signed certificate (RSA 2048, SHA256withRSA), DER, made once with openssl.
 static CERT_DER: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
-    let dir = tempfile::Builder::new().prefix("pgsurge-i6-fuzz").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("pgsurge-i6-fuzz")
+        .tempdir()
+        .unwrap();
     let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-outform", "DER", "-out", "c.der", "-days", "1", "-subj", "/CN=fuzz"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-outform", "DER",
+            "-out", "c.der", "-days", "1", "-subj", "/CN=fuzz",
+        ])
         .current_dir(dir.path())
         .output()
         .expect("the `openssl` command is needed (Debian package openssl)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let der = std::fs::read(dir.path().join("c.der")).unwrap();
     x509::parse_cert(&der).expect("the unmodified certificate parses");
     der

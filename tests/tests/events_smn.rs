@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-const CERT_URL: &str = "https://smn.ru-moscow-1.hc.sbercloud.ru/smn/resources/cert/pgsurge-test.crt";
+const CERT_URL: &str =
+    "https://smn.ru-moscow-1.hc.sbercloud.ru/smn/resources/cert/pgsurge-test.crt";
 
 fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new("openssl")
@@ -38,14 +39,25 @@ struct Keys {
 impl Keys {
     /// A fresh key and self-signed certificate: `rsa` (SHA256withRSA) or `ec` (P-256).
     fn new(kind: &str) -> Keys {
-        let dir = tempfile::Builder::new().prefix("pgsurge-i6-smn").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("pgsurge-i6-smn")
+            .tempdir()
+            .unwrap();
         let newkey = if kind == "rsa" { "rsa:2048" } else { "ec" };
         let mut args = vec!["req", "-x509", "-newkey", newkey];
         if kind == "ec" {
             args.extend(["-pkeyopt", "ec_paramgen_curve:P-256"]);
         }
         args.extend([
-            "-sha256", "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "2", "-subj",
+            "-sha256",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-subj",
             "/CN=smn-signing-test",
         ]);
         openssl(dir.path(), &args);
@@ -58,7 +70,10 @@ impl Keys {
 
     fn sign(&self, text: &str) -> String {
         std::fs::write(self.dir.path().join("tosign"), text).unwrap();
-        let sig = openssl(self.dir.path(), &["dgst", "-sha256", "-sign", "key.pem", "tosign"]);
+        let sig = openssl(
+            self.dir.path(),
+            &["dgst", "-sha256", "-sign", "key.pem", "tosign"],
+        );
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(sig)
     }
@@ -85,12 +100,31 @@ fn ts(t: OffsetDateTime) -> String {
 /// The string SMN signs, built here from the documentation independently of the library.
 fn string_to_sign(m: &Value) -> String {
     let keys: &[&str] = if m["type"] == "Notification" {
-        &["message", "message_id", "subject", "timestamp", "topic_urn", "type"]
+        &[
+            "message",
+            "message_id",
+            "subject",
+            "timestamp",
+            "topic_urn",
+            "type",
+        ]
     } else {
-        &["message", "message_id", "subscribe_url", "timestamp", "topic_urn", "type"]
+        &[
+            "message",
+            "message_id",
+            "subscribe_url",
+            "timestamp",
+            "topic_urn",
+            "type",
+        ]
     };
     keys.iter()
-        .filter_map(|k| m[*k].as_str().filter(|v| !v.is_empty()).map(|v| format!("{k}\n{v}\n")))
+        .filter_map(|k| {
+            m[*k]
+                .as_str()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{k}\n{v}\n"))
+        })
         .collect()
 }
 
@@ -172,36 +206,77 @@ async fn tampering_wrong_keys_hosts_and_stale_messages_are_rejected() {
     let good = notification(&keys, now, CERT_URL);
 
     let mut tampered = good.clone();
-    tampered["message"] = good["message"].as_str().unwrap().replace("pgsurge.multiplier=2", "pgsurge.multiplier=3").into();
+    tampered["message"] = good["message"]
+        .as_str()
+        .unwrap()
+        .replace("pgsurge.multiplier=2", "pgsurge.multiplier=3")
+        .into();
     let err = r.receive(&via_http(&tampered), now).await.unwrap_err();
     assert!(matches!(err, EventError::BadSignature(_)), "{err}");
-    assert!(err.to_string().contains("signature does not match the message (SHA256withRSA"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("signature does not match the message (SHA256withRSA"),
+        "{err}"
+    );
 
     let mut retimed = good.clone();
     retimed["timestamp"] = ts(now + Duration::seconds(1)).into();
-    assert!(matches!(r.receive(&via_http(&retimed), now).await.unwrap_err(), EventError::BadSignature(_)));
+    assert!(matches!(
+        r.receive(&via_http(&retimed), now).await.unwrap_err(),
+        EventError::BadSignature(_)
+    ));
 
     // Signed by someone else's key, pointing at our certificate.
     let other = Keys::new("rsa");
     let forged = notification(&other, now, CERT_URL);
-    assert!(matches!(r.receive(&via_http(&forged), now).await.unwrap_err(), EventError::BadSignature(_)));
+    assert!(matches!(
+        r.receive(&via_http(&forged), now).await.unwrap_err(),
+        EventError::BadSignature(_)
+    ));
 
     // Certificates only from allowed hosts, over https.
     let evil = notification(&keys, now, "https://smn.evil.example/cert.pem");
     let err = r.receive(&via_http(&evil), now).await.unwrap_err();
-    assert!(err.to_string().contains("is not in auth.smn.cert_hosts"), "{err}");
+    assert!(
+        err.to_string().contains("is not in auth.smn.cert_hosts"),
+        "{err}"
+    );
     let lookalike = notification(&keys, now, "https://evilhc.sbercloud.ru.example/c.pem");
-    assert!(r.receive(&via_http(&lookalike), now).await.unwrap_err().to_string().contains("cert_hosts"));
+    assert!(r
+        .receive(&via_http(&lookalike), now)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("cert_hosts"));
     let plain = notification(&keys, now, "http://smn.ru-moscow-1.hc.sbercloud.ru/c.pem");
-    assert!(r.receive(&via_http(&plain), now).await.unwrap_err().to_string().contains("must be https://"));
+    assert!(r
+        .receive(&via_http(&plain), now)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("must be https://"));
 
     let stale = notification(&keys, now - Duration::hours(2), CERT_URL);
     let err = r.receive(&via_http(&stale), now).await.unwrap_err();
-    assert!(matches!(err, EventError::StaleTimestamp { window_secs: 3600, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            EventError::StaleTimestamp {
+                window_secs: 3600,
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     let mut unsigned = good.clone();
     unsigned["signature"] = "not base64!".into();
-    assert!(r.receive(&via_http(&unsigned), now).await.unwrap_err().to_string().contains("not base64"));
+    assert!(r
+        .receive(&via_http(&unsigned), now)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("not base64"));
 
     // A message signed while the certificate was valid, checked after it expired.
     let later = now + Duration::days(3);
@@ -214,7 +289,12 @@ async fn tampering_wrong_keys_hosts_and_stale_messages_are_rejected() {
         ..SmnConfig::default()
     };
     let (r2, _) = receiver(&keys, only_other_topic);
-    assert!(r2.receive(&via_http(&good), now).await.unwrap_err().to_string().contains("auth.smn.topic_urns"));
+    assert!(r2
+        .receive(&via_http(&good), now)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("auth.smn.topic_urns"));
 }
 
 #[tokio::test]
@@ -235,22 +315,33 @@ async fn a_verified_subscription_is_confirmed_and_an_unsubscription_is_not() {
     });
     m["signature"] = keys.sign(&string_to_sign(&m)).into();
     let event = r.receive(&via_http(&m), now).await.unwrap();
-    let Event::SubscriptionConfirmation(c) = event else { panic!("{event:?}") };
+    let Event::SubscriptionConfirmation(c) = event else {
+        panic!("{event:?}")
+    };
     assert!(r.confirm(&c).await.unwrap());
     assert_eq!(served.asked.lock().unwrap().last().unwrap(), subscribe_url);
 
     m["type"] = "UnsubscribeConfirmation".into();
     m["signature"] = keys.sign(&string_to_sign(&m)).into();
-    let Event::SubscriptionConfirmation(c) = r.receive(&via_http(&m), now).await.unwrap() else { panic!() };
+    let Event::SubscriptionConfirmation(c) = r.receive(&via_http(&m), now).await.unwrap() else {
+        panic!()
+    };
     assert!(c.unsubscribe);
     let asked = served.asked.lock().unwrap().len();
-    assert!(!r.confirm(&c).await.unwrap(), "never re-subscribe on an unsubscribe message");
+    assert!(
+        !r.confirm(&c).await.unwrap(),
+        "never re-subscribe on an unsubscribe message"
+    );
     assert_eq!(served.asked.lock().unwrap().len(), asked);
 
     // A forged subscription (tampered URL) is refused before anything is visited.
     m["type"] = "SubscriptionConfirmation".into();
-    m["subscribe_url"] = "https://smn.ru-moscow-1.hc.sbercloud.ru/smn/subscription/confirm?token=attacker".into();
-    assert!(matches!(r.receive(&via_http(&m), now).await.unwrap_err(), EventError::BadSignature(_)));
+    m["subscribe_url"] =
+        "https://smn.ru-moscow-1.hc.sbercloud.ru/smn/subscription/confirm?token=attacker".into();
+    assert!(matches!(
+        r.receive(&via_http(&m), now).await.unwrap_err(),
+        EventError::BadSignature(_)
+    ));
 }
 
 /// `openssl s_server -WWW` serving a directory over TLS; killed on drop.
@@ -267,23 +358,81 @@ async fn the_real_fetcher_gets_the_certificate_over_verified_https() {
     let keys = Keys::new("rsa");
     let d: PathBuf = keys.dir.path().to_path_buf();
     // A private CA and a server certificate for 127.0.0.1.
-    openssl(&d, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=pgsurge-test-ca"]);
-    openssl(&d, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1"]);
+    openssl(
+        &d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pgsurge-test-ca",
+        ],
+    );
+    openssl(
+        &d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
     std::fs::write(
         d.join("ext.cnf"),
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    openssl(&d, &["x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "srv.pem"]);
+    openssl(
+        &d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "srv.pem",
+        ],
+    );
     let www = d.join("www");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::copy(d.join("cert.pem"), www.join("smn.crt")).unwrap();
     let port = pgsurge_tests::free_port();
     let _server = TlsServer(
         Command::new("openssl")
-            .args(["s_server", "-quiet", "-WWW", "-accept", &format!("127.0.0.1:{port}")])
-            .arg("-cert").arg(d.join("srv.pem"))
-            .arg("-key").arg(d.join("srv.key"))
+            .args([
+                "s_server",
+                "-quiet",
+                "-WWW",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("-cert")
+            .arg(d.join("srv.pem"))
+            .arg("-key")
+            .arg(d.join("srv.key"))
             .current_dir(&www)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -303,7 +452,10 @@ async fn the_real_fetcher_gets_the_certificate_over_verified_https() {
         ..SmnConfig::default()
     };
     let cert_url = format!("https://127.0.0.1:{port}/smn.crt");
-    let auth = AuthConfig { smn: smn.clone(), ..AuthConfig::default() };
+    let auth = AuthConfig {
+        smn: smn.clone(),
+        ..AuthConfig::default()
+    };
     let r = Receiver::new(&auth, ParamLimits::default(), 256 * 1024).unwrap();
     let now = OffsetDateTime::now_utc();
     let m = notification(&keys, now, &cert_url);
@@ -311,9 +463,16 @@ async fn the_real_fetcher_gets_the_certificate_over_verified_https() {
     assert!(matches!(event, Event::Alarms { .. }), "{event:?}");
 
     // Without the private CA the same fetch fails TLS verification.
-    let strict = HttpsFetcher::new(&SmnConfig { ca_file: None, ..smn }).unwrap();
+    let strict = HttpsFetcher::new(&SmnConfig {
+        ca_file: None,
+        ..smn
+    })
+    .unwrap();
     let err = strict.get(&cert_url).await.unwrap_err();
     assert!(err.contains(&cert_url), "{err}");
-    let err = strict.get(&format!("http://127.0.0.1:{port}/smn.crt")).await.unwrap_err();
+    let err = strict
+        .get(&format!("http://127.0.0.1:{port}/smn.crt"))
+        .await
+        .unwrap_err();
     assert!(!err.is_empty());
 }

@@ -6,7 +6,10 @@ use time::OffsetDateTime;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_writers_end_with_the_exact_count() {
-    let dir = tempfile::Builder::new().prefix("pgsurge-i6-local").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("pgsurge-i6-local")
+        .tempdir()
+        .unwrap();
     let t = OffsetDateTime::UNIX_EPOCH;
     let tasks: Vec<_> = (0..20)
         .map(|w| {
@@ -43,22 +46,43 @@ async fn twenty_concurrent_writers_end_with_the_exact_count() {
 
 #[tokio::test]
 async fn stale_versions_conflict_and_keys_cannot_escape_the_directory() {
-    let dir = tempfile::Builder::new().prefix("pgsurge-i6-local").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("pgsurge-i6-local")
+        .tempdir()
+        .unwrap();
     let store = LocalStore::new(dir.path()).unwrap();
-    let v1 = store.compare_and_swap("a/doc", None, b"1".to_vec()).await.unwrap();
-    let _v2 = store.compare_and_swap("a/doc", Some(&v1), b"2".to_vec()).await.unwrap();
-    let err = store.compare_and_swap("a/doc", Some(&v1), b"3".to_vec()).await.unwrap_err();
+    let v1 = store
+        .compare_and_swap("a/doc", None, b"1".to_vec())
+        .await
+        .unwrap();
+    let _v2 = store
+        .compare_and_swap("a/doc", Some(&v1), b"2".to_vec())
+        .await
+        .unwrap();
+    let err = store
+        .compare_and_swap("a/doc", Some(&v1), b"3".to_vec())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StateError::Conflict { .. }), "{err}");
     assert_eq!(store.load("a/doc").await.unwrap().unwrap().bytes, b"2");
     for bad in ["../escape", "/etc/passwd", "", "a/../../b"] {
-        let err = store.compare_and_swap(bad, None, b"x".to_vec()).await.unwrap_err();
-        assert!(err.to_string().contains("not a relative path"), "{bad}: {err}");
+        let err = store
+            .compare_and_swap(bad, None, b"x".to_vec())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("not a relative path"),
+            "{bad}: {err}"
+        );
     }
 }
 
 #[tokio::test]
 async fn a_document_from_another_cluster_is_refused() {
-    let dir = tempfile::Builder::new().prefix("pgsurge-i6-local").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("pgsurge-i6-local")
+        .tempdir()
+        .unwrap();
     let store = Arc::new(LocalStore::new(dir.path()).unwrap());
     store
         .compare_and_swap(
@@ -68,6 +92,9 @@ async fn a_document_from_another_cluster_is_refused() {
         )
         .await
         .unwrap();
-    let err = StateRepo::new(store, "catalog", 3).load().await.unwrap_err();
+    let err = StateRepo::new(store, "catalog", 3)
+        .load()
+        .await
+        .unwrap_err();
     assert!(matches!(err, StateError::WrongCluster { .. }), "{err}");
 }

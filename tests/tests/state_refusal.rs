@@ -97,10 +97,17 @@ fn cfg(endpoint: &str, concurrency: Concurrency) -> StateConfig {
 #[tokio::test]
 async fn a_store_without_conditional_writes_is_refused_with_a_clear_message() {
     let (endpoint, _store) = plain_store().await;
-    let err = state::open(&cfg(&endpoint, Concurrency::ConditionalWrites), "catalog", None)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StateError::NoConditionalWrites { .. }), "{err}");
+    let err = state::open(
+        &cfg(&endpoint, Concurrency::ConditionalWrites),
+        "catalog",
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, StateError::NoConditionalWrites { .. }),
+        "{err}"
+    );
     let msg = err.to_string();
     for needle in [
         "does not honour conditional writes",
@@ -121,7 +128,11 @@ async fn an_explicit_single_writer_choice_is_honoured_and_said() {
     let repo = state::open(&cfg(&endpoint, Concurrency::SingleWriter), "catalog", None)
         .await
         .unwrap();
-    assert!(repo.describe().contains("plain writes"), "{}", repo.describe());
+    assert!(
+        repo.describe().contains("plain writes"),
+        "{}",
+        repo.describe()
+    );
     let t = time::OffsetDateTime::UNIX_EPOCH;
     repo.update(t, |s| {
         s.remember_alarm("a", t);
@@ -154,26 +165,41 @@ async fn platform_temporary_credentials_sign_the_requests() {
     .await
     .unwrap();
     repo.load().await.unwrap();
-    let headers = store.headers.lock().unwrap();
-    let last = headers.last().expect("a request reached the store");
+    let last = store
+        .headers
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("a request reached the store");
     let auth = last["authorization"].to_str().unwrap();
-    assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKTEMPORARY/"), "{auth}");
-    assert!(auth.contains("x-amz-security-token"), "the token is signed: {auth}");
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKTEMPORARY/"),
+        "{auth}"
+    );
+    assert!(
+        auth.contains("x-amz-security-token"),
+        "the token is signed: {auth}"
+    );
     assert_eq!(last["x-amz-security-token"], "token-from-functiongraph");
     // Without platform credentials, the configured keys sign.
-    drop(headers);
     let repo = state::open(&cfg(&endpoint, Concurrency::SingleWriter), "catalog", None)
         .await
         .unwrap();
     repo.load().await.unwrap();
     let headers = store.headers.lock().unwrap();
-    let auth = headers.last().unwrap()["authorization"].to_str().unwrap().to_string();
+    let auth = headers.last().unwrap()["authorization"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(auth.contains("Credential=AKCONFIGURED/"), "{auth}");
 }
 
 #[tokio::test]
 async fn config_refuses_the_advisory_lock_without_a_connection_string() {
     let text = "[state]\nbackend = \"s3\"\nconcurrency = \"postgres-advisory-lock\"\n[state.s3]\nbucket = \"b\"\n";
-    let err = pgsurge::config::Config::from_toml(text).unwrap_err().to_string();
+    let err = pgsurge::config::Config::from_toml(text)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("state.postgres_lock.conninfo"), "{err}");
 }

@@ -78,7 +78,10 @@ async fn twenty_concurrent_writers_through_cas_end_with_the_exact_count() {
     let cfg = s3_config(&r, &unique("cas"));
     let started = Instant::now();
     let end = hammer(cfg, 20, 5).await;
-    eprintln!("20 writers x 5 CAS increments on RGW: {:?}", started.elapsed());
+    eprintln!(
+        "20 writers x 5 CAS increments on RGW: {:?}",
+        started.elapsed()
+    );
     assert_eq!(end.revision, 100, "every increment landed exactly once");
     assert_eq!(end.decided_alarms.len(), 100);
     for w in 0..20 {
@@ -99,7 +102,11 @@ async fn the_probe_finds_conditional_writes_and_the_etag_form() {
     // Debian 12's RGW 16.2 only matches a bare ETag (quirk 1 of the reference notes).
     assert_eq!(report.etag_form, Some(EtagForm::Unquoted), "{report:?}");
     let store = client.with_verified_conditional_writes().await.unwrap();
-    assert!(store.describe().contains("bare ETag"), "{}", store.describe());
+    assert!(
+        store.describe().contains("bare ETag"),
+        "{}",
+        store.describe()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -145,7 +152,10 @@ async fn a_stale_version_is_refused_and_changes_nothing() {
         .with_verified_conditional_writes()
         .await
         .unwrap();
-    let v1 = store.compare_and_swap("k", None, b"one".to_vec()).await.unwrap();
+    let v1 = store
+        .compare_and_swap("k", None, b"one".to_vec())
+        .await
+        .unwrap();
     let v2 = store
         .compare_and_swap("k", Some(&v1), b"two".to_vec())
         .await
@@ -156,7 +166,10 @@ async fn a_stale_version_is_refused_and_changes_nothing() {
         .await
         .unwrap_err();
     assert!(matches!(err, StateError::Conflict { .. }), "{err}");
-    let err = store.compare_and_swap("k", None, b"four".to_vec()).await.unwrap_err();
+    let err = store
+        .compare_and_swap("k", None, b"four".to_vec())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StateError::Conflict { .. }), "{err}");
     let now = store.load("k").await.unwrap().unwrap();
     assert_eq!(now.bytes, b"two");

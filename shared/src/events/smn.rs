@@ -135,7 +135,10 @@ fn cloud_eye(m: &serde_json::Value) -> Result<Event, EventError> {
             .and_then(|ms| {
                 time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
             })
-            .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|d| {
+                d.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_else(|| t.to_string())
     });
     let mut resource = BTreeMap::new();

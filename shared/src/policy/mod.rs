@@ -420,9 +420,11 @@ fn scale_down(
                         cap.total.saturating_sub(cfg.scale_down_step),
                         format!("step -{}", cfg.scale_down_step),
                     ),
-                    None => return nothing(format!(
+                    None => {
+                        return nothing(format!(
                         "{label}: target tracking needs the alarm's metric value; none was given"
-                    )),
+                    ))
+                    }
                 }
             }
         }

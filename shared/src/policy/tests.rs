@@ -28,10 +28,20 @@ fn replica(id: &str, role: Role, phase: Phase, age_mins: i64) -> Replica {
 fn cluster(base: u32, surge: u32) -> ClusterState {
     let mut s = ClusterState::new("c");
     for i in 0..base {
-        s.replicas.push(replica(&format!("b{i}"), Role::Base, Phase::Serving, 10_000));
+        s.replicas.push(replica(
+            &format!("b{i}"),
+            Role::Base,
+            Phase::Serving,
+            10_000,
+        ));
     }
     for i in 0..surge {
-        s.replicas.push(replica(&format!("s{i}"), Role::Surge, Phase::Serving, 100 - i as i64));
+        s.replicas.push(replica(
+            &format!("s{i}"),
+            Role::Surge,
+            Phase::Serving,
+            100 - i as i64,
+        ));
     }
     s
 }
@@ -75,29 +85,81 @@ fn cfg() -> PolicyConfig {
 
 #[test]
 fn multiplier_doubles_the_serving_count() {
-    let d = decide(&cluster(3, 0), up(&alarm("a", AlarmState::Firing)), NOW, &cfg());
-    assert_eq!(d.action, Action::ScaleUp { add: 3, flavor: None, az: None }, "{}", d.reason);
+    let d = decide(
+        &cluster(3, 0),
+        up(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &cfg(),
+    );
+    assert_eq!(
+        d.action,
+        Action::ScaleUp {
+            add: 3,
+            flavor: None,
+            az: None
+        },
+        "{}",
+        d.reason
+    );
     assert_eq!(d.desired, 6);
     assert!(d.reason.contains("multiplier x2"), "{}", d.reason);
-    let x3 = PolicyConfig { multiplier: 3, ..cfg() };
-    let d = decide(&cluster(3, 0), up(&alarm("a", AlarmState::Firing)), NOW, &x3);
-    assert_eq!(d.action, Action::ScaleUp { add: 6, flavor: None, az: None });
+    let x3 = PolicyConfig {
+        multiplier: 3,
+        ..cfg()
+    };
+    let d = decide(
+        &cluster(3, 0),
+        up(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &x3,
+    );
+    assert_eq!(
+        d.action,
+        Action::ScaleUp {
+            add: 6,
+            flavor: None,
+            az: None
+        }
+    );
 }
 
 #[test]
 fn step_and_alarm_parameters() {
-    let step = PolicyConfig { mode: Mode::Step, step: 2, ..cfg() };
-    let d = decide(&cluster(3, 0), up(&alarm("a", AlarmState::Firing)), NOW, &step);
-    assert_eq!(d.action, Action::ScaleUp { add: 2, flavor: None, az: None });
+    let step = PolicyConfig {
+        mode: Mode::Step,
+        step: 2,
+        ..cfg()
+    };
+    let d = decide(
+        &cluster(3, 0),
+        up(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &step,
+    );
+    assert_eq!(
+        d.action,
+        Action::ScaleUp {
+            add: 2,
+            flavor: None,
+            az: None
+        }
+    );
     let mut a = alarm("b", AlarmState::Firing);
     a.params.replicas = Some(4);
     a.params.flavor = Some("s7.xlarge.4".into());
     let d = decide(&cluster(3, 0), up(&a), NOW, &cfg());
     assert_eq!(
         d.action,
-        Action::ScaleUp { add: 4, flavor: Some("s7.xlarge.4".into()), az: None }
+        Action::ScaleUp {
+            add: 4,
+            flavor: Some("s7.xlarge.4".into()),
+            az: None
+        }
     );
-    a.params = AlarmParams { multiplier: Some(3), ..AlarmParams::default() };
+    a.params = AlarmParams {
+        multiplier: Some(3),
+        ..AlarmParams::default()
+    };
     assert_eq!(decide(&cluster(3, 0), up(&a), NOW, &cfg()).desired, 9);
 }
 
@@ -112,7 +174,16 @@ fn target_tracking_follows_the_metric() {
     a.value = Some(90.0);
     // ceil(4 × 90 / 60) = 6
     let d = decide(&cluster(2, 2), up(&a), NOW, &tt);
-    assert_eq!(d.action, Action::ScaleUp { add: 2, flavor: None, az: None }, "{}", d.reason);
+    assert_eq!(
+        d.action,
+        Action::ScaleUp {
+            add: 2,
+            flavor: None,
+            az: None
+        },
+        "{}",
+        d.reason
+    );
     a.value = None;
     let d = decide(&cluster(2, 2), up(&a), NOW, &tt);
     assert_eq!(d.action, Action::Nothing);
@@ -123,19 +194,38 @@ fn target_tracking_follows_the_metric() {
     let d = decide(&cluster(2, 4), down(&low), NOW, &tt);
     assert_eq!(
         d.action,
-        Action::ScaleDown { remove: vec!["s3".into(), "s2".into(), "s1".into(), "s0".into()] }
+        Action::ScaleDown {
+            remove: vec!["s3".into(), "s2".into(), "s1".into(), "s0".into()]
+        }
     );
 }
 
 #[test]
 fn max_caps_and_in_flight_counts() {
-    let d = decide(&cluster(8, 0), up(&alarm("a", AlarmState::Firing)), NOW, &cfg());
-    assert_eq!(d.action, Action::ScaleUp { add: 4, flavor: None, az: None });
-    assert!(d.reason.contains("capped by max_replicas 12"), "{}", d.reason);
+    let d = decide(
+        &cluster(8, 0),
+        up(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &cfg(),
+    );
+    assert_eq!(
+        d.action,
+        Action::ScaleUp {
+            add: 4,
+            flavor: None,
+            az: None
+        }
+    );
+    assert!(
+        d.reason.contains("capped by max_replicas 12"),
+        "{}",
+        d.reason
+    );
     // Three already coming up: x2 of 3 serving is 6 = 3 serving + 3 pending.
     let mut s = cluster(3, 0);
     for i in 0..3 {
-        s.replicas.push(replica(&format!("p{i}"), Role::Surge, Phase::Booting, 1));
+        s.replicas
+            .push(replica(&format!("p{i}"), Role::Surge, Phase::Booting, 1));
     }
     let d = decide(&s, up(&alarm("a", AlarmState::Firing)), NOW, &cfg());
     assert_eq!(d.action, Action::Nothing);
@@ -144,7 +234,10 @@ fn max_caps_and_in_flight_counts() {
     let mut s = cluster(3, 0);
     let first = decide(&s, up(&alarm("a", AlarmState::Firing)), NOW, &cfg());
     record(&mut s, &first, NOW, "op-1");
-    let no_cooldown = PolicyConfig { scale_up_cooldown_secs: 0, ..cfg() };
+    let no_cooldown = PolicyConfig {
+        scale_up_cooldown_secs: 0,
+        ..cfg()
+    };
     let d = decide(&s, up(&alarm("b", AlarmState::Firing)), NOW, &no_cooldown);
     assert_eq!(d.capacity.pending, 3);
     assert_eq!(d.action, Action::Nothing, "{}", d.reason);
@@ -156,31 +249,76 @@ fn cooldowns_are_separate() {
     s.last_scale_up_at = Some(NOW - Duration::seconds(100));
     let d = decide(&s, up(&alarm("a", AlarmState::Firing)), NOW, &cfg());
     assert_eq!(d.action, Action::Nothing);
-    assert!(d.reason.contains("scale-up cooldown, 200s left"), "{}", d.reason);
+    assert!(
+        d.reason.contains("scale-up cooldown, 200s left"),
+        "{}",
+        d.reason
+    );
     // Scale-down waits its own (longer) cooldown after a scale-up.
     let d = decide(&s, down(&alarm("b", AlarmState::Firing)), NOW, &cfg());
-    assert!(d.reason.contains("scale-down cooldown, 800s left"), "{}", d.reason);
+    assert!(
+        d.reason.contains("scale-down cooldown, 800s left"),
+        "{}",
+        d.reason
+    );
     s.last_scale_up_at = Some(NOW - Duration::seconds(1000));
     let d = decide(&s, down(&alarm("b", AlarmState::Firing)), NOW, &cfg());
-    assert_eq!(d.action, Action::ScaleDown { remove: vec!["s2".into(), "s1".into(), "s0".into()] });
+    assert_eq!(
+        d.action,
+        Action::ScaleDown {
+            remove: vec!["s2".into(), "s1".into(), "s0".into()]
+        }
+    );
 }
 
 #[test]
 fn scale_down_removes_surge_newest_first_never_base_never_below_min() {
-    let step = PolicyConfig { mode: Mode::Step, scale_down_step: 2, ..cfg() };
-    let d = decide(&cluster(2, 3), down(&alarm("a", AlarmState::Firing)), NOW, &step);
-    assert_eq!(d.action, Action::ScaleDown { remove: vec!["s2".into(), "s1".into()] });
+    let step = PolicyConfig {
+        mode: Mode::Step,
+        scale_down_step: 2,
+        ..cfg()
+    };
+    let d = decide(
+        &cluster(2, 3),
+        down(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &step,
+    );
+    assert_eq!(
+        d.action,
+        Action::ScaleDown {
+            remove: vec!["s2".into(), "s1".into()]
+        }
+    );
     // Only base replicas: nothing to remove.
-    let d = decide(&cluster(5, 0), down(&alarm("a", AlarmState::Firing)), NOW, &step);
+    let d = decide(
+        &cluster(5, 0),
+        down(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &step,
+    );
     assert_eq!(d.action, Action::Nothing);
-    assert!(d.reason.contains("base replicas are never removed"), "{}", d.reason);
+    assert!(
+        d.reason.contains("base replicas are never removed"),
+        "{}",
+        d.reason
+    );
     // At the floor.
-    let min3 = PolicyConfig { min_replicas: 3, ..step };
-    let d = decide(&cluster(1, 2), down(&alarm("a", AlarmState::Firing)), NOW, &min3);
+    let min3 = PolicyConfig {
+        min_replicas: 3,
+        ..step
+    };
+    let d = decide(
+        &cluster(1, 2),
+        down(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &min3,
+    );
     assert_eq!(d.action, Action::Nothing, "{}", d.reason);
     // Never during a scale-up.
     let mut s = cluster(2, 3);
-    s.replicas.push(replica("p", Role::Surge, Phase::CatchingUp, 1));
+    s.replicas
+        .push(replica("p", Role::Surge, Phase::CatchingUp, 1));
     let d = decide(&s, down(&alarm("a", AlarmState::Firing)), NOW, &cfg());
     assert!(d.reason.contains("still coming up"), "{}", d.reason);
 }
@@ -190,11 +328,23 @@ fn resolved_alarms_scale_down_only_when_configured() {
     let s = cluster(2, 4);
     let d = decide(&s, up(&alarm("a", AlarmState::Resolved)), NOW, &cfg());
     assert_eq!(d.action, Action::Nothing);
-    assert!(d.reason.contains("scale_down_on_resolved = false"), "{}", d.reason);
-    let on = PolicyConfig { scale_down_on_resolved: true, ..cfg() };
+    assert!(
+        d.reason.contains("scale_down_on_resolved = false"),
+        "{}",
+        d.reason
+    );
+    let on = PolicyConfig {
+        scale_down_on_resolved: true,
+        ..cfg()
+    };
     let d = decide(&s, up(&alarm("a", AlarmState::Resolved)), NOW, &on);
     // multiplier /2 of 6 = 3
-    assert_eq!(d.action, Action::ScaleDown { remove: vec!["s3".into(), "s2".into(), "s1".into()] });
+    assert_eq!(
+        d.action,
+        Action::ScaleDown {
+            remove: vec!["s3".into(), "s2".into(), "s1".into()]
+        }
+    );
 }
 
 #[test]
@@ -220,23 +370,52 @@ fn scheduled_windows_raise_the_floor_on_ticks() {
         min_replicas: 6,
     }];
     let d = decide(&cluster(3, 0), Trigger::Tick, NOW, &c);
-    assert_eq!(d.action, Action::ScaleUp { add: 3, flavor: None, az: None }, "{}", d.reason);
+    assert_eq!(
+        d.action,
+        Action::ScaleUp {
+            add: 3,
+            flavor: None,
+            az: None
+        },
+        "{}",
+        d.reason
+    );
     assert!(d.reason.contains("morning"), "{}", d.reason);
     let after = datetime!(2026-11-25 10:31 UTC);
     let d = decide(&cluster(3, 0), Trigger::Tick, after, &c);
     assert_eq!(d.action, Action::Nothing, "{}", d.reason);
     // The window also keeps a scale-down alarm from going below it.
-    let d = decide(&cluster(2, 5), down(&alarm("a", AlarmState::Firing)), NOW, &c);
-    assert_eq!(d.action, Action::ScaleDown { remove: vec!["s4".into()] }, "{}", d.reason);
+    let d = decide(
+        &cluster(2, 5),
+        down(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &c,
+    );
+    assert_eq!(
+        d.action,
+        Action::ScaleDown {
+            remove: vec!["s4".into()]
+        },
+        "{}",
+        d.reason
+    );
     // Above max on a tick: trim surge replicas.
     let d = decide(&cluster(2, 12), Trigger::Tick, after, &c);
-    assert_eq!(d.action, Action::ScaleDown { remove: vec!["s11".into(), "s10".into()] });
+    assert_eq!(
+        d.action,
+        Action::ScaleDown {
+            remove: vec!["s11".into(), "s10".into()]
+        }
+    );
 }
 
 #[test]
 fn record_starts_cooldowns_and_marks_draining() {
     let mut s = cluster(2, 2);
-    let on = PolicyConfig { mode: Mode::Step, ..cfg() };
+    let on = PolicyConfig {
+        mode: Mode::Step,
+        ..cfg()
+    };
     let d = decide(&s, down(&alarm("a", AlarmState::Firing)), NOW, &on);
     record(&mut s, &d, NOW, "op-d");
     assert_eq!(s.last_scale_down_at, Some(NOW));
@@ -286,7 +465,11 @@ fn arb_state() -> impl Strategy<Value = ClusterState> {
 
 fn arb_cfg() -> impl Strategy<Value = PolicyConfig> {
     (
-        prop_oneof![Just(Mode::Step), Just(Mode::Multiplier), Just(Mode::TargetTracking)],
+        prop_oneof![
+            Just(Mode::Step),
+            Just(Mode::Multiplier),
+            Just(Mode::TargetTracking)
+        ],
         1u32..5,
         2u32..4,
         0u32..6,
@@ -294,26 +477,28 @@ fn arb_cfg() -> impl Strategy<Value = PolicyConfig> {
         any::<bool>(),
         proptest::option::of(0u32..10),
     )
-        .prop_map(|(mode, step, mult, min, extra, on_resolved, window_min)| PolicyConfig {
-            mode,
-            step,
-            scale_down_step: step,
-            multiplier: mult,
-            target_value: Some(50.0),
-            min_replicas: min,
-            max_replicas: min + extra + 1,
-            scale_down_on_resolved: on_resolved,
-            schedule: window_min
-                .map(|m| ScheduleWindow {
-                    name: "w".into(),
-                    cron: "0 8 * * *".parse().unwrap(),
-                    duration_mins: 120,
-                    min_replicas: m.min(min + extra + 1),
-                })
-                .into_iter()
-                .collect(),
-            ..PolicyConfig::default()
-        })
+        .prop_map(
+            |(mode, step, mult, min, extra, on_resolved, window_min)| PolicyConfig {
+                mode,
+                step,
+                scale_down_step: step,
+                multiplier: mult,
+                target_value: Some(50.0),
+                min_replicas: min,
+                max_replicas: min + extra + 1,
+                scale_down_on_resolved: on_resolved,
+                schedule: window_min
+                    .map(|m| ScheduleWindow {
+                        name: "w".into(),
+                        cron: "0 8 * * *".parse().unwrap(),
+                        duration_mins: 120,
+                        min_replicas: m.min(min + extra + 1),
+                    })
+                    .into_iter()
+                    .collect(),
+                ..PolicyConfig::default()
+            },
+        )
 }
 
 fn arb_alarm() -> impl Strategy<Value = (Alarm, Direction)> {
@@ -326,13 +511,27 @@ fn arb_alarm() -> impl Strategy<Value = (Alarm, Direction)> {
         proptest::option::of(2u32..3),
     )
         .prop_map(|(id, firing, up, value, replicas, multiplier)| {
-            let mut a = alarm(&id, if firing { AlarmState::Firing } else { AlarmState::Resolved });
+            let mut a = alarm(
+                &id,
+                if firing {
+                    AlarmState::Firing
+                } else {
+                    AlarmState::Resolved
+                },
+            );
             a.value = value;
             a.params.replicas = replicas;
             if replicas.is_none() {
                 a.params.multiplier = multiplier;
             }
-            (a, if up { Direction::ScaleUp } else { Direction::ScaleDown })
+            (
+                a,
+                if up {
+                    Direction::ScaleUp
+                } else {
+                    Direction::ScaleDown
+                },
+            )
         })
 }
 
