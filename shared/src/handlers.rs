@@ -106,12 +106,12 @@ async fn handle(
         config.policy.limits(),
         config.runtime.max_body_bytes,
     )?;
-    let event = receiver
-        .receive(&webhook, time::OffsetDateTime::now_utc())
+    let (event, how) = receiver
+        .receive_authenticated(&webhook, time::OffsetDateTime::now_utc())
         .await?;
     let (status, reason) = match &event {
         Event::SubscriptionConfirmation(c) => {
-            if receiver.confirm(c).await? {
+            if receiver.confirm(c, how).await? {
                 (
                     Status::Accepted,
                     format!("SMN subscription to {} confirmed", c.topic_urn),

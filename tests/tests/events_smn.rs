@@ -6,7 +6,8 @@
 
 use pgsurge::config::AuthConfig;
 use pgsurge::events::{
-    Event, EventError, HttpsFetcher, ParamLimits, Receiver, SmnConfig, SmnFetcher, Webhook,
+    Authenticated, Event, EventError, HttpsFetcher, ParamLimits, Receiver, SmnConfig, SmnFetcher,
+    Webhook,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -314,24 +315,37 @@ async fn a_verified_subscription_is_confirmed_and_an_unsubscription_is_not() {
         "signing_cert_url": CERT_URL,
     });
     m["signature"] = keys.sign(&string_to_sign(&m)).into();
-    let event = r.receive(&via_http(&m), now).await.unwrap();
+    let (event, how) = r.receive_authenticated(&via_http(&m), now).await.unwrap();
+    assert_eq!(how, Authenticated::SmnSignature);
     let Event::SubscriptionConfirmation(c) = event else {
         panic!("{event:?}")
     };
-    assert!(r.confirm(&c).await.unwrap());
+    assert!(r.confirm(&c, how).await.unwrap());
     assert_eq!(served.asked.lock().unwrap().last().unwrap(), subscribe_url);
 
     m["type"] = "UnsubscribeConfirmation".into();
     m["signature"] = keys.sign(&string_to_sign(&m)).into();
-    let Event::SubscriptionConfirmation(c) = r.receive(&via_http(&m), now).await.unwrap() else {
-        panic!()
+    let (event, how) = r.receive_authenticated(&via_http(&m), now).await.unwrap();
+    let Event::SubscriptionConfirmation(c) = event else {
+        panic!("{event:?}")
     };
     assert!(c.unsubscribe);
     let asked = served.asked.lock().unwrap().len();
     assert!(
-        !r.confirm(&c).await.unwrap(),
+        !r.confirm(&c, how).await.unwrap(),
         "never re-subscribe on an unsubscribe message"
     );
+    // A confirmation that did not come with a verified SMN signature is never followed.
+    m["type"] = "SubscriptionConfirmation".into();
+    let (event, how) = r
+        .receive_authenticated(&Webhook::direct(m.to_string()), now)
+        .await
+        .unwrap();
+    assert_eq!(how, Authenticated::Platform);
+    let Event::SubscriptionConfirmation(c) = event else {
+        panic!("{event:?}")
+    };
+    assert!(!r.confirm(&c, how).await.unwrap());
     assert_eq!(served.asked.lock().unwrap().len(), asked);
 
     // A forged subscription (tampered URL) is refused before anything is visited.

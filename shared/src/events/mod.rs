@@ -24,7 +24,7 @@ pub mod x509;
 
 pub use auth::{authenticate, authenticate_at, hmac_signature};
 pub use params::{validate_params, ParamLimits};
-pub use receive::Receiver;
+pub use receive::{Authenticated, Receiver};
 pub use smn_verify::{HttpsFetcher, SmnConfig, SmnFetcher, SmnVerifier};
 
 use base64::Engine;
