@@ -194,6 +194,59 @@ mod tests {
         assert!(matches!(err, UpdateError::Aborted("refused")));
     }
 
+    /// Writes through, then reports the outcome as unknown (a 5xx after the fact).
+    struct LostAnswers {
+        inner: MemoryStore,
+        lose: std::sync::atomic::AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl StateStore for LostAnswers {
+        async fn load(&self, key: &str) -> Result<Option<crate::state::Stored>, StateError> {
+            self.inner.load(key).await
+        }
+        async fn compare_and_swap(
+            &self,
+            key: &str,
+            expected: Option<&Version>,
+            bytes: Vec<u8>,
+        ) -> Result<Version, StateError> {
+            let v = self.inner.compare_and_swap(key, expected, bytes).await?;
+            if self.lose.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                self.lose.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                return Err(StateError::Indeterminate {
+                    key: key.into(),
+                    message: "HTTP 500".into(),
+                });
+            }
+            Ok(v)
+        }
+        fn describe(&self) -> String {
+            "lossy".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_answer_was_lost_is_recognised_not_repeated() {
+        let store = Arc::new(LostAnswers {
+            inner: MemoryStore::new(),
+            lose: std::sync::atomic::AtomicU32::new(1),
+        });
+        let repo = StateRepo::new(store, "c", 5);
+        let mut calls = 0;
+        let (n, v) = repo
+            .update(now(), |s| {
+                calls += 1;
+                s.remember_alarm("a", now());
+                Ok::<_, ()>(calls)
+            })
+            .await
+            .unwrap();
+        assert_eq!((n, calls), (1, 1), "decided once, written once");
+        assert_eq!(v.state.revision, 1);
+        assert_eq!(repo.load().await.unwrap().state.revision, 1);
+    }
+
     #[tokio::test]
     async fn concurrent_updates_on_memory_count_exactly() {
         let repo = StateRepo::new(Arc::new(MemoryStore::new()), "c", 1000);
