@@ -22,7 +22,7 @@ demo: deps build
 test: deps build
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -q -- -D warnings
-    cargo test --workspace --no-fail-fast
+    trap 'bash infra/s3/rgw-down.sh --purge' EXIT; bash infra/s3/rgw-up.sh; cargo test --workspace --no-fail-fast
 
 # Invoke a function once with an event file, e.g. `just invoke scale-up tests/events/alertmanager-firing.json`.
 invoke function event config="":
@@ -33,6 +33,18 @@ invoke function event config="":
 serve function port="8000":
     cargo build -q -p {{function}}
     target/debug/{{function}} serve --port {{port}}
+
+# Start / stop the loopback Ceph RADOS Gateway (S3) the state-store tests use.
+s3-up:
+    bash infra/s3/rgw-up.sh
+
+s3-down:
+    bash infra/s3/rgw-down.sh --purge
+
+# Dry-run a scaling decision: `just plan tests/events/alertmanager-firing.json state.json [config]`.
+plan event state config="":
+    cargo build -q -p pgsurge-cli
+    target/debug/pgsurge plan --event {{event}} --state {{state}} {{ if config != "" { "--config " + config } else { "" } }}
 
 # Reproducible benchmarks; results go in the README.
 bench:

@@ -46,6 +46,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub auth: AuthConfig,
     pub metrics: MetricsConfig,
+    pub state: crate::state::StateConfig,
+    pub policy: crate::policy::PolicyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +99,16 @@ pub struct AuthConfig {
     pub token_header: String,
     /// Accept unauthenticated HTTP webhooks. Only for a closed lab network.
     pub allow_unauthenticated: bool,
+    /// HMAC-SHA256 key: requests sign "<timestamp>.<body>" (see `events::auth`).
+    pub hmac_secret: Option<Secret>,
+    /// Header with `sha256=<hex signature>`.
+    pub signature_header: String,
+    /// Header with the Unix time (seconds) the request was signed at.
+    pub timestamp_header: String,
+    /// Signed requests older (or newer) than this are refused as replays.
+    pub replay_window_secs: u64,
+    /// SMN signature verification and subscription handshake.
+    pub smn: crate::events::SmnConfig,
 }
 
 impl Default for AuthConfig {
@@ -105,6 +117,11 @@ impl Default for AuthConfig {
             token: None,
             token_header: "x-pgsurge-token".into(),
             allow_unauthenticated: false,
+            hmac_secret: None,
+            signature_header: "x-pgsurge-signature".into(),
+            timestamp_header: "x-pgsurge-timestamp".into(),
+            replay_window_secs: 300,
+            smn: crate::events::SmnConfig::default(),
         }
     }
 }
@@ -226,6 +243,9 @@ impl Config {
                 format!("{:?} is not a valid header name", a.token_header),
             ));
         }
+        validate_auth_signing(a)?;
+        crate::state::validate_state(&self.state)?;
+        crate::policy::validate_policy(&self.policy)?;
         Ok(())
     }
 }
@@ -262,6 +282,64 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The HMAC and SMN keys of `[auth]`.
+fn validate_auth_signing(a: &AuthConfig) -> Result<(), ConfigError> {
+    if let Some(s) = &a.hmac_secret {
+        if s.expose().len() < 32 {
+            return Err(invalid(
+                "auth.hmac_secret",
+                "must be at least 32 characters",
+            ));
+        }
+    }
+    for (key, h) in [
+        ("auth.signature_header", &a.signature_header),
+        ("auth.timestamp_header", &a.timestamp_header),
+    ] {
+        if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(invalid(key, format!("{h:?} is not a valid header name")));
+        }
+    }
+    if !(1..=3600).contains(&a.replay_window_secs) {
+        return Err(invalid(
+            "auth.replay_window_secs",
+            format!("{} is outside 1..=3600", a.replay_window_secs),
+        ));
+    }
+    if a.smn.verify_signature && a.smn.cert_hosts.is_empty() {
+        return Err(invalid(
+            "auth.smn.cert_hosts",
+            "must name at least one host when auth.smn.verify_signature is on",
+        ));
+    }
+    if let Some(h) = a
+        .smn
+        .cert_hosts
+        .iter()
+        .find(|h| h.is_empty() || h.contains('/') || h.starts_with('.'))
+    {
+        return Err(invalid(
+            "auth.smn.cert_hosts",
+            format!("{h:?} is not a host name"),
+        ));
+    }
+    if a.smn.max_age_secs > 7 * 86_400 {
+        return Err(invalid(
+            "auth.smn.max_age_secs",
+            format!("{} is above 604800 (a week)", a.smn.max_age_secs),
+        ));
+    }
+    if let Some(p) = &a.smn.ca_file {
+        if !p.is_file() {
+            return Err(invalid(
+                "auth.smn.ca_file",
+                format!("{} is not a file", p.display()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 const ENV_PREFIX: &str = "PGSURGE_";

@@ -35,14 +35,14 @@ pub async fn scale_up(
     config: Arc<Config>,
     ev: LambdaEvent<Webhook>,
 ) -> Result<Outcome, FunctionError> {
-    handle("scale-up", &config, ev, firing_alarms)
+    handle("scale-up", &config, ev, firing_alarms).await
 }
 
 pub async fn scale_down(
     config: Arc<Config>,
     ev: LambdaEvent<Webhook>,
 ) -> Result<Outcome, FunctionError> {
-    handle("scale-down", &config, ev, firing_alarms)
+    handle("scale-down", &config, ev, firing_alarms).await
 }
 
 pub async fn instance_ready(
@@ -65,6 +65,7 @@ pub async fn instance_ready(
             kind_name(other)
         )),
     })
+    .await
 }
 
 pub async fn instance_deleted(
@@ -88,6 +89,7 @@ pub async fn instance_deleted(
             kind_name(other)
         )),
     })
+    .await
 }
 
 pub async fn reconcile(
@@ -101,21 +103,47 @@ pub async fn reconcile(
             kind_name(other)
         )),
     })
+    .await
 }
 
 /// Authenticate, parse, and ask `accept` whether the event is for this function.
-fn handle(
+/// A verified SMN subscription confirmation is answered here, for every function.
+async fn handle(
     function: &'static str,
     config: &Config,
     ev: LambdaEvent<Webhook>,
     accept: impl Fn(&Event) -> Result<String, String>,
 ) -> Result<Outcome, FunctionError> {
     let webhook = ev.payload;
-    events::authenticate(&webhook, &config.auth)?;
-    let event = events::parse(&webhook.body)?;
-    let (status, reason) = match accept(&event) {
-        Ok(why) => (Status::Accepted, format!("{why}; {NOT_WIRED}")),
-        Err(why) => (Status::Ignored, why),
+    let receiver = events::Receiver::new(
+        &config.auth,
+        config.policy.limits(),
+        config.runtime.max_body_bytes,
+    )?;
+    let (event, how) = receiver
+        .receive_authenticated(&webhook, time::OffsetDateTime::now_utc())
+        .await?;
+    let (status, reason) = match &event {
+        Event::SubscriptionConfirmation(c) => {
+            if receiver.confirm(c, how).await? {
+                (
+                    Status::Accepted,
+                    format!("SMN subscription to {} confirmed", c.topic_urn),
+                )
+            } else {
+                (
+                    Status::Ignored,
+                    format!(
+                        "SMN (un)subscription message for {} not confirmed",
+                        c.topic_urn
+                    ),
+                )
+            }
+        }
+        other => match accept(other) {
+            Ok(why) => (Status::Accepted, format!("{why}; {NOT_WIRED}")),
+            Err(why) => (Status::Ignored, why),
+        },
     };
     tracing::info!(function, request_id = %ev.context.request_id, status = ?status, %reason, "decision");
     Ok(Outcome {

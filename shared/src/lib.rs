@@ -21,6 +21,9 @@
 //!   normalised [`events::Event`].
 //! * [`cloud`] — the `Cloud` port (volumes, snapshots, servers) and idempotent `ensure_*` helpers.
 //! * [`handlers`] — the body of each function.
+//! * [`state`] — the cluster state document and its stores (S3 compare-and-swap with a
+//!   start-up probe, PostgreSQL advisory lock, local directory, memory).
+//! * [`policy`] — pure scaling decisions: (state, alarm or tick, now, config) → decision.
 //! * [`logging`] — `tracing` setup: JSON lines when stderr is not a terminal.
 //! * [`metrics`] — Prometheus counters/histograms, pushed after each invocation and
 //!   served on `/metrics` by the HTTP host.
@@ -36,5 +39,7 @@ pub mod failpoint;
 pub mod handlers;
 pub mod logging;
 pub mod metrics;
+pub mod policy;
 pub mod runtime;
 pub mod secret;
+pub mod state;

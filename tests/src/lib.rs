@@ -6,6 +6,7 @@
 //! real binaries can be driven end to end.
 
 pub mod pg;
+pub mod rgw;
 pub mod runtime_api;
 
 use std::path::PathBuf;

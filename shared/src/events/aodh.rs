@@ -4,6 +4,9 @@
 //! `reason_data`. It sends no timestamp, so the occurrence id is built from the alarm id,
 //! the transition and the most recent sample, which repeats for a re-sent action.
 //! `insufficient data` is treated as resolved: never scale on missing data.
+//!
+//! The body names no metric: `reason_data.type` is the *rule* type (`threshold`,
+//! `composite`, ...), so it is kept as the `alarm_type` dimension, not as the metric.
 
 use super::{
     malformed, num_field, params_from_text, str_field, Alarm, AlarmState, Event, EventError, Source,
@@ -43,15 +46,21 @@ pub(super) fn parse(v: serde_json::Value) -> Result<Event, EventError> {
             id,
             name: name.clone(),
             state,
-            metric: data
-                .get("type")
-                .and_then(|t| t.as_str())
-                .map(str::to_string),
+            metric: None,
             value: most_recent,
             threshold: num_field(&data, "threshold"),
-            resource: [("alarm_id".to_string(), alarm_id.to_string())]
-                .into_iter()
-                .collect(),
+            resource: [
+                Some(("alarm_id".to_string(), alarm_id.to_string())),
+                data.get("type")
+                    .and_then(|t| t.as_str())
+                    .map(|t| ("alarm_type".to_string(), t.to_string())),
+                v.get("severity")
+                    .and_then(|t| t.as_str())
+                    .map(|t| ("severity".to_string(), t.to_string())),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             at: None,
             // Aodh has no labels: parameters live in the alarm name or the reason text.
             params: params_from_text(NAME, &format!("{name} {reason}"))?,

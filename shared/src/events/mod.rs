@@ -1,18 +1,31 @@
 //! Incoming webhooks → one normalised [`Event`].
 //!
 //! Every source (Alertmanager/vmalert, OpenStack Aodh, Cloud Eye through an SMN
-//! subscription, Auto Scaling lifecycle hooks, and pgsurge's own generic JSON) is
-//! recognised by its shape, authenticated, and turned into [`Alarm`]s or an
-//! [`InstanceEvent`]. Nothing here does I/O; a rejected event changes nothing.
+//! subscription or a FunctionGraph SMN trigger, Auto Scaling lifecycle hooks, and
+//! pgsurge's own generic JSON) is recognised by its shape, authenticated, and turned
+//! into [`Alarm`]s or an [`InstanceEvent`].
+//!
+//! [`parse`] is pure (and fuzzed). [`Receiver::receive`] is the whole front door: body
+//! size limit, authentication (token / HMAC in [`auth`], SMN signatures in
+//! [`smn_verify`] — the only part that does I/O, to fetch the signing certificate),
+//! parsing, and validation of per-alarm parameters against the configured limits
+//! ([`params`]). A rejected event is a precise error and changes nothing.
 
 mod alertmanager;
 mod aodh;
-mod auth;
+pub mod auth;
 mod generic;
 mod lifecycle;
+pub mod params;
+mod receive;
 mod smn;
+pub mod smn_verify;
+pub mod x509;
 
-pub use auth::authenticate;
+pub use auth::{authenticate, authenticate_at, hmac_signature};
+pub use params::{validate_params, ParamLimits};
+pub use receive::{Authenticated, Receiver};
+pub use smn_verify::{HttpsFetcher, SmnConfig, SmnFetcher, SmnVerifier};
 
 use base64::Engine;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -32,13 +45,31 @@ pub enum EventError {
     },
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
+    /// A signed request whose timestamp is outside the replay window.
+    #[error("unauthenticated: the request was signed {age_secs}s ago (negative: in the future); the accepted window is ±{window_secs}s")]
+    StaleTimestamp { age_secs: i64, window_secs: u64 },
+    /// An HMAC or SMN signature that is malformed or does not verify.
+    #[error("unauthenticated: bad signature: {0}")]
+    BadSignature(String),
+    #[error("body is {size} bytes, more than the limit of {limit}")]
+    TooLarge { size: usize, limit: usize },
+    /// An alarm asked for parameters outside the configured limits.
+    #[error("alarm {alarm:?} has invalid parameters: {message}")]
+    InvalidParams { alarm: String, message: String },
+    /// Authentication needed a service that did not answer (the SMN certificate host).
+    #[error("cannot authenticate now: {0}")]
+    Unavailable(String),
 }
 
 impl From<EventError> for crate::runtime::FunctionError {
     fn from(e: EventError) -> Self {
         use crate::runtime::{ErrorKind, FunctionError};
         let kind = match e {
-            EventError::Unauthenticated(_) => ErrorKind::Unauthorized,
+            EventError::Unauthenticated(_)
+            | EventError::StaleTimestamp { .. }
+            | EventError::BadSignature(_) => ErrorKind::Unauthorized,
+            EventError::TooLarge { .. } => ErrorKind::PayloadTooLarge,
+            EventError::Unavailable(_) => ErrorKind::Unavailable,
             _ => ErrorKind::BadRequest,
         };
         FunctionError::new(kind, e.to_string())
@@ -223,6 +254,10 @@ pub struct InstanceEvent {
 pub struct SubscriptionConfirmation {
     pub topic_urn: String,
     pub subscribe_url: String,
+    /// An `UnsubscribeConfirmation`: informational, never auto-confirmed (visiting the
+    /// link would subscribe again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsubscribe: bool,
 }
 
 /// Every event pgsurge understands.
@@ -243,6 +278,11 @@ pub enum Event {
 pub fn parse(body: &str) -> Result<Event, EventError> {
     let value: serde_json::Value =
         serde_json::from_str(body).map_err(|e| EventError::NotJson(e.to_string()))?;
+    parse_value(value)
+}
+
+/// [`parse`] for an already decoded JSON document.
+pub fn parse_value(value: serde_json::Value) -> Result<Event, EventError> {
     let obj = value
         .as_object()
         .ok_or_else(|| EventError::Unrecognised("expected a JSON object".into()))?;
@@ -254,6 +294,8 @@ pub fn parse(body: &str) -> Result<Event, EventError> {
         aodh::parse(value)
     } else if obj.contains_key("topic_urn") && obj.contains_key("type") {
         smn::parse(value)
+    } else if obj.get("record").is_some_and(|r| r.is_array()) {
+        smn::parse_trigger(&value)
     } else if obj.contains_key("lifecycle_action_key") || obj.contains_key("lifecycle_hook_name") {
         lifecycle::parse(&value)
     } else if obj.get("type").and_then(|t| t.as_str()) == Some("Timer")
@@ -263,7 +305,8 @@ pub fn parse(body: &str) -> Result<Event, EventError> {
     } else {
         Err(EventError::Unrecognised(
             "not Alertmanager (alerts+version), Aodh (alarm_id+current), SMN (type+topic_urn), \
-             an AS lifecycle hook (lifecycle_action_key), or pgsurge generic (pgsurge)"
+             a FunctionGraph SMN trigger (record), an AS lifecycle hook (lifecycle_action_key), \
+             or pgsurge generic (pgsurge)"
                 .into(),
         ))
     }

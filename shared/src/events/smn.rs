@@ -5,6 +5,11 @@
 //! `UnsubscribeConfirmation`), `topic_urn`, `message_id`, `message` (the payload as a
 //! string), `timestamp`, `signature`, `signing_cert_url`, `subscribe_url`.
 //! A `Notification`'s `message` is parsed as a Cloud Eye alarm or a lifecycle hook.
+//! (Some documentation pretty-prints `message` as an object; both forms are accepted.)
+//!
+//! A FunctionGraph SMN trigger delivers the same messages differently:
+//! `{"record": [{"event_source": "smn", "smn": {"message": "...", "type": "notification",
+//! ...}}], ...}` — one record per message; each is parsed the same way.
 
 use super::{
     lifecycle, malformed, num_field, params_from_text, str_field, Alarm, AlarmState, Event,
@@ -18,34 +23,81 @@ const CLOUD_EYE: &str = "cloud-eye";
 pub(super) fn parse(v: serde_json::Value) -> Result<Event, EventError> {
     let topic_urn = str_field(NAME, &v, "topic_urn")?;
     match str_field(NAME, &v, "type")? {
-        "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
+        kind @ ("SubscriptionConfirmation" | "UnsubscribeConfirmation") => {
             Ok(Event::SubscriptionConfirmation(SubscriptionConfirmation {
                 topic_urn: topic_urn.to_string(),
                 subscribe_url: str_field(NAME, &v, "subscribe_url")?.to_string(),
+                unsubscribe: kind == "UnsubscribeConfirmation",
             }))
         }
-        "Notification" => {
-            let message = str_field(NAME, &v, "message")?;
-            let inner: serde_json::Value = serde_json::from_str(message).map_err(|e| {
+        "Notification" => notification(v.get("message")),
+        other => Err(malformed(NAME, format!("unknown message type {other:?}"))),
+    }
+}
+
+/// A FunctionGraph SMN trigger event: one or more records, each an SMN notification.
+pub(super) fn parse_trigger(v: &serde_json::Value) -> Result<Event, EventError> {
+    const TRIGGER: &str = "functiongraph-smn";
+    let records = v
+        .get("record")
+        .and_then(|r| r.as_array())
+        .ok_or_else(|| malformed(TRIGGER, "`record` is not an array"))?;
+    if records.is_empty() {
+        return Err(malformed(TRIGGER, "`record` is empty"));
+    }
+    let mut alarms = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let source = r.get("event_source").and_then(|s| s.as_str()).unwrap_or("");
+        if !source.eq_ignore_ascii_case("smn") {
+            return Err(malformed(
+                TRIGGER,
+                format!("record[{i}].event_source is {source:?}, not \"smn\""),
+            ));
+        }
+        let smn = r
+            .get("smn")
+            .ok_or_else(|| malformed(TRIGGER, format!("record[{i}] has no `smn` object")))?;
+        match notification(smn.get("message"))? {
+            Event::Alarms { alarms: more } => alarms.extend(more),
+            // Lifecycle hooks come one per message; several records of them would be a
+            // batch pgsurge has no use for.
+            other if records.len() == 1 => return Ok(other),
+            _ => return Err(malformed(
+                TRIGGER,
+                "several records that are not all alarms; send one lifecycle hook per invocation",
+            )),
+        }
+    }
+    Ok(Event::Alarms { alarms })
+}
+
+/// The payload of an SMN notification: a Cloud Eye alarm or a lifecycle hook.
+fn notification(message: Option<&serde_json::Value>) -> Result<Event, EventError> {
+    let owned;
+    let inner: &serde_json::Value = match message {
+        Some(serde_json::Value::String(text)) => {
+            owned = serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
                 malformed(
                     NAME,
                     format!("`message` is not JSON (use the JSON message template): {e}"),
                 )
             })?;
-            if inner.get("alarm_id").is_some() {
-                cloud_eye(&inner)
-            } else if inner.get("lifecycle_action_key").is_some()
-                || inner.get("lifecycle_hook_name").is_some()
-            {
-                lifecycle::parse(&inner)
-            } else {
-                Err(malformed(
-                    NAME,
-                    "`message` is neither a Cloud Eye alarm (alarm_id) nor a lifecycle hook",
-                ))
-            }
+            &owned
         }
-        other => Err(malformed(NAME, format!("unknown message type {other:?}"))),
+        Some(obj @ serde_json::Value::Object(_)) => obj,
+        _ => return Err(malformed(NAME, "missing `message`")),
+    };
+    if inner.get("alarm_id").is_some() {
+        cloud_eye(inner)
+    } else if inner.get("lifecycle_action_key").is_some()
+        || inner.get("lifecycle_hook_name").is_some()
+    {
+        lifecycle::parse(inner)
+    } else {
+        Err(malformed(
+            NAME,
+            "`message` is neither a Cloud Eye alarm (alarm_id) nor a lifecycle hook",
+        ))
     }
 }
 
@@ -72,9 +124,22 @@ fn cloud_eye(m: &serde_json::Value) -> Result<Event, EventError> {
         .and_then(|n| n.as_str())
         .unwrap_or(alarm_id)
         .to_string();
+    // `time` is milliseconds since the epoch; kept verbatim in the id, as RFC 3339 in `at`.
     let time = m.get("time").map(|t| match t {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
+    });
+    let at = time.as_deref().map(|t| {
+        t.parse::<i64>()
+            .ok()
+            .and_then(|ms| {
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+            })
+            .and_then(|d| {
+                d.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| t.to_string())
     });
     let mut resource = BTreeMap::new();
     if let Some(ns) = m.get("namespace").and_then(|n| n.as_str()) {
@@ -114,7 +179,7 @@ fn cloud_eye(m: &serde_json::Value) -> Result<Event, EventError> {
             value,
             threshold: num_field(m, "value"),
             resource,
-            at: time,
+            at,
             params: params_from_text(CLOUD_EYE, description)?,
         }],
     })

@@ -1,0 +1,45 @@
+//! `pgsurge` — the command line for people. Thin over the library: each subcommand is
+//! one module that parses its arguments and calls `pgsurge::*`.
+//!
+//! Today: `plan` (dry-run a scaling decision). `status`, `invoke` and `demo` slot in as
+//! further variants of [`Command`] with a module each.
+
+mod plan;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "pgsurge",
+    version,
+    about = "Elastic PostgreSQL read replicas: the operator's CLI"
+)]
+struct Cli {
+    /// Configuration file (TOML); `PGSURGE_*` environment variables override it.
+    #[arg(long, global = true, env = "PGSURGE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Dry-run: what would the policy decide for this event against this state, and why?
+    Plan(plan::PlanArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Plan(args) => plan::run(cli.config.as_deref(), &args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgsurge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

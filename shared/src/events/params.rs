@@ -1,0 +1,78 @@
+//! Per-alarm parameters: validated against the operator's limits when the event arrives.
+//!
+//! An alarm may carry its own sizing — `pgsurge.replicas=3`, `pgsurge.multiplier=x2`,
+//! `pgsurge.flavor=...`, `pgsurge.az=...`, `pgsurge.action=scale-up|scale-down` — in
+//! Alertmanager labels or annotations, an Aodh alarm's name or reason, a Cloud Eye alarm
+//! description, or the generic form's `params`. Whoever can edit an alarm rule can thus
+//! size a scale-up; these limits bound what they can ask for. A violation is a precise
+//! error and the event changes nothing.
+
+use super::{Alarm, AlarmParams, EventError};
+
+/// What alarm parameters may ask for (from `[policy]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamLimits {
+    pub max_step: u32,
+    pub max_multiplier: u32,
+    /// Empty: any flavor.
+    pub allowed_flavors: Vec<String>,
+    /// Empty: any availability zone.
+    pub allowed_azs: Vec<String>,
+}
+
+impl Default for ParamLimits {
+    fn default() -> Self {
+        ParamLimits {
+            max_step: 10,
+            max_multiplier: 3,
+            allowed_flavors: Vec::new(),
+            allowed_azs: Vec::new(),
+        }
+    }
+}
+
+/// Check one alarm's parameters.
+pub fn validate_params(alarm: &Alarm, limits: &ParamLimits) -> Result<(), EventError> {
+    let bad = |message: String| EventError::InvalidParams {
+        alarm: alarm.name.clone(),
+        message,
+    };
+    let p: &AlarmParams = &alarm.params;
+    if p.replicas.is_some() && p.multiplier.is_some() {
+        return Err(bad("give either replicas or multiplier, not both".into()));
+    }
+    if let Some(r) = p.replicas {
+        if r == 0 || r > limits.max_step {
+            return Err(bad(format!(
+                "replicas={r} is outside 1..={} (policy.max_step)",
+                limits.max_step
+            )));
+        }
+    }
+    if let Some(m) = p.multiplier {
+        if m < 2 || m > limits.max_multiplier {
+            return Err(bad(format!(
+                "multiplier={m} is outside 2..={} (policy.max_multiplier)",
+                limits.max_multiplier
+            )));
+        }
+    }
+    let allowed = |what: &str, v: &Option<String>, list: &[String], key: &str| match v {
+        Some(v) if v.is_empty() || v.len() > 128 || v.chars().any(char::is_control) => {
+            Err(bad(format!("{what} {v:?} is not a valid name")))
+        }
+        Some(v) if !list.is_empty() && !list.iter().any(|a| a == v) => Err(bad(format!(
+            "{what} {v:?} is not in {key} ({})",
+            list.join(", ")
+        ))),
+        _ => Ok(()),
+    };
+    allowed(
+        "flavor",
+        &p.flavor,
+        &limits.allowed_flavors,
+        "policy.allowed_flavors",
+    )?;
+    allowed("az", &p.az, &limits.allowed_azs, "policy.allowed_azs")?;
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Just enough X.509 to verify an SMN message: the signing certificate's public key,
+//! its signature algorithm (SMN signs messages with the algorithm its certificate names,
+//! as Huawei's sample code does with `cert.getSigAlgName()`), and its validity period.
+//!
+//! A small DER reader rather than a full X.509 stack: we do not build chains — the
+//! certificate is trusted because it was fetched over verified HTTPS from an allowed
+//! SMN host — so only these three fields matter. Every length is bounds-checked;
+//! malformed input is an error, never a panic (the parsers are fuzzed).
+
+use base64::Engine;
+use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
+
+/// A parsed signing certificate.
+#[derive(Debug, Clone)]
+pub struct SigningCert {
+    alg: &'static dyn VerificationAlgorithm,
+    alg_name: &'static str,
+    public_key: Vec<u8>,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+impl PartialEq for SigningCert {
+    fn eq(&self, o: &Self) -> bool {
+        self.alg_name == o.alg_name && self.public_key == o.public_key
+    }
+}
+
+/// One DER element: tag, content, and what follows it.
+fn tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
+    let (&tag, rest) = input.split_first().ok_or("truncated DER (no tag)")?;
+    let (&first, rest) = rest.split_first().ok_or("truncated DER (no length)")?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return Err("unsupported or truncated DER length".into());
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | b as usize);
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return Err("DER element longer than its container".into());
+    }
+    Ok((tag, &rest[..len], &rest[len..]))
+}
+
+fn expect<'a>(input: &'a [u8], want: u8, what: &str) -> Result<(&'a [u8], &'a [u8]), String> {
+    let (tag, content, rest) = tlv(input)?;
+    if tag != want {
+        return Err(format!(
+            "{what}: expected DER tag {want:#04x}, found {tag:#04x}"
+        ));
+    }
+    Ok((content, rest))
+}
+
+const SEQ: u8 = 0x30;
+const OID: u8 = 0x06;
+const BIT_STRING: u8 = 0x03;
+
+const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const SHA1_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05];
+const SHA256_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b];
+const SHA384_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
+const SHA512_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d];
+const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+const ECDSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+const ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+
+/// Accept a PEM (`-----BEGIN CERTIFICATE-----`) or DER certificate.
+pub fn parse_cert(bytes: &[u8]) -> Result<SigningCert, String> {
+    let der;
+    // DER starts with a SEQUENCE tag; anything else must be PEM.
+    let der_ref: &[u8] = if bytes.first() != Some(&SEQ) {
+        let text = std::str::from_utf8(bytes).map_err(|_| "PEM is not UTF-8")?;
+        let begin = "-----BEGIN CERTIFICATE-----";
+        let start = text.find(begin).ok_or("no BEGIN CERTIFICATE in PEM")? + begin.len();
+        let end = text[start..]
+            .find("-----END CERTIFICATE-----")
+            .ok_or("no END CERTIFICATE in PEM")?;
+        let b64: String = text[start..start + end]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| format!("PEM body is not base64: {e}"))?;
+        &der
+    } else {
+        bytes
+    };
+    parse_der(der_ref)
+}
+
+fn parse_der(der: &[u8]) -> Result<SigningCert, String> {
+    let (cert, _) = expect(der, SEQ, "Certificate")?;
+    let (tbs, rest) = expect(cert, SEQ, "tbsCertificate")?;
+    let (sig_alg, _) = expect(rest, SEQ, "signatureAlgorithm")?;
+    let (sig_oid, _) = expect(sig_alg, OID, "signatureAlgorithm OID")?;
+
+    // tbsCertificate: [0] version?, serial, signature, issuer, validity, subject, spki, ...
+    let mut cur = tbs;
+    let (tag, _, rest) = tlv(cur)?;
+    if tag == 0xa0 {
+        cur = rest;
+    }
+    let (_, _, rest) = tlv(cur)?; // serialNumber
+    let (_, _, rest) = tlv(rest)?; // signature AlgorithmIdentifier
+    let (_, _, rest) = tlv(rest)?; // issuer
+    let (validity, rest) = expect(rest, SEQ, "validity")?;
+    let (_, _, rest) = tlv(rest)?; // subject
+    let (spki, _) = expect(rest, SEQ, "subjectPublicKeyInfo")?;
+
+    let (nb_tag, nb, after) = tlv(validity)?;
+    let (na_tag, na, _) = tlv(after)?;
+    let not_before = der_time(nb_tag, nb)?;
+    let not_after = der_time(na_tag, na)?;
+
+    let (key_alg, rest) = expect(spki, SEQ, "subjectPublicKeyInfo algorithm")?;
+    let (key_bits, _) = expect(rest, BIT_STRING, "subjectPublicKey")?;
+    let (&unused, public_key) = key_bits.split_first().ok_or("empty public key")?;
+    if unused != 0 {
+        return Err("public key bit string has unused bits".into());
+    }
+    let (key_oid, params) = expect(key_alg, OID, "public key algorithm OID")?;
+    let curve = if key_oid == EC_PUBLIC_KEY {
+        Some(expect(params, OID, "EC curve")?.0)
+    } else if key_oid == RSA_ENCRYPTION {
+        None
+    } else {
+        return Err("public key is neither RSA nor EC".into());
+    };
+
+    let (alg, alg_name): (&'static dyn VerificationAlgorithm, &'static str) = match (sig_oid, curve)
+    {
+        (SHA256_RSA, None) => (&signature::RSA_PKCS1_2048_8192_SHA256, "SHA256withRSA"),
+        (SHA384_RSA, None) => (&signature::RSA_PKCS1_2048_8192_SHA384, "SHA384withRSA"),
+        (SHA512_RSA, None) => (&signature::RSA_PKCS1_2048_8192_SHA512, "SHA512withRSA"),
+        (SHA1_RSA, None) => (
+            &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+            "SHA1withRSA",
+        ),
+        (ECDSA_SHA256, Some(P256)) => (&signature::ECDSA_P256_SHA256_ASN1, "SHA256withECDSA"),
+        (ECDSA_SHA256, Some(P384)) => (&signature::ECDSA_P384_SHA256_ASN1, "SHA256withECDSA"),
+        (ECDSA_SHA384, Some(P256)) => (&signature::ECDSA_P256_SHA384_ASN1, "SHA384withECDSA"),
+        (ECDSA_SHA384, Some(P384)) => (&signature::ECDSA_P384_SHA384_ASN1, "SHA384withECDSA"),
+        _ => return Err("unsupported signature algorithm / key combination".into()),
+    };
+    Ok(SigningCert {
+        alg,
+        alg_name,
+        public_key: public_key.to_vec(),
+        not_before,
+        not_after,
+    })
+}
+
+fn der_time(tag: u8, content: &[u8]) -> Result<OffsetDateTime, String> {
+    let s = std::str::from_utf8(content).map_err(|_| "time is not ASCII")?;
+    let digits = s.strip_suffix('Z').ok_or("time is not in UTC (Z)")?;
+    let full = match (tag, digits.len()) {
+        (0x17, 12) => {
+            // UTCTime: YY >= 50 is 19YY (RFC 5280).
+            let yy: u32 = digits[..2].parse().map_err(|_| "bad UTCTime")?;
+            format!("{}{digits}", if yy >= 50 { "19" } else { "20" })
+        }
+        (0x18, 14) => digits.to_string(),
+        _ => return Err("unsupported certificate time format".into()),
+    };
+    if !full.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("certificate time has non-digits".into());
+    }
+    let n = |a: usize, b: usize| {
+        full[a..b]
+            .parse::<u32>()
+            .map_err(|_| "bad time".to_string())
+    };
+    let month = Month::try_from(n(4, 6)? as u8).map_err(|e| e.to_string())?;
+    let date = Date::from_calendar_date(n(0, 4)? as i32, month, n(6, 8)? as u8)
+        .map_err(|e| e.to_string())?;
+    let t = Time::from_hms(n(8, 10)? as u8, n(10, 12)? as u8, n(12, 14)? as u8)
+        .map_err(|e| e.to_string())?;
+    Ok(PrimitiveDateTime::new(date, t).assume_utc())
+}
+
+impl SigningCert {
+    pub fn algorithm(&self) -> &'static str {
+        self.alg_name
+    }
+
+    /// Verify `signature` over `message` with this certificate's key and algorithm.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        UnparsedPublicKey::new(self.alg, &self.public_key)
+            .verify(message, signature)
+            .is_ok()
+    }
+}

@@ -1,0 +1,203 @@
+//! The `[policy]` configuration section (documented in `config/pgsurge.example.toml`).
+
+use super::schedule::Cron;
+use crate::config::ConfigError;
+use crate::events::ParamLimits;
+use serde::Deserialize;
+
+/// How a scale-up alarm sizes the read tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Add `step` replicas (remove `scale_down_step`).
+    Step,
+    /// Grow to `multiplier` × the serving count (shrink to capacity / multiplier).
+    Multiplier,
+    /// desired = ceil(serving × metric / target_value), like Aurora's target tracking.
+    TargetTracking,
+}
+
+/// A scheduled pre-scale window.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleWindow {
+    pub name: String,
+    /// When the window opens: five-field cron, UTC (parsed while the config loads, so a
+    /// bad expression is an error naming `policy.schedule[i].cron`).
+    pub cron: Cron,
+    pub duration_mins: u32,
+    /// Minimum replica count while the window is open.
+    pub min_replicas: u32,
+}
+
+impl ScheduleWindow {
+    pub fn is_open(&self, now: time::OffsetDateTime) -> bool {
+        self.cron.window_open(now, self.duration_mins)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub mode: Mode,
+    pub step: u32,
+    pub multiplier: u32,
+    /// Target tracking: the per-replica metric value to aim at.
+    pub target_value: Option<f64>,
+    /// Replicas (base + surge, serving or on the way) never fewer / never more than this.
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub scale_up_cooldown_secs: u64,
+    pub scale_down_cooldown_secs: u64,
+    pub scale_down_step: u32,
+    /// Let a resolved scale-up alarm scale down. Off: scale-down needs its own alarm.
+    pub scale_down_on_resolved: bool,
+    /// Per-alarm parameter limits.
+    pub max_step: u32,
+    pub max_multiplier: u32,
+    pub allowed_flavors: Vec<String>,
+    pub allowed_azs: Vec<String>,
+    pub schedule: Vec<ScheduleWindow>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            mode: Mode::Multiplier,
+            step: 1,
+            multiplier: 2,
+            target_value: None,
+            min_replicas: 1,
+            max_replicas: 10,
+            scale_up_cooldown_secs: 300,
+            scale_down_cooldown_secs: 900,
+            scale_down_step: 1,
+            scale_down_on_resolved: false,
+            max_step: 10,
+            max_multiplier: 3,
+            allowed_flavors: Vec::new(),
+            allowed_azs: Vec::new(),
+            schedule: Vec::new(),
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// Limits alarms' own parameters are validated against.
+    pub fn limits(&self) -> ParamLimits {
+        ParamLimits {
+            max_step: self.max_step,
+            max_multiplier: self.max_multiplier,
+            allowed_flavors: self.allowed_flavors.clone(),
+            allowed_azs: self.allowed_azs.clone(),
+        }
+    }
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Checks for `[policy]` that types alone cannot express.
+pub fn validate_policy(p: &PolicyConfig) -> Result<(), ConfigError> {
+    if p.max_replicas == 0 || p.max_replicas > 1000 {
+        return Err(invalid(
+            "policy.max_replicas",
+            format!("{} is outside 1..=1000", p.max_replicas),
+        ));
+    }
+    if p.min_replicas > p.max_replicas {
+        return Err(invalid(
+            "policy.min_replicas",
+            format!(
+                "{} is above max_replicas {}",
+                p.min_replicas, p.max_replicas
+            ),
+        ));
+    }
+    if !(1..=100).contains(&p.max_step) {
+        return Err(invalid(
+            "policy.max_step",
+            format!("{} is outside 1..=100", p.max_step),
+        ));
+    }
+    if !(2..=10).contains(&p.max_multiplier) {
+        return Err(invalid(
+            "policy.max_multiplier",
+            format!("{} is outside 2..=10", p.max_multiplier),
+        ));
+    }
+    if p.step == 0 || p.step > p.max_step {
+        return Err(invalid(
+            "policy.step",
+            format!("{} is outside 1..=max_step ({})", p.step, p.max_step),
+        ));
+    }
+    if p.scale_down_step == 0 || p.scale_down_step > p.max_step {
+        return Err(invalid(
+            "policy.scale_down_step",
+            format!(
+                "{} is outside 1..=max_step ({})",
+                p.scale_down_step, p.max_step
+            ),
+        ));
+    }
+    if p.multiplier < 2 || p.multiplier > p.max_multiplier {
+        return Err(invalid(
+            "policy.multiplier",
+            format!(
+                "{} is outside 2..=max_multiplier ({})",
+                p.multiplier, p.max_multiplier
+            ),
+        ));
+    }
+    match p.target_value {
+        Some(t) if !(t.is_finite() && t > 0.0) => {
+            return Err(invalid(
+                "policy.target_value",
+                format!("{t} must be a positive number"),
+            ))
+        }
+        None if p.mode == Mode::TargetTracking => {
+            return Err(invalid(
+                "policy.target_value",
+                "is required with mode = \"target-tracking\"",
+            ))
+        }
+        _ => {}
+    }
+    for (key, secs) in [
+        ("policy.scale_up_cooldown_secs", p.scale_up_cooldown_secs),
+        (
+            "policy.scale_down_cooldown_secs",
+            p.scale_down_cooldown_secs,
+        ),
+    ] {
+        if secs > 86_400 {
+            return Err(invalid(key, format!("{secs} is above 86400 (one day)")));
+        }
+    }
+    let max = p.max_replicas;
+    for (i, w) in p.schedule.iter().enumerate() {
+        let key = |k: &str| format!("policy.schedule[{i}].{k}");
+        if w.name.is_empty() {
+            return Err(invalid(&key("name"), "must not be empty"));
+        }
+        if !(1..=1440).contains(&w.duration_mins) {
+            return Err(invalid(
+                &key("duration_mins"),
+                format!("{} is outside 1..=1440", w.duration_mins),
+            ));
+        }
+        if w.min_replicas > max {
+            return Err(invalid(
+                &key("min_replicas"),
+                format!("{} is above policy.max_replicas {max}", w.min_replicas),
+            ));
+        }
+    }
+    Ok(())
+}

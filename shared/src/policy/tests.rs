@@ -1,0 +1,591 @@
+//! Policy rules, one test per rule, then properties over arbitrary states and alarms.
+
+use super::*;
+use crate::events::{AlarmParams, Source};
+use crate::state::Replica;
+use proptest::prelude::*;
+use time::macros::datetime;
+use time::Duration;
+
+const NOW: OffsetDateTime = datetime!(2026-11-25 09:00 UTC);
+
+fn replica(id: &str, role: Role, phase: Phase, age_mins: i64) -> Replica {
+    Replica {
+        id: id.into(),
+        role,
+        phase,
+        server_id: None,
+        volume_id: None,
+        az: None,
+        address: None,
+        created_at: NOW - Duration::minutes(age_mins),
+        op_id: None,
+        extra: BTreeMap::new(),
+    }
+}
+
+/// `base` serving base replicas and `surge` serving surge replicas (newest last).
+fn cluster(base: u32, surge: u32) -> ClusterState {
+    let mut s = ClusterState::new("c");
+    for i in 0..base {
+        s.replicas.push(replica(
+            &format!("b{i}"),
+            Role::Base,
+            Phase::Serving,
+            10_000,
+        ));
+    }
+    for i in 0..surge {
+        s.replicas.push(replica(
+            &format!("s{i}"),
+            Role::Surge,
+            Phase::Serving,
+            100 - i as i64,
+        ));
+    }
+    s
+}
+
+fn alarm(id: &str, state: AlarmState) -> Alarm {
+    Alarm {
+        source: Source::Generic,
+        id: id.into(),
+        name: "load".into(),
+        state,
+        metric: None,
+        value: None,
+        threshold: None,
+        resource: BTreeMap::new(),
+        at: None,
+        params: AlarmParams::default(),
+    }
+}
+
+fn up(a: &Alarm) -> Trigger<'_> {
+    Trigger::Alarm {
+        alarm: a,
+        intent: Direction::ScaleUp,
+    }
+}
+
+fn down(a: &Alarm) -> Trigger<'_> {
+    Trigger::Alarm {
+        alarm: a,
+        intent: Direction::ScaleDown,
+    }
+}
+
+fn cfg() -> PolicyConfig {
+    PolicyConfig {
+        min_replicas: 2,
+        max_replicas: 12,
+        ..PolicyConfig::default()
+    }
+}
+
+#[test]
+fn multiplier_doubles_the_serving_count() {
+    let d = decide(
+        &cluster(3, 0),
+        up(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &cfg(),
+    );
+    assert_eq!(
+        d.action,
+        Action::ScaleUp {
+            add: 3,
+            flavor: None,
+            az: None
+        },
+        "{}",
+        d.reason
+    );
+    assert_eq!(d.desired, 6);
+    assert!(d.reason.contains("multiplier x2"), "{}", d.reason);
+    let x3 = PolicyConfig {
+        multiplier: 3,
+        ..cfg()
+    };
+    let d = decide(
+        &cluster(3, 0),
+        up(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &x3,
+    );
+    assert_eq!(
+        d.action,
+        Action::ScaleUp {
+            add: 6,
+            flavor: None,
+            az: None
+        }
+    );
+}
+
+#[test]
+fn step_and_alarm_parameters() {
+    let step = PolicyConfig {
+        mode: Mode::Step,
+        step: 2,
+        ..cfg()
+    };
+    let d = decide(
+        &cluster(3, 0),
+        up(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &step,
+    );
+    assert_eq!(
+        d.action,
+        Action::ScaleUp {
+            add: 2,
+            flavor: None,
+            az: None
+        }
+    );
+    let mut a = alarm("b", AlarmState::Firing);
+    a.params.replicas = Some(4);
+    a.params.flavor = Some("s7.xlarge.4".into());
+    let d = decide(&cluster(3, 0), up(&a), NOW, &cfg());
+    assert_eq!(
+        d.action,
+        Action::ScaleUp {
+            add: 4,
+            flavor: Some("s7.xlarge.4".into()),
+            az: None
+        }
+    );
+    a.params = AlarmParams {
+        multiplier: Some(3),
+        ..AlarmParams::default()
+    };
+    assert_eq!(decide(&cluster(3, 0), up(&a), NOW, &cfg()).desired, 9);
+}
+
+#[test]
+fn target_tracking_follows_the_metric() {
+    let tt = PolicyConfig {
+        mode: Mode::TargetTracking,
+        target_value: Some(60.0),
+        ..cfg()
+    };
+    let mut a = alarm("a", AlarmState::Firing);
+    a.value = Some(90.0);
+    // ceil(4 × 90 / 60) = 6
+    let d = decide(&cluster(2, 2), up(&a), NOW, &tt);
+    assert_eq!(
+        d.action,
+        Action::ScaleUp {
+            add: 2,
+            flavor: None,
+            az: None
+        },
+        "{}",
+        d.reason
+    );
+    a.value = None;
+    let d = decide(&cluster(2, 2), up(&a), NOW, &tt);
+    assert_eq!(d.action, Action::Nothing);
+    assert!(d.reason.contains("metric value"), "{}", d.reason);
+    // Low load, scale-down alarm: ceil(6 × 20 / 60) = 2, but never base, never below min.
+    let mut low = alarm("l", AlarmState::Firing);
+    low.value = Some(20.0);
+    let d = decide(&cluster(2, 4), down(&low), NOW, &tt);
+    assert_eq!(
+        d.action,
+        Action::ScaleDown {
+            remove: vec!["s3".into(), "s2".into(), "s1".into(), "s0".into()]
+        }
+    );
+}
+
+#[test]
+fn max_caps_and_in_flight_counts() {
+    let d = decide(
+        &cluster(8, 0),
+        up(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &cfg(),
+    );
+    assert_eq!(
+        d.action,
+        Action::ScaleUp {
+            add: 4,
+            flavor: None,
+            az: None
+        }
+    );
+    assert!(
+        d.reason.contains("capped by max_replicas 12"),
+        "{}",
+        d.reason
+    );
+    // Three already coming up: x2 of 3 serving is 6 = 3 serving + 3 pending.
+    let mut s = cluster(3, 0);
+    for i in 0..3 {
+        s.replicas
+            .push(replica(&format!("p{i}"), Role::Surge, Phase::Booting, 1));
+    }
+    let d = decide(&s, up(&alarm("a", AlarmState::Firing)), NOW, &cfg());
+    assert_eq!(d.action, Action::Nothing);
+    assert!(d.reason.contains("3 pending"), "{}", d.reason);
+    // An operation decided but with no replica recorded yet counts too.
+    let mut s = cluster(3, 0);
+    let first = decide(&s, up(&alarm("a", AlarmState::Firing)), NOW, &cfg());
+    record(&mut s, &first, NOW, "op-1");
+    let no_cooldown = PolicyConfig {
+        scale_up_cooldown_secs: 0,
+        ..cfg()
+    };
+    let d = decide(&s, up(&alarm("b", AlarmState::Firing)), NOW, &no_cooldown);
+    assert_eq!(d.capacity.pending, 3);
+    assert_eq!(d.action, Action::Nothing, "{}", d.reason);
+}
+
+#[test]
+fn cooldowns_are_separate() {
+    let mut s = cluster(3, 3);
+    s.last_scale_up_at = Some(NOW - Duration::seconds(100));
+    let d = decide(&s, up(&alarm("a", AlarmState::Firing)), NOW, &cfg());
+    assert_eq!(d.action, Action::Nothing);
+    assert!(
+        d.reason.contains("scale-up cooldown, 200s left"),
+        "{}",
+        d.reason
+    );
+    // Scale-down waits its own (longer) cooldown after a scale-up.
+    let d = decide(&s, down(&alarm("b", AlarmState::Firing)), NOW, &cfg());
+    assert!(
+        d.reason.contains("scale-down cooldown, 800s left"),
+        "{}",
+        d.reason
+    );
+    s.last_scale_up_at = Some(NOW - Duration::seconds(1000));
+    let d = decide(&s, down(&alarm("b", AlarmState::Firing)), NOW, &cfg());
+    assert_eq!(
+        d.action,
+        Action::ScaleDown {
+            remove: vec!["s2".into(), "s1".into(), "s0".into()]
+        }
+    );
+}
+
+#[test]
+fn scale_down_removes_surge_newest_first_never_base_never_below_min() {
+    let step = PolicyConfig {
+        mode: Mode::Step,
+        scale_down_step: 2,
+        ..cfg()
+    };
+    let d = decide(
+        &cluster(2, 3),
+        down(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &step,
+    );
+    assert_eq!(
+        d.action,
+        Action::ScaleDown {
+            remove: vec!["s2".into(), "s1".into()]
+        }
+    );
+    // Only base replicas: nothing to remove.
+    let d = decide(
+        &cluster(5, 0),
+        down(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &step,
+    );
+    assert_eq!(d.action, Action::Nothing);
+    assert!(
+        d.reason.contains("base replicas are never removed"),
+        "{}",
+        d.reason
+    );
+    // At the floor.
+    let min3 = PolicyConfig {
+        min_replicas: 3,
+        ..step
+    };
+    let d = decide(
+        &cluster(1, 2),
+        down(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &min3,
+    );
+    assert_eq!(d.action, Action::Nothing, "{}", d.reason);
+    // Never during a scale-up.
+    let mut s = cluster(2, 3);
+    s.replicas
+        .push(replica("p", Role::Surge, Phase::CatchingUp, 1));
+    let d = decide(&s, down(&alarm("a", AlarmState::Firing)), NOW, &cfg());
+    assert!(d.reason.contains("still coming up"), "{}", d.reason);
+}
+
+#[test]
+fn resolved_alarms_scale_down_only_when_configured() {
+    let s = cluster(2, 4);
+    let d = decide(&s, up(&alarm("a", AlarmState::Resolved)), NOW, &cfg());
+    assert_eq!(d.action, Action::Nothing);
+    assert!(
+        d.reason.contains("scale_down_on_resolved = false"),
+        "{}",
+        d.reason
+    );
+    let on = PolicyConfig {
+        scale_down_on_resolved: true,
+        ..cfg()
+    };
+    let d = decide(&s, up(&alarm("a", AlarmState::Resolved)), NOW, &on);
+    // multiplier /2 of 6 = 3
+    assert_eq!(
+        d.action,
+        Action::ScaleDown {
+            remove: vec!["s3".into(), "s2".into(), "s1".into()]
+        }
+    );
+}
+
+#[test]
+fn a_duplicate_alarm_decides_once() {
+    let mut s = cluster(3, 0);
+    let a = alarm("fp@2026-11-25T09:00:00Z", AlarmState::Firing);
+    let first = decide(&s, up(&a), NOW, &cfg());
+    assert!(matches!(first.action, Action::ScaleUp { .. }));
+    record(&mut s, &first, NOW, "op-1");
+    let again = decide(&s, up(&a), NOW + Duration::hours(1), &cfg());
+    assert_eq!(again.action, Action::Nothing);
+    assert!(again.reason.contains("already decided"), "{}", again.reason);
+    assert_eq!(again.alarm_id, None);
+}
+
+#[test]
+fn scheduled_windows_raise_the_floor_on_ticks() {
+    let mut c = cfg();
+    c.schedule = vec![ScheduleWindow {
+        name: "morning".into(),
+        cron: "30 8 * * 1-5".parse().unwrap(),
+        duration_mins: 120,
+        min_replicas: 6,
+    }];
+    let d = decide(&cluster(3, 0), Trigger::Tick, NOW, &c);
+    assert_eq!(
+        d.action,
+        Action::ScaleUp {
+            add: 3,
+            flavor: None,
+            az: None
+        },
+        "{}",
+        d.reason
+    );
+    assert!(d.reason.contains("morning"), "{}", d.reason);
+    let after = datetime!(2026-11-25 10:31 UTC);
+    let d = decide(&cluster(3, 0), Trigger::Tick, after, &c);
+    assert_eq!(d.action, Action::Nothing, "{}", d.reason);
+    // The window also keeps a scale-down alarm from going below it.
+    let d = decide(
+        &cluster(2, 5),
+        down(&alarm("a", AlarmState::Firing)),
+        NOW,
+        &c,
+    );
+    assert_eq!(
+        d.action,
+        Action::ScaleDown {
+            remove: vec!["s4".into()]
+        },
+        "{}",
+        d.reason
+    );
+    // Above max on a tick: trim surge replicas.
+    let d = decide(&cluster(2, 12), Trigger::Tick, after, &c);
+    assert_eq!(
+        d.action,
+        Action::ScaleDown {
+            remove: vec!["s11".into(), "s10".into()]
+        }
+    );
+}
+
+#[test]
+fn record_starts_cooldowns_and_marks_draining() {
+    let mut s = cluster(2, 2);
+    let on = PolicyConfig {
+        mode: Mode::Step,
+        ..cfg()
+    };
+    let d = decide(&s, down(&alarm("a", AlarmState::Firing)), NOW, &on);
+    record(&mut s, &d, NOW, "op-d");
+    assert_eq!(s.last_scale_down_at, Some(NOW));
+    assert_eq!(s.replica("s1").unwrap().phase, Phase::Draining);
+    assert_eq!(s.operations[0].kind, OpKind::ScaleDown);
+    assert!(s.alarm_decided("a"));
+}
+
+// ---- properties -------------------------------------------------------------------
+
+fn arb_phase() -> impl Strategy<Value = Phase> {
+    prop_oneof![
+        Just(Phase::Creating),
+        Just(Phase::Booting),
+        Just(Phase::CatchingUp),
+        Just(Phase::Serving),
+        Just(Phase::Serving),
+        Just(Phase::Serving),
+        Just(Phase::Draining),
+        Just(Phase::Deleting),
+        Just(Phase::Failed),
+        "[a-z]{1,8}".prop_map(Phase::Other),
+    ]
+}
+
+fn arb_state() -> impl Strategy<Value = ClusterState> {
+    let rep = (
+        prop_oneof![Just(Role::Base), Just(Role::Surge), Just(Role::Surge)],
+        arb_phase(),
+        0i64..10_000,
+    );
+    (
+        proptest::collection::vec(rep, 0..30),
+        proptest::option::of(0i64..5000),
+        proptest::option::of(0i64..5000),
+    )
+        .prop_map(|(reps, up, down)| {
+            let mut s = ClusterState::new("c");
+            for (i, (role, phase, age)) in reps.into_iter().enumerate() {
+                s.replicas.push(replica(&format!("r{i}"), role, phase, age));
+            }
+            s.last_scale_up_at = up.map(|a| NOW - Duration::seconds(a));
+            s.last_scale_down_at = down.map(|a| NOW - Duration::seconds(a));
+            s
+        })
+}
+
+fn arb_cfg() -> impl Strategy<Value = PolicyConfig> {
+    (
+        prop_oneof![
+            Just(Mode::Step),
+            Just(Mode::Multiplier),
+            Just(Mode::TargetTracking)
+        ],
+        1u32..5,
+        2u32..4,
+        0u32..6,
+        0u32..20,
+        any::<bool>(),
+        proptest::option::of(0u32..10),
+    )
+        .prop_map(
+            |(mode, step, mult, min, extra, on_resolved, window_min)| PolicyConfig {
+                mode,
+                step,
+                scale_down_step: step,
+                multiplier: mult,
+                target_value: Some(50.0),
+                min_replicas: min,
+                max_replicas: min + extra + 1,
+                scale_down_on_resolved: on_resolved,
+                schedule: window_min
+                    .map(|m| ScheduleWindow {
+                        name: "w".into(),
+                        cron: "0 8 * * *".parse().unwrap(),
+                        duration_mins: 120,
+                        min_replicas: m.min(min + extra + 1),
+                    })
+                    .into_iter()
+                    .collect(),
+                ..PolicyConfig::default()
+            },
+        )
+}
+
+fn arb_alarm() -> impl Strategy<Value = (Alarm, Direction)> {
+    (
+        "[a-z0-9]{1,6}",
+        any::<bool>(),
+        any::<bool>(),
+        proptest::option::of(0.0f64..500.0),
+        proptest::option::of(1u32..10),
+        proptest::option::of(2u32..3),
+    )
+        .prop_map(|(id, firing, up, value, replicas, multiplier)| {
+            let mut a = alarm(
+                &id,
+                if firing {
+                    AlarmState::Firing
+                } else {
+                    AlarmState::Resolved
+                },
+            );
+            a.value = value;
+            a.params.replicas = replicas;
+            if replicas.is_none() {
+                a.params.multiplier = multiplier;
+            }
+            (
+                a,
+                if up {
+                    Direction::ScaleUp
+                } else {
+                    Direction::ScaleDown
+                },
+            )
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn bounds_hold_and_base_is_never_removed(
+        s in arb_state(), c in arb_cfg(), (a, dir) in arb_alarm(), mins in 0i64..1440, tick in any::<bool>()
+    ) {
+        let now = NOW - Duration::minutes(mins);
+        let trigger = if tick { Trigger::Tick } else { Trigger::Alarm { alarm: &a, intent: dir } };
+        let d = decide(&s, trigger, now, &c);
+        let cap = capacity(&s, now, &c);
+        match &d.action {
+            Action::ScaleUp { add, .. } => {
+                prop_assert!(*add > 0);
+                prop_assert!(cap.total + add <= c.max_replicas, "{} + {add} > max: {}", cap.total, d.reason);
+            }
+            Action::ScaleDown { remove } => {
+                prop_assert!(!remove.is_empty());
+                let mut seen = std::collections::BTreeSet::new();
+                for id in remove {
+                    prop_assert!(seen.insert(id.clone()), "removed twice: {id}");
+                    let r = s.replica(id).expect("exists");
+                    prop_assert_eq!(&r.role, &Role::Surge, "{}", &d.reason);
+                    prop_assert_eq!(&r.phase, &Phase::Serving);
+                }
+                prop_assert!(cap.serving - remove.len() as u32 >= cap.floor, "below floor: {}", d.reason);
+                // Newest first: every removed replica is at least as new as every kept surge one.
+                let oldest_removed = remove.iter().map(|id| s.replica(id).unwrap().created_at).min().unwrap();
+                for r in s.replicas.iter().filter(|r| r.role == Role::Surge && r.phase == Phase::Serving && !remove.contains(&r.id)) {
+                    prop_assert!(r.created_at <= oldest_removed);
+                }
+            }
+            Action::Nothing => {}
+        }
+        prop_assert!(!d.reason.is_empty());
+    }
+
+    #[test]
+    fn decisions_are_deterministic(s in arb_state(), c in arb_cfg(), (a, dir) in arb_alarm()) {
+        let one = decide(&s, Trigger::Alarm { alarm: &a, intent: dir }, NOW, &c);
+        let two = decide(&s.clone(), Trigger::Alarm { alarm: &a.clone(), intent: dir }, NOW, &c.clone());
+        prop_assert_eq!(one, two);
+    }
+
+    #[test]
+    fn a_duplicate_alarm_id_decides_once(s in arb_state(), c in arb_cfg(), (a, dir) in arb_alarm(), later in 0i64..100_000) {
+        let mut s = s;
+        let first = decide(&s, Trigger::Alarm { alarm: &a, intent: dir }, NOW, &c);
+        record(&mut s, &first, NOW, "op");
+        let again = decide(&s, Trigger::Alarm { alarm: &a, intent: dir }, NOW + Duration::seconds(later), &c);
+        prop_assert_eq!(again.action, Action::Nothing);
+        prop_assert!(again.reason.contains("already decided"));
+    }
+}

@@ -1,0 +1,303 @@
+//! Webhook authentication and limits through the receiver: HMAC-SHA256 with timestamp
+//! and replay window, tokens, oversize and malformed bodies, per-alarm parameter limits.
+//! Every rejection is a precise error.
+
+use pgsurge::config::AuthConfig;
+use pgsurge::events::{
+    hmac_signature, Event, EventError, ParamLimits, Receiver, SmnFetcher, Webhook,
+};
+use pgsurge::secret::Secret;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+const SECRET: &str = "an-hmac-secret-of-at-least-32-characters";
+const NOW: i64 = 1_795_597_200; // 2026-11-25T09:00:00Z
+
+struct NoFetch;
+#[async_trait::async_trait]
+impl SmnFetcher for NoFetch {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+        panic!("nothing should be fetched here ({url})")
+    }
+}
+
+fn auth() -> AuthConfig {
+    AuthConfig {
+        hmac_secret: Some(Secret::new(SECRET)),
+        token: Some(Secret::new("a-token-of-16-chars-or-more")),
+        ..AuthConfig::default()
+    }
+}
+
+fn receiver(limits: ParamLimits) -> Receiver {
+    Receiver::with_fetcher(&auth(), limits, 64 * 1024, Arc::new(NoFetch))
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(NOW).unwrap()
+}
+
+fn body(name: &str) -> String {
+    std::fs::read_to_string(
+        pgsurge_tests::workspace_root()
+            .join("tests/events")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn http(body: &str, headers: &[(&str, String)]) -> Webhook {
+    Webhook {
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        body: body.to_string(),
+        via_http: true,
+    }
+}
+
+fn signed(body: &str, ts: i64) -> Webhook {
+    http(
+        body,
+        &[
+            ("x-pgsurge-timestamp", ts.to_string()),
+            (
+                "x-pgsurge-signature",
+                hmac_signature(SECRET.as_bytes(), ts, body),
+            ),
+        ],
+    )
+}
+
+async fn refuse(w: &Webhook) -> EventError {
+    receiver(ParamLimits::default())
+        .receive(w, now())
+        .await
+        .unwrap_err()
+}
+
+#[tokio::test]
+async fn a_correct_hmac_signature_is_accepted() {
+    let b = body("alertmanager-firing.json");
+    let event = receiver(ParamLimits::default())
+        .receive(&signed(&b, NOW - 10), now())
+        .await
+        .unwrap();
+    assert!(
+        matches!(event, Event::Alarms { ref alarms } if alarms.len() == 1),
+        "{event:?}"
+    );
+}
+
+#[tokio::test]
+async fn tampered_bodies_and_signatures_are_rejected() {
+    let b = body("alertmanager-firing.json");
+    let mut w = signed(&b, NOW);
+    w.body = w.body.replace("\"2\"", "\"3\""); // pgsurge_multiplier 2 -> 3
+    let err = refuse(&w).await;
+    assert!(matches!(err, EventError::BadSignature(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("does not match the body and timestamp"),
+        "{err}"
+    );
+
+    let mut w = signed(&b, NOW);
+    let sig = w.headers.get_mut("x-pgsurge-signature").unwrap();
+    let flipped = if sig.ends_with('0') { '1' } else { '0' };
+    sig.pop();
+    sig.push(flipped);
+    assert!(matches!(refuse(&w).await, EventError::BadSignature(_)));
+
+    // The timestamp is part of what is signed: moving it breaks the signature.
+    let mut w = signed(&b, NOW);
+    w.headers
+        .insert("x-pgsurge-timestamp".into(), (NOW - 1).to_string());
+    assert!(matches!(refuse(&w).await, EventError::BadSignature(_)));
+
+    let mut w = signed(&b, NOW);
+    w.headers
+        .insert("x-pgsurge-signature".into(), "sha256=xyz".into());
+    let err = refuse(&w).await;
+    assert!(
+        err.to_string().contains("is not `sha256=<64 hex digits>`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn stale_and_future_timestamps_are_rejected() {
+    let b = body("generic-alarm.json");
+    let err = refuse(&signed(&b, NOW - 301)).await;
+    assert_eq!(
+        err,
+        EventError::StaleTimestamp {
+            age_secs: 301,
+            window_secs: 300
+        }
+    );
+    assert!(err.to_string().contains("signed 301s ago"), "{err}");
+    let err = refuse(&signed(&b, NOW + 400)).await;
+    assert_eq!(
+        err,
+        EventError::StaleTimestamp {
+            age_secs: -400,
+            window_secs: 300
+        }
+    );
+    // Inside the window either way: fine.
+    receiver(ParamLimits::default())
+        .receive(&signed(&b, NOW + 200), now())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn missing_or_malformed_auth_headers_say_what_is_missing() {
+    let b = body("generic-alarm.json");
+    let err = refuse(&http(&b, &[])).await;
+    assert!(
+        err.to_string().contains("missing `x-pgsurge-signature`"),
+        "{err}"
+    );
+    let err = refuse(&http(
+        &b,
+        &[(
+            "x-pgsurge-signature",
+            hmac_signature(SECRET.as_bytes(), NOW, &b),
+        )],
+    ))
+    .await;
+    assert!(
+        err.to_string().contains("missing `x-pgsurge-timestamp`"),
+        "{err}"
+    );
+    let err = refuse(&http(
+        &b,
+        &[
+            ("x-pgsurge-signature", "sha256=00".into()),
+            ("x-pgsurge-timestamp", "yesterday".into()),
+        ],
+    ))
+    .await;
+    assert!(err.to_string().contains("is not a Unix time"), "{err}");
+    // A presented token still works (for senders that cannot sign, like Alertmanager).
+    let ok = http(
+        &b,
+        &[("authorization", "Bearer a-token-of-16-chars-or-more".into())],
+    );
+    receiver(ParamLimits::default())
+        .receive(&ok, now())
+        .await
+        .unwrap();
+    let wrong = http(
+        &b,
+        &[("x-pgsurge-token", "a-token-of-16-chars-or-lesS".into())],
+    );
+    assert!(refuse(&wrong)
+        .await
+        .to_string()
+        .contains("token does not match"));
+}
+
+#[tokio::test]
+async fn oversize_and_malformed_bodies_are_rejected_before_anything_else() {
+    let big = format!(
+        "{{\"pgsurge\":1,\"kind\":\"tick\",\"pad\":\"{}\"}}",
+        "x".repeat(70 * 1024)
+    );
+    let err = refuse(&signed(&big, NOW)).await;
+    assert!(
+        matches!(err, EventError::TooLarge { limit: 65536, .. }),
+        "{err}"
+    );
+    let err = refuse(&signed(&body("malformed-truncated.json"), NOW)).await;
+    assert!(matches!(err, EventError::NotJson(_)), "{err}");
+    let err = refuse(&signed("[1,2]", NOW)).await;
+    assert!(matches!(err, EventError::Unrecognised(_)), "{err}");
+    let err = refuse(&signed(
+        r#"{"version":"4","alerts":[{"status":"firing"}]}"#,
+        NOW,
+    ))
+    .await;
+    assert!(
+        err.to_string().contains("alertmanager event is malformed"),
+        "{err}"
+    );
+    let err = refuse(&signed(r#"{"pgsurge":2,"kind":"tick"}"#, NOW)).await;
+    assert!(
+        err.to_string().contains("version 2 is not supported"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn alarm_parameters_are_validated_against_the_limits() {
+    let limits = ParamLimits {
+        max_step: 3,
+        max_multiplier: 2,
+        allowed_flavors: vec!["s7.xlarge.4".into()],
+        allowed_azs: vec!["ru-moscow-1a".into()],
+    };
+    let r = receiver(limits);
+    let generic = |params: &str| {
+        format!(
+            r#"{{"pgsurge":1,"kind":"alarm","id":"x","name":"load","state":"firing","params":{params}}}"#
+        )
+    };
+    let cases = [
+        (
+            r#"{"replicas":4}"#,
+            "replicas=4 is outside 1..=3 (policy.max_step)",
+        ),
+        (
+            r#"{"multiplier":3}"#,
+            "multiplier=3 is outside 2..=2 (policy.max_multiplier)",
+        ),
+        (
+            r#"{"replicas":2,"multiplier":2}"#,
+            "either replicas or multiplier",
+        ),
+        (
+            r#"{"flavor":"huge"}"#,
+            "flavor \"huge\" is not in policy.allowed_flavors",
+        ),
+        (
+            r#"{"az":"elsewhere"}"#,
+            "az \"elsewhere\" is not in policy.allowed_azs",
+        ),
+    ];
+    for (params, want) in cases {
+        let b = generic(params);
+        let err = r.receive(&signed(&b, NOW), now()).await.unwrap_err();
+        assert!(
+            matches!(err, EventError::InvalidParams { .. }),
+            "{params}: {err}"
+        );
+        assert!(err.to_string().contains(want), "{params}: {err}");
+    }
+    let ok = generic(r#"{"replicas":3,"flavor":"s7.xlarge.4","az":"ru-moscow-1a"}"#);
+    r.receive(&signed(&ok, NOW), now()).await.unwrap();
+    // Parameters in alarm text: a typo is an error, not a silent default.
+    let err = pgsurge::events::parse(
+        r#"{"alarm_id":"a","current":"alarm","reason":"pgsurge.replica=2"}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown pgsurge parameter"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn direct_invocations_are_not_asked_for_a_shared_secret() {
+    let w = Webhook::direct(body("generic-tick.json"));
+    assert_eq!(
+        receiver(ParamLimits::default())
+            .receive(&w, now())
+            .await
+            .unwrap(),
+        Event::Tick
+    );
+}
