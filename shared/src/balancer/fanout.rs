@@ -1,0 +1,259 @@
+//! Fan-out: every HAProxy node gets the same change.
+//!
+//! Reads are balanced by HAProxy pairs in several data centres; a replica must be in
+//! all of them or in none. A change is applied to every node concurrently and reported
+//! per node. A node that fails (down, restarting, refusing) does not hold the others
+//! back: it is marked for repair, and the next call that reaches it converges it to the
+//! whole desired set ([`super::Balancer::apply`]) instead of replaying one step. That is
+//! level-triggered, so it also heals a node that reloaded and forgot its dynamic servers.
+//!
+//! The fan-out keeps the desired set and the repair marks in memory and exposes them
+//! ([`FanOut::desired`], [`FanOut::needs_repair`]) so the orchestration can persist them
+//! in the cluster state and seed the next invocation with them.
+
+use super::{
+    AdminState, Balancer, BalancerError, DesiredSet, Result, ServerSpec, ServerStatus,
+};
+use futures::future::join_all;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+/// What happened on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeReport {
+    pub node: String,
+    /// `Ok(detail)` or the node's error.
+    #[serde(serialize_with = "ser_result")]
+    pub result: std::result::Result<String, BalancerError>,
+    /// The node was converged to the whole desired set (it was marked for repair).
+    pub repaired: bool,
+}
+
+fn ser_result<S: serde::Serializer>(
+    r: &std::result::Result<String, BalancerError>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match r {
+        Ok(d) => s.serialize_str(&format!("ok: {d}")),
+        Err(e) => s.serialize_str(&format!("error: {e}")),
+    }
+}
+
+/// One fan-out call: per node, and which nodes are left to repair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub op: String,
+    pub nodes: Vec<NodeReport>,
+    pub needs_repair: Vec<String>,
+}
+
+impl Report {
+    pub fn all_ok(&self) -> bool {
+        self.nodes.iter().all(|n| n.result.is_ok())
+    }
+
+    pub fn failed(&self) -> Vec<&str> {
+        self.nodes
+            .iter()
+            .filter(|n| n.result.is_err())
+            .map(|n| n.node.as_str())
+            .collect()
+    }
+
+    pub fn succeeded(&self) -> usize {
+        self.nodes.iter().filter(|n| n.result.is_ok()).count()
+    }
+}
+
+struct Memory {
+    desired: DesiredSet,
+    needs_repair: BTreeSet<String>,
+}
+
+/// Several HAProxy nodes (runtime API or Data Plane API, mixed) kept identical.
+pub struct FanOut {
+    nodes: Vec<Arc<dyn Balancer>>,
+    memory: Mutex<Memory>,
+}
+
+#[derive(Clone)]
+enum Op {
+    Put(ServerSpec, AdminState),
+    State(String, AdminState),
+    Remove(String),
+    Kill(String),
+    Repair,
+}
+
+impl FanOut {
+    /// `desired`: what every node should hold (from the cluster state; empty at first).
+    pub fn new(nodes: Vec<Arc<dyn Balancer>>, desired: DesiredSet) -> Self {
+        FanOut {
+            nodes,
+            memory: Mutex::new(Memory {
+                desired,
+                needs_repair: BTreeSet::new(),
+            }),
+        }
+    }
+
+    /// Nodes a previous invocation left marked for repair.
+    pub fn with_needs_repair(self, nodes: impl IntoIterator<Item = String>) -> Self {
+        self.memory.lock().unwrap().needs_repair.extend(nodes);
+        self
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().map(|n| n.node())
+    }
+
+    pub fn desired(&self) -> DesiredSet {
+        self.memory.lock().unwrap().desired.clone()
+    }
+
+    pub fn needs_repair(&self) -> Vec<String> {
+        self.memory
+            .lock()
+            .unwrap()
+            .needs_repair
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Put the server on every node and set it to `state` (usually `Ready` once the
+    /// replica is verified; HAProxy still waits for its health check to pass).
+    pub async fn put_server(&self, spec: &ServerSpec, state: AdminState) -> Result<Report> {
+        spec.validate()?;
+        self.memory
+            .lock()
+            .unwrap()
+            .desired
+            .insert(spec.clone(), state);
+        Ok(self
+            .run(&format!("put {} {}", spec.name, state.as_str()), Op::Put(spec.clone(), state))
+            .await)
+    }
+
+    pub async fn set_state(&self, name: &str, state: AdminState) -> Report {
+        if let Some(d) = self.memory.lock().unwrap().desired.servers.get_mut(name) {
+            d.state = state;
+        }
+        self.run(
+            &format!("set {name} {}", state.as_str()),
+            Op::State(name.to_string(), state),
+        )
+        .await
+    }
+
+    pub async fn remove_server(&self, name: &str) -> Report {
+        self.memory.lock().unwrap().desired.servers.remove(name);
+        self.run(&format!("remove {name}"), Op::Remove(name.to_string()))
+            .await
+    }
+
+    pub async fn kill_sessions(&self, name: &str) -> Report {
+        self.run(&format!("kill sessions {name}"), Op::Kill(name.to_string()))
+            .await
+    }
+
+    /// Converge the nodes marked for repair to the desired set.
+    pub async fn repair(&self) -> Report {
+        self.run("repair", Op::Repair).await
+    }
+
+    /// Converge every node to the desired set (reconcile after a reload).
+    pub async fn converge_all(&self) -> Report {
+        {
+            let mut m = self.memory.lock().unwrap();
+            let all: Vec<String> = self.nodes.iter().map(|n| n.node().to_string()).collect();
+            m.needs_repair.extend(all);
+        }
+        self.run("converge", Op::Repair).await
+    }
+
+    /// Every node's view of the backend.
+    pub async fn list(&self) -> Vec<(String, Result<Vec<ServerStatus>>)> {
+        join_all(self.nodes.iter().map(|n| async move {
+            (n.node().to_string(), n.list_servers().await)
+        }))
+        .await
+    }
+
+    async fn run(&self, op_name: &str, op: Op) -> Report {
+        let (desired, marked) = {
+            let m = self.memory.lock().unwrap();
+            (m.desired.clone(), m.needs_repair.clone())
+        };
+        let results = join_all(self.nodes.iter().map(|n| {
+            let repair = marked.contains(n.node());
+            let (desired, op) = (&desired, op.clone());
+            async move {
+                let result = if repair {
+                    n.apply(desired)
+                        .await
+                        .map(|a| format!("converged with {} action(s)", a.len()))
+                } else {
+                    one(n.as_ref(), op).await
+                };
+                (n.node().to_string(), repair, result)
+            }
+        }))
+        .await;
+        let mut m = self.memory.lock().unwrap();
+        let mut nodes = Vec::new();
+        for (node, repaired, result) in results {
+            match &result {
+                Ok(_) if repaired => {
+                    m.needs_repair.remove(&node);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(node, op = op_name, error = %e, "haproxy node left for repair");
+                    m.needs_repair.insert(node.clone());
+                }
+            }
+            nodes.push(NodeReport {
+                node,
+                result,
+                repaired,
+            });
+        }
+        let report = Report {
+            op: op_name.to_string(),
+            nodes,
+            needs_repair: m.needs_repair.iter().cloned().collect(),
+        };
+        tracing::info!(
+            op = op_name,
+            ok = report.succeeded(),
+            nodes = report.nodes.len(),
+            needs_repair = ?report.needs_repair,
+            "haproxy fan-out"
+        );
+        report
+    }
+}
+
+async fn one(n: &dyn Balancer, op: Op) -> std::result::Result<String, BalancerError> {
+    match op {
+        Op::Put(spec, state) => {
+            let outcome = n.put_server(&spec).await?;
+            n.set_state(&spec.name, state).await?;
+            Ok(format!("{outcome:?}, {}", state.as_str()))
+        }
+        Op::State(name, state) => n.set_state(&name, state).await.map(|_| "done".into()),
+        Op::Remove(name) => n
+            .remove_server(&name)
+            .await
+            .map(|gone| if gone { "removed" } else { "was absent" }.into()),
+        Op::Kill(name) => match n.kill_sessions(&name).await {
+            Ok(()) => Ok("done".into()),
+            // Not an outage: the node just cannot do it (Data Plane API). Nothing to repair.
+            Err(BalancerError::Unsupported(m)) => Ok(format!("skipped: {m}")),
+            Err(e) => Err(e),
+        },
+        Op::Repair => Ok("not marked".into()),
+    }
+}
