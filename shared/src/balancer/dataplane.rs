@@ -59,6 +59,8 @@ pub struct DataPlaneConfig {
     pub timeout: Duration,
     /// Attempts when the configuration version moved under us (409).
     pub conflict_retries: u32,
+    /// How long leaving maintenance waits for the server's first passing health check.
+    pub ready_wait: Duration,
 }
 
 /// One HAProxy node's backend through its Data Plane API.
@@ -311,7 +313,7 @@ impl DataPlane {
         }
     }
 
-    async fn stats(&self) -> Result<HashMap<String, (u64, u64)>> {
+    async fn stats(&self) -> Result<HashMap<String, Stat>> {
         let v = self.api_version().await?;
         let a = self
             .send(
@@ -330,7 +332,7 @@ impl DataPlane {
             Value::Array(v) => v,
             other => vec![other],
         };
-        let mut map: HashMap<String, (u64, u64)> = HashMap::new();
+        let mut map: HashMap<String, Stat> = HashMap::new();
         for c in collections {
             for s in c["stats"].as_array().into_iter().flatten() {
                 if s["type"] != "server" || s["backend_name"] != self.cfg.backend.as_str() {
@@ -340,11 +342,33 @@ impl DataPlane {
                     continue;
                 };
                 let e = map.entry(name.to_string()).or_default();
-                e.0 += s["stats"]["scur"].as_u64().unwrap_or(0);
-                e.1 += s["stats"]["stot"].as_u64().unwrap_or(0);
+                e.sessions += s["stats"]["scur"].as_u64().unwrap_or(0);
+                e.total_sessions += s["stats"]["stot"].as_u64().unwrap_or(0);
+                e.status = s["stats"]["status"].as_str().unwrap_or("").to_string();
+                e.check_status = s["stats"]["check_status"].as_str().unwrap_or("").to_string();
             }
         }
         Ok(map)
+    }
+}
+
+/// One server's line of the native stats.
+#[derive(Debug, Clone, Default)]
+struct Stat {
+    sessions: u64,
+    total_sessions: u64,
+    /// UP, DOWN, NOLB, MAINT, no check.
+    status: String,
+    /// L4OK, L7OK, L4CON, INI, ... (empty without a check).
+    check_status: String,
+}
+
+impl Stat {
+    fn check_passed(&self) -> bool {
+        matches!(
+            self.check_status.as_str(),
+            "" | "L4OK" | "L6OK" | "L7OK" | "L7OKC"
+        )
     }
 }
 
@@ -413,11 +437,6 @@ impl Balancer for DataPlane {
                     }
                     Err(e) => return Err(e),
                 }
-                if spec.check {
-                    // No session before the first check passes, as with the runtime API.
-                    self.runtime_put(&spec.name, &json!({"operational_state": "down"}))
-                        .await?;
-                }
                 Ok(PutOutcome::Created)
             }
             Some(cur) => {
@@ -441,6 +460,9 @@ impl Balancer for DataPlane {
     }
 
     async fn set_state(&self, name: &str, state: AdminState) -> Result<()> {
+        if state == AdminState::Ready {
+            self.wait_check_before_ready(name).await?;
+        }
         self.runtime_put(name, &json!({"admin_state": state.as_str()}))
             .await?;
         // Keep the configuration's maintenance flag in step (drain has no config form).
@@ -518,7 +540,10 @@ impl Balancer for DataPlane {
                     // Configured but not running yet (reload pending).
                     None => (AdminState::Maint, OperState::Down),
                 };
-                let (sessions, total_sessions) = stats.get(&name).copied().unwrap_or((0, 0));
+                let (sessions, total_sessions) = stats
+                    .get(&name)
+                    .map(|s| (s.sessions, s.total_sessions))
+                    .unwrap_or((0, 0));
                 Some(ServerStatus {
                     name,
                     address,
@@ -585,14 +610,6 @@ impl Balancer for DataPlane {
                     continue;
                 }
                 self.ok(a, "")?;
-                for a in &config {
-                    if let Action::Put { spec } = a {
-                        if spec.check && !current.iter().any(|c| c.name == spec.name) {
-                            self.runtime_put(&spec.name, &json!({"operational_state": "down"}))
-                                .await?;
-                        }
-                    }
-                }
             }
             for a in &actions {
                 if let Action::SetState { name, state } = a {
@@ -609,6 +626,28 @@ impl Balancer for DataPlane {
 }
 
 impl DataPlane {
+    /// As with the runtime API: HAProxy puts a checked server up the moment it leaves
+    /// maintenance, so leave it only once HAProxy's own check has passed.
+    async fn wait_check_before_ready(&self, name: &str) -> Result<()> {
+        let until = tokio::time::Instant::now() + self.cfg.ready_wait;
+        loop {
+            let stats = self.stats().await?;
+            let st = stats.get(name);
+            match st {
+                Some(st) if st.status != "MAINT" || st.check_passed() => return Ok(()),
+                _ if tokio::time::Instant::now() >= until => {
+                    return Err(BalancerError::Busy(format!(
+                        "{}/{name}: health check has not passed within {:?} ({}); left in maintenance",
+                        self.cfg.backend,
+                        self.cfg.ready_wait,
+                        st.map(|s| s.check_status.as_str()).unwrap_or("not running yet")
+                    )))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
     /// Send the plan's configuration actions inside transaction `tx`.
     async fn stage(&self, config: &[&Action], current: &[ServerStatus], tx: &str) -> Result<()> {
         let (base, q) = self.config_servers_path().await?;
@@ -692,6 +731,7 @@ mod tests {
             version: None,
             timeout: Duration::from_secs(1),
             conflict_retries: 3,
+            ready_wait: Duration::from_secs(1),
         })
         .unwrap();
         assert!(!format!("{dp:?}").contains("hunter2"));

@@ -318,9 +318,9 @@ pub trait Balancer: Send + Sync {
     fn node(&self) -> &str;
 
     /// Add the server, or leave it as it is when it already has these settings.
-    /// A new server starts in maintenance with its health check enabled and marked
-    /// down, so no session reaches it before [`Balancer::set_state`] makes it ready
-    /// *and* its health check has passed. A different weight is changed in place; a
+    /// A new server starts in maintenance with its health check running, so no session
+    /// reaches it before [`Balancer::set_state`] makes it ready; leaving maintenance
+    /// waits for HAProxy's own health check to have passed. A different weight is changed in place; a
     /// different address, port or check is a [`BalancerError::Conflict`].
     async fn put_server(&self, spec: &ServerSpec) -> Result<PutOutcome>;
 

@@ -66,6 +66,7 @@ pub struct RuntimeApi {
     addr: SocketAddr,
     backend: String,
     timeout: Duration,
+    ready_wait: Duration,
 }
 
 impl RuntimeApi {
@@ -75,12 +76,20 @@ impl RuntimeApi {
             addr,
             backend: backend.into(),
             timeout: Duration::from_secs(5),
+            ready_wait: Duration::from_secs(15),
         }
     }
 
     /// Per-command deadline (connect + answer). Default 5 s.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long `set_state(Ready)` waits for a server's first passing health check
+    /// when it leaves maintenance. Default 15 s.
+    pub fn with_ready_wait(mut self, wait: Duration) -> Self {
+        self.ready_wait = wait;
         self
     }
 
@@ -152,8 +161,8 @@ impl RuntimeApi {
         Ok(self.state_rows().await?.into_iter().find(|r| r.name == name))
     }
 
-    /// `add server` with everything in one line, then turn its check on and mark it
-    /// down until the first checks pass. Rolls the add back when a later step fails.
+    /// `add server` with everything in one line, then turn its health check on (checks
+    /// run in maintenance too). Rolls the add back when enabling the check fails.
     async fn create(&self, spec: &ServerSpec) -> Result<()> {
         let cmd = add_server_command(&self.backend, spec);
         let out = self.command(&cmd).await?;
@@ -162,13 +171,10 @@ impl RuntimeApi {
         }
         if spec.check {
             let t = self.target(&spec.name);
-            let steps = async {
-                self.expect_silent(&format!("enable health {t}"), &spec.name)
-                    .await?;
-                self.expect_silent(&format!("set server {t} health down"), &spec.name)
-                    .await
-            };
-            if let Err(e) = steps.await {
+            let enabled = self
+                .expect_silent(&format!("enable health {t}"), &spec.name)
+                .await;
+            if let Err(e) = enabled {
                 let _ = self.command(&format!("del server {t}")).await;
                 return Err(e);
             }
@@ -251,6 +257,8 @@ pub struct StateRow {
     pub admin_state: u32,
     pub weight: u16,
     pub check_state: u32,
+    /// srv_check_result: 0 unknown (no check yet), 1 neutral, 2 failed, 3 passed, 4 conditionally passed.
+    pub check_result: u32,
 }
 
 // srv_admin_state bits (HAProxy's SRV_ADMF_*): forced/inherited/config/resolver/hostname
@@ -288,6 +296,11 @@ impl StateRow {
     pub fn check_enabled(&self) -> bool {
         self.check_state & CHK_ENABLED != 0
     }
+
+    /// The last health check passed (3) or conditionally passed (4).
+    pub fn check_passed(&self) -> bool {
+        matches!(self.check_result, 3 | 4)
+    }
 }
 
 /// Parse `show servers state` (format version 1), columns found by their header name.
@@ -315,6 +328,7 @@ pub fn parse_servers_state(text: &str) -> Result<Vec<StateRow>> {
         col("srv_uweight")?,
         col("srv_check_state")?,
     );
+    let i_res = col("srv_check_result")?;
     lines
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
@@ -328,6 +342,7 @@ pub fn parse_servers_state(text: &str) -> Result<Vec<StateRow>> {
                 admin_state: num(i_admin)?,
                 weight: num(i_w)? as u16,
                 check_state: num(i_chk)?,
+                check_result: num(i_res)?,
             })
         })
         .collect()
@@ -388,6 +403,9 @@ impl Balancer for RuntimeApi {
     }
 
     async fn set_state(&self, name: &str, state: AdminState) -> Result<()> {
+        if state == AdminState::Ready {
+            self.wait_check_before_ready(name).await?;
+        }
         self.expect_silent(
             &format!("set server {} state {}", self.target(name), state.as_str()),
             name,
@@ -402,13 +420,22 @@ impl Balancer for RuntimeApi {
         if row.admin() != AdminState::Maint {
             self.set_state(name, AdminState::Maint).await?;
         }
-        let out = self
-            .command(&format!("del server {}", self.target(name)))
-            .await?;
-        if out.trim() == "Server deleted." {
-            Ok(true)
-        } else {
-            Err(classify(&self.backend, name, out.trim()))
+        // Sessions that were closing when the server went to maint take a moment to
+        // let go of it; `del server` refuses until then.
+        let until = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let out = self
+                .command(&format!("del server {}", self.target(name)))
+                .await?;
+            if out.trim() == "Server deleted." {
+                return Ok(true);
+            }
+            match classify(&self.backend, name, out.trim()) {
+                BalancerError::Busy(_) if tokio::time::Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                e => return Err(e),
+            }
         }
     }
 
@@ -447,6 +474,34 @@ impl Balancer for RuntimeApi {
 }
 
 impl RuntimeApi {
+    /// HAProxy 2.6 puts a checked server *up* the moment it leaves maintenance and only
+    /// then re-checks it, so a replica that is not answering would get sessions for a
+    /// moment. Refuse to leave maintenance until HAProxy's own check (run in maintenance
+    /// too) has passed: the replica is then verified twice, by pgsurge and by HAProxy.
+    async fn wait_check_before_ready(&self, name: &str) -> Result<()> {
+        let until = tokio::time::Instant::now() + self.ready_wait;
+        loop {
+            let Some(row) = self.find(name).await? else {
+                return Err(BalancerError::NotFound {
+                    backend: self.backend.clone(),
+                    server: name.to_string(),
+                });
+            };
+            if row.admin() != AdminState::Maint || !row.check_enabled() || row.check_passed() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= until {
+                return Err(BalancerError::Busy(format!(
+                    "{}: health check has not passed within {:?} (result {}); left in maintenance",
+                    self.target(name),
+                    self.ready_wait,
+                    row.check_result
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn reconcile_existing(&self, spec: &ServerSpec, row: &StateRow) -> Result<PutOutcome> {
         let status = ServerStatus {
             name: row.name.clone(),
