@@ -82,7 +82,13 @@ struct Shared {
 
 impl FakeDataPlane {
     /// Serve API `version` (2 or 3) for `node`'s backend on a free loopback port.
-    pub async fn start(version: u8, node: &HaproxyNode, user: &str, password: &str, specs: [Arc<Spec>; 2]) -> FakeDataPlane {
+    pub async fn start(
+        version: u8,
+        node: &HaproxyNode,
+        user: &str,
+        password: &str,
+        specs: [Arc<Spec>; 2],
+    ) -> FakeDataPlane {
         let mut servers = BTreeMap::new();
         for s in &node.backend.servers {
             servers.insert(
@@ -112,10 +118,12 @@ impl FakeDataPlane {
             state: state.clone(),
             specs: vec![(2, v2), (3, v3)],
         });
-        let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let shared = shared.clone();
-            async move { handle(&shared, method, uri, headers, body) }
-        });
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let shared = shared.clone();
+                async move { handle(&shared, method, uri, headers, body) }
+            },
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
@@ -142,24 +150,43 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
         match serde_json::from_slice(&body) {
             Ok(v) => Some(v),
             Err(e) => {
-                shared.state.lock().unwrap().violations.push(format!("{method} {path}: body is not JSON: {e}"));
-                return reply(400, Some(json!({"code": 400, "message": "body is not JSON"})));
+                shared
+                    .state
+                    .lock()
+                    .unwrap()
+                    .violations
+                    .push(format!("{method} {path}: body is not JSON: {e}"));
+                return reply(
+                    400,
+                    Some(json!({"code": 400, "message": "body is not JSON"})),
+                );
             }
         }
     };
     let mut st = shared.state.lock().unwrap();
     // Which spec: the one whose base path the request is under.
-    let Some((req_version, spec)) = shared.specs.iter().find(|(_, s)| path.starts_with(&format!("{}/", s.base_path))) else {
-        st.violations.push(format!("{method} {uri}: under no spec's base path"));
+    let Some((req_version, spec)) = shared
+        .specs
+        .iter()
+        .find(|(_, s)| path.starts_with(&format!("{}/", s.base_path)))
+    else {
+        st.violations
+            .push(format!("{method} {uri}: under no spec's base path"));
         st.log.push((method.to_string(), uri.to_string(), 404));
         return reply(404, Some(json!({"code": 404, "message": "not found"})));
     };
     let matched = match spec.check_request(method.as_str(), &path, &query, body_json.as_ref()) {
         Ok(m) => m,
         Err(errors) => {
-            st.violations.push(format!("{method} {uri} (v{req_version} spec): {}", errors.join("; ")));
+            st.violations.push(format!(
+                "{method} {uri} (v{req_version} spec): {}",
+                errors.join("; ")
+            ));
             st.log.push((method.to_string(), uri.to_string(), 400));
-            return reply(400, Some(json!({"code": 400, "message": errors.join("; ")})));
+            return reply(
+                400,
+                Some(json!({"code": 400, "message": errors.join("; ")})),
+            );
         }
     };
     let (status, out) = if *req_version != st.version {
@@ -172,7 +199,10 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
         serve(&mut st, &matched, &query, body_json)
     };
     if let Err(errors) = spec.check_response(&matched, status, out.as_ref()) {
-        st.violations.push(format!("response {status} to {method} {uri}: {}", errors.join("; ")));
+        st.violations.push(format!(
+            "response {status} to {method} {uri}: {}",
+            errors.join("; ")
+        ));
     }
     st.log.push((method.to_string(), uri.to_string(), status));
     reply(status, out)
@@ -181,13 +211,19 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
 fn reply(status: u16, body: Option<Value>) -> Response {
     let status = StatusCode::from_u16(status).unwrap();
     match body {
-        Some(b) => (status, [("content-type", "application/json")], b.to_string()).into_response(),
+        Some(b) => (
+            status,
+            [("content-type", "application/json")],
+            b.to_string(),
+        )
+            .into_response(),
         None => status.into_response(),
     }
 }
 
 fn authorized(st: &State, headers: &HeaderMap) -> bool {
-    let want = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", st.user, st.password));
+    let want =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", st.user, st.password));
     headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -198,7 +234,12 @@ fn q<'a>(query: &'a [(String, String)], k: &str) -> Option<&'a str> {
     query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
 
-fn serve(st: &mut State, m: &Matched, query: &[(String, String)], body: Option<Value>) -> (u16, Option<Value>) {
+fn serve(
+    st: &mut State,
+    m: &Matched,
+    query: &[(String, String)],
+    body: Option<Value>,
+) -> (u16, Option<Value>) {
     let v2 = st.version == 2;
     let backend = if v2 {
         q(query, "backend").map(str::to_string)
@@ -214,21 +255,44 @@ fn serve(st: &mut State, m: &Matched, query: &[(String, String)], body: Option<V
     match m.operation_id.as_str() {
         "getInfo" => (
             200,
-            Some(json!({"api": {"version": if v2 { "v2.9.8 3c2e9c5f" } else { "v3.0.4 8e6f2a1d" }, "build_date": "2025-01-15T10:00:00.000Z"}, "system": {}})),
+            Some(
+                json!({"api": {"version": if v2 { "v2.9.8 3c2e9c5f" } else { "v3.0.4 8e6f2a1d" }, "build_date": "2025-01-15T10:00:00.000Z"}, "system": {}}),
+            ),
         ),
         "getConfigurationVersion" => (200, Some(json!(st.cfg_version))),
         "getServers" | "getAllServerBackend" => {
             let list: Vec<Value> = st.servers.values().cloned().collect();
-            (200, Some(if v2 { json!({"_version": st.cfg_version, "data": list}) } else { json!(list) }))
+            (
+                200,
+                Some(if v2 {
+                    json!({"_version": st.cfg_version, "data": list})
+                } else {
+                    json!(list)
+                }),
+            )
         }
         "getServer" | "getServerBackend" => match st.servers.get(name.as_deref().unwrap()) {
-            Some(s) => (200, Some(if v2 { json!({"_version": st.cfg_version, "data": s}) } else { s.clone() })),
+            Some(s) => (
+                200,
+                Some(if v2 {
+                    json!({"_version": st.cfg_version, "data": s})
+                } else {
+                    s.clone()
+                }),
+            ),
             None => err(404, "server not found"),
         },
-        "createServer" | "createServerBackend" | "replaceServer" | "replaceServerBackend" | "deleteServer" | "deleteServerBackend" => {
+        "createServer"
+        | "createServerBackend"
+        | "replaceServer"
+        | "replaceServerBackend"
+        | "deleteServer"
+        | "deleteServerBackend" => {
             let op = match m.operation_id.as_str() {
                 "createServer" | "createServerBackend" => StagedOp::Create(body.clone().unwrap()),
-                "replaceServer" | "replaceServerBackend" => StagedOp::Replace(name.clone().unwrap(), body.clone().unwrap()),
+                "replaceServer" | "replaceServerBackend" => {
+                    StagedOp::Replace(name.clone().unwrap(), body.clone().unwrap())
+                }
                 _ => StagedOp::Delete(name.clone().unwrap()),
             };
             if let Some(tx) = q(query, "transaction_id") {
@@ -248,7 +312,10 @@ fn serve(st: &mut State, m: &Matched, query: &[(String, String)], body: Option<V
             }
             if version != st.cfg_version {
                 st.conflicts_sent += 1;
-                return err(409, &format!("version mismatch: {version} != {}", st.cfg_version));
+                return err(
+                    409,
+                    &format!("version mismatch: {version} != {}", st.cfg_version),
+                );
             }
             if let Err(e) = apply_op(st, &op) {
                 return e;
@@ -264,8 +331,17 @@ fn serve(st: &mut State, m: &Matched, query: &[(String, String)], body: Option<V
             }
             let id = format!("tx-{:04}-{}", st.next_txn, st.version);
             st.next_txn += 1;
-            st.txns.insert(id.clone(), Txn { base_version: version, ops: Vec::new() });
-            (201, Some(json!({"id": id, "_version": version, "status": "in_progress"})))
+            st.txns.insert(
+                id.clone(),
+                Txn {
+                    base_version: version,
+                    ops: Vec::new(),
+                },
+            );
+            (
+                201,
+                Some(json!({"id": id, "_version": version, "status": "in_progress"})),
+            )
         }
         "commitTransaction" => {
             let id = m.path_params["id"].clone();
@@ -294,7 +370,10 @@ fn serve(st: &mut State, m: &Matched, query: &[(String, String)], body: Option<V
                 }
             }
             st.cfg_version += 1;
-            (200, Some(json!({"id": id, "_version": st.cfg_version, "status": "success"})))
+            (
+                200,
+                Some(json!({"id": id, "_version": st.cfg_version, "status": "success"})),
+            )
         }
         "deleteTransaction" => match st.txns.remove(&m.path_params["id"]) {
             Some(_) => (204, None),
@@ -341,10 +420,17 @@ fn written(op: &StagedOp, _v2: bool, in_txn: bool) -> (u16, Option<Value>) {
     }
 }
 
-fn stage_check(servers: &BTreeMap<String, Value>, op: &StagedOp) -> Result<(), (u16, Option<Value>)> {
+fn stage_check(
+    servers: &BTreeMap<String, Value>,
+    op: &StagedOp,
+) -> Result<(), (u16, Option<Value>)> {
     match op {
-        StagedOp::Create(s) if servers.contains_key(s["name"].as_str().unwrap_or("")) => Err(err(409, "server already exists")),
-        StagedOp::Replace(n, _) | StagedOp::Delete(n) if !servers.contains_key(n) => Err(err(404, "server not found")),
+        StagedOp::Create(s) if servers.contains_key(s["name"].as_str().unwrap_or("")) => {
+            Err(err(409, "server already exists"))
+        }
+        StagedOp::Replace(n, _) | StagedOp::Delete(n) if !servers.contains_key(n) => {
+            Err(err(404, "server not found"))
+        }
         _ => Ok(()),
     }
 }
@@ -383,10 +469,20 @@ fn apply_op(st: &mut State, op: &StagedOp) -> Result<(), (u16, Option<Value>)> {
         StagedOp::Replace(name, s) => {
             let old = st.servers[name].clone();
             if old["weight"] != s["weight"] {
-                cli(st, &format!("set weight {be}/{name} {}", s["weight"].as_u64().unwrap_or(1)));
+                cli(
+                    st,
+                    &format!(
+                        "set weight {be}/{name} {}",
+                        s["weight"].as_u64().unwrap_or(1)
+                    ),
+                );
             }
             if old["maintenance"] != s["maintenance"] {
-                let state = if s["maintenance"] == "enabled" { "maint" } else { "ready" };
+                let state = if s["maintenance"] == "enabled" {
+                    "maint"
+                } else {
+                    "ready"
+                };
                 cli(st, &format!("set server {be}/{name} state {state}"));
             }
             st.servers.insert(name.clone(), s.clone());
@@ -416,7 +512,8 @@ fn cli(st: &State, cmd: &str) -> String {
 /// `show servers state` as Data Plane API runtime_server objects.
 fn runtime_rows(st: &State) -> BTreeMap<String, Value> {
     let text = cli(st, &format!("show servers state {}", st.backend));
-    let rows = pgsurge::balancer::runtime_api::parse_servers_state(&text).expect("show servers state");
+    let rows =
+        pgsurge::balancer::runtime_api::parse_servers_state(&text).expect("show servers state");
     rows.into_iter()
         .map(|r| {
             let admin = match r.admin() {
@@ -441,9 +538,20 @@ fn runtime_rows(st: &State) -> BTreeMap<String, Value> {
 fn stats(st: &State) -> Vec<Value> {
     let text = cli(st, &format!("show stat {} 4 -1", st.backend));
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines.next().unwrap().trim_start_matches("# ").split(',').collect();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
     let col = |n: &str| header.iter().position(|c| *c == n).unwrap();
-    let (sv, scur, stot, status, chk) = (col("svname"), col("scur"), col("stot"), col("status"), col("check_status"));
+    let (sv, scur, stot, status, chk) = (
+        col("svname"),
+        col("scur"),
+        col("stot"),
+        col("status"),
+        col("check_status"),
+    );
     lines
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();

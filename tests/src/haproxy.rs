@@ -254,7 +254,11 @@ impl HaproxyNode {
                 let f: Vec<&str> = l.split_whitespace().collect();
                 (
                     f[n].to_string(),
-                    (f[a].parse().unwrap(), f[o].parse().unwrap(), f[p].parse().unwrap()),
+                    (
+                        f[a].parse().unwrap(),
+                        f[o].parse().unwrap(),
+                        f[p].parse().unwrap(),
+                    ),
                 )
             })
             .collect()

@@ -40,7 +40,12 @@ impl Spec {
             .unwrap_or_else(|e| panic!("cannot read spec {}: {e}", path.display()));
         let doc: Value = serde_yaml::from_str(&text)
             .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
-        assert_eq!(doc["swagger"], "2.0", "{} is not a Swagger 2.0 spec", path.display());
+        assert_eq!(
+            doc["swagger"],
+            "2.0",
+            "{} is not a Swagger 2.0 spec",
+            path.display()
+        );
         let defs = doc["definitions"].clone();
         let request_defs = translate_defs(&defs, true);
         let response_defs = translate_defs(&defs, false);
@@ -82,8 +87,11 @@ impl Spec {
                 },
                 "query" => {
                     seen_query.push(name.to_string());
-                    let values: Vec<&String> =
-                        query.iter().filter(|(k, _)| k == name).map(|(_, v)| v).collect();
+                    let values: Vec<&String> = query
+                        .iter()
+                        .filter(|(k, _)| k == name)
+                        .map(|(_, v)| v)
+                        .collect();
                     if values.is_empty() && required {
                         errors.push(format!("required query parameter {name} missing"));
                     }
@@ -108,7 +116,10 @@ impl Spec {
         }
         for (k, _) in query {
             if !seen_query.contains(k) {
-                errors.push(format!("query parameter {k} is not in the spec for {} {}", m.method, m.template));
+                errors.push(format!(
+                    "query parameter {k} is not in the spec for {} {}",
+                    m.method, m.template
+                ));
             }
         }
         if body.is_some() && !has_body_param {
@@ -128,19 +139,31 @@ impl Spec {
     }
 
     /// Check one response to an operation the request matched.
-    pub fn check_response(&self, m: &Matched, status: u16, body: Option<&Value>) -> Result<(), Vec<String>> {
+    pub fn check_response(
+        &self,
+        m: &Matched,
+        status: u16,
+        body: Option<&Value>,
+    ) -> Result<(), Vec<String>> {
         let responses = &self.doc["paths"][&m.template][&m.method]["responses"];
         let resp = match responses.get(status.to_string()) {
             Some(r) => r,
             None => match responses.get("default") {
                 Some(r) => r,
-                None => return Err(vec![format!("status {status} is not a response of {} {}", m.method, m.template)]),
+                None => {
+                    return Err(vec![format!(
+                        "status {status} is not a response of {} {}",
+                        m.method, m.template
+                    )])
+                }
             },
         };
         let resp = self.resolve(resp, "responses");
         match (resp.get("schema"), body) {
             (None, None) => Ok(()),
-            (None, Some(b)) => Err(vec![format!("status {status} has no body in the spec, got {b}")]),
+            (None, Some(b)) => Err(vec![format!(
+                "status {status} has no body in the spec, got {b}"
+            )]),
             (Some(_), None) => Err(vec![format!("status {status} needs a body")]),
             (Some(s), Some(b)) => {
                 let e = self.validate(s, b, false);
@@ -180,11 +203,15 @@ impl Spec {
                 best = Some((literal, template.clone(), params));
             }
         }
-        let (_, template, path_params) = best.ok_or_else(|| format!("no path in the spec matches {path}"))?;
+        let (_, template, path_params) =
+            best.ok_or_else(|| format!("no path in the spec matches {path}"))?;
         let method = method.to_ascii_lowercase();
         let op = &self.doc["paths"][&template][&method];
         if !op.is_object() {
-            return Err(format!("{} {template} is not in the spec", method.to_uppercase()));
+            return Err(format!(
+                "{} {template} is not in the spec",
+                method.to_uppercase()
+            ));
         }
         Ok(Matched {
             operation_id: op["operationId"].as_str().unwrap_or("").to_string(),
@@ -198,7 +225,10 @@ impl Spec {
         match v.get("$ref").and_then(Value::as_str) {
             Some(r) => {
                 let name = r.rsplit('/').next().unwrap();
-                assert!(r.starts_with(&format!("#/{section}/")), "unexpected $ref {r}");
+                assert!(
+                    r.starts_with(&format!("#/{section}/")),
+                    "unexpected $ref {r}"
+                );
                 &self.doc[section][name]
             }
             None => v,
@@ -209,7 +239,12 @@ impl Spec {
     fn params(&self, template: &str, method: &str) -> Vec<Value> {
         let item = &self.doc["paths"][template];
         let mut out: Vec<Value> = Vec::new();
-        for p in item["parameters"].as_array().into_iter().flatten().chain(item[method]["parameters"].as_array().into_iter().flatten()) {
+        for p in item["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(item[method]["parameters"].as_array().into_iter().flatten())
+        {
             let p = self.resolve(p, "parameters").clone();
             out.retain(|q| !(q["name"] == p["name"] && q["in"] == p["in"]));
             out.push(p);
@@ -223,7 +258,9 @@ impl Spec {
         let value = match p["type"].as_str().unwrap_or("string") {
             "integer" => match raw.parse::<i64>() {
                 Ok(n) => json!(n),
-                Err(_) => return errors.push(format!("parameter {name}={raw:?} is not an integer")),
+                Err(_) => {
+                    return errors.push(format!("parameter {name}={raw:?} is not an integer"))
+                }
             },
             "number" => match raw.parse::<f64>() {
                 Ok(n) => json!(n),
@@ -237,7 +274,15 @@ impl Spec {
             _ => json!(raw),
         };
         let mut schema = Map::new();
-        for k in ["type", "enum", "pattern", "minimum", "maximum", "minLength", "maxLength"] {
+        for k in [
+            "type",
+            "enum",
+            "pattern",
+            "minimum",
+            "maximum",
+            "minLength",
+            "maxLength",
+        ] {
             if let Some(v) = p.get(k) {
                 schema.insert(k.into(), v.clone());
             }
@@ -255,7 +300,11 @@ impl Spec {
             cache
                 .entry(key)
                 .or_insert_with(|| {
-                    let defs = if request { &self.request_defs } else { &self.response_defs };
+                    let defs = if request {
+                        &self.request_defs
+                    } else {
+                        &self.response_defs
+                    };
                     let root = json!({
                         "definitions": defs,
                         "allOf": [translate(fragment, request, defs)],
@@ -278,7 +327,11 @@ impl Spec {
 
 fn translate_defs(defs: &Value, request: bool) -> Value {
     let obj = defs.as_object().expect("definitions");
-    Value::Object(obj.iter().map(|(k, v)| (k.clone(), translate(v, request, defs))).collect())
+    Value::Object(
+        obj.iter()
+            .map(|(k, v)| (k.clone(), translate(v, request, defs)))
+            .collect(),
+    )
 }
 
 /// Swagger schema → draft 4 schema (see the module doc).
@@ -295,13 +348,23 @@ fn translate(s: &Value, request: bool, defs: &Value) -> Value {
                     .iter()
                     .map(|(pk, pv)| {
                         let ro = pv.get("readOnly").and_then(Value::as_bool).unwrap_or(false);
-                        let schema = if request && ro { json!({"not": {}}) } else { translate(pv, request, defs) };
+                        let schema = if request && ro {
+                            json!({"not": {}})
+                        } else {
+                            translate(pv, request, defs)
+                        };
                         (pk.clone(), schema)
                     })
                     .collect(),
             ),
             "items" | "additionalProperties" if v.is_object() => translate(v, request, defs),
-            "allOf" | "anyOf" | "oneOf" => Value::Array(v.as_array().unwrap().iter().map(|x| translate(x, request, defs)).collect()),
+            "allOf" | "anyOf" | "oneOf" => Value::Array(
+                v.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| translate(x, request, defs))
+                    .collect(),
+            ),
             // Swagger-only keywords draft 4 does not know or would misread.
             "discriminator" | "example" | "readOnly" | "x-nullable" => continue,
             _ => v.clone(),
@@ -311,8 +374,16 @@ fn translate(s: &Value, request: bool, defs: &Value) -> Value {
     // go-swagger: allOf members + additionalProperties false = one closed object.
     if obj.get("additionalProperties") == Some(&Value::Bool(false)) {
         if let Some(all) = obj.get("allOf").and_then(Value::as_array) {
-            let mut props = out.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
-            let mut required: Vec<Value> = out.get("required").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut props = out
+                .get("properties")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let mut required: Vec<Value> = out
+                .get("required")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             for member in all {
                 let member = match member.get("$ref").and_then(Value::as_str) {
                     Some(r) => &defs[r.rsplit('/').next().unwrap()],

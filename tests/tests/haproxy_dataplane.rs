@@ -23,7 +23,12 @@ const PASSWORD: &str = "dpa-test-password-7f3a";
 fn specs() -> [Arc<Spec>; 2] {
     static SPECS: OnceLock<[Arc<Spec>; 2]> = OnceLock::new();
     SPECS
-        .get_or_init(|| [Arc::new(Spec::load(&spec_path(2))), Arc::new(Spec::load(&spec_path(3)))])
+        .get_or_init(|| {
+            [
+                Arc::new(Spec::load(&spec_path(2))),
+                Arc::new(Spec::load(&spec_path(3))),
+            ]
+        })
         .clone()
 }
 
@@ -61,36 +66,77 @@ async fn full_cycle(version: u8) {
     let node = HaproxyNode::start(
         &root.0,
         "h1",
-        BackendSpec::new(BE, vec![StaticServer { name: "base-1".into(), port: r_base.port }]),
+        BackendSpec::new(
+            BE,
+            vec![StaticServer {
+                name: "base-1".into(),
+                port: r_base.port,
+            }],
+        ),
     );
     let fake = FakeDataPlane::start(version, &node, "admin", PASSWORD, specs()).await;
     let dp = adapter(&fake.url, PASSWORD, None);
-    let want = if version == 2 { ApiVersion::V2 } else { ApiVersion::V3 };
+    let want = if version == 2 {
+        ApiVersion::V2
+    } else {
+        ApiVersion::V3
+    };
 
     // Version detection through /info.
     assert_eq!(dp.api_version().await.unwrap(), want);
 
     // Put: created (in maintenance), then idempotent, then an in-place weight change.
     let name = "pgsurge-t-r1";
-    assert_eq!(dp.put_server(&spec(name, r_new.port, 100)).await.unwrap(), PutOutcome::Created);
-    assert_eq!(node.servers_state()[name].0 & 1, 1, "real HAProxy has it, in maint");
-    assert_eq!(dp.put_server(&spec(name, r_new.port, 100)).await.unwrap(), PutOutcome::Unchanged);
+    assert_eq!(
+        dp.put_server(&spec(name, r_new.port, 100)).await.unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(
+        node.servers_state()[name].0 & 1,
+        1,
+        "real HAProxy has it, in maint"
+    );
+    assert_eq!(
+        dp.put_server(&spec(name, r_new.port, 100)).await.unwrap(),
+        PutOutcome::Unchanged
+    );
     // Another writer bumps the version twice: 409, re-read, retry.
     fake.state.lock().unwrap().inject_write_conflicts = 2;
-    assert_eq!(dp.put_server(&spec(name, r_new.port, 60)).await.unwrap(), PutOutcome::Updated);
+    assert_eq!(
+        dp.put_server(&spec(name, r_new.port, 60)).await.unwrap(),
+        PutOutcome::Updated
+    );
     assert_eq!(fake.state.lock().unwrap().conflicts_sent, 2);
     assert_eq!(fake.state.lock().unwrap().servers[name]["weight"], 60);
     let moved = spec(name, r_base.port, 60);
-    assert!(matches!(dp.put_server(&moved).await, Err(BalancerError::Conflict(_))));
+    assert!(matches!(
+        dp.put_server(&moved).await,
+        Err(BalancerError::Conflict(_))
+    ));
 
     // Ready through the runtime endpoint (no reload), after HAProxy's check passed.
     dp.set_state(name, AdminState::Ready).await.unwrap();
-    assert_eq!(fake.state.lock().unwrap().servers[name]["maintenance"], "disabled");
+    assert_eq!(
+        fake.state.lock().unwrap().servers[name]["maintenance"],
+        "disabled"
+    );
     wait_oper(&dp, name, OperState::Up, 20).await;
     let served = ports_served(node.port, 12);
-    assert!(served.contains(&r_new.port), "never routed to r_new: {served:?}");
-    let me = dp.list_servers().await.unwrap().into_iter().find(|s| s.name == name).unwrap();
-    assert_eq!((me.admin, me.weight, me.check, me.port), (AdminState::Ready, 60, true, r_new.port));
+    assert!(
+        served.contains(&r_new.port),
+        "never routed to r_new: {served:?}"
+    );
+    let me = dp
+        .list_servers()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap();
+    assert_eq!(
+        (me.admin, me.weight, me.check, me.port),
+        (AdminState::Ready, 60, true, r_new.port)
+    );
     assert!(me.total_sessions > 0, "{me:?}");
 
     // apply(): one transaction; a commit that finds it outdated is re-planned.
@@ -109,7 +155,10 @@ async fn full_cycle(version: u8) {
     // Drain, remove; idempotent; sessions cannot be shut down through this API.
     dp.set_state(name, AdminState::Drain).await.unwrap();
     assert_eq!(node.servers_state()[name].0 & 0x08, 0x08);
-    assert!(matches!(dp.kill_sessions(name).await, Err(BalancerError::Unsupported(_))));
+    assert!(matches!(
+        dp.kill_sessions(name).await,
+        Err(BalancerError::Unsupported(_))
+    ));
     assert!(dp.remove_server(name).await.unwrap());
     assert!(!dp.remove_server(name).await.unwrap());
     assert!(!node.servers_state().contains_key(name));
@@ -122,13 +171,30 @@ async fn full_cycle(version: u8) {
     assert!(!e.to_string().contains("wrong-password"));
 
     let st = fake.state.lock().unwrap();
-    assert!(st.violations.is_empty(), "contract violations:\n{}", st.violations.join("\n"));
+    assert!(
+        st.violations.is_empty(),
+        "contract violations:\n{}",
+        st.violations.join("\n")
+    );
     let mut ops = st.operations.clone();
     ops.sort();
     ops.dedup();
-    eprintln!("v{version}: {} requests, all spec-valid; operations used: {ops:?}", st.log.len());
-    for needed in ["getInfo", "getConfigurationVersion", "startTransaction", "commitTransaction", "replaceRuntimeServer", "getStats"] {
-        assert!(ops.iter().any(|o| o == needed), "v{version} never used {needed}: {ops:?}");
+    eprintln!(
+        "v{version}: {} requests, all spec-valid; operations used: {ops:?}",
+        st.log.len()
+    );
+    for needed in [
+        "getInfo",
+        "getConfigurationVersion",
+        "startTransaction",
+        "commitTransaction",
+        "replaceRuntimeServer",
+        "getStats",
+    ] {
+        assert!(
+            ops.iter().any(|o| o == needed),
+            "v{version} never used {needed}: {ops:?}"
+        );
     }
 }
 
@@ -146,51 +212,182 @@ async fn dataplane_v3_adapter_honours_the_v3_spec_against_real_haproxy() {
 #[test]
 fn contract_checker_rejects_what_the_spec_does_not_allow() {
     let [v2, v3] = specs();
-    assert_eq!((v2.base_path.as_str(), v3.base_path.as_str()), ("/v2", "/v3"));
-    let q = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+    assert_eq!(
+        (v2.base_path.as_str(), v3.base_path.as_str()),
+        ("/v2", "/v3")
+    );
+    let q = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
     let good = json!({"name": "pgsurge-t-r1", "address": "127.0.0.1", "port": 5432, "weight": 100, "check": "enabled", "maintenance": "enabled", "slowstart": 1000});
 
     // Valid requests pass (v2 backend as query, v3 as a path segment).
-    v2.check_request("POST", "/v2/services/haproxy/configuration/servers", &q(&[("backend", BE), ("version", "3")]), Some(&good)).unwrap();
-    v3.check_request("POST", "/v3/services/haproxy/configuration/backends/pg_read/servers", &q(&[("version", "3")]), Some(&good)).unwrap();
+    v2.check_request(
+        "POST",
+        "/v2/services/haproxy/configuration/servers",
+        &q(&[("backend", BE), ("version", "3")]),
+        Some(&good),
+    )
+    .unwrap();
+    v3.check_request(
+        "POST",
+        "/v3/services/haproxy/configuration/backends/pg_read/servers",
+        &q(&[("version", "3")]),
+        Some(&good),
+    )
+    .unwrap();
 
     // An invalid path: the v3 layout on a v2 server.
-    let e = v2.check_request("GET", "/v2/services/haproxy/configuration/backends/pg_read/servers", &[], None).unwrap_err();
+    let e = v2
+        .check_request(
+            "GET",
+            "/v2/services/haproxy/configuration/backends/pg_read/servers",
+            &[],
+            None,
+        )
+        .unwrap_err();
     assert!(e[0].contains("no path"), "{e:?}");
     // An invalid body: weight must be an integer.
     let bad = json!({"name": "x", "address": "127.0.0.1", "weight": "heavy"});
     for (spec, path, query) in [
-        (&v2, "/v2/services/haproxy/configuration/servers", q(&[("backend", BE), ("version", "1")])),
-        (&v3, "/v3/services/haproxy/configuration/backends/pg_read/servers", q(&[("version", "1")])),
+        (
+            &v2,
+            "/v2/services/haproxy/configuration/servers",
+            q(&[("backend", BE), ("version", "1")]),
+        ),
+        (
+            &v3,
+            "/v3/services/haproxy/configuration/backends/pg_read/servers",
+            q(&[("version", "1")]),
+        ),
     ] {
-        let e = spec.check_request("POST", path, &query, Some(&bad)).unwrap_err();
-        assert!(e.iter().any(|m| m.contains("body") && m.contains("heavy")), "{e:?}");
+        let e = spec
+            .check_request("POST", path, &query, Some(&bad))
+            .unwrap_err();
+        assert!(
+            e.iter().any(|m| m.contains("body") && m.contains("heavy")),
+            "{e:?}"
+        );
     }
     // v3: a field no server has (additionalProperties: false over the merged allOf).
     let extra = json!({"name": "x", "address": "127.0.0.1", "colour": "blue"});
-    assert!(v3.check_request("POST", "/v3/services/haproxy/configuration/backends/pg_read/servers", &q(&[("version", "1")]), Some(&extra)).is_err());
+    assert!(v3
+        .check_request(
+            "POST",
+            "/v3/services/haproxy/configuration/backends/pg_read/servers",
+            &q(&[("version", "1")]),
+            Some(&extra)
+        )
+        .is_err());
     // v3 requires address; v2 does not.
     let no_addr = json!({"name": "x"});
-    assert!(v3.check_request("POST", "/v3/services/haproxy/configuration/backends/pg_read/servers", &q(&[("version", "1")]), Some(&no_addr)).is_err());
+    assert!(v3
+        .check_request(
+            "POST",
+            "/v3/services/haproxy/configuration/backends/pg_read/servers",
+            &q(&[("version", "1")]),
+            Some(&no_addr)
+        )
+        .is_err());
     // Missing required query parameter; unknown parameter; version with transaction_id.
-    assert!(v2.check_request("GET", "/v2/services/haproxy/configuration/servers", &[], None).is_err());
-    assert!(v2.check_request("GET", "/v2/services/haproxy/configuration/servers", &q(&[("backend", BE), ("parent_name", BE)]), None).is_err());
-    assert!(v2.check_request("DELETE", "/v2/services/haproxy/configuration/servers/x", &q(&[("backend", BE), ("version", "1"), ("transaction_id", "t")]), None).is_err());
-    assert!(v2.check_request("POST", "/v2/services/haproxy/transactions", &q(&[("version", "one")]), None).is_err());
+    assert!(v2
+        .check_request(
+            "GET",
+            "/v2/services/haproxy/configuration/servers",
+            &[],
+            None
+        )
+        .is_err());
+    assert!(v2
+        .check_request(
+            "GET",
+            "/v2/services/haproxy/configuration/servers",
+            &q(&[("backend", BE), ("parent_name", BE)]),
+            None
+        )
+        .is_err());
+    assert!(v2
+        .check_request(
+            "DELETE",
+            "/v2/services/haproxy/configuration/servers/x",
+            &q(&[("backend", BE), ("version", "1"), ("transaction_id", "t")]),
+            None
+        )
+        .is_err());
+    assert!(v2
+        .check_request(
+            "POST",
+            "/v2/services/haproxy/transactions",
+            &q(&[("version", "one")]),
+            None
+        )
+        .is_err());
     // A wrong method; a read-only field in a runtime change.
-    assert!(v3.check_request("PATCH", "/v3/services/haproxy/runtime/backends/pg_read/servers/x", &[], None).is_err());
+    assert!(v3
+        .check_request(
+            "PATCH",
+            "/v3/services/haproxy/runtime/backends/pg_read/servers/x",
+            &[],
+            None
+        )
+        .is_err());
     let ro = json!({"admin_state": "drain", "name": "renamed"});
-    assert!(v2.check_request("PUT", "/v2/services/haproxy/runtime/servers/x", &q(&[("backend", BE)]), Some(&ro)).is_err());
-    v2.check_request("PUT", "/v2/services/haproxy/runtime/servers/x", &q(&[("backend", BE)]), Some(&json!({"admin_state": "drain"}))).unwrap();
+    assert!(v2
+        .check_request(
+            "PUT",
+            "/v2/services/haproxy/runtime/servers/x",
+            &q(&[("backend", BE)]),
+            Some(&ro)
+        )
+        .is_err());
+    v2.check_request(
+        "PUT",
+        "/v2/services/haproxy/runtime/servers/x",
+        &q(&[("backend", BE)]),
+        Some(&json!({"admin_state": "drain"})),
+    )
+    .unwrap();
 
     // Responses: an unknown admin state, a missing body, a v2-shaped list from v3.
-    let m = v2.check_request("GET", "/v2/services/haproxy/runtime/servers", &q(&[("backend", BE)]), None).unwrap();
-    assert!(v2.check_response(&m, 200, Some(&json!([{"name": "x", "admin_state": "sleeping"}]))).is_err());
-    v2.check_response(&m, 200, Some(&json!([{"name": "x", "admin_state": "ready", "port": null}]))).unwrap();
+    let m = v2
+        .check_request(
+            "GET",
+            "/v2/services/haproxy/runtime/servers",
+            &q(&[("backend", BE)]),
+            None,
+        )
+        .unwrap();
+    assert!(v2
+        .check_response(
+            &m,
+            200,
+            Some(&json!([{"name": "x", "admin_state": "sleeping"}]))
+        )
+        .is_err());
+    v2.check_response(
+        &m,
+        200,
+        Some(&json!([{"name": "x", "admin_state": "ready", "port": null}])),
+    )
+    .unwrap();
     assert!(v2.check_response(&m, 200, None).is_err());
-    let m = v3.check_request("GET", "/v3/services/haproxy/configuration/backends/pg_read/servers", &[], None).unwrap();
-    assert!(v3.check_response(&m, 200, Some(&json!({"_version": 1, "data": []}))).is_err());
+    let m = v3
+        .check_request(
+            "GET",
+            "/v3/services/haproxy/configuration/backends/pg_read/servers",
+            &[],
+            None,
+        )
+        .unwrap();
+    assert!(v3
+        .check_response(&m, 200, Some(&json!({"_version": 1, "data": []})))
+        .is_err());
     v3.check_response(&m, 200, Some(&json!([good]))).unwrap();
     // Errors must carry code and message.
-    assert!(v3.check_response(&m, 500, Some(&json!({"oops": 1}))).is_err());
+    assert!(v3
+        .check_response(&m, 500, Some(&json!({"oops": 1})))
+        .is_err());
 }

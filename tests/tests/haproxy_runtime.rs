@@ -6,9 +6,7 @@ use pgsurge::balancer::runtime_api::{RuntimeApi, SocketAddr};
 use pgsurge::balancer::{
     Action, AdminState, Balancer, BalancerError, DesiredSet, OperState, PutOutcome, ServerSpec,
 };
-use pgsurge_tests::haproxy::{
-    ports_served, wait_oper, BackendSpec, HaproxyNode, StaticServer,
-};
+use pgsurge_tests::haproxy::{ports_served, wait_oper, BackendSpec, HaproxyNode, StaticServer};
 use pgsurge_tests::pg::{Pg, Scratch};
 
 const BE: &str = "pg_read";
@@ -42,46 +40,85 @@ async fn runtime_api_puts_sets_states_and_removes_on_real_haproxy() {
     let name = "pgsurge-t-r1";
 
     // A bad spec is refused before anything reaches HAProxy.
-    let bad = ServerSpec { name: "bad name".into(), ..spec(name, r_new.port) };
-    assert!(matches!(rt.put_server(&bad).await, Err(BalancerError::InvalidSpec(_))));
+    let bad = ServerSpec {
+        name: "bad name".into(),
+        ..spec(name, r_new.port)
+    };
+    assert!(matches!(
+        rt.put_server(&bad).await,
+        Err(BalancerError::InvalidSpec(_))
+    ));
     assert_eq!(node.servers_state().len(), 1, "nothing was added");
 
     // Put: created in maintenance, health check on and marked down.
-    assert_eq!(rt.put_server(&spec(name, r_new.port)).await.unwrap(), PutOutcome::Created);
+    assert_eq!(
+        rt.put_server(&spec(name, r_new.port)).await.unwrap(),
+        PutOutcome::Created
+    );
     let (admin, _, port) = node.servers_state()[name];
-    assert_eq!((admin & 1, port), (1, r_new.port), "in maintenance, right port");
+    assert_eq!(
+        (admin & 1, port),
+        (1, r_new.port),
+        "in maintenance, right port"
+    );
     assert!(node.cli(&format!("show servers state {BE}")).contains(name));
     // Same settings: no-op. Weight: in place. Address/port: conflict, nothing changed.
-    assert_eq!(rt.put_server(&spec(name, r_new.port)).await.unwrap(), PutOutcome::Unchanged);
-    let w50 = ServerSpec { weight: 50, ..spec(name, r_new.port) };
+    assert_eq!(
+        rt.put_server(&spec(name, r_new.port)).await.unwrap(),
+        PutOutcome::Unchanged
+    );
+    let w50 = ServerSpec {
+        weight: 50,
+        ..spec(name, r_new.port)
+    };
     assert_eq!(rt.put_server(&w50).await.unwrap(), PutOutcome::Updated);
     assert_eq!(rt.put_server(&w50).await.unwrap(), PutOutcome::Unchanged);
     let moved = spec(name, r_base.port);
-    assert!(matches!(rt.put_server(&moved).await, Err(BalancerError::Conflict(_))));
+    assert!(matches!(
+        rt.put_server(&moved).await,
+        Err(BalancerError::Conflict(_))
+    ));
     assert_eq!(node.servers_state()[name].2, r_new.port);
 
     // Ready: the health check (pgsql-check) brings it up and it takes connections.
     rt.set_state(name, AdminState::Ready).await.unwrap();
     wait_oper(&rt, name, OperState::Up, 20).await;
     let served = ports_served(node.port, 12);
-    assert!(served.contains(&r_new.port), "never routed to the new replica: {served:?}");
+    assert!(
+        served.contains(&r_new.port),
+        "never routed to the new replica: {served:?}"
+    );
     let listed = rt.list_servers().await.unwrap();
     let me = listed.iter().find(|s| s.name == name).unwrap();
-    assert_eq!((me.admin, me.weight, me.check), (AdminState::Ready, 50, true));
+    assert_eq!(
+        (me.admin, me.weight, me.check),
+        (AdminState::Ready, 50, true)
+    );
     assert!(me.total_sessions > 0, "{me:?}");
     // "UP" or "UP 1/3" (up, health still climbing after leaving maintenance).
     assert!(node.stat()[name].0.starts_with("UP"), "{:?}", node.stat());
 
     // The TCP admin socket sees the same.
-    let tcp = RuntimeApi::new("h1-tcp", SocketAddr::Tcp(format!("127.0.0.1:{}", node.admin_port)), BE);
+    let tcp = RuntimeApi::new(
+        "h1-tcp",
+        SocketAddr::Tcp(format!("127.0.0.1:{}", node.admin_port)),
+        BE,
+    );
     let names = |l: Vec<pgsurge::balancer::ServerStatus>| {
-        l.into_iter().map(|s| (s.name, s.admin, s.port)).collect::<Vec<_>>()
+        l.into_iter()
+            .map(|s| (s.name, s.admin, s.port))
+            .collect::<Vec<_>>()
     };
     assert_eq!(
         names(tcp.list_servers().await.unwrap()),
         names(rt.list_servers().await.unwrap())
     );
-    assert!(tcp.list_servers().await.unwrap().iter().any(|s| s.name == name));
+    assert!(tcp
+        .list_servers()
+        .await
+        .unwrap()
+        .iter()
+        .any(|s| s.name == name));
 
     // Drain then remove; nothing reaches it afterwards; removal is idempotent.
     rt.set_state(name, AdminState::Drain).await.unwrap();
@@ -92,30 +129,76 @@ async fn runtime_api_puts_sets_states_and_removes_on_real_haproxy() {
     let served = ports_served(node.port, 6);
     assert_eq!(served, [r_base.port].into(), "only the base replica serves");
 
+    // The same node built from the `[haproxy]` configuration, through both sockets.
+    let toml = format!(
+        "[haproxy]\nbackend = \"{BE}\"\n\
+         [[haproxy.nodes]]\nname = \"unix\"\nruntime_api = \"unix:{}\"\n\
+         [[haproxy.nodes]]\nname = \"tcp\"\nruntime_api = \"tcp:127.0.0.1:{}\"\n",
+        node.socket.display(),
+        node.admin_port
+    );
+    let config = pgsurge::config::Config::from_toml(&toml).unwrap();
+    let fan = pgsurge::balancer::fanout::FanOut::from_config(
+        &config.haproxy,
+        DesiredSet::for_cluster("t"),
+    )
+    .unwrap();
+    let views = fan.list().await;
+    assert_eq!(views.len(), 2);
+    for (node_name, list) in views {
+        let names: Vec<String> = list.unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, vec!["base-1".to_string()], "{node_name}");
+    }
+
     // Typed errors.
     assert!(matches!(
         rt.set_state("pgsurge-t-nope", AdminState::Ready).await,
         Err(BalancerError::NotFound { .. })
     ));
-    let nob = RuntimeApi::new("h1", SocketAddr::Unix(node.socket.clone()), "no_such_backend");
-    assert!(matches!(nob.put_server(&spec(name, 1)).await, Err(BalancerError::NoBackend(_))));
+    let nob = RuntimeApi::new(
+        "h1",
+        SocketAddr::Unix(node.socket.clone()),
+        "no_such_backend",
+    );
+    assert!(matches!(
+        nob.put_server(&spec(name, 1)).await,
+        Err(BalancerError::NoBackend(_))
+    ));
     // A replica HAProxy cannot check is never made ready: it stays in maintenance.
     let dead = spec("pgsurge-t-dead", pgsurge_tests::free_port());
-    let quick = rt.clone().with_ready_wait(std::time::Duration::from_secs(3));
+    let quick = rt
+        .clone()
+        .with_ready_wait(std::time::Duration::from_secs(3));
     assert_eq!(quick.put_server(&dead).await.unwrap(), PutOutcome::Created);
-    let e = quick.set_state(&dead.name, AdminState::Ready).await.unwrap_err();
+    let e = quick
+        .set_state(&dead.name, AdminState::Ready)
+        .await
+        .unwrap_err();
     assert!(matches!(e, BalancerError::Busy(_)), "{e}");
-    assert_eq!(node.servers_state()[&dead.name].0 & 1, 1, "still in maintenance");
+    assert_eq!(
+        node.servers_state()[&dead.name].0 & 1,
+        1,
+        "still in maintenance"
+    );
     assert!(quick.remove_server(&dead.name).await.unwrap());
     let gone = RuntimeApi::new("h9", SocketAddr::Unix(root.0.join("nowhere.sock")), BE);
     let e = gone.list_servers().await.unwrap_err();
-    assert!(matches!(e, BalancerError::Unavailable { .. }) && e.is_retryable(), "{e}");
+    assert!(
+        matches!(e, BalancerError::Unavailable { .. }) && e.is_retryable(),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_algorithm_backend_is_a_clear_unsupported_error() {
     let root = Scratch::new("i5-rt-static");
-    let mut be = BackendSpec::new(BE, vec![StaticServer { name: "base-1".into(), port: 1 }]);
+    let mut be = BackendSpec::new(
+        BE,
+        vec![StaticServer {
+            name: "base-1".into(),
+            port: 1,
+        }],
+    );
     be.balance = "static-rr".into();
     let node = HaproxyNode::start(&root.0, "h1", be);
     let rt = RuntimeApi::new("h1", SocketAddr::Unix(node.socket.clone()), BE);
@@ -139,7 +222,10 @@ async fn reload_forgets_dynamic_servers_and_apply_restores_the_desired_set() {
     desired.insert(spec("pgsurge-t-r2", r_base.port), AdminState::Drain);
     let actions = rt.apply(&desired).await.unwrap();
     assert_eq!(actions.len(), 4, "{actions:?}");
-    assert!(rt.apply(&desired).await.unwrap().is_empty(), "second apply is a no-op");
+    assert!(
+        rt.apply(&desired).await.unwrap().is_empty(),
+        "second apply is a no-op"
+    );
     wait_oper(&rt, "pgsurge-t-r1", OperState::Up, 20).await;
 
     let old_pid = node.pid();
@@ -152,19 +238,29 @@ async fn reload_forgets_dynamic_servers_and_apply_restores_the_desired_set() {
     );
 
     let actions = rt.apply(&desired).await.unwrap();
-    assert!(actions.iter().any(|a| matches!(a, Action::Put { spec } if spec.name == "pgsurge-t-r1")));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Put { spec } if spec.name == "pgsurge-t-r1")));
     let state = node.servers_state();
     assert_eq!(state["pgsurge-t-r1"].0, 0, "r1 ready again");
     assert_eq!(state["pgsurge-t-r2"].0 & 0x08, 0x08, "r2 draining again");
     wait_oper(&rt, "pgsurge-t-r1", OperState::Up, 20).await;
     let served = ports_served(node.port, 12);
-    assert!(served.contains(&r1.port), "r1 serves after the reload: {served:?}");
+    assert!(
+        served.contains(&r1.port),
+        "r1 serves after the reload: {served:?}"
+    );
     assert!(rt.apply(&desired).await.unwrap().is_empty());
 
     // A managed server that is no longer desired is removed; base servers are kept.
     desired.servers.remove("pgsurge-t-r2");
     let actions = rt.apply(&desired).await.unwrap();
-    assert_eq!(actions, vec![Action::Remove { name: "pgsurge-t-r2".into() }]);
+    assert_eq!(
+        actions,
+        vec![Action::Remove {
+            name: "pgsurge-t-r2".into()
+        }]
+    );
     let state = node.servers_state();
     assert!(state.contains_key("base-1") && !state.contains_key("pgsurge-t-r2"));
 }

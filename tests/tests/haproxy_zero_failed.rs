@@ -21,9 +21,24 @@ const SECS: u32 = 20;
 fn pgbench(port: u16) -> std::process::Child {
     Command::new("pgbench")
         .args([
-            "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres",
-            "-n", "-S", "-C", "-c", "4", "-j", "2",
-            "-R", &RATE.to_string(), "-T", &SECS.to_string(), "postgres",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-n",
+            "-S",
+            "-C",
+            "-c",
+            "4",
+            "-j",
+            "2",
+            "-R",
+            &RATE.to_string(),
+            "-T",
+            &SECS.to_string(),
+            "postgres",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -51,22 +66,54 @@ async fn pgbench_sees_zero_failures_while_two_replicas_come_and_go() {
     let root = Scratch::new("i5-zero");
     let primary = Pg::primary(&root.0, "primary");
     let out = Command::new("pgbench")
-        .args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "-i", "-s", "1", "-q", "postgres"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &primary.port.to_string(),
+            "-U",
+            "postgres",
+            "-i",
+            "-s",
+            "1",
+            "-q",
+            "postgres",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "pgbench -i: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pgbench -i: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // pg_basebackup starts with a spread checkpoint: flush pgbench's data now so it is quick.
     primary.psql("postgres", "checkpoint");
     // Replicas cloned after the data exists: they hold pgbench's tables from the start.
     let r_base = Pg::replica_of(&primary, &root.0, "r_base");
     let ra = Pg::replica_of(&primary, &root.0, "ra");
     let rb = Pg::replica_of(&primary, &root.0, "rb");
-    let be = || BackendSpec::new(BE, vec![StaticServer { name: "base-1".into(), port: r_base.port }]);
+    let be = || {
+        BackendSpec::new(
+            BE,
+            vec![StaticServer {
+                name: "base-1".into(),
+                port: r_base.port,
+            }],
+        )
+    };
     let h1 = HaproxyNode::start(&root.0, "h1", be());
     let h2 = HaproxyNode::start(&root.0, "h2", be());
     let nodes: Vec<Arc<dyn Balancer>> = vec![
-        Arc::new(RuntimeApi::new("h1", SocketAddr::Unix(h1.socket.clone()), BE)),
-        Arc::new(RuntimeApi::new("h2", SocketAddr::Unix(h2.socket.clone()), BE)),
+        Arc::new(RuntimeApi::new(
+            "h1",
+            SocketAddr::Unix(h1.socket.clone()),
+            BE,
+        )),
+        Arc::new(RuntimeApi::new(
+            "h2",
+            SocketAddr::Unix(h2.socket.clone()),
+            BE,
+        )),
     ];
     let fan = FanOut::new(nodes.clone(), DesiredSet::new("pgsurge-"));
     let specs: Vec<ServerSpec> = [("pgsurge-t-ra", ra.port), ("pgsurge-t-rb", rb.port)]
@@ -110,14 +157,30 @@ async fn pgbench_sees_zero_failures_while_two_replicas_come_and_go() {
     // Scale down: drain, wait for sessions to end, maint, remove.
     let drain_started = started.elapsed();
     for s in &specs {
-        let d = drain_and_remove(&fan, &s.name, DrainOptions { deadline: Duration::from_secs(10), poll: Duration::from_millis(100) }).await;
+        let d = drain_and_remove(
+            &fan,
+            &s.name,
+            DrainOptions {
+                deadline: Duration::from_secs(10),
+                poll: Duration::from_millis(100),
+            },
+        )
+        .await;
         assert!(d.complete(), "{d:?}");
-        assert!(!d.forced, "short transactions drain before the deadline: {d:?}");
+        assert!(
+            !d.forced,
+            "short transactions drain before the deadline: {d:?}"
+        );
     }
     let removed_at = started.elapsed();
     for h in [&h1, &h2] {
         let state = h.servers_state();
-        assert_eq!(state.keys().collect::<Vec<_>>(), vec!["base-1"], "{}: {state:?}", h.name);
+        assert_eq!(
+            state.keys().collect::<Vec<_>>(),
+            vec!["base-1"],
+            "{}: {state:?}",
+            h.name
+        );
     }
 
     let mut total = (0, 0);
@@ -125,19 +188,34 @@ async fn pgbench_sees_zero_failures_while_two_replicas_come_and_go() {
         let out = b.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "pgbench via {}: {stderr}\n{stdout}", h.name);
-        assert!(!stderr.contains("aborted") && !stderr.contains("error"), "pgbench via {}: {stderr}", h.name);
+        assert!(
+            out.status.success(),
+            "pgbench via {}: {stderr}\n{stdout}",
+            h.name
+        );
+        assert!(
+            !stderr.contains("aborted") && !stderr.contains("error"),
+            "pgbench via {}: {stderr}",
+            h.name
+        );
         let (ok, failed) = counts(&stdout);
         assert_eq!(failed, 0, "failed transactions via {}:\n{stdout}", h.name);
         // The rate held: at least 80 % of RATE x SECS went through.
-        assert!(ok >= (RATE * SECS) as u64 * 8 / 10, "only {ok} transactions via {}:\n{stdout}", h.name);
+        assert!(
+            ok >= (RATE * SECS) as u64 * 8 / 10,
+            "only {ok} transactions via {}:\n{stdout}",
+            h.name
+        );
         total.0 += ok;
         total.1 += failed;
     }
     // Both new replicas served sessions on both nodes.
     assert_eq!(served.len(), 4, "{served:?}");
     for (node, name, stot) in &served {
-        assert!(*stot > 0, "{name} served nothing through {node}: {served:?}");
+        assert!(
+            *stot > 0,
+            "{name} served nothing through {node}: {served:?}"
+        );
     }
     eprintln!(
         "zero-failed-reads: rate {RATE} tps x 2 nodes for {SECS}s (pgbench -S -C -c 4); \

@@ -345,7 +345,10 @@ impl DataPlane {
                 e.sessions += s["stats"]["scur"].as_u64().unwrap_or(0);
                 e.total_sessions += s["stats"]["stot"].as_u64().unwrap_or(0);
                 e.status = s["stats"]["status"].as_str().unwrap_or("").to_string();
-                e.check_status = s["stats"]["check_status"].as_str().unwrap_or("").to_string();
+                e.check_status = s["stats"]["check_status"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
             }
         }
         Ok(map)
@@ -432,7 +435,9 @@ impl Balancer for DataPlane {
                 match a {
                     Ok(_) => {}
                     // Created by someone else meanwhile: compare below.
-                    Err(BalancerError::Conflict(_)) if self.config_server(&spec.name).await?.is_some() => {
+                    Err(BalancerError::Conflict(_))
+                        if self.config_server(&spec.name).await?.is_some() =>
+                    {
                         return self.put_server(spec).await;
                     }
                     Err(e) => return Err(e),
@@ -715,7 +720,14 @@ mod tests {
         assert_eq!(b["maintenance"], "enabled");
         assert_eq!(b["slowstart"], 30_000);
         assert_eq!(settings(&b), ("10.0.0.7".into(), 5432, 100, true));
-        let b = server_body(&ServerSpec { slowstart_ms: 0, check: false, ..spec }, false);
+        let b = server_body(
+            &ServerSpec {
+                slowstart_ms: 0,
+                check: false,
+                ..spec
+            },
+            false,
+        );
         assert!(b.get("slowstart").is_none());
         assert_eq!(b["check"], "disabled");
     }

@@ -29,6 +29,16 @@ impl Default for DrainOptions {
     }
 }
 
+impl DrainOptions {
+    /// `haproxy.drain_deadline_secs`, polling twice a second.
+    pub fn from_config(cfg: &crate::config::HaproxyConfig) -> Self {
+        DrainOptions {
+            deadline: Duration::from_secs(cfg.drain_deadline_secs),
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
 /// What to do after one count of the sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -11,13 +11,15 @@
 //! ([`FanOut::desired`], [`FanOut::needs_repair`]) so the orchestration can persist them
 //! in the cluster state and seed the next invocation with them.
 
-use super::{
-    AdminState, Balancer, BalancerError, DesiredSet, Result, ServerSpec, ServerStatus,
-};
+use super::dataplane::{ApiVersion, DataPlane, DataPlaneConfig};
+use super::runtime_api::{RuntimeApi, SocketAddr};
+use super::{AdminState, Balancer, BalancerError, DesiredSet, Result, ServerSpec, ServerStatus};
+use crate::config::HaproxyConfig;
 use futures::future::join_all;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// What happened on one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -87,6 +89,60 @@ enum Op {
 }
 
 impl FanOut {
+    /// One adapter per configured node (`[haproxy]`, already validated).
+    pub fn from_config(cfg: &HaproxyConfig, desired: DesiredSet) -> Result<FanOut> {
+        let timeout = Duration::from_secs(cfg.timeout_secs);
+        let ready_wait = Duration::from_secs(cfg.ready_wait_secs);
+        let mut nodes: Vec<Arc<dyn Balancer>> = Vec::new();
+        for n in &cfg.nodes {
+            let bad =
+                |m: String| BalancerError::InvalidSpec(format!("haproxy node {}: {m}", n.name));
+            match (&n.runtime_api, &n.dataplane_url) {
+                (Some(addr), None) => {
+                    let addr = SocketAddr::parse(addr).map_err(bad)?;
+                    nodes.push(Arc::new(
+                        RuntimeApi::new(&n.name, addr, &cfg.backend)
+                            .with_timeout(timeout)
+                            .with_ready_wait(ready_wait),
+                    ));
+                }
+                (None, Some(url)) => {
+                    let version = match n.dataplane_version.as_deref() {
+                        None | Some("auto") => None,
+                        Some("v2") => Some(ApiVersion::V2),
+                        Some("v3") => Some(ApiVersion::V3),
+                        Some(other) => return Err(bad(format!("unknown version {other}"))),
+                    };
+                    let password = n
+                        .dataplane_password
+                        .clone()
+                        .or_else(|| cfg.dataplane_password.clone())
+                        .ok_or_else(|| bad("no Data Plane API password".into()))?;
+                    nodes.push(Arc::new(DataPlane::new(DataPlaneConfig {
+                        node: n.name.clone(),
+                        url: url.clone(),
+                        user: n
+                            .dataplane_user
+                            .clone()
+                            .unwrap_or_else(|| cfg.dataplane_user.clone()),
+                        password,
+                        backend: cfg.backend.clone(),
+                        version,
+                        timeout,
+                        conflict_retries: 5,
+                        ready_wait,
+                    })?));
+                }
+                _ => {
+                    return Err(bad(
+                        "set exactly one of runtime_api and dataplane_url".into()
+                    ))
+                }
+            }
+        }
+        Ok(FanOut::new(nodes, desired))
+    }
+
     /// `desired`: what every node should hold (from the cluster state; empty at first).
     pub fn new(nodes: Vec<Arc<dyn Balancer>>, desired: DesiredSet) -> Self {
         FanOut {
@@ -132,7 +188,10 @@ impl FanOut {
             .desired
             .insert(spec.clone(), state);
         Ok(self
-            .run(&format!("put {} {}", spec.name, state.as_str()), Op::Put(spec.clone(), state))
+            .run(
+                &format!("put {} {}", spec.name, state.as_str()),
+                Op::Put(spec.clone(), state),
+            )
             .await)
     }
 
@@ -175,9 +234,11 @@ impl FanOut {
 
     /// Every node's view of the backend.
     pub async fn list(&self) -> Vec<(String, Result<Vec<ServerStatus>>)> {
-        join_all(self.nodes.iter().map(|n| async move {
-            (n.node().to_string(), n.list_servers().await)
-        }))
+        join_all(
+            self.nodes
+                .iter()
+                .map(|n| async move { (n.node().to_string(), n.list_servers().await) }),
+        )
         .await
     }
 

@@ -96,6 +96,23 @@ pub struct ServerSpec {
 }
 
 impl ServerSpec {
+    /// A replica's server with the configured defaults (weight, check, slowstart).
+    pub fn from_config(
+        cfg: &crate::config::HaproxyConfig,
+        name: &str,
+        address: &str,
+        port: u16,
+    ) -> ServerSpec {
+        ServerSpec {
+            name: name.to_string(),
+            address: address.to_string(),
+            port,
+            weight: cfg.weight,
+            check: cfg.check,
+            slowstart_ms: cfg.slowstart_secs * 1000,
+        }
+    }
+
     /// Checks made before anything is sent: a bad spec never reaches HAProxy.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(BalancerError::InvalidSpec(m));
@@ -240,6 +257,12 @@ pub struct DesiredSet {
 }
 
 impl DesiredSet {
+    /// The desired set of one cluster: it manages the servers named
+    /// `pgsurge-<cluster>-*` (see [`crate::cloud::resource_name`]).
+    pub fn for_cluster(cluster: &str) -> Self {
+        DesiredSet::new(crate::cloud::resource_name(cluster, ""))
+    }
+
     pub fn new(managed_prefix: impl Into<String>) -> Self {
         DesiredSet {
             managed_prefix: managed_prefix.into(),
@@ -392,12 +415,42 @@ mod tests {
     fn specs_are_validated_before_anything_is_sent() {
         spec("pgsurge-c-r1", 5432).validate().unwrap();
         let cases = [
-            (ServerSpec { name: "".into(), ..spec("x", 1) }, "name"),
-            (ServerSpec { name: "a b".into(), ..spec("x", 1) }, "name"),
-            (ServerSpec { name: "a;del".into(), ..spec("x", 1) }, "name"),
-            (ServerSpec { address: "1.2.3.4 check".into(), ..spec("x", 1) }, "address"),
+            (
+                ServerSpec {
+                    name: "".into(),
+                    ..spec("x", 1)
+                },
+                "name",
+            ),
+            (
+                ServerSpec {
+                    name: "a b".into(),
+                    ..spec("x", 1)
+                },
+                "name",
+            ),
+            (
+                ServerSpec {
+                    name: "a;del".into(),
+                    ..spec("x", 1)
+                },
+                "name",
+            ),
+            (
+                ServerSpec {
+                    address: "1.2.3.4 check".into(),
+                    ..spec("x", 1)
+                },
+                "address",
+            ),
             (spec("x", 0), "port 0"),
-            (ServerSpec { weight: 257, ..spec("x", 1) }, "weight 257"),
+            (
+                ServerSpec {
+                    weight: 257,
+                    ..spec("x", 1)
+                },
+                "weight 257",
+            ),
         ];
         for (s, needle) in cases {
             let e = s.validate().unwrap_err().to_string();
@@ -414,9 +467,16 @@ mod tests {
         assert_eq!(
             a,
             vec![
-                Action::Put { spec: spec("pgsurge-c-r1", 1) },
-                Action::SetState { name: "pgsurge-c-r1".into(), state: AdminState::Ready },
-                Action::Put { spec: spec("pgsurge-c-r2", 2) },
+                Action::Put {
+                    spec: spec("pgsurge-c-r1", 1)
+                },
+                Action::SetState {
+                    name: "pgsurge-c-r1".into(),
+                    state: AdminState::Ready
+                },
+                Action::Put {
+                    spec: spec("pgsurge-c-r2", 2)
+                },
             ]
         );
     }
@@ -433,7 +493,9 @@ mod tests {
         ];
         assert_eq!(
             plan(&d, &current),
-            vec![Action::Remove { name: "pgsurge-c-old".into() }]
+            vec![Action::Remove {
+                name: "pgsurge-c-old".into()
+            }]
         );
         let current = vec![status(&r1, AdminState::Drain)];
         assert!(plan(&d, &current).is_empty());
@@ -443,19 +505,40 @@ mod tests {
     fn plan_reputs_changed_settings_and_fixes_state() {
         let mut d = DesiredSet::new("pgsurge-");
         let r1 = spec("pgsurge-c-r1", 1);
-        d.insert(ServerSpec { weight: 10, ..r1.clone() }, AdminState::Ready);
+        d.insert(
+            ServerSpec {
+                weight: 10,
+                ..r1.clone()
+            },
+            AdminState::Ready,
+        );
         let current = vec![status(&r1, AdminState::Maint)];
         assert_eq!(
             plan(&d, &current),
             vec![
-                Action::Put { spec: ServerSpec { weight: 10, ..r1.clone() } },
-                Action::SetState { name: r1.name.clone(), state: AdminState::Ready },
+                Action::Put {
+                    spec: ServerSpec {
+                        weight: 10,
+                        ..r1.clone()
+                    }
+                },
+                Action::SetState {
+                    name: r1.name.clone(),
+                    state: AdminState::Ready
+                },
             ]
         );
         let s = status(&r1, AdminState::Ready);
         assert!(s.matches(&r1));
-        assert!(s.only_weight_differs(&ServerSpec { weight: 5, ..r1.clone() }));
-        assert!(!s.only_weight_differs(&ServerSpec { port: 5, weight: 5, ..r1 }));
+        assert!(s.only_weight_differs(&ServerSpec {
+            weight: 5,
+            ..r1.clone()
+        }));
+        assert!(!s.only_weight_differs(&ServerSpec {
+            port: 5,
+            weight: 5,
+            ..r1
+        }));
     }
 
     #[test]

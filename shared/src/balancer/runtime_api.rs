@@ -158,7 +158,11 @@ impl RuntimeApi {
     }
 
     async fn find(&self, name: &str) -> Result<Option<StateRow>> {
-        Ok(self.state_rows().await?.into_iter().find(|r| r.name == name))
+        Ok(self
+            .state_rows()
+            .await?
+            .into_iter()
+            .find(|r| r.name == name))
     }
 
     /// `add server` with everything in one line, then turn its health check on (checks
@@ -221,8 +225,7 @@ pub fn classify(backend: &str, server: &str, msg: &str) -> BalancerError {
         BalancerError::Conflict(format!(
             "{backend}/{server} already exists (a static or server-template server, or a concurrent add)"
         ))
-    } else if has("dynamic load balancing to support dynamic servers")
-        || has("static LB algorithm")
+    } else if has("dynamic load balancing to support dynamic servers") || has("static LB algorithm")
     {
         BalancerError::Unsupported(format!(
             "backend {backend} uses a static balance algorithm: pgsurge adds dynamic servers, \
@@ -364,7 +367,13 @@ pub fn parse_stat_sessions(text: &str) -> Result<HashMap<String, (u64, u64)>> {
         let f: Vec<&str> = l.split(',').collect();
         let num = |i: usize| {
             f.get(i)
-                .map(|v| if v.is_empty() { Ok(0) } else { v.parse::<u64>() })
+                .map(|v| {
+                    if v.is_empty() {
+                        Ok(0)
+                    } else {
+                        v.parse::<u64>()
+                    }
+                })
                 .unwrap_or(Ok(0))
                 .map_err(|_| bad(l))
         };
@@ -610,7 +619,10 @@ mod tests {
     fn haproxy_messages_become_typed_errors() {
         let c = |m| classify("pg", "r1", m);
         assert!(matches!(c("No such backend."), BalancerError::NoBackend(_)));
-        assert!(matches!(c("No such server."), BalancerError::NotFound { .. }));
+        assert!(matches!(
+            c("No such server."),
+            BalancerError::NotFound { .. }
+        ));
         assert!(matches!(
             c("Already exists a server with the same name in backend."),
             BalancerError::Conflict(_)
@@ -635,10 +647,7 @@ mod tests {
             c("Only servers in maintenance mode can be deleted."),
             BalancerError::Busy(_)
         ));
-        assert!(matches!(
-            c("Permission denied\n"),
-            BalancerError::Auth(_)
-        ));
+        assert!(matches!(c("Permission denied\n"), BalancerError::Auth(_)));
         assert!(matches!(c("something new"), BalancerError::Rejected(_)));
     }
 
