@@ -63,6 +63,7 @@ fn counts(out: &str) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbench_sees_zero_failures_while_two_replicas_come_and_go() {
+    let t0 = Instant::now();
     let root = Scratch::new("i5-zero");
     let primary = Pg::primary(&root.0, "primary");
     let out = Command::new("pgbench")
@@ -87,6 +88,7 @@ async fn pgbench_sees_zero_failures_while_two_replicas_come_and_go() {
         String::from_utf8_lossy(&out.stderr)
     );
     // pg_basebackup starts with a spread checkpoint: flush pgbench's data now so it is quick.
+    eprintln!("setup: pgbench -i done at {:?}", t0.elapsed());
     primary.psql("postgres", "checkpoint");
     // Replicas cloned after the data exists: they hold pgbench's tables from the start.
     let r_base = Pg::replica_of(&primary, &root.0, "r_base");
@@ -101,6 +103,7 @@ async fn pgbench_sees_zero_failures_while_two_replicas_come_and_go() {
             }],
         )
     };
+    eprintln!("setup: replicas at {:?}", t0.elapsed());
     let h1 = HaproxyNode::start(&root.0, "h1", be());
     let h2 = HaproxyNode::start(&root.0, "h2", be());
     let nodes: Vec<Arc<dyn Balancer>> = vec![
