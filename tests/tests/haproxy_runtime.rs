@@ -150,6 +150,18 @@ async fn runtime_api_puts_sets_states_and_removes_on_real_haproxy() {
         assert_eq!(names, vec!["base-1".to_string()], "{node_name}");
     }
 
+    // A name cannot smuggle a second admin command in.
+    let evil = format!("x; del server {BE}/base-1");
+    assert!(matches!(
+        rt.set_state(&evil, AdminState::Maint).await,
+        Err(BalancerError::InvalidSpec(_))
+    ));
+    assert!(matches!(
+        rt.remove_server(&evil).await,
+        Err(BalancerError::InvalidSpec(_))
+    ));
+    assert!(node.servers_state().contains_key("base-1"));
+
     // Typed errors.
     assert!(matches!(
         rt.set_state("pgsurge-t-nope", AdminState::Ready).await,

@@ -16,8 +16,8 @@
 //! specs (`tests/data/dataplane/`, `tests/tests/haproxy_dataplane.rs`).
 
 use super::{
-    plan, Action, AdminState, Balancer, BalancerError, DesiredSet, OperState, PutOutcome, Result,
-    ServerSpec, ServerStatus,
+    plan, validate_name, Action, AdminState, Balancer, BalancerError, DesiredSet, OperState,
+    PutOutcome, Result, ServerSpec, ServerStatus,
 };
 use crate::secret::Secret;
 use async_trait::async_trait;
@@ -465,6 +465,7 @@ impl Balancer for DataPlane {
     }
 
     async fn set_state(&self, name: &str, state: AdminState) -> Result<()> {
+        validate_name(name)?;
         if state == AdminState::Ready {
             self.wait_check_before_ready(name).await?;
         }
@@ -491,6 +492,7 @@ impl Balancer for DataPlane {
     }
 
     async fn remove_server(&self, name: &str) -> Result<bool> {
+        validate_name(name)?;
         if self.config_server(name).await?.is_none() {
             return Ok(false);
         }

@@ -318,3 +318,186 @@ async fn one(n: &dyn Balancer, op: Op) -> std::result::Result<String, BalancerEr
         Op::Repair => Ok("not marked".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The repair bookkeeping, with an in-memory node (pure logic; the real thing is
+    //! tested against two HAProxy processes in tests/tests/haproxy_fanout.rs).
+    use super::*;
+    use crate::balancer::{plan, Action, OperState, PutOutcome};
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct Mem {
+        name: String,
+        down: AtomicBool,
+        servers: Mutex<Vec<ServerStatus>>,
+    }
+
+    impl Mem {
+        fn new(name: &str) -> Arc<Mem> {
+            Arc::new(Mem {
+                name: name.into(),
+                down: AtomicBool::new(false),
+                servers: Mutex::new(Vec::new()),
+            })
+        }
+        fn check(&self) -> Result<()> {
+            if self.down.load(Ordering::SeqCst) {
+                Err(BalancerError::Unavailable {
+                    node: self.name.clone(),
+                    message: "down".into(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+        fn names(&self) -> Vec<(String, AdminState)> {
+            self.servers
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|s| (s.name.clone(), s.admin))
+                .collect()
+        }
+    }
+
+    #[async_trait]
+    impl Balancer for Mem {
+        fn node(&self) -> &str {
+            &self.name
+        }
+        async fn put_server(&self, spec: &ServerSpec) -> Result<PutOutcome> {
+            self.check()?;
+            let mut s = self.servers.lock().unwrap();
+            if s.iter().any(|x| x.name == spec.name) {
+                return Ok(PutOutcome::Unchanged);
+            }
+            s.push(ServerStatus {
+                name: spec.name.clone(),
+                address: spec.address.clone(),
+                port: spec.port,
+                weight: spec.weight,
+                check: spec.check,
+                admin: AdminState::Maint,
+                oper: OperState::Up,
+                sessions: 0,
+                total_sessions: 0,
+            });
+            Ok(PutOutcome::Created)
+        }
+        async fn set_state(&self, name: &str, state: AdminState) -> Result<()> {
+            self.check()?;
+            let mut s = self.servers.lock().unwrap();
+            let srv = s
+                .iter_mut()
+                .find(|x| x.name == name)
+                .ok_or(BalancerError::NotFound {
+                    backend: "b".into(),
+                    server: name.into(),
+                })?;
+            srv.admin = state;
+            Ok(())
+        }
+        async fn remove_server(&self, name: &str) -> Result<bool> {
+            self.check()?;
+            let mut s = self.servers.lock().unwrap();
+            let before = s.len();
+            s.retain(|x| x.name != name);
+            Ok(s.len() < before)
+        }
+        async fn kill_sessions(&self, _name: &str) -> Result<()> {
+            self.check()
+        }
+        async fn list_servers(&self) -> Result<Vec<ServerStatus>> {
+            self.check()?;
+            Ok(self.servers.lock().unwrap().clone())
+        }
+    }
+
+    fn spec(name: &str) -> ServerSpec {
+        ServerSpec {
+            name: name.into(),
+            address: "10.0.0.1".into(),
+            port: 5432,
+            weight: 1,
+            check: true,
+            slowstart_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_down_node_is_marked_and_converged_by_the_next_call() {
+        let (a, b) = (Mem::new("a"), Mem::new("b"));
+        let fan = FanOut::new(vec![a.clone(), b.clone()], DesiredSet::new("pgsurge-"));
+        b.down.store(true, Ordering::SeqCst);
+        let r = fan
+            .put_server(&spec("pgsurge-c-1"), AdminState::Ready)
+            .await
+            .unwrap();
+        assert_eq!(r.failed(), vec!["b"]);
+        assert_eq!(fan.needs_repair(), vec!["b".to_string()]);
+        assert_eq!(a.names(), vec![("pgsurge-c-1".into(), AdminState::Ready)]);
+
+        // Still down: the next change reaches a, b stays marked.
+        let r = fan
+            .put_server(&spec("pgsurge-c-2"), AdminState::Ready)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.succeeded(), r.needs_repair.clone()),
+            (1, vec!["b".to_string()])
+        );
+        let r = fan.remove_server("pgsurge-c-1").await;
+        assert_eq!(r.failed(), vec!["b"]);
+
+        // Back: the next call (any call) converges b to the whole desired set.
+        b.down.store(false, Ordering::SeqCst);
+        let r = fan.set_state("pgsurge-c-2", AdminState::Drain).await;
+        assert!(r.all_ok() && r.needs_repair.is_empty(), "{r:?}");
+        assert!(r.nodes.iter().any(|n| n.node == "b" && n.repaired));
+        assert_eq!(a.names(), b.names());
+        assert_eq!(b.names(), vec![("pgsurge-c-2".into(), AdminState::Drain)]);
+        assert_eq!(fan.desired().servers.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn marks_survive_invocations_through_with_needs_repair() {
+        let a = Mem::new("a");
+        a.servers.lock().unwrap().push(ServerStatus {
+            name: "pgsurge-c-old".into(),
+            address: "10.0.0.9".into(),
+            port: 5432,
+            weight: 1,
+            check: true,
+            admin: AdminState::Ready,
+            oper: OperState::Up,
+            sessions: 0,
+            total_sessions: 0,
+        });
+        let mut desired = DesiredSet::new("pgsurge-c-");
+        desired.insert(spec("pgsurge-c-1"), AdminState::Ready);
+        let fan = FanOut::new(vec![a.clone()], desired).with_needs_repair(["a".to_string()]);
+        let r = fan.repair().await;
+        assert!(r.all_ok() && r.needs_repair.is_empty());
+        assert_eq!(a.names(), vec![("pgsurge-c-1".into(), AdminState::Ready)]);
+        // Converged: a plan against it is empty.
+        let current = a.list_servers().await.unwrap();
+        assert_eq!(plan(&fan.desired(), &current), Vec::<Action>::new());
+    }
+
+    #[tokio::test]
+    async fn an_invalid_spec_touches_no_node() {
+        let a = Mem::new("a");
+        let fan = FanOut::new(vec![a.clone()], DesiredSet::new("pgsurge-"));
+        let bad = ServerSpec {
+            name: "a;b".into(),
+            ..spec("x")
+        };
+        assert!(matches!(
+            fan.put_server(&bad, AdminState::Ready).await,
+            Err(BalancerError::InvalidSpec(_))
+        ));
+        assert!(a.names().is_empty() && fan.desired().servers.is_empty());
+    }
+}

@@ -116,18 +116,7 @@ impl ServerSpec {
     /// Checks made before anything is sent: a bad spec never reaches HAProxy.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(BalancerError::InvalidSpec(m));
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if !name_ok {
-            return bad(format!(
-                "name {:?} must be 1-64 chars of A-Z a-z 0-9 - _ .",
-                self.name
-            ));
-        }
+        validate_name(&self.name)?;
         let addr_ok = !self.address.is_empty()
             && self.address.len() <= 253
             && self
@@ -156,6 +145,23 @@ impl ServerSpec {
             ));
         }
         Ok(())
+    }
+}
+
+/// A server name is spliced into admin-socket commands and URL paths: only
+/// `A-Z a-z 0-9 - _ .` (1-64 chars), so no `;`, space or newline can smuggle in a command.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(BalancerError::InvalidSpec(format!(
+            "name {name:?} must be 1-64 chars of A-Z a-z 0-9 - _ ."
+        )))
     }
 }
 

@@ -13,7 +13,8 @@
 //! not there, static algorithms, old HAProxy without `add server`) into typed errors.
 
 use super::{
-    AdminState, Balancer, BalancerError, OperState, PutOutcome, Result, ServerSpec, ServerStatus,
+    validate_name, AdminState, Balancer, BalancerError, OperState, PutOutcome, Result, ServerSpec,
+    ServerStatus,
 };
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -412,6 +413,7 @@ impl Balancer for RuntimeApi {
     }
 
     async fn set_state(&self, name: &str, state: AdminState) -> Result<()> {
+        validate_name(name)?;
         if state == AdminState::Ready {
             self.wait_check_before_ready(name).await?;
         }
@@ -423,6 +425,7 @@ impl Balancer for RuntimeApi {
     }
 
     async fn remove_server(&self, name: &str) -> Result<bool> {
+        validate_name(name)?;
         let Some(row) = self.find(name).await? else {
             return Ok(false);
         };
@@ -449,6 +452,7 @@ impl Balancer for RuntimeApi {
     }
 
     async fn kill_sessions(&self, name: &str) -> Result<()> {
+        validate_name(name)?;
         self.expect_silent(
             &format!("shutdown sessions server {}", self.target(name)),
             name,
