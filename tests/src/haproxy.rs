@@ -184,7 +184,9 @@ impl HaproxyNode {
     }
 
     pub fn is_running(&self) -> bool {
-        self.pids.last().is_some_and(|p| alive(*p))
+        self.pids
+            .last()
+            .is_some_and(|p| alive(*p) && runs_config(*p, &self.config))
     }
 
     /// Reload as an init system does: a new process takes the listeners over (`-x`)
@@ -204,7 +206,9 @@ impl HaproxyNode {
     /// Stop the node by PID (SIGTERM, then SIGKILL after 5 s).
     pub fn stop(&mut self) {
         for pid in &self.pids {
-            if alive(*pid) {
+            // A PID that exited may have been reused by someone else's process: only
+            // signal a process that runs our configuration file.
+            if alive(*pid) && runs_config(*pid, &self.config) {
                 signal(*pid, "TERM");
                 if !wait_gone(*pid, Duration::from_secs(5)) {
                     signal(*pid, "KILL");
@@ -300,6 +304,15 @@ fn alive(pid: u32) -> bool {
             .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
+}
+
+fn runs_config(pid: u32, config: &Path) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            c.split(|b| *b == 0)
+                .any(|arg| arg == config.as_os_str().as_encoded_bytes())
+        })
+        .unwrap_or(false)
 }
 
 fn signal(pid: u32, sig: &str) {

@@ -148,6 +148,14 @@ async fn full_cycle(version: u8) {
     assert_eq!(actions.len(), 1, "{actions:?}");
     assert!(node.servers_state().contains_key("pgsurge-t-r2"));
     assert!(dp.apply(&desired).await.unwrap().is_empty(), "converged");
+    // A weight change inside a transaction keeps the rest of the object.
+    desired.insert(spec("pgsurge-t-r2", r_base.port, 20), AdminState::Maint);
+    assert_eq!(dp.apply(&desired).await.unwrap().len(), 1);
+    let r2 = fake.state.lock().unwrap().servers["pgsurge-t-r2"].clone();
+    assert_eq!(
+        (r2["weight"].as_u64(), r2["slowstart"].as_u64()),
+        (Some(20), Some(1000))
+    );
     desired.servers.remove("pgsurge-t-r2");
     dp.apply(&desired).await.unwrap();
     assert!(!node.servers_state().contains_key("pgsurge-t-r2"));

@@ -663,20 +663,25 @@ impl DataPlane {
             query.push(("transaction_id", tx.to_string()));
             let (method, path, body, server) = match a {
                 Action::Put { spec } => {
-                    let exists = current.iter().any(|c| c.name == spec.name);
-                    if exists {
-                        let cur = current.iter().find(|c| c.name == spec.name).unwrap();
+                    if let Some(cur) = current.iter().find(|c| c.name == spec.name) {
                         if !cur.only_weight_differs(spec) {
                             return Err(BalancerError::Conflict(format!(
                                 "{}/{} exists with another address, port or check; remove it first",
                                 self.cfg.backend, spec.name
                             )));
                         }
-                        let maint = cur.admin == AdminState::Maint;
+                        // Change the weight only: keep whatever else the object carries.
+                        let mut body = self.config_server(&spec.name).await?.ok_or_else(|| {
+                            BalancerError::NotFound {
+                                backend: self.cfg.backend.clone(),
+                                server: spec.name.clone(),
+                            }
+                        })?;
+                        body["weight"] = json!(spec.weight);
                         (
                             Method::PUT,
                             format!("{base}/{}", spec.name),
-                            Some(server_body(spec, maint)),
+                            Some(body),
                             spec.name.as_str(),
                         )
                     } else {
