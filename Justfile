@@ -53,3 +53,8 @@ bench:
 # Format the code.
 fmt:
     cargo fmt --all
+
+# The HAProxy adapter tests alone (real HAProxy 2.6 + PostgreSQL 15; Data Plane API contract tests).
+test-haproxy: deps
+    cargo test -p pgsurge --lib balancer
+    cargo test -p pgsurge-tests --test haproxy_runtime --test haproxy_fanout --test haproxy_drain --test haproxy_dataplane --test haproxy_zero_failed -- --nocapture

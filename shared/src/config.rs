@@ -48,6 +48,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub state: crate::state::StateConfig,
     pub policy: crate::policy::PolicyConfig,
+    pub haproxy: HaproxyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +151,65 @@ impl Default for MetricsConfig {
     }
 }
 
+/// The HAProxy nodes every replica is registered in, and how servers are added and drained.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HaproxyConfig {
+    /// The backend (on every node) that pgsurge adds its replicas to.
+    pub backend: String,
+    /// Every node: each is reached through its runtime API or its Data Plane API.
+    pub nodes: Vec<HaproxyNodeConfig>,
+    /// Data Plane API user and password for nodes that set none themselves (so the
+    /// password can come from `PGSURGE_HAPROXY__DATAPLANE_PASSWORD`).
+    pub dataplane_user: String,
+    pub dataplane_password: Option<Secret>,
+    /// Weight of a new server (0..=256).
+    pub weight: u16,
+    /// Health-check new servers (the backend's `option pgsql-check`).
+    pub check: bool,
+    /// Ramp a new server's weight up over this many seconds (0 = off).
+    pub slowstart_secs: u64,
+    /// Longest wait for a draining server's sessions to end before they are shut down.
+    pub drain_deadline_secs: u64,
+    /// Longest wait for HAProxy's first passing health check before a server is made ready.
+    pub ready_wait_secs: u64,
+    /// Per-call timeout towards one node.
+    pub timeout_secs: u64,
+}
+
+impl Default for HaproxyConfig {
+    fn default() -> Self {
+        HaproxyConfig {
+            backend: "pg_read".into(),
+            nodes: Vec::new(),
+            dataplane_user: "admin".into(),
+            dataplane_password: None,
+            weight: 100,
+            check: true,
+            slowstart_secs: 30,
+            drain_deadline_secs: 120,
+            ready_wait_secs: 15,
+            timeout_secs: 5,
+        }
+    }
+}
+
+/// One HAProxy node: exactly one of `runtime_api` and `dataplane_url`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HaproxyNodeConfig {
+    /// Name in reports and logs (unique).
+    pub name: String,
+    /// Admin socket: `unix:/run/haproxy/admin.sock` or `tcp:10.0.0.10:9999`.
+    pub runtime_api: Option<String>,
+    /// Data Plane API base URL, e.g. `http://10.0.0.10:5555`.
+    pub dataplane_url: Option<String>,
+    /// `auto` (read `/info`), `v2` or `v3`.
+    pub dataplane_version: Option<String>,
+    pub dataplane_user: Option<String>,
+    pub dataplane_password: Option<Secret>,
+}
+
 impl Config {
     /// Load from an optional file plus `PGSURGE_*` environment variables, then validate.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -246,7 +306,7 @@ impl Config {
         validate_auth_signing(a)?;
         crate::state::validate_state(&self.state)?;
         crate::policy::validate_policy(&self.policy)?;
-        Ok(())
+        validate_haproxy(&self.haproxy)
     }
 }
 
@@ -342,6 +402,96 @@ fn validate_auth_signing(a: &AuthConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+fn validate_haproxy(h: &HaproxyConfig) -> Result<(), ConfigError> {
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    if !name_ok(&h.backend) {
+        return Err(invalid(
+            "haproxy.backend",
+            format!("{:?} must be 1-64 chars of A-Z a-z 0-9 - _ .", h.backend),
+        ));
+    }
+    let ranges = [
+        ("haproxy.weight", h.weight as u64, 0, 256),
+        ("haproxy.slowstart_secs", h.slowstart_secs, 0, 3600),
+        (
+            "haproxy.drain_deadline_secs",
+            h.drain_deadline_secs,
+            1,
+            3600,
+        ),
+        ("haproxy.ready_wait_secs", h.ready_wait_secs, 1, 300),
+        ("haproxy.timeout_secs", h.timeout_secs, 1, 60),
+    ];
+    for (key, v, lo, hi) in ranges {
+        if !(lo..=hi).contains(&v) {
+            return Err(invalid(key, format!("{v} is outside {lo}..={hi}")));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, n) in h.nodes.iter().enumerate() {
+        let key = |k: &str| format!("haproxy.nodes[{i}].{k}");
+        if !name_ok(&n.name) {
+            return Err(invalid(
+                &key("name"),
+                format!("{:?} must be 1-64 chars of A-Z a-z 0-9 - _ .", n.name),
+            ));
+        }
+        if !seen.insert(n.name.as_str()) {
+            return Err(invalid(&key("name"), format!("{:?} is used twice", n.name)));
+        }
+        match (&n.runtime_api, &n.dataplane_url) {
+            (Some(addr), None) => {
+                crate::balancer::runtime_api::SocketAddr::parse(addr)
+                    .map_err(|m| invalid(&key("runtime_api"), m))?;
+            }
+            (None, Some(url)) => {
+                let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                    && url.len() > "https://".len()
+                    && !url.contains('@');
+                if !ok {
+                    return Err(invalid(
+                        &key("dataplane_url"),
+                        "must be http(s)://host:port, without credentials in it",
+                    ));
+                }
+                if !matches!(
+                    n.dataplane_version.as_deref(),
+                    None | Some("auto" | "v2" | "v3")
+                ) {
+                    return Err(invalid(&key("dataplane_version"), "must be auto, v2 or v3"));
+                }
+                let user = n.dataplane_user.as_deref().unwrap_or(&h.dataplane_user);
+                if user.is_empty() {
+                    return Err(invalid(&key("dataplane_user"), "is empty"));
+                }
+                let pw = n
+                    .dataplane_password
+                    .as_ref()
+                    .or(h.dataplane_password.as_ref());
+                if pw.is_none_or(|p| p.is_empty()) {
+                    return Err(invalid(
+                        &key("dataplane_password"),
+                        "missing: set it here or in haproxy.dataplane_password \
+                         (PGSURGE_HAPROXY__DATAPLANE_PASSWORD)",
+                    ));
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    &key("runtime_api"),
+                    "set exactly one of runtime_api and dataplane_url",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 const ENV_PREFIX: &str = "PGSURGE_";
 
 /// Apply `PGSURGE_<SECTION>__<KEY>=value` overrides onto the document.
@@ -421,11 +571,51 @@ mod tests {
                 "[metrics]\npush_format = \"graphite\"",
                 "metrics.push_format",
             ),
+            ("[haproxy]\nweight = 300", "haproxy.weight"),
+            ("[haproxy]\nbackend = \"a b\"", "haproxy.backend"),
+            ("[haproxy]\ndrain_deadline_secs = 0", "haproxy.drain_deadline_secs"),
+            (
+                "[[haproxy.nodes]]\nname = \"a\"\nruntime_api = \"nowhere\"",
+                "haproxy.nodes[0].runtime_api",
+            ),
+            (
+                "[[haproxy.nodes]]\nname = \"a\"",
+                "haproxy.nodes[0].runtime_api",
+            ),
+            (
+                "[[haproxy.nodes]]\nname = \"a\"\nruntime_api = \"/s\"\n[[haproxy.nodes]]\nname = \"a\"\nruntime_api = \"/t\"",
+                "haproxy.nodes[1].name",
+            ),
+            (
+                "[[haproxy.nodes]]\nname = \"a\"\ndataplane_url = \"http://h:5555\"",
+                "haproxy.nodes[0].dataplane_password",
+            ),
+            (
+                "[[haproxy.nodes]]\nname = \"a\"\ndataplane_url = \"http://u:p@h:5555\"\ndataplane_password = \"x\"",
+                "haproxy.nodes[0].dataplane_url",
+            ),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(key), "{text:?} gave {err}");
         }
+    }
+
+    #[test]
+    fn haproxy_password_from_the_environment_reaches_every_node() {
+        let mut doc: toml::Table =
+            "[[haproxy.nodes]]\nname = \"a\"\ndataplane_url = \"http://127.0.0.1:5555\""
+                .parse()
+                .unwrap();
+        let vars = [("PGSURGE_HAPROXY__DATAPLANE_PASSWORD", "s3cret-pass")]
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        apply_env(&mut doc, vars.into_iter()).unwrap();
+        let c = Config::from_table(doc).unwrap();
+        assert_eq!(
+            c.haproxy.dataplane_password.unwrap().expose(),
+            "s3cret-pass"
+        );
+        assert!(!format!("{:?}", c.haproxy.nodes).contains("s3cret"));
     }
 
     #[test]

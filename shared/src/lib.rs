@@ -20,6 +20,8 @@
 //!   Cloud Eye via SMN, Auto Scaling lifecycle hooks, a generic JSON form) into one
 //!   normalised [`events::Event`].
 //! * [`cloud`] — the `Cloud` port (volumes, snapshots, servers) and idempotent `ensure_*` helpers.
+//! * [`balancer`] — the `Balancer` port: HAProxy Runtime API and Data Plane API (v2/v3)
+//!   adapters, a fan-out that keeps every HAProxy node identical, and drain semantics.
 //! * [`handlers`] — the body of each function.
 //! * [`state`] — the cluster state document and its stores (S3 compare-and-swap with a
 //!   start-up probe, PostgreSQL advisory lock, local directory, memory).
@@ -32,6 +34,7 @@
 //! The rule that keeps this testable: pure decisions never do I/O; I/O sits behind
 //! traits with a real implementation per backend, each tested against the real service.
 
+pub mod balancer;
 pub mod cloud;
 pub mod config;
 pub mod events;

@@ -5,6 +5,9 @@
 //! host that would run our binaries, implemented from the documented protocol so the
 //! real binaries can be driven end to end.
 
+pub mod dataplane_api;
+pub mod haproxy;
+pub mod openapi;
 pub mod pg;
 pub mod rgw;
 pub mod runtime_api;
