@@ -20,6 +20,11 @@
 //!   Cloud Eye via SMN, Auto Scaling lifecycle hooks, a generic JSON form) into one
 //!   normalised [`events::Event`].
 //! * [`cloud`] — the `Cloud` port (volumes, snapshots, servers) and idempotent `ensure_*` helpers.
+//!   [`cloud::local`] implements it on one machine: volumes are directories, snapshots
+//!   consistent (copy-on-write) copies, servers `postgres` processes.
+//! * [`postgres`] — the `Postgres` readiness port (in recovery, same system id and
+//!   timeline, replay lag within bounds) over `tokio-postgres`, and the replica bootstrap
+//!   parameters.
 //! * [`handlers`] — the body of each function.
 //! * [`logging`] — `tracing` setup: JSON lines when stderr is not a terminal.
 //!
@@ -31,5 +36,6 @@ pub mod config;
 pub mod events;
 pub mod handlers;
 pub mod logging;
+pub mod postgres;
 pub mod runtime;
 pub mod secret;
