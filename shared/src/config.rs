@@ -233,7 +233,10 @@ fn validate_postgres(p: &PostgresConfig) -> Result<(), ConfigError> {
     if !plain_name(&p.dbname) {
         return Err(invalid(
             "postgres.dbname",
-            format!("{:?} must be 1-63 chars of a-z, 0-9, '_', '-', '.'", p.dbname),
+            format!(
+                "{:?} must be 1-63 chars of a-z, 0-9, '_', '-', '.'",
+                p.dbname
+            ),
         ));
     }
     if !plain_name(&p.replication_user) {
@@ -296,7 +299,10 @@ fn validate_local(l: &LocalConfig) -> Result<(), ConfigError> {
     if l.port_last < l.port_first {
         return Err(invalid(
             "local.port_last",
-            format!("{} is below local.port_first ({})", l.port_last, l.port_first),
+            format!(
+                "{} is below local.port_first ({})",
+                l.port_last, l.port_first
+            ),
         ));
     }
     if l.listen_host.parse::<std::net::IpAddr>().is_err() {
@@ -504,12 +510,21 @@ mod tests {
             ("[cluster]\nname = \"Bad Name\"", "cluster.name"),
             ("[auth]\ntoken = \"short\"", "auth.token"),
             ("[postgres]\nprimary_port = 0", "postgres.primary_port"),
-            ("[postgres]\nreplication_user = \"a b\"", "postgres.replication_user"),
+            (
+                "[postgres]\nreplication_user = \"a b\"",
+                "postgres.replication_user",
+            ),
             ("[postgres]\nsslmode = \"verify-full\"", "postgres.sslmode"),
-            ("[postgres]\nmax_replay_lag_secs = -1", "postgres.max_replay_lag_secs"),
+            (
+                "[postgres]\nmax_replay_lag_secs = -1",
+                "postgres.max_replay_lag_secs",
+            ),
             ("[postgres]\npassword = \"\"", "postgres.password"),
             ("[local]\npool_dir = \"pool\"", "local.pool_dir"),
-            ("[local]\nport_first = 7000\nport_last = 6999", "local.port_last"),
+            (
+                "[local]\nport_first = 7000\nport_last = 6999",
+                "local.port_last",
+            ),
             ("[local]\nclone = \"maybe\"", "local.clone"),
             ("[local]\nlisten_host = \"localhost\"", "local.listen_host"),
         ];
@@ -524,7 +539,10 @@ mod tests {
         let err = Config::from_toml("[postgres]\npassword = \"zq\\nxv\"")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("postgres.password") && !err.contains("zq"), "{err}");
+        assert!(
+            err.contains("postgres.password") && !err.contains("zq"),
+            "{err}"
+        );
         let c = Config::from_toml("[postgres]\npassword = \"s3cret-pw\"").unwrap();
         assert!(!format!("{c:?}").contains("s3cret-pw"));
     }

@@ -123,7 +123,11 @@ impl UserData {
     }
 
     /// Set a key only when it is not there yet.
-    pub fn set_default(&mut self, key: &str, value: impl Into<String>) -> Result<(), UserDataError> {
+    pub fn set_default(
+        &mut self,
+        key: &str,
+        value: impl Into<String>,
+    ) -> Result<(), UserDataError> {
         if self.get(key).is_some() {
             return Ok(());
         }
@@ -132,7 +136,9 @@ impl UserData {
 
     /// The file the script reads.
     pub fn render(&self) -> String {
-        let mut s = String::from("# pgsurge replica bootstrap parameters (infra/image/bootstrap-replica.sh)\n");
+        let mut s = String::from(
+            "# pgsurge replica bootstrap parameters (infra/image/bootstrap-replica.sh)\n",
+        );
         for (k, v) in &self.pairs {
             s.push_str(k);
             s.push('=');

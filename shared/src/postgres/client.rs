@@ -103,10 +103,11 @@ fn query_err(at: &Endpoint) -> impl Fn(tokio_postgres::Error) -> PgError + '_ {
 }
 
 fn lsn(at: &Endpoint, text: &str) -> Result<Lsn, PgError> {
-    text.parse().map_err(|e: super::lsn::LsnParseError| PgError::Query {
-        endpoint: addr(at),
-        message: e.to_string(),
-    })
+    text.parse()
+        .map_err(|e: super::lsn::LsnParseError| PgError::Query {
+            endpoint: addr(at),
+            message: e.to_string(),
+        })
 }
 
 /// The primary's timeline is the first 8 hex digits of its current WAL file name;

@@ -166,10 +166,18 @@ mod tests {
     #[tokio::test]
     async fn deadline_names_the_failing_condition() {
         let pg = Catching(AtomicU64::new(0));
-        let err = wait_ready(&pg, &at(), &TIGHT, Instant::now() + Duration::from_millis(60))
-            .await
-            .unwrap_err();
-        assert!(err.reason.starts_with("lagging: replay lag in bytes"), "{err}");
+        let err = wait_ready(
+            &pg,
+            &at(),
+            &TIGHT,
+            Instant::now() + Duration::from_millis(60),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.reason.starts_with("lagging: replay lag in bytes"),
+            "{err}"
+        );
         assert_eq!(err.last.unwrap().verdict(), Verdict::Lagging);
     }
 }

@@ -236,9 +236,7 @@ pub fn evaluate(
     } else {
         ""
     };
-    let lag_bytes = r
-        .replay_lsn
-        .map(|lsn| lsn.bytes_until(primary.current_lsn));
+    let lag_bytes = r.replay_lsn.map(|lsn| lsn.bytes_until(primary.current_lsn));
     checks.push(Check {
         condition: Condition::ReplayLagBytes,
         ok: r.in_recovery && lag_bytes.is_some_and(|b| b <= bounds.max_bytes),
@@ -318,7 +316,11 @@ mod tests {
 
     #[test]
     fn within_both_bounds_is_ready() {
-        let r = evaluate(&primary(), Ok(&replica((10 << 20) - 4096, Some(1))), &BOUNDS);
+        let r = evaluate(
+            &primary(),
+            Ok(&replica((10 << 20) - 4096, Some(1))),
+            &BOUNDS,
+        );
         assert!(r.is_ready(), "{r}");
     }
 
@@ -332,12 +334,19 @@ mod tests {
         assert_eq!(failing, vec![Condition::ReplayLagBytes]);
         let text = r.to_string();
         assert!(text.starts_with("lagging: replay lag in bytes"), "{text}");
-        assert!(text.contains("5.0 MiB behind") && text.contains("paused"), "{text}");
+        assert!(
+            text.contains("5.0 MiB behind") && text.contains("paused"),
+            "{text}"
+        );
     }
 
     #[test]
     fn old_last_commit_while_behind_is_lagging_in_seconds() {
-        let r = evaluate(&primary(), Ok(&replica((10 << 20) - 100, Some(60))), &BOUNDS);
+        let r = evaluate(
+            &primary(),
+            Ok(&replica((10 << 20) - 100, Some(60))),
+            &BOUNDS,
+        );
         let failing: Vec<_> = r.failing().map(|c| c.condition).collect();
         assert_eq!(failing, vec![Condition::ReplayLagSeconds]);
         assert_eq!(r.verdict(), Verdict::Lagging);

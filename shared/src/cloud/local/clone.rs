@@ -352,11 +352,17 @@ mod tests {
         let stats = Cloner::new(CloneMode::Copy)
             .copy_tree(&src, &dst, &NoStatTmp)
             .unwrap();
-        assert_eq!(fs::read(dst.join("base/1/1234")).unwrap(), vec![7u8; 300_000]);
+        assert_eq!(
+            fs::read(dst.join("base/1/1234")).unwrap(),
+            vec![7u8; 300_000]
+        );
         assert_eq!(fs::read_to_string(dst.join("PG_VERSION")).unwrap(), "15\n");
         let mode = fs::metadata(dst.join("base/1/1234")).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert_eq!(fs::read_link(dst.join("link")).unwrap(), Path::new("base/1"));
+        assert_eq!(
+            fs::read_link(dst.join("link")).unwrap(),
+            Path::new("base/1")
+        );
         assert!(!dst.join("empty").exists());
         assert!(dst.join("pg_stat_tmp").is_dir());
         assert!(!dst.join("pg_stat_tmp/x").exists());
@@ -372,7 +378,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let src = t.path().join("src");
         tree(&src);
-        let probe = Cloner::new(CloneMode::Reflink).copy_tree(&src, &t.path().join("r"), &Everything);
+        let probe =
+            Cloner::new(CloneMode::Reflink).copy_tree(&src, &t.path().join("r"), &Everything);
         let auto = Cloner::new(CloneMode::Auto)
             .copy_tree(&src, &t.path().join("a"), &Everything)
             .unwrap();
@@ -397,7 +404,9 @@ mod tests {
         fs::write(&s, "new").unwrap();
         fs::write(&d, "old and longer").unwrap();
         let mut st = Stats::default();
-        Cloner::new(CloneMode::Auto).copy_file(&s, &d, &mut st).unwrap();
+        Cloner::new(CloneMode::Auto)
+            .copy_file(&s, &d, &mut st)
+            .unwrap();
         assert_eq!(fs::read_to_string(&d).unwrap(), "new");
         // A vanished source is skipped, not an error.
         Cloner::new(CloneMode::Auto)

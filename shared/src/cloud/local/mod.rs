@@ -258,7 +258,8 @@ impl LocalCloud {
             ud.set_default(k, v).map_err(bad)?;
         }
         if let Some(pw) = &pg.password {
-            ud.set_default("REPLICATION_PASSWORD", pw.expose()).map_err(bad)?;
+            ud.set_default("REPLICATION_PASSWORD", pw.expose())
+                .map_err(bad)?;
         }
         for (k, v) in [
             ("PGDATA", data.display().to_string()),
@@ -292,7 +293,11 @@ impl LocalCloud {
         .await;
         if result.is_err() {
             let _ = std::fs::remove_dir_all(work);
-            tracing::warn!(kind = kind.noun(), id, "creation failed; partial copy removed");
+            tracing::warn!(
+                kind = kind.noun(),
+                id,
+                "creation failed; partial copy removed"
+            );
         }
         result
     }
@@ -360,19 +365,15 @@ impl Cloud for LocalCloud {
                     port: s.port,
                 };
                 let label = format!("pgsurge snapshot {id}");
-                let take = snapshot::take_live(
-                    &self.client,
-                    &at,
-                    src,
-                    dst,
-                    self.cloner.clone(),
-                    &label,
-                );
-                self.copy_into_pool(Kind::Snapshot, &id, take, &work).await?
+                let take =
+                    snapshot::take_live(&self.client, &at, src, dst, self.cloner.clone(), &label);
+                self.copy_into_pool(Kind::Snapshot, &id, take, &work)
+                    .await?
             }
             None => {
                 let take = snapshot::take_cold(src, dst, self.cloner.clone());
-                self.copy_into_pool(Kind::Snapshot, &id, take, &work).await?
+                self.copy_into_pool(Kind::Snapshot, &id, take, &work)
+                    .await?
             }
         };
         let info = SnapshotInfo {
@@ -433,8 +434,9 @@ impl Cloud for LocalCloud {
 
     async fn delete_snapshot(&self, id: &str) -> Result<()> {
         // Volumes cloned from it are independent copies: nothing depends on it.
-        self.pool.remove(Kind::Snapshot, id)?;
-        tracing::info!(snapshot = %id, "snapshot deleted");
+        if self.pool.remove(Kind::Snapshot, id)? {
+            tracing::info!(snapshot = %id, "snapshot deleted");
+        }
         Ok(())
     }
 
@@ -520,8 +522,9 @@ impl Cloud for LocalCloud {
                 s.id
             )));
         }
-        self.pool.remove(Kind::Volume, id)?;
-        tracing::info!(volume = %id, "volume deleted");
+        if self.pool.remove(Kind::Volume, id)? {
+            tracing::info!(volume = %id, "volume deleted");
+        }
         Ok(())
     }
 

@@ -221,10 +221,10 @@ impl Pool {
     }
 
     /// Remove a resource's directory: first renamed out of sight (so it stops existing
-    /// at once), then deleted. Gone already is fine.
-    pub fn remove(&self, kind: Kind, id: &str) -> Result<(), CloudError> {
+    /// at once), then deleted. Gone already is fine: `Ok(false)`.
+    pub fn remove(&self, kind: Kind, id: &str) -> Result<bool, CloudError> {
         if !Pool::valid_id(id) {
-            return Ok(());
+            return Ok(false);
         }
         let dir = self.dir(kind, id);
         let trash = self
@@ -233,10 +233,11 @@ impl Pool {
             .join(format!("{id}-deleting.{}", std::process::id()));
         match fs::rename(&dir, &trash) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(fatal(dir.display(), e)),
         }
-        fs::remove_dir_all(&trash).map_err(|e| fatal(trash.display(), e))
+        fs::remove_dir_all(&trash).map_err(|e| fatal(trash.display(), e))?;
+        Ok(true)
     }
 }
 
@@ -260,7 +261,14 @@ mod tests {
     fn ids_are_uuids_and_nothing_else() {
         let id = uuid::Uuid::new_v4().to_string();
         assert!(Pool::valid_id(&id));
-        for bad in ["", "..", "../x", "a/b", &id.to_uppercase(), &id.replace('-', "")] {
+        for bad in [
+            "",
+            "..",
+            "../x",
+            "a/b",
+            &id.to_uppercase(),
+            &id.replace('-', ""),
+        ] {
             assert!(!Pool::valid_id(bad), "{bad}");
         }
     }
@@ -289,8 +297,8 @@ mod tests {
         pool.publish(&work, Kind::Server, &id).unwrap();
         assert_eq!(pool.read::<ServerInfo>(Kind::Server, &id).unwrap(), rec);
         assert_eq!(pool.list::<ServerInfo>(Kind::Server).unwrap(), vec![rec]);
-        pool.remove(Kind::Server, &id).unwrap();
-        pool.remove(Kind::Server, &id).unwrap();
+        assert!(pool.remove(Kind::Server, &id).unwrap());
+        assert!(!pool.remove(Kind::Server, &id).unwrap());
         assert!(pool.list::<ServerInfo>(Kind::Server).unwrap().is_empty());
         assert!(fs::read_dir(t.path().join("tmp")).unwrap().next().is_none());
     }

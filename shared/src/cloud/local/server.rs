@@ -52,9 +52,9 @@ pub fn is_postmaster_of(pid: u32, data: &Path) -> bool {
         .is_some_and(|a| a.ends_with("/postgres") || a == "postgres");
     let canon = fs::canonicalize(data).unwrap_or_else(|_| data.to_path_buf());
     is_postgres
-        && args.windows(2).any(|w| {
-            w[0] == "-D" && (Path::new(&w[1]) == data || Path::new(&w[1]) == canon)
-        })
+        && args
+            .windows(2)
+            .any(|w| w[0] == "-D" && (Path::new(&w[1]) == data || Path::new(&w[1]) == canon))
         && pid_alive(pid)
 }
 
@@ -298,7 +298,10 @@ mod tests {
         assert!(pid_alive(me));
         assert!(!is_postmaster_of(me, Path::new("/nonexistent")));
         assert!(!pid_alive(u32::MAX - 1));
-        let child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         assert!(children(me).contains(&child.id()));
         let mut child = child;
         child.kill().unwrap();
@@ -313,7 +316,10 @@ mod tests {
         // A port something else listens on is skipped.
         let busy = TcpListener::bind((host, 0)).unwrap();
         let b = busy.local_addr().unwrap().port();
-        let (a, c) = ("00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002");
+        let (a, c) = (
+            "00000000-0000-4000-8000-000000000001",
+            "00000000-0000-4000-8000-000000000002",
+        );
         let p1 = claim_port(&pool, b, b + 50, host, a).unwrap();
         assert_ne!(p1, b);
         let p2 = claim_port(&pool, b, b + 50, host, c).unwrap();

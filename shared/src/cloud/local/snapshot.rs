@@ -26,11 +26,14 @@
 use super::clone::{read_stable, Cloner, Skip, Stats};
 use super::pool::{fatal, Consistency};
 use crate::cloud::{CloudError, Endpoint};
+use crate::postgres::Lsn;
 use crate::postgres::{PgClient, PgError};
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// What `pg_basebackup` leaves out of a running data directory, plus what this module
 /// copies separately (the WAL, `pg_control`, the label).
@@ -107,9 +110,40 @@ pub fn check_layout(data: &Path) -> Result<(), CloudError> {
     Ok(())
 }
 
-/// Copy the WAL segments and history files present now into `dst/pg_wal`, replacing
-/// copies of earlier passes (a segment may have grown since).
-fn copy_wal(cloner: &Cloner, src: &Path, dst: &Path) -> Result<Stats, CloudError> {
+/// Which WAL files a snapshot needs: segments from the one holding the backup's start
+/// (the redo point recovery begins at) onwards, plus every non-segment file (timeline
+/// history). Older segments, which a replica with `wal_keep_size` may hold by the
+/// gigabyte, are of no use to the copy.
+#[derive(Debug, Clone, Copy)]
+pub struct WalNeeded {
+    pub start: Lsn,
+    pub segment_size: u64,
+}
+
+impl WalNeeded {
+    pub fn wants(&self, name: &str) -> bool {
+        let seg = name.strip_suffix(".partial").unwrap_or(name);
+        if seg.len() != 24 || !seg.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return true;
+        }
+        let hex = |r: std::ops::Range<usize>| u64::from_str_radix(&seg[r], 16).unwrap_or(0);
+        let per_log = 0x1_0000_0000 / self.segment_size.max(1);
+        hex(8..16) * per_log + hex(16..24) >= self.start.0 / self.segment_size.max(1)
+    }
+}
+
+/// WAL files already copied, with the source's modification time when copied.
+pub type WalCopied = HashMap<std::ffi::OsString, Option<SystemTime>>;
+
+/// Copy the WAL files the snapshot needs into `dst/pg_wal`, skipping files unchanged
+/// since an earlier pass (`done`) and replacing ones that grew.
+fn copy_wal(
+    cloner: &Cloner,
+    src: &Path,
+    dst: &Path,
+    needed: WalNeeded,
+    done: &mut WalCopied,
+) -> Result<Stats, CloudError> {
     let (from, to) = (src.join("pg_wal"), dst.join("pg_wal"));
     let mut stats = Stats::default();
     let status = from.join("archive_status");
@@ -122,11 +156,19 @@ fn copy_wal(cloner: &Cloner, src: &Path, dst: &Path) -> Result<Stats, CloudError
     }
     let entries = fs::read_dir(&from).map_err(|e| fatal(from.display(), e))?;
     for e in entries.flatten() {
-        if e.file_type().is_ok_and(|t| t.is_file()) {
-            cloner
-                .copy_file(&e.path(), &to.join(e.file_name()), &mut stats)
-                .map_err(|e| fatal("copying WAL", e))?;
+        let name = e.file_name();
+        let Ok(meta) = e.metadata() else { continue };
+        if !meta.is_file() || !needed.wants(&name.to_string_lossy()) {
+            continue;
         }
+        let mtime = meta.modified().ok();
+        if mtime.is_some() && done.get(&name) == Some(&mtime) {
+            continue;
+        }
+        cloner
+            .copy_file(&e.path(), &to.join(&name), &mut stats)
+            .map_err(|e| fatal("copying WAL", e))?;
+        done.insert(name, mtime);
     }
     Ok(stats)
 }
@@ -183,20 +225,33 @@ pub async fn take_live(
 ) -> Result<(Stats, Consistency), CloudError> {
     check_layout(&src)?;
     let session = client.connect(at).await.map_err(pg_err)?;
-    let start: String = session
-        .query_one("SELECT pg_backup_start($1, true)::text", &[&label])
+    let row = session
+        .query_one(
+            "SELECT pg_backup_start($1, true)::text, \
+                    (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')",
+            &[&label],
+        )
         .await
-        .map_err(query_err(at, "pg_backup_start"))?
-        .get(0);
+        .map_err(query_err(at, "pg_backup_start"))?;
+    let start: String = row.get(0);
+    let needed = WalNeeded {
+        start: start
+            .parse()
+            .map_err(|e| CloudError::Fatal(format!("pg_backup_start: {e}")))?,
+        segment_size: row.get::<_, i64>(1) as u64,
+    };
     tracing::debug!(label, start_lsn = %start, "backup mode started on the source");
 
     // If anything below fails, dropping `session` ends it, and PostgreSQL aborts the
     // backup by itself: nothing to undo on the source.
     let (s, d, c) = (src.clone(), dst.clone(), cloner.clone());
-    let mut stats = blocking(move || {
-        let mut st = c.copy_tree(&s, &d, &LiveData).map_err(|e| fatal("snapshot copy", e))?;
-        st.add(&copy_wal(&c, &s, &d)?);
-        Ok(st)
+    let (mut stats, mut wal_done) = blocking(move || {
+        let mut st = c
+            .copy_tree(&s, &d, &LiveData)
+            .map_err(|e| fatal("snapshot copy", e))?;
+        let mut done = WalCopied::new();
+        st.add(&copy_wal(&c, &s, &d, needed, &mut done)?);
+        Ok((st, done))
     })
     .await?;
 
@@ -222,7 +277,7 @@ pub async fn take_live(
         let control = s.join("global/pg_control");
         let bytes = read_stable(&control).map_err(|e| fatal("pg_control", e))?;
         write_like(&d.join("global/pg_control"), &bytes, &control)?;
-        let mut st = copy_wal(&cloner, &s, &d)?;
+        let mut st = copy_wal(&cloner, &s, &d, needed, &mut wal_done)?;
         st.files += 1;
         st.bytes += bytes.len() as u64;
         Ok(st)
@@ -270,7 +325,12 @@ mod tests {
         ] {
             assert!(s.skip(Path::new(p)), "{p}");
         }
-        for p in ["base/1/1259", "global/1262", "postgresql.auto.conf", "pg_wal"] {
+        for p in [
+            "base/1/1259",
+            "global/1262",
+            "postgresql.auto.conf",
+            "pg_wal",
+        ] {
             assert!(!s.skip(Path::new(p)), "{p}");
         }
         assert!(s.empty_dir(Path::new("pg_wal")));
@@ -279,10 +339,33 @@ mod tests {
     }
 
     #[test]
+    fn only_wal_from_the_backup_start_segment_on_is_needed() {
+        let n = WalNeeded {
+            start: "2/3A000028".parse().unwrap(),
+            segment_size: 16 << 20,
+        };
+        assert!(!n.wants("000000010000000200000039"));
+        assert!(n.wants("00000001000000020000003A"));
+        assert!(n.wants("000000010000000300000000"));
+        assert!(n.wants("00000002000000020000003B.partial"));
+        assert!(!n.wants("000000010000000100000099.partial"));
+        assert!(n.wants("00000002.history"));
+        let big = WalNeeded {
+            start: "2/40000000".parse().unwrap(),
+            segment_size: 1 << 30,
+        };
+        assert!(!big.wants("000000010000000200000000"));
+        assert!(big.wants("000000010000000200000001"));
+    }
+
+    #[test]
     fn refuses_layouts_it_cannot_copy_whole() {
         let t = tempfile::tempdir().unwrap();
         let d = t.path();
-        assert!(check_layout(d).unwrap_err().to_string().contains("PG_VERSION"));
+        assert!(check_layout(d)
+            .unwrap_err()
+            .to_string()
+            .contains("PG_VERSION"));
         fs::write(d.join("PG_VERSION"), "15\n").unwrap();
         fs::create_dir(d.join("pg_tblspc")).unwrap();
         std::os::unix::fs::symlink("/elsewhere", d.join("pg_wal")).unwrap();
@@ -291,6 +374,9 @@ mod tests {
         fs::create_dir(d.join("pg_wal")).unwrap();
         check_layout(d).unwrap();
         std::os::unix::fs::symlink("/ts", d.join("pg_tblspc/16500")).unwrap();
-        assert!(check_layout(d).unwrap_err().to_string().contains("tablespaces"));
+        assert!(check_layout(d)
+            .unwrap_err()
+            .to_string()
+            .contains("tablespaces"));
     }
 }
