@@ -32,6 +32,18 @@ use tokio::time::Instant;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// The provider's log lines (which copy method, how long) go through the test harness:
+/// shown for a failing test, quiet otherwise.
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+}
+
 /// A password with every character that needs quoting somewhere on its way into
 /// primary_conninfo.
 const PASSWORD: &str = "it's a \\ \"secret\" $HOME `x`";
@@ -136,7 +148,7 @@ fn setup(
     pool: Option<PathBuf>,
     clone: CloneMode,
 ) -> Env {
-    pgsurge::logging::init();
+    init_logs();
     let root = Scratch::new(&format!("i4-{cluster}"));
     let primary = Pg::primary(&root.0, "primary");
     // A replica can only make restartpoints where the primary checkpointed, and a clone
@@ -578,7 +590,7 @@ fn snapshots_under_heavy_writes_never_yield_a_broken_or_diverging_replica() {
 #[test]
 fn readiness_reports_lagging_while_replay_is_paused_and_ready_after() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    pgsurge::logging::init();
+    init_logs();
     let rt = Runtime::new().unwrap();
     let root = Scratch::new("i4-ready");
     let primary = Pg::primary(&root.0, "primary");
@@ -815,7 +827,7 @@ impl Drop for XfsPool {
             .arg(Self::script())
             .arg("down")
             .arg(&self.0)
-            .status();
+            .output();
     }
 }
 

@@ -16,7 +16,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Files copied (or cloned) at once.
+pub const THREADS: usize = 4;
 
 /// How the files of one tree were copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,12 +120,51 @@ impl Cloner {
     }
 
     /// Copy the tree at `src` into `dst` (created; must not exist), minus what `skip` says.
+    ///
+    /// Directories and symlinks are made first, in one pass; then the files, by
+    /// [`THREADS`] threads (storage answers several requests at once far faster than one
+    /// after the other, for clones and copies alike). Returns once every file is done.
     pub fn copy_tree(&self, src: &Path, dst: &Path, skip: &dyn Skip) -> Result<Stats, CloneError> {
-        let mut stats = Stats::default();
         let meta = fs::symlink_metadata(src).map_err(io_err(src))?;
         self.make_dir(dst, &meta)?;
-        self.walk(src, dst, Path::new(""), skip, &mut stats)?;
-        Ok(stats)
+        let mut files = Vec::new();
+        self.walk(src, dst, Path::new(""), skip, &mut files)?;
+        self.copy_files(&files)
+    }
+
+    fn copy_files(&self, files: &[(PathBuf, PathBuf)]) -> Result<Stats, CloneError> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let results: Vec<Result<Stats, CloneError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..THREADS.min(files.len().max(1)))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut stats = Stats::default();
+                        while !failed.load(Ordering::Relaxed) {
+                            let Some((s, d)) = files.get(next.fetch_add(1, Ordering::Relaxed))
+                            else {
+                                break;
+                            };
+                            if let Err(e) = self.copy_file(s, d, &mut stats) {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                        Ok(stats)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("copy worker panicked"))
+                .collect()
+        });
+        let mut total = Stats::default();
+        for r in results {
+            total.add(&r?);
+        }
+        Ok(total)
     }
 
     fn walk(
@@ -131,7 +173,7 @@ impl Cloner {
         dst: &Path,
         rel: &Path,
         skip: &dyn Skip,
-        stats: &mut Stats,
+        files: &mut Vec<(PathBuf, PathBuf)>,
     ) -> Result<(), CloneError> {
         let entries = match fs::read_dir(src) {
             Ok(e) => e,
@@ -159,7 +201,7 @@ impl Cloner {
             if ft.is_dir() {
                 self.make_dir(&d, &meta)?;
                 if !skip.empty_dir(&rel) {
-                    self.walk(&s, &d, &rel, skip, stats)?;
+                    self.walk(&s, &d, &rel, skip, files)?;
                 }
             } else if ft.is_symlink() {
                 let target = match fs::read_link(&s) {
@@ -170,7 +212,7 @@ impl Cloner {
                 std::os::unix::fs::symlink(&target, &d).map_err(io_err(&d))?;
                 self.own(&d, &meta)?;
             } else if ft.is_file() {
-                self.copy_file(&s, &d, stats)?;
+                files.push((s, d));
             }
             // Sockets, FIFOs and devices have no place in a data directory: skipped.
         }
@@ -291,6 +333,35 @@ pub fn probe_reflink(dir: &Path) -> bool {
     let _ = fs::remove_file(&a);
     let _ = fs::remove_file(&b);
     result.unwrap_or(false)
+}
+
+/// Delete a directory tree, files by [`THREADS`] threads (see [`Cloner::copy_tree`]).
+pub fn remove_tree(dir: &Path) -> io::Result<()> {
+    fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> io::Result<()> {
+        for e in fs::read_dir(dir)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                collect(&e.path(), files)?;
+            } else {
+                files.push(e.path());
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    collect(dir, &mut files)?;
+    let chunk = files.len().div_ceil(THREADS).max(1);
+    std::thread::scope(|scope| {
+        for part in files.chunks(chunk) {
+            scope.spawn(move || {
+                for f in part {
+                    // Whatever fails here, remove_dir_all below reports.
+                    let _ = fs::remove_file(f);
+                }
+            });
+        }
+    });
+    fs::remove_dir_all(dir)
 }
 
 /// Read a small file that another process rewrites in place (pg_control) until two

@@ -236,7 +236,7 @@ impl Pool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(fatal(dir.display(), e)),
         }
-        fs::remove_dir_all(&trash).map_err(|e| fatal(trash.display(), e))?;
+        super::clone::remove_tree(&trash).map_err(|e| fatal(trash.display(), e))?;
         Ok(true)
     }
 }
