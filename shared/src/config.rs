@@ -49,6 +49,8 @@ pub struct Config {
     pub state: crate::state::StateConfig,
     pub policy: crate::policy::PolicyConfig,
     pub haproxy: HaproxyConfig,
+    pub postgres: PostgresConfig,
+    pub local: LocalConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -210,6 +212,233 @@ pub struct HaproxyNodeConfig {
     pub dataplane_password: Option<Secret>,
 }
 
+/// The PostgreSQL primary, the role replicas stream as, and when a replica counts as caught up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// The primary as replicas reach it (`primary_conninfo`) and as pgsurge checks it.
+    pub primary_host: String,
+    pub primary_port: u16,
+    /// Database pgsurge connects to for readiness checks.
+    pub dbname: String,
+    /// Role in the replicas' `primary_conninfo`; pgsurge also connects as it to check
+    /// readiness (needs REPLICATION and `pg_monitor`; the local provider's snapshots also
+    /// need EXECUTE on `pg_backup_start`/`pg_backup_stop`).
+    pub replication_user: String,
+    /// Its password; `None` for trust, `.pgpass` or certificate authentication.
+    pub password: Option<Secret>,
+    /// `sslmode` for replication and readiness connections (readiness speaks plain TCP:
+    /// `disable`, `allow` or `prefer`).
+    pub sslmode: String,
+    pub connect_timeout_secs: u64,
+    /// A replica is caught up when its replay LSN is at most this many bytes behind the
+    /// primary's current LSN...
+    pub max_replay_lag_bytes: u64,
+    /// ...and the last transaction it replayed committed at most this long ago
+    /// (0 when it has replayed everything).
+    pub max_replay_lag_secs: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            primary_host: "127.0.0.1".into(),
+            primary_port: 5432,
+            dbname: "postgres".into(),
+            replication_user: "pgsurge".into(),
+            password: None,
+            sslmode: "prefer".into(),
+            connect_timeout_secs: 5,
+            max_replay_lag_bytes: 16 * 1024 * 1024,
+            max_replay_lag_secs: 10,
+        }
+    }
+}
+
+/// How the local provider clones files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloneMode {
+    /// Copy-on-write (FICLONE) when the pool's filesystem supports it, else a plain copy.
+    Auto,
+    /// Copy-on-write or fail.
+    Reflink,
+    /// Always a plain byte copy.
+    Copy,
+}
+
+/// The local provider: volumes and snapshots are directories in a pool, servers are
+/// `postgres` processes on loopback ports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalConfig {
+    /// The volume pool (absolute). On XFS with reflink=1 or btrfs, clones are copy-on-write.
+    pub pool_dir: PathBuf,
+    /// Servers get the lowest free port in `port_first..=port_last`.
+    pub port_first: u16,
+    pub port_last: u16,
+    /// Address servers listen on.
+    pub listen_host: String,
+    /// PostgreSQL server binaries.
+    pub pg_bin: PathBuf,
+    /// OS user that owns the data directories and runs `postgres`.
+    pub os_user: String,
+    /// The replica bootstrap script (the one the cloud image runs).
+    pub bootstrap_script: PathBuf,
+    pub clone: CloneMode,
+    /// How long the bootstrap script waits for PostgreSQL to start.
+    pub start_timeout_secs: u64,
+    /// How long a fast shutdown may take before the server is stopped immediately.
+    pub stop_timeout_secs: u64,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        LocalConfig {
+            pool_dir: "/var/lib/pgsurge/pool".into(),
+            port_first: 6500,
+            port_last: 6599,
+            listen_host: "127.0.0.1".into(),
+            pg_bin: "/usr/lib/postgresql/15/bin".into(),
+            os_user: "postgres".into(),
+            bootstrap_script: "infra/image/bootstrap-replica.sh".into(),
+            clone: CloneMode::Auto,
+            start_timeout_secs: 60,
+            stop_timeout_secs: 30,
+        }
+    }
+}
+
+/// A PostgreSQL role or OS user name we are willing to put into a conninfo string or a
+/// command line unquoted.
+fn plain_name(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+}
+
+fn validate_postgres(p: &PostgresConfig) -> Result<(), ConfigError> {
+    let host_ok = !p.primary_host.is_empty()
+        && p.primary_host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
+    if !host_ok {
+        return Err(invalid(
+            "postgres.primary_host",
+            format!("{:?} is not a host name or IP address", p.primary_host),
+        ));
+    }
+    if p.primary_port == 0 {
+        return Err(invalid("postgres.primary_port", "must not be 0"));
+    }
+    if !plain_name(&p.dbname) {
+        return Err(invalid(
+            "postgres.dbname",
+            format!(
+                "{:?} must be 1-63 chars of a-z, 0-9, '_', '-', '.'",
+                p.dbname
+            ),
+        ));
+    }
+    if !plain_name(&p.replication_user) {
+        return Err(invalid(
+            "postgres.replication_user",
+            format!(
+                "{:?} must be 1-63 chars of a-z, 0-9, '_', '-', '.'",
+                p.replication_user
+            ),
+        ));
+    }
+    if let Some(pw) = &p.password {
+        if pw.is_empty() || pw.expose().contains(['\0', '\n', '\r']) {
+            return Err(invalid(
+                "postgres.password",
+                "must be non-empty and contain no NUL or line breaks",
+            ));
+        }
+    }
+    if !matches!(p.sslmode.as_str(), "disable" | "allow" | "prefer") {
+        return Err(invalid(
+            "postgres.sslmode",
+            format!("{:?} must be disable, allow or prefer", p.sslmode),
+        ));
+    }
+    if !(1..=120).contains(&p.connect_timeout_secs) {
+        return Err(invalid(
+            "postgres.connect_timeout_secs",
+            format!("{} is outside 1..=120", p.connect_timeout_secs),
+        ));
+    }
+    if p.max_replay_lag_bytes > 1 << 40 {
+        return Err(invalid(
+            "postgres.max_replay_lag_bytes",
+            format!("{} is above 1 TiB", p.max_replay_lag_bytes),
+        ));
+    }
+    if p.max_replay_lag_secs > 86_400 {
+        return Err(invalid(
+            "postgres.max_replay_lag_secs",
+            format!("{} is above one day", p.max_replay_lag_secs),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_local(l: &LocalConfig) -> Result<(), ConfigError> {
+    if !l.pool_dir.is_absolute() {
+        return Err(invalid(
+            "local.pool_dir",
+            format!("{} is not an absolute path", l.pool_dir.display()),
+        ));
+    }
+    if l.port_first < 1024 {
+        return Err(invalid(
+            "local.port_first",
+            format!("{} is below 1024", l.port_first),
+        ));
+    }
+    if l.port_last < l.port_first {
+        return Err(invalid(
+            "local.port_last",
+            format!(
+                "{} is below local.port_first ({})",
+                l.port_last, l.port_first
+            ),
+        ));
+    }
+    if l.listen_host.parse::<std::net::IpAddr>().is_err() {
+        return Err(invalid(
+            "local.listen_host",
+            format!("{:?} is not an IP address", l.listen_host),
+        ));
+    }
+    if !l.pg_bin.is_absolute() {
+        return Err(invalid(
+            "local.pg_bin",
+            format!("{} is not an absolute path", l.pg_bin.display()),
+        ));
+    }
+    if !plain_name(&l.os_user) {
+        return Err(invalid(
+            "local.os_user",
+            format!("{:?} is not a user name", l.os_user),
+        ));
+    }
+    if l.bootstrap_script.as_os_str().is_empty() {
+        return Err(invalid("local.bootstrap_script", "must not be empty"));
+    }
+    for (key, v) in [
+        ("local.start_timeout_secs", l.start_timeout_secs),
+        ("local.stop_timeout_secs", l.stop_timeout_secs),
+    ] {
+        if !(1..=3600).contains(&v) {
+            return Err(invalid(key, format!("{v} is outside 1..=3600")));
+        }
+    }
+    Ok(())
+}
+
 impl Config {
     /// Load from an optional file plus `PGSURGE_*` environment variables, then validate.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -306,6 +535,8 @@ impl Config {
         validate_auth_signing(a)?;
         crate::state::validate_state(&self.state)?;
         crate::policy::validate_policy(&self.policy)?;
+        validate_postgres(&self.postgres)?;
+        validate_local(&self.local)?;
         validate_haproxy(&self.haproxy)
     }
 }
@@ -594,6 +825,24 @@ mod tests {
                 "[[haproxy.nodes]]\nname = \"a\"\ndataplane_url = \"http://u:p@h:5555\"\ndataplane_password = \"x\"",
                 "haproxy.nodes[0].dataplane_url",
             ),
+            ("[postgres]\nprimary_port = 0", "postgres.primary_port"),
+            (
+                "[postgres]\nreplication_user = \"a b\"",
+                "postgres.replication_user",
+            ),
+            ("[postgres]\nsslmode = \"verify-full\"", "postgres.sslmode"),
+            (
+                "[postgres]\nmax_replay_lag_secs = -1",
+                "postgres.max_replay_lag_secs",
+            ),
+            ("[postgres]\npassword = \"\"", "postgres.password"),
+            ("[local]\npool_dir = \"pool\"", "local.pool_dir"),
+            (
+                "[local]\nport_first = 7000\nport_last = 6999",
+                "local.port_last",
+            ),
+            ("[local]\nclone = \"maybe\"", "local.clone"),
+            ("[local]\nlisten_host = \"localhost\"", "local.listen_host"),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();
@@ -616,6 +865,19 @@ mod tests {
             "s3cret-pass"
         );
         assert!(!format!("{:?}", c.haproxy.nodes).contains("s3cret"));
+    }
+
+    #[test]
+    fn postgres_password_stays_out_of_errors_and_debug() {
+        let err = Config::from_toml("[postgres]\npassword = \"zq\\nxv\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("postgres.password") && !err.contains("zq"),
+            "{err}"
+        );
+        let c = Config::from_toml("[postgres]\npassword = \"s3cret-pw\"").unwrap();
+        assert!(!format!("{c:?}").contains("s3cret-pw"));
     }
 
     #[test]

@@ -20,6 +20,11 @@
 //!   Cloud Eye via SMN, Auto Scaling lifecycle hooks, a generic JSON form) into one
 //!   normalised [`events::Event`].
 //! * [`cloud`] — the `Cloud` port (volumes, snapshots, servers) and idempotent `ensure_*` helpers.
+//!   [`cloud::local`] implements it on one machine: volumes are directories, snapshots
+//!   consistent (copy-on-write) copies, servers `postgres` processes.
+//! * [`postgres`] — the `Postgres` readiness port (in recovery, same system id and
+//!   timeline, replay lag within bounds) over `tokio-postgres`, and the replica bootstrap
+//!   parameters.
 //! * [`balancer`] — the `Balancer` port: HAProxy Runtime API and Data Plane API (v2/v3)
 //!   adapters, a fan-out that keeps every HAProxy node identical, and drain semantics.
 //! * [`handlers`] — the body of each function.
@@ -43,6 +48,7 @@ pub mod handlers;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod postgres;
 pub mod runtime;
 pub mod secret;
 pub mod state;

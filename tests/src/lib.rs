@@ -54,6 +54,11 @@ impl Proc {
         ))
     }
 
+    /// Own an already spawned child (killed on drop like the others).
+    pub fn from_child(child: Child) -> Proc {
+        Proc(Some(child))
+    }
+
     pub fn id(&self) -> u32 {
         self.0.as_ref().map(Child::id).unwrap_or(0)
     }

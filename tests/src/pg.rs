@@ -248,3 +248,122 @@ fn append(path: &Path, text: &str) {
         .unwrap();
     f.write_all(text.as_bytes()).unwrap();
 }
+
+// ---- Additions for the local provider's tests and bench (issue 4) -------------------
+
+/// `psql` against any server on loopback by port (clones the tests did not start with
+/// [`Pg`]), as the `postgres` superuser; unaligned, tuples-only output.
+pub fn psql_at(port: u16, db: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=postgres dbname={db}"
+        ))
+        .args(["-c", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "psql on port {port}: {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Poll the server on `port` until it has replayed up to `lsn`; panics after `secs`.
+pub fn wait_replayed(port: u16, lsn: &str, secs: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let sql = format!("select pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
+    while psql_at(port, "postgres", &sql) != "t" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server on port {port} did not replay up to {lsn} within {secs}s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A file of the project's dataset generator (`infra/local/dataset/`).
+pub fn dataset_script(name: &str) -> PathBuf {
+    crate::workspace_root()
+        .join("infra/local/dataset")
+        .join(name)
+}
+
+impl Pg {
+    /// Fill database `catalog` with the project's dataset generator.
+    pub fn generate_catalog(&self, tables: u32, size_mb: u32) -> String {
+        let out = Command::new("bash")
+            .arg(dataset_script("generate.sh"))
+            .args([
+                "--conn",
+                &self.conninfo("postgres").replace(" dbname=postgres", ""),
+            ])
+            .args(["--tables", &tables.to_string()])
+            .args(["--size-mb", &size_mb.to_string()])
+            .output()
+            .expect("generate.sh");
+        assert!(
+            out.status.success(),
+            "generate.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Start the dataset's pgbench write load in the background (`load.sh`); it runs until
+    /// the returned process is stopped or dropped.
+    pub fn start_write_load(&self, clients: u32, batch: u32) -> crate::Proc {
+        let child = Command::new("bash")
+            .arg(dataset_script("load.sh"))
+            .args([
+                "--conn",
+                &self.conninfo("postgres").replace(" dbname=postgres", ""),
+            ])
+            .args(["--clients", &clients.to_string()])
+            .args(["--threads", "2", "--seconds", "3600", "--progress", "1"])
+            .args(["--batch", &batch.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("load.sh");
+        crate::Proc::from_child(child)
+    }
+
+    pub fn current_lsn(&self) -> String {
+        self.psql("postgres", "select pg_current_wal_lsn()")
+    }
+
+    /// Put `line` first in pg_hba.conf (first match wins) and reload.
+    pub fn prepend_hba(&self, line: &str) {
+        let path = self.datadir.join("pg_hba.conf");
+        let old = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{line}\n{old}")).unwrap();
+        self.psql("postgres", "select pg_reload_conf()");
+    }
+}
+
+/// Processes whose working directory is `dir` or below it, or whose command line names
+/// it: PostgreSQL's postmaster and every backend chdir into their data directory, so
+/// this finds a server's processes without trusting its pidfile.
+pub fn processes_in(dir: &Path) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cwd = std::fs::read_link(e.path().join("cwd")).ok();
+        let raw = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        // Component-wise: /tmp/x must not match /tmp/x-0.
+        let named = args.iter().any(|a| Path::new(a).starts_with(dir));
+        if cwd.is_some_and(|c| c.starts_with(dir)) || named {
+            found.push((pid, args.join(" ")));
+        }
+    }
+    found
+}

@@ -1,0 +1,171 @@
+//! The [`Postgres`](super::Postgres) port over `tokio-postgres`.
+//!
+//! One short-lived connection per question: functions run for seconds, and a pool would
+//! outlive the invocation anyway. Connections are plain TCP (`sslmode` `disable`,
+//! `allow` or `prefer`); errors carry the server's message but never the password.
+
+use super::lsn::Lsn;
+use super::readiness::{PrimaryStatus, ReplicaStatus};
+use super::{PgError, Postgres};
+use crate::cloud::Endpoint;
+use crate::config::PostgresConfig;
+use crate::secret::Secret;
+use async_trait::async_trait;
+use std::time::Duration;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, NoTls};
+
+/// Connects to the configured primary and to replicas with the same role and database.
+#[derive(Debug, Clone)]
+pub struct PgClient {
+    primary: Endpoint,
+    user: String,
+    password: Option<Secret>,
+    dbname: String,
+    sslmode: SslMode,
+    connect_timeout: Duration,
+}
+
+impl PgClient {
+    pub fn new(c: &PostgresConfig) -> PgClient {
+        PgClient {
+            primary: Endpoint {
+                host: c.primary_host.clone(),
+                port: c.primary_port,
+            },
+            user: c.replication_user.clone(),
+            password: c.password.clone(),
+            dbname: c.dbname.clone(),
+            // `allow` tries plain first, which is all this client does.
+            sslmode: match c.sslmode.as_str() {
+                "prefer" => SslMode::Prefer,
+                _ => SslMode::Disable,
+            },
+            connect_timeout: Duration::from_secs(c.connect_timeout_secs),
+        }
+    }
+
+    pub fn primary(&self) -> &Endpoint {
+        &self.primary
+    }
+
+    /// A session on `at`. The connection task runs until the client is dropped.
+    pub async fn connect(&self, at: &Endpoint) -> Result<Client, PgError> {
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host(&at.host)
+            .port(at.port)
+            .user(&self.user)
+            .dbname(&self.dbname)
+            .application_name("pgsurge")
+            .ssl_mode(self.sslmode)
+            .connect_timeout(self.connect_timeout);
+        if let Some(pw) = &self.password {
+            cfg.password(pw.expose());
+        }
+        let fut = cfg.connect(NoTls);
+        let (client, connection) = tokio::time::timeout(self.connect_timeout, fut)
+            .await
+            .map_err(|_| PgError::Connect {
+                endpoint: addr(at),
+                message: format!("timed out after {:?}", self.connect_timeout),
+            })?
+            .map_err(|e| PgError::Connect {
+                endpoint: addr(at),
+                message: message(&e),
+            })?;
+        tokio::spawn(async move {
+            // Ends when the client is dropped or the server goes away; the next query
+            // reports that, so nothing to do here.
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+}
+
+/// `host:port` for messages.
+pub fn addr(at: &Endpoint) -> String {
+    format!("{}:{}", at.host, at.port)
+}
+
+/// The server's own message when there is one (`FATAL: ...`), else the client error.
+pub fn message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+fn query_err(at: &Endpoint) -> impl Fn(tokio_postgres::Error) -> PgError + '_ {
+    move |e| PgError::Query {
+        endpoint: addr(at),
+        message: message(&e),
+    }
+}
+
+fn lsn(at: &Endpoint, text: &str) -> Result<Lsn, PgError> {
+    text.parse()
+        .map_err(|e: super::lsn::LsnParseError| PgError::Query {
+            endpoint: addr(at),
+            message: e.to_string(),
+        })
+}
+
+/// The primary's timeline is the first 8 hex digits of its current WAL file name;
+/// `pg_walfile_name` only works outside recovery, hence the CASE.
+const PRIMARY_SQL: &str = "SELECT pg_is_in_recovery(), \
+       (SELECT system_identifier FROM pg_control_system()), \
+       CASE WHEN pg_is_in_recovery() THEN NULL \
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END, \
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END";
+
+/// `received_tli` needs pg_read_all_stats (part of pg_monitor); without it, or without
+/// a running WAL receiver, fall back to the timeline of the last restartpoint.
+const REPLICA_SQL: &str = "SELECT pg_is_in_recovery(), \
+       (SELECT system_identifier FROM pg_control_system()), \
+       COALESCE((SELECT received_tli FROM pg_stat_wal_receiver WHERE received_tli IS NOT NULL LIMIT 1), \
+                (SELECT timeline_id FROM pg_control_checkpoint())), \
+       pg_last_wal_replay_lsn()::text, \
+       EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8, \
+       CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() <> 'not paused' \
+            ELSE false END";
+
+#[async_trait]
+impl Postgres for PgClient {
+    async fn primary_status(&self) -> Result<PrimaryStatus, PgError> {
+        let at = &self.primary;
+        let client = self.connect(at).await?;
+        let row = client
+            .query_one(PRIMARY_SQL, &[])
+            .await
+            .map_err(query_err(at))?;
+        if row.get::<_, bool>(0) {
+            return Err(PgError::NotPrimary(addr(at)));
+        }
+        let timeline: i32 = row.get(2);
+        Ok(PrimaryStatus {
+            system_identifier: row.get(1),
+            timeline: timeline as u32,
+            current_lsn: lsn(at, row.get(3))?,
+        })
+    }
+
+    async fn replica_status(&self, at: &Endpoint) -> Result<ReplicaStatus, PgError> {
+        let client = self.connect(at).await?;
+        let row = client
+            .query_one(REPLICA_SQL, &[])
+            .await
+            .map_err(query_err(at))?;
+        let timeline: i32 = row.get(2);
+        let replay: Option<&str> = row.get(3);
+        let age: Option<f64> = row.get(4);
+        Ok(ReplicaStatus {
+            in_recovery: row.get(0),
+            system_identifier: row.get(1),
+            timeline: timeline as u32,
+            replay_lsn: replay.map(|t| lsn(at, t)).transpose()?,
+            // A commit "in the future" (clock skew between hosts) counts as no age.
+            last_replay_age: age.map(|s| Duration::from_secs_f64(s.max(0.0))),
+            replay_paused: row.get(5),
+        })
+    }
+}
