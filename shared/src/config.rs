@@ -51,6 +51,8 @@ pub struct Config {
     pub haproxy: HaproxyConfig,
     pub postgres: PostgresConfig,
     pub local: LocalConfig,
+    pub ops: crate::ops::OpsConfig,
+    pub cloud: CloudConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -210,6 +212,23 @@ pub struct HaproxyNodeConfig {
     pub dataplane_version: Option<String>,
     pub dataplane_user: Option<String>,
     pub dataplane_password: Option<Secret>,
+}
+
+/// Which cloud the functions act on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloudProvider {
+    /// None: functions authenticate, parse and classify events and change nothing.
+    #[default]
+    None,
+    /// This machine: volumes are directories, servers `postgres` processes (`[local]`).
+    Local,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudConfig {
+    pub provider: CloudProvider,
 }
 
 /// The PostgreSQL primary, the role replicas stream as, and when a replica counts as caught up.
@@ -537,6 +556,7 @@ impl Config {
         crate::policy::validate_policy(&self.policy)?;
         validate_postgres(&self.postgres)?;
         validate_local(&self.local)?;
+        crate::ops::config::validate_ops(&self.ops)?;
         validate_haproxy(&self.haproxy)
     }
 }

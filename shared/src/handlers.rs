@@ -1,15 +1,21 @@
 //! The body of each function, shared by the thin binaries in `functions/`.
 //!
-//! Today each handler authenticates and parses its event and says whether it is for
-//! this function (`accepted`) or not (`ignored`, still a success so senders such as
-//! Alertmanager do not retry). The orchestration (issue "functions end to end") plugs in
-//! behind `accepted`; until then the outcome says plainly that nothing was changed.
+//! Each handler authenticates and parses its event and says whether it is for this
+//! function (`accepted`) or not (`ignored`, still a success so senders such as
+//! Alertmanager do not retry). Accepted events run the orchestration in [`crate::ops`]
+//! against the configured cloud; with `cloud.provider = "none"` nothing is changed and
+//! the answer says so.
 
 use crate::config::Config;
+use crate::events::Alarm;
 use crate::events::{self, AlarmState, Event, InstanceKind, Webhook};
+use crate::ops;
 use crate::runtime::{FunctionError, LambdaEvent};
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -25,46 +31,94 @@ pub struct Outcome {
     pub status: Status,
     pub reason: String,
     pub event: Event,
-    /// What was changed. Empty until orchestration is wired in.
+    /// What was changed, one line each.
     pub actions: Vec<String>,
+    /// What is left for a later run (a replica still catching up, a node to repair).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
+    /// The scaling decision and its reason, when one was taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<crate::policy::Decision>,
 }
 
-const NOT_WIRED: &str = "orchestration is not wired in yet; nothing was changed";
+const NO_CLOUD: &str = "no cloud configured (cloud.provider = \"none\"); nothing was changed";
+
+/// The orchestration step an accepted event runs.
+type Act = for<'a> fn(
+    &'a ops::Ports,
+    &'a Event,
+    &'a LambdaEvent<()>,
+) -> BoxFuture<'a, Result<ops::Report, ops::OpsError>>;
+
+fn firing(e: &Event) -> Vec<Alarm> {
+    match e {
+        Event::Alarms { alarms } => alarms
+            .iter()
+            .filter(|a| a.state == AlarmState::Firing)
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+/// How long instance-ready may keep polling: the configured wait, within the deadline.
+fn ready_wait(p: &ops::Ports, ctx: &LambdaEvent<()>) -> Duration {
+    let margin = Duration::from_secs(5);
+    Duration::from_secs(p.ops.ready_wait_secs).min(ctx.context.remaining().saturating_sub(margin))
+}
 
 pub async fn scale_up(
     config: Arc<Config>,
     ev: LambdaEvent<Webhook>,
 ) -> Result<Outcome, FunctionError> {
-    handle("scale-up", &config, ev, firing_alarms).await
+    handle("scale-up", &config, ev, firing_alarms, |p, e, _| {
+        async move { ops::scale_up(p, &firing(e), now()).await }.boxed()
+    })
+    .await
 }
 
 pub async fn scale_down(
     config: Arc<Config>,
     ev: LambdaEvent<Webhook>,
 ) -> Result<Outcome, FunctionError> {
-    handle("scale-down", &config, ev, firing_alarms).await
+    handle("scale-down", &config, ev, firing_alarms, |p, e, _| {
+        async move { ops::scale_down(p, &firing(e), now()).await }.boxed()
+    })
+    .await
 }
 
 pub async fn instance_ready(
     config: Arc<Config>,
     ev: LambdaEvent<Webhook>,
 ) -> Result<Outcome, FunctionError> {
-    handle("instance-ready", &config, ev, |e| match e {
-        Event::Instance(i) if matches!(i.kind, InstanceKind::Ready | InstanceKind::Launching) => {
-            Ok(format!(
-                "instance {} reports ready; it will be verified before registration",
-                i.replica_id
-                    .as_deref()
-                    .or(i.server_id.as_deref())
-                    .unwrap_or("?")
-            ))
-        }
-        Event::Tick => Ok("timer tick: check pending replicas".into()),
-        other => Err(format!(
-            "not a ready/launching instance event or a tick ({})",
-            kind_name(other)
-        )),
-    })
+    handle(
+        "instance-ready",
+        &config,
+        ev,
+        |e| match e {
+            Event::Instance(i)
+                if matches!(i.kind, InstanceKind::Ready | InstanceKind::Launching) =>
+            {
+                Ok(format!(
+                    "instance {} reports ready; it will be verified before registration",
+                    i.replica_id
+                        .as_deref()
+                        .or(i.server_id.as_deref())
+                        .unwrap_or("?")
+                ))
+            }
+            Event::Tick => Ok("timer tick: check pending replicas".into()),
+            other => Err(format!(
+                "not a ready/launching instance event or a tick ({})",
+                kind_name(other)
+            )),
+        },
+        |p, _, ctx| async move { ops::check_pending(p, now(), ready_wait(p, ctx)).await }.boxed(),
+    )
     .await
 }
 
@@ -72,23 +126,37 @@ pub async fn instance_deleted(
     config: Arc<Config>,
     ev: LambdaEvent<Webhook>,
 ) -> Result<Outcome, FunctionError> {
-    handle("instance-deleted", &config, ev, |e| match e {
-        Event::Instance(i)
-            if matches!(i.kind, InstanceKind::Deleted | InstanceKind::Terminating) =>
-        {
-            Ok(format!(
-                "instance {} is gone or going",
-                i.replica_id
-                    .as_deref()
-                    .or(i.server_id.as_deref())
-                    .unwrap_or("?")
-            ))
-        }
-        other => Err(format!(
-            "not a deleted/terminating instance event ({})",
-            kind_name(other)
-        )),
-    })
+    handle(
+        "instance-deleted",
+        &config,
+        ev,
+        |e| match e {
+            Event::Instance(i)
+                if matches!(i.kind, InstanceKind::Deleted | InstanceKind::Terminating) =>
+            {
+                Ok(format!(
+                    "instance {} is gone or going",
+                    i.replica_id
+                        .as_deref()
+                        .or(i.server_id.as_deref())
+                        .unwrap_or("?")
+                ))
+            }
+            other => Err(format!(
+                "not a deleted/terminating instance event ({})",
+                kind_name(other)
+            )),
+        },
+        |p, e, _| {
+            async move {
+                match e {
+                    Event::Instance(i) => ops::instance_deleted(p, i, now()).await,
+                    _ => Ok(ops::Report::default()),
+                }
+            }
+            .boxed()
+        },
+    )
     .await
 }
 
@@ -96,13 +164,19 @@ pub async fn reconcile(
     config: Arc<Config>,
     ev: LambdaEvent<Webhook>,
 ) -> Result<Outcome, FunctionError> {
-    handle("reconcile", &config, ev, |e| match e {
-        Event::Tick => Ok("timer tick: compare state, cloud and every HAProxy node".into()),
-        other => Err(format!(
-            "reconcile runs on timer ticks ({} is not one)",
-            kind_name(other)
-        )),
-    })
+    handle(
+        "reconcile",
+        &config,
+        ev,
+        |e| match e {
+            Event::Tick => Ok("timer tick: compare state, cloud and every HAProxy node".into()),
+            other => Err(format!(
+                "reconcile runs on timer ticks ({} is not one)",
+                kind_name(other)
+            )),
+        },
+        |p, _, _| async move { ops::reconcile(p, now()).await }.boxed(),
+    )
     .await
 }
 
@@ -113,8 +187,10 @@ async fn handle(
     config: &Config,
     ev: LambdaEvent<Webhook>,
     accept: impl Fn(&Event) -> Result<String, String>,
+    act: Act,
 ) -> Result<Outcome, FunctionError> {
     let webhook = ev.payload;
+    let ctx = LambdaEvent::new((), ev.context);
     let receiver = events::Receiver::new(
         &config.auth,
         config.policy.limits(),
@@ -141,17 +217,27 @@ async fn handle(
             }
         }
         other => match accept(other) {
-            Ok(why) => (Status::Accepted, format!("{why}; {NOT_WIRED}")),
+            Ok(why) => (Status::Accepted, why),
             Err(why) => (Status::Ignored, why),
         },
     };
-    tracing::info!(function, request_id = %ev.context.request_id, status = ?status, %reason, "decision");
+    let mut report = ops::Report::default();
+    let mut reason = reason;
+    if status == Status::Accepted && !matches!(event, Event::SubscriptionConfirmation(_)) {
+        match ops::build(config, ctx.context.credentials.as_ref()).await? {
+            None => reason = format!("{reason}; {NO_CLOUD}"),
+            Some(ports) => report = act(&ports, &event, &ctx).await?,
+        }
+    }
+    tracing::info!(function, request_id = %ctx.context.request_id, status = ?status, %reason, "decision");
     Ok(Outcome {
         function,
         status,
         reason,
         event,
-        actions: Vec::new(),
+        actions: report.actions,
+        pending: report.pending,
+        decision: report.decision,
     })
 }
 

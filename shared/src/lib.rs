@@ -27,6 +27,8 @@
 //!   parameters.
 //! * [`balancer`] — the `Balancer` port: HAProxy Runtime API and Data Plane API (v2/v3)
 //!   adapters, a fan-out that keeps every HAProxy node identical, and drain semantics.
+//! * [`ops`] — the orchestration (scale-up, instance-ready, scale-down, instance-deleted,
+//!   reconcile) as idempotent, resumable steps written only against the ports.
 //! * [`handlers`] — the body of each function.
 //! * [`state`] — the cluster state document and its stores (S3 compare-and-swap with a
 //!   start-up probe, PostgreSQL advisory lock, local directory, memory).
@@ -47,6 +49,7 @@ pub mod failpoint;
 pub mod handlers;
 pub mod logging;
 pub mod metrics;
+pub mod ops;
 pub mod policy;
 pub mod postgres;
 pub mod runtime;

@@ -155,6 +155,11 @@ impl FanOut {
     }
 
     /// Nodes a previous invocation left marked for repair.
+    /// The node adapters, to build another fan-out with a different desired set.
+    pub fn into_nodes(self) -> Vec<Arc<dyn Balancer>> {
+        self.nodes
+    }
+
     pub fn with_needs_repair(self, nodes: impl IntoIterator<Item = String>) -> Self {
         self.memory.lock().unwrap().needs_repair.extend(nodes);
         self

@@ -1,0 +1,44 @@
+//! Turn the validated configuration into [`Ports`]: the one place adapters are chosen.
+
+use super::{OpsError, Ports};
+use crate::balancer::fanout::FanOut;
+use crate::balancer::DesiredSet;
+use crate::cloud::Cloud;
+use crate::config::{CloudProvider, Config};
+use crate::postgres::{LagBounds, PgClient};
+use crate::runtime::Credentials;
+use std::sync::Arc;
+
+/// Build the ports, or `None` when no cloud provider is configured (`cloud.provider =
+/// "none"`): the functions then only authenticate, parse and classify events.
+pub async fn build(
+    config: &Config,
+    creds: Option<&Credentials>,
+) -> Result<Option<Ports>, OpsError> {
+    let cloud: Arc<dyn Cloud> = match config.cloud.provider {
+        CloudProvider::None => return Ok(None),
+        CloudProvider::Local => Arc::new(crate::cloud::local::LocalCloud::new(
+            &config.local,
+            &config.postgres,
+        )?),
+    };
+    let state = crate::state::open(&config.state, &config.cluster.name, creds).await?;
+    let nodes = FanOut::from_config(
+        &config.haproxy,
+        DesiredSet::for_cluster(&config.cluster.name),
+    )
+    .map_err(|e| OpsError::Refused(format!("haproxy: {e}")))?
+    .into_nodes();
+    Ok(Some(Ports {
+        cluster: config.cluster.name.clone(),
+        cloud,
+        nodes,
+        state,
+        pg: Arc::new(PgClient::new(&config.postgres)),
+        policy: config.policy.clone(),
+        ops: config.ops.clone(),
+        lag: LagBounds::from(&config.postgres),
+        haproxy: config.haproxy.clone(),
+        bootstrap: config.postgres.clone(),
+    }))
+}

@@ -1,0 +1,64 @@
+//! `[ops]`: the orchestration's waits and housekeeping.
+
+use crate::config::ConfigError;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Reuse a snapshot younger than this instead of taking a new one (WAL to replay
+    /// grows with the snapshot's age).
+    pub snapshot_max_age_secs: u64,
+    /// Snapshots of ours kept by rotation (newest first).
+    pub snapshot_keep: usize,
+    /// Longest wait for a snapshot / volume to become available within one run.
+    pub resource_wait_secs: u64,
+    /// How long instance-ready keeps polling a catching-up replica in one run.
+    pub ready_wait_secs: u64,
+    /// A replica still `creating` after this long is rolled back by reconcile.
+    pub creating_deadline_secs: u64,
+    /// Resources tagged as ours but unknown to the state are deleted after this long.
+    pub orphan_grace_secs: u64,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        OpsConfig {
+            snapshot_max_age_secs: 3600,
+            snapshot_keep: 2,
+            resource_wait_secs: 120,
+            ready_wait_secs: 20,
+            creating_deadline_secs: 1800,
+            orphan_grace_secs: 600,
+        }
+    }
+}
+
+pub fn validate_ops(o: &OpsConfig) -> Result<(), ConfigError> {
+    let bad = |key: &str, message: String| ConfigError::Key {
+        key: key.to_string(),
+        message,
+    };
+    if o.snapshot_keep == 0 {
+        return Err(bad("ops.snapshot_keep", "must be at least 1".into()));
+    }
+    if !(1..=3600).contains(&o.resource_wait_secs) {
+        return Err(bad(
+            "ops.resource_wait_secs",
+            format!("{} is outside 1..=3600", o.resource_wait_secs),
+        ));
+    }
+    if o.ready_wait_secs > 900 {
+        return Err(bad(
+            "ops.ready_wait_secs",
+            format!("{} is above 900", o.ready_wait_secs),
+        ));
+    }
+    if o.creating_deadline_secs < 60 {
+        return Err(bad(
+            "ops.creating_deadline_secs",
+            "must be at least 60".into(),
+        ));
+    }
+    Ok(())
+}

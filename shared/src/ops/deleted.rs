@@ -1,0 +1,78 @@
+//! instance-deleted: a server vanished (cloud event, or found gone by reconcile):
+//! unregister it everywhere, delete its volume if it is ours, forget it.
+
+use super::scale_down::{delete_volume_when_detached, forget};
+use super::{OpsError, Ports, Report};
+use crate::cloud::{resource_name, CloudError};
+use crate::events::InstanceEvent;
+use crate::failpoint;
+use crate::state::Role;
+use time::OffsetDateTime;
+
+pub async fn instance_deleted(
+    ports: &Ports,
+    ev: &InstanceEvent,
+    now: OffsetDateTime,
+) -> Result<Report, OpsError> {
+    let state = ports.state.load().await?.state;
+    let replica = state
+        .replicas
+        .iter()
+        .find(|r| {
+            ev.replica_id.as_deref() == Some(r.id.as_str())
+                || (ev.server_id.is_some() && ev.server_id == r.server_id)
+        })
+        .cloned();
+    let mut report = Report::default();
+    let Some(r) = replica else {
+        report.did("no replica of ours has this server; nothing to do".to_string());
+        return Ok(report);
+    };
+    if r.role != Role::Surge {
+        return Err(OpsError::Refused(format!(
+            "{} is a base replica: clean it up by hand",
+            r.id
+        )));
+    }
+    // Trust the cloud, not the event: only act when the server is really gone.
+    if let Some(id) = &r.server_id {
+        match ports.cloud.get_server(id).await {
+            Err(CloudError::NotFound { .. }) => {}
+            Ok(_) => {
+                report.later(format!(
+                    "server {id} still exists; ignoring the deletion event"
+                ));
+                return Ok(report);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    forget_vanished(ports, &r.id, r.volume_id.as_deref(), now, &mut report).await?;
+    Ok(report)
+}
+
+/// The server is gone: out of every HAProxy, volume deleted, replica forgotten.
+pub(crate) async fn forget_vanished(
+    ports: &Ports,
+    id: &str,
+    volume: Option<&str>,
+    now: OffsetDateTime,
+    report: &mut Report,
+) -> Result<(), OpsError> {
+    let name = resource_name(&ports.cluster, id);
+    let state = ports.state.load().await?.state;
+    failpoint::hit("deleted.before_unregister");
+    let rep = ports.fanout(&state).remove_server(&name).await;
+    if !rep.all_ok() {
+        tracing::warn!(replica = id, failed = ?rep.failed(), "some HAProxy nodes unreachable; reconcile removes it there");
+    }
+    if let Some(v) = volume {
+        failpoint::hit("deleted.before_delete_volume");
+        delete_volume_when_detached(ports, v).await?;
+    }
+    forget(ports, id, now).await?;
+    report.did(format!(
+        "{name}: server gone; unregistered, volume deleted, forgotten"
+    ));
+    Ok(())
+}

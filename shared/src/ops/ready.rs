@@ -1,0 +1,174 @@
+//! instance-ready / tick: verify each booting replica ourselves, then register it in
+//! every HAProxy node. A callback is never trusted: it only makes us look sooner.
+
+use super::desired::split_address;
+use super::scale_up::rfc3339;
+use super::{phase_metric, secs_between, OpsError, Ports, Report};
+use crate::balancer::{AdminState, ServerSpec};
+use crate::cloud::{resource_name, CloudError, Endpoint};
+use crate::failpoint;
+use crate::postgres;
+use crate::state::{Phase, Replica};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Look at every replica still coming up; keep polling up to `wait` for those not
+/// ready yet, then leave them for the next tick.
+pub async fn check_pending(
+    ports: &Ports,
+    now: OffsetDateTime,
+    wait: Duration,
+) -> Result<Report, OpsError> {
+    let mut report = Report::default();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let state = ports.state.load().await?.state;
+        let pending: Vec<Replica> = state
+            .replicas
+            .iter()
+            .filter(|r| matches!(r.phase, Phase::Booting | Phase::CatchingUp))
+            .cloned()
+            .collect();
+        if pending.is_empty() {
+            return Ok(report);
+        }
+        let mut still = Vec::new();
+        for r in &pending {
+            match check_one(ports, r, now).await? {
+                Some(done) => report.did(done),
+                None => still.push(r.id.clone()),
+            }
+        }
+        if still.is_empty() {
+            return Ok(report);
+        }
+        if tokio::time::Instant::now() + Duration::from_millis(500) > deadline {
+            report.later(format!("not ready yet: {}", still.join(", ")));
+            return Ok(report);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `Some(what was done)` when the replica was registered; `None` when not ready yet.
+async fn check_one(
+    ports: &Ports,
+    r: &Replica,
+    now: OffsetDateTime,
+) -> Result<Option<String>, OpsError> {
+    let Some(server_id) = &r.server_id else {
+        return Ok(None);
+    };
+    let server = match ports.cloud.get_server(server_id).await {
+        Ok(s) => s,
+        // Gone while booting: instance-deleted / reconcile clean it up.
+        Err(CloudError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let endpoint = match (
+        &server.endpoint,
+        r.address.as_deref().and_then(split_address),
+    ) {
+        (Some(e), _) => e.clone(),
+        (None, Some((host, port))) => Endpoint { host, port },
+        (None, None) => return Ok(None),
+    };
+    let readiness = postgres::check(ports.pg.as_ref(), &endpoint, &ports.lag).await?;
+    if !readiness.is_ready() {
+        tracing::info!(replica = %r.id, readiness = %readiness, "not ready yet");
+        // Accepting connections means PostgreSQL is up and replaying: catching up.
+        let up = readiness
+            .check(postgres::Condition::AcceptsConnections)
+            .map(|c| c.ok)
+            .unwrap_or(false);
+        if up && r.phase == Phase::Booting {
+            set_phase(ports, &r.id, Phase::CatchingUp, "catching_up_since", now).await?;
+            if let Some(since) = since(r, "booting_since") {
+                phase_metric("boot", secs_between(since, OffsetDateTime::now_utc()));
+            }
+        }
+        return Ok(None);
+    }
+    let name = resource_name(&ports.cluster, &r.id);
+    let spec = ServerSpec {
+        name: name.clone(),
+        address: endpoint.host.clone(),
+        port: endpoint.port,
+        weight: ports.haproxy.weight,
+        check: ports.haproxy.check,
+        slowstart_ms: ports.haproxy.slowstart_secs * 1000,
+    };
+    let started = OffsetDateTime::now_utc();
+    let state = ports.state.load().await?.state;
+    failpoint::hit("ready.before_register");
+    let fan = ports.fanout(&state);
+    let result = fan.put_server(&spec, AdminState::Ready).await;
+    failpoint::hit("ready.after_register");
+    match result {
+        Ok(rep) if rep.succeeded() > 0 => {
+            if !rep.all_ok() {
+                tracing::warn!(replica = %r.id, failed = ?rep.failed(), "some HAProxy nodes missed the change; reconcile repairs them");
+            }
+        }
+        Ok(rep) => {
+            return Err(OpsError::Refused(format!(
+                "no HAProxy node took {name}: {:?}",
+                rep.failed()
+            )));
+        }
+        Err(e) => return Err(OpsError::Refused(format!("{name}: {e}"))),
+    }
+    phase_metric("register", secs_between(started, OffsetDateTime::now_utc()));
+    if let Some(since) = since(r, "catching_up_since").or_else(|| since(r, "booting_since")) {
+        phase_metric("catch-up", secs_between(since, started));
+    }
+    let address = format!("{}:{}", endpoint.host, endpoint.port);
+    let id = r.id.clone();
+    ports
+        .state
+        .update(now, |s| -> Result<_, std::convert::Infallible> {
+            if let Some(x) = s.replicas.iter_mut().find(|x| x.id == id) {
+                if x.phase.is_pending() {
+                    x.phase = Phase::Serving;
+                    x.address = Some(address.clone());
+                    x.extra.insert(
+                        "serving_since".into(),
+                        serde_json::Value::String(rfc3339(now)),
+                    );
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(Some(format!(
+        "{name} verified ({readiness}) and registered in HAProxy"
+    )))
+}
+
+fn since(r: &Replica, key: &str) -> Option<OffsetDateTime> {
+    r.extra
+        .get(key)
+        .and_then(|v| v.as_str())
+        .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+}
+
+async fn set_phase(
+    ports: &Ports,
+    id: &str,
+    phase: Phase,
+    stamp: &str,
+    now: OffsetDateTime,
+) -> Result<(), OpsError> {
+    ports
+        .state
+        .update(now, |s| -> Result<_, std::convert::Infallible> {
+            if let Some(x) = s.replicas.iter_mut().find(|x| x.id == id) {
+                x.phase = phase.clone();
+                x.extra
+                    .insert(stamp.into(), serde_json::Value::String(rfc3339(now)));
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
