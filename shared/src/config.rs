@@ -754,7 +754,8 @@ fn apply_env(
         let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
             continue;
         };
-        if rest == "CONFIG" {
+        // Not configuration: the config file path, and the test-only failpoint.
+        if rest == "CONFIG" || rest == "FAILPOINT" {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();

@@ -126,9 +126,38 @@ fn load_state(cfg: &Path) -> ClusterState {
     })
 }
 
-#[test]
-fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
-    let root = Scratch::new("e2e");
+/// A primary with pgbench tables, a seed replica on a pool volume (a base replica in the
+/// state and declared statically in haproxy.cfg), two HAProxy nodes, the config file.
+struct Env {
+    cloud: LocalCloud,
+    rt: tokio::runtime::Runtime,
+    h1: HaproxyNode,
+    h2: HaproxyNode,
+    cfg_path: std::path::PathBuf,
+    seed_srv: pgsurge::cloud::Server,
+    seed_vol: pgsurge::cloud::Volume,
+    _primary: Pg,
+    _root: Scratch,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Stop every server the test made (surge ones a failing test left, and the seed).
+        self.rt.block_on(async {
+            for s in self
+                .cloud
+                .list_servers(&Filter::default())
+                .await
+                .unwrap_or_default()
+            {
+                let _ = self.cloud.delete_server(&s.id).await;
+            }
+        });
+    }
+}
+
+fn setup(label: &str) -> Env {
+    let root = Scratch::new(label);
     let primary = Pg::primary(&root.0, "primary");
     primary.psql("postgres", "alter system set checkpoint_timeout = '30s'");
     primary.psql("postgres", "select pg_reload_conf()");
@@ -241,6 +270,66 @@ fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
         .unwrap();
     });
 
+    Env {
+        cloud,
+        rt,
+        h1,
+        h2,
+        cfg_path,
+        seed_srv,
+        seed_vol,
+        _primary: primary,
+        _root: root,
+    }
+}
+
+/// Surge servers and volumes in the pool (by metadata), and managed servers per node.
+fn surge_everywhere(env: &Env) -> (usize, usize, Vec<String>, Vec<String>) {
+    let f = Filter {
+        name: None,
+        metadata: [(META_ROLE.to_string(), "surge".to_string())].into(),
+    };
+    let (servers, volumes) = env.rt.block_on(async {
+        (
+            env.cloud.list_servers(&f).await.unwrap().len(),
+            env.cloud.list_volumes(&f).await.unwrap().len(),
+        )
+    });
+    (
+        servers,
+        volumes,
+        managed_servers(&env.h1),
+        managed_servers(&env.h2),
+    )
+}
+
+/// instance-ready ticks until `n` surge replicas serve.
+fn tick_until_serving(cfg: &Path, n: usize) {
+    let tick = serde_json::json!({"pgsurge": 1, "kind": "tick"});
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        invoke("instance-ready", cfg, &tick);
+        let serving = load_state(cfg)
+            .replicas
+            .iter()
+            .filter(|r| r.role == Role::Surge && r.phase == Phase::Serving)
+            .count();
+        if serving == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas not serving: {:?}",
+            load_state(cfg).replicas
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
+    let env = setup("e2e");
+    let (cfg_path, h1, h2) = (&env.cfg_path, &env.h1, &env.h2);
     // Reads through both nodes, new connection per transaction, the whole time.
     let load: Vec<_> = [&h1, &h2]
         .iter()
@@ -273,14 +362,14 @@ fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
 
     // Scale up through the real webhook path (generic alarm form).
     let alarm = serde_json::json!({"pgsurge": 1, "kind": "alarm", "id": "e2e-1", "name": "read-load", "state": "firing"});
-    let up = invoke("scale-up", &cfg_path, &alarm);
+    let up = invoke("scale-up", cfg_path, &alarm);
     assert_eq!(up["status"], "accepted", "{up}");
     assert_eq!(up["decision"]["action"]["action"], "scale-up", "{up}");
     assert_eq!(up["decision"]["action"]["add"], 2, "{up}");
     // A duplicate delivery of the same alarm decides nothing new.
-    let dup = invoke("scale-up", &cfg_path, &alarm);
+    let dup = invoke("scale-up", cfg_path, &alarm);
     assert_ne!(dup["decision"]["action"]["action"], "scale-up", "{dup}");
-    let surge: Vec<Replica> = load_state(&cfg_path)
+    let surge: Vec<Replica> = load_state(cfg_path)
         .replicas
         .into_iter()
         .filter(|r| r.role == Role::Surge)
@@ -288,25 +377,7 @@ fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
     assert_eq!(surge.len(), 2);
 
     // instance-ready ticks until both are verified and registered on both nodes.
-    let tick = serde_json::json!({"pgsurge": 1, "kind": "tick"});
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        invoke("instance-ready", &cfg_path, &tick);
-        let serving = load_state(&cfg_path)
-            .replicas
-            .iter()
-            .filter(|r| r.role == Role::Surge && r.phase == Phase::Serving)
-            .count();
-        if serving == 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replicas not serving: {:?}",
-            load_state(&cfg_path).replicas
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    tick_until_serving(cfg_path, 2);
     let expected: Vec<String> = {
         let mut v: Vec<String> = surge
             .iter()
@@ -318,7 +389,7 @@ fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
     assert_eq!(managed_servers(&h1), expected);
     assert_eq!(managed_servers(&h2), expected);
     // Each new replica has the primary's rows.
-    for r in &load_state(&cfg_path).replicas {
+    for r in &load_state(cfg_path).replicas {
         let port: u16 = r
             .address
             .as_deref()
@@ -336,9 +407,9 @@ fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
 
     // Scale down: drained, removed from both nodes, servers and volumes deleted.
     let down_alarm = serde_json::json!({"pgsurge": 1, "kind": "alarm", "id": "e2e-2", "name": "read-load-low", "state": "firing"});
-    let down = invoke("scale-down", &cfg_path, &down_alarm);
+    let down = invoke("scale-down", cfg_path, &down_alarm);
     assert_eq!(down["decision"]["action"]["action"], "scale-down", "{down}");
-    let state = load_state(&cfg_path);
+    let state = load_state(cfg_path);
     assert_eq!(
         state
             .replicas
@@ -349,20 +420,14 @@ fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
         "{down}"
     );
     assert!(managed_servers(&h1).is_empty() && managed_servers(&h2).is_empty());
-    let left = rt.block_on(async {
-        let f = Filter {
-            name: None,
-            metadata: [(META_ROLE.to_string(), "surge".to_string())].into(),
-        };
-        (
-            cloud.list_servers(&f).await.unwrap().len(),
-            cloud.list_volumes(&f).await.unwrap().len(),
-        )
-    });
-    assert_eq!(left, (0, 0), "no surge server or volume left in the pool");
+    let (servers, volumes, _, _) = surge_everywhere(&env);
+    assert_eq!(
+        (servers, volumes),
+        (0, 0),
+        "no surge server or volume left in the pool"
+    );
 
     // Zero failed reads through both nodes (the load outlasts the scale-down).
-    let load_done = Instant::now();
     for p in load {
         let out = p.wait();
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
@@ -374,12 +439,85 @@ fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
         );
         assert!(!text.contains("aborted"), "a client aborted:\n{text}");
     }
-    assert!(
-        load_done.elapsed() > Duration::from_secs(1),
-        "the read load was still running during scale-down"
-    );
-    rt.block_on(async {
-        cloud.delete_server(&seed_srv.id).await.unwrap();
-        cloud.delete_volume(&seed_vol.id).await.unwrap();
+    env.rt.block_on(async {
+        env.cloud.delete_server(&env.seed_srv.id).await.unwrap();
+        env.cloud.delete_volume(&env.seed_vol.id).await.unwrap();
     });
+}
+
+/// Run a function with a failpoint armed: it must die exactly there.
+fn invoke_killed_at(function: &str, cfg: &Path, event: &Value, failpoint: &str) {
+    let file = cfg.with_file_name(format!("event-{function}-killed.json"));
+    std::fs::write(&file, event.to_string()).unwrap();
+    let out = command(
+        function,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "invoke",
+            "--event",
+            file.to_str().unwrap(),
+        ],
+        &[(pgsurge::failpoint::ENV, failpoint.to_string())],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "{function} survived failpoint {failpoint}"
+    );
+    assert!(
+        stderr.contains(&format!("failpoint {failpoint}: aborting")),
+        "{function} did not reach {failpoint}:\n{stderr}"
+    );
+}
+
+/// Crash safety: kill scale-up right after each cloud side effect and scale-down in
+/// the middle of its work; a rerun (scale-up retried) or the reconcile timer must
+/// converge with no duplicate and no leak in the pool, the state or either HAProxy node.
+#[test]
+fn killed_after_a_side_effect_a_rerun_or_reconcile_converges_without_duplicates() {
+    let env = setup("e2e-crash");
+    let cfg = env.cfg_path.as_path();
+    let tick = serde_json::json!({"pgsurge": 1, "kind": "tick"});
+    let points = [
+        ("scale_up.after_snapshot", "scale_down.after_drain"),
+        ("scale_up.after_volume", "scale_down.after_delete_server"),
+        ("scale_up.after_server", "scale_down.after_delete_volume"),
+    ];
+    for (i, (up_point, down_point)) in points.iter().enumerate() {
+        let alarm = serde_json::json!({"pgsurge": 1, "kind": "alarm", "id": format!("crash-up-{i}"), "name": "load", "state": "firing"});
+        invoke_killed_at("scale-up", cfg, &alarm, up_point);
+        // The sender retries the same delivery: the recorded operation is resumed.
+        invoke("scale-up", cfg, &alarm);
+        tick_until_serving(cfg, 2);
+        let (servers, volumes, n1, n2) = surge_everywhere(&env);
+        assert_eq!(
+            (servers, volumes, n1.len(), n2.len()),
+            (2, 2, 2, 2),
+            "after a crash at {up_point}"
+        );
+
+        let low = serde_json::json!({"pgsurge": 1, "kind": "alarm", "id": format!("crash-down-{i}"), "name": "low", "state": "firing"});
+        invoke_killed_at("scale-down", cfg, &low, down_point);
+        // The reconcile timer finishes what the killed scale-down started.
+        invoke("reconcile", cfg, &tick);
+        let (servers, volumes, n1, n2) = surge_everywhere(&env);
+        assert_eq!(
+            (servers, volumes),
+            (0, 0),
+            "surge resources left after a crash at {down_point}"
+        );
+        assert!(
+            n1.is_empty() && n2.is_empty(),
+            "HAProxy entries left after a crash at {down_point}: {n1:?} {n2:?}"
+        );
+        let ids: Vec<String> = load_state(cfg).replicas.into_iter().map(|r| r.id).collect();
+        assert_eq!(
+            ids,
+            vec!["seed".to_string()],
+            "state after a crash at {down_point}"
+        );
+    }
 }
