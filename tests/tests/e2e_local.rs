@@ -386,8 +386,8 @@ fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
         v.sort();
         v
     };
-    assert_eq!(managed_servers(&h1), expected);
-    assert_eq!(managed_servers(&h2), expected);
+    assert_eq!(managed_servers(h1), expected);
+    assert_eq!(managed_servers(h2), expected);
     // Each new replica has the primary's rows.
     for r in &load_state(cfg_path).replicas {
         let port: u16 = r
@@ -419,7 +419,7 @@ fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
         vec!["seed"],
         "{down}"
     );
-    assert!(managed_servers(&h1).is_empty() && managed_servers(&h2).is_empty());
+    assert!(managed_servers(h1).is_empty() && managed_servers(h2).is_empty());
     let (servers, volumes, _, _) = surge_everywhere(&env);
     assert_eq!(
         (servers, volumes),
