@@ -20,6 +20,7 @@
 //!   Cloud Eye via SMN, Auto Scaling lifecycle hooks, a generic JSON form) into one
 //!   normalised [`events::Event`].
 //! * [`cloud`] — the `Cloud` port (volumes, snapshots, servers) and idempotent `ensure_*` helpers.
+//! * [`cloud::openstack`] — the OpenStack provider (Cinder, Nova, Neutron lookup, Designate).
 //! * [`handlers`] — the body of each function.
 //! * [`logging`] — `tracing` setup: JSON lines when stderr is not a terminal.
 //!

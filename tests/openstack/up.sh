@@ -4,7 +4,7 @@
 #
 #   MariaDB, RabbitMQ, Keystone, Placement, Nova (api, conductor, scheduler, compute with the
 #   fake virt driver), Cinder (api, scheduler, volume with the fake volume driver),
-#   Glance API and Neutron API (ML2 with the in-tree `test` mechanism driver, no agents).
+#   Glance API and Neutron API (ML2 with our bind-everything mechanism driver, no agents).
 #
 # Idempotent: installs what is missing, starts what is not running (pidfiles in
 # $OS_DIR/run), skips one-time steps already done. down.sh stops exactly what this started.
@@ -24,10 +24,7 @@ ADMIN_PASS=admin
 DB="mysql+pymysql://openstack:$PASS@127.0.0.1/"
 RABBIT="rabbit://guest:guest@127.0.0.1:5672/"
 KS=http://127.0.0.1:5000
-# Nova's compute host name doubles as the instruction for neutron's `test` mechanism driver:
-# it binds ports on a host of this name as OVS, port filter on, status ACTIVE. Without a
-# driver that binds, every port is `binding_failed` and Nova refuses to boot with a network.
-COMPUTE_HOST=host-ovs-filter-active
+COMPUTE_HOST=os-compute1
 
 # ------------------------------------------------------------------ 1. packages
 PKGS=(mariadb-server python3-pymysql rabbitmq-server uwsgi-core uwsgi-plugin-python3
@@ -267,7 +264,9 @@ $(authtoken neutron)
 [ml2]
 type_drivers = flat
 tenant_network_types =
-mechanism_drivers = test
+# our own driver (tests/openstack/neutron/): binds every port, so servers get real ports
+# and fixed IPs on a network without any agent
+mechanism_drivers = pgsurge_bind_all
 extension_drivers = port_security
 [ml2_type_flat]
 flat_networks = *
@@ -427,7 +426,8 @@ wsgi placement 8778 "$W/placement-api.py"
 daemon glance-api glance.cmd.api /etc/glance/glance-api.conf
 # With no service plugins, neutron 21's get_ports() touches the Port.port_forwardings
 # backref, which only exists once its model is imported: import it before serving.
-daemon neutron-server neutron.cmd.eventlet.server /etc/neutron/neutron.conf "import neutron.db.models.port_forwarding; "
+daemon neutron-server neutron.cmd.eventlet.server /etc/neutron/neutron.conf \
+  "sys.path.insert(0, '$HERE/neutron'); import neutron.db.models.port_forwarding; "
 daemon nova-conductor nova.cmd.conductor /etc/nova/nova.conf
 daemon nova-scheduler nova.cmd.scheduler /etc/nova/nova.conf
 wsgi nova-api 8774 "$W/nova-api.py"

@@ -12,6 +12,8 @@
 //! before creating, so a function killed after a create call and run again converges
 //! instead of duplicating. Deletes are idempotent: deleting what is gone is success.
 
+pub mod openstack;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
