@@ -22,7 +22,21 @@ demo: deps build
 test: deps build
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -q -- -D warnings
-    cargo test --workspace --no-fail-fast
+    bash tests/openstack/up.sh
+    trap 'bash tests/openstack/down.sh' EXIT; cargo test --workspace --no-fail-fast
+
+# The OpenStack provider's tests against a real OpenStack test cloud (Debian packages, as
+# root): brings the cloud up, runs them, brings it down even when they fail.
+test-openstack:
+    bash tests/openstack/up.sh
+    trap 'bash tests/openstack/down.sh' EXIT; cargo test -p pgsurge-tests --test openstack_cloud
+
+# Start / stop the OpenStack test cloud by hand (state in $PGSURGE_OS_DIR, default /tmp/pgsurge-openstack).
+openstack-up:
+    bash tests/openstack/up.sh
+
+openstack-down:
+    bash tests/openstack/down.sh
 
 # Invoke a function once with an event file, e.g. `just invoke scale-up tests/events/alertmanager-firing.json`.
 invoke function event config="":

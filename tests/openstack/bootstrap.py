@@ -200,9 +200,10 @@ def resources(a):
     pg_ks = Api(pg, "identity")
     uid = users["pgsurge"]
     creds = pg_ks.get(f"/users/{uid}/application_credentials")["application_credentials"]
-    if not one(creds, name=APPCRED[0]):
-        pg_ks.call("POST", f"/users/{uid}/application_credentials", {"application_credential": {
-            "name": APPCRED[0], "secret": APPCRED[1], "description": "pgsurge tests"}})
+    cred = one(creds, name=APPCRED[0])
+    if not cred:
+        cred = pg_ks.call("POST", f"/users/{uid}/application_credentials", {"application_credential": {
+            "name": APPCRED[0], "secret": APPCRED[1], "description": "pgsurge tests"}})["application_credential"]
     log("network, security group, key pair, application credential ready")
 
     def password_cloud(name, user, password, project):
@@ -225,15 +226,14 @@ def resources(a):
         f.write(password_cloud("pgsurge", "pgsurge", *USERS["pgsurge"]))
         f.write(password_cloud("pgsurge-quota", "pgsurge-quota", *USERS["pgsurge-quota"]))
         f.write(password_cloud("pgsurge-admin", "admin", a.admin_password, "admin"))
+        # by id: openstack_sdk 0.22 drops application_credential_name (not in its schema)
         f.write(f"""  pgsurge-appcred:
     region_name: {REGION}
     auth_type: v3applicationcredential
     auth:
       auth_url: {KS}
-      application_credential_name: {APPCRED[0]}
+      application_credential_id: {cred["id"]}
       application_credential_secret: {APPCRED[1]}
-      username: pgsurge
-      user_domain_name: Default
 """)
     log(f"wrote {a.dir}/clouds.yaml")
 

@@ -78,6 +78,9 @@ project_name = service
 username = $1
 password = $PASS
 service_token_roles_required = false
+# validated tokens are cached 5 s (default 300): a revoked token is refused soon after
+# (the token-renewal test revokes one) while most calls still skip the extra Keystone call
+token_cache_time = 5
 EOF
 }
 # keystoneauth section: how a service calls another one.
@@ -137,6 +140,11 @@ log_dir = $LOGS
 enabled_apis = osapi_compute
 osapi_compute_listen = 127.0.0.1
 osapi_compute_workers = 1
+# Build one server at a time on the (one) compute host: neutron 21 run without agents
+# intermittently fails concurrent port updates ("'NoneType' object has no attribute
+# 'flush'" in _ensure_default_security_group), which puts a server in ERROR. The API calls
+# stay parallel; only the fake build behind them queues (each takes well under a second).
+max_concurrent_builds = 1
 # the fake driver never plugs a VIF, so neutron never sends network-vif-plugged
 vif_plugging_is_fatal = false
 vif_plugging_timeout = 0

@@ -54,7 +54,8 @@ fn config(cloud: &str, cluster: &str) -> OpenStackConfig {
         // one fake compute host: soft anti-affinity is satisfiable, hard is not
         server_group: format!("pgsurge-{cluster}"),
         server_group_policy: "soft-anti-affinity".into(),
-        request_timeout_secs: 30,
+        // a loaded 2-core machine running the whole control plane: Nova's create can take 20 s
+        request_timeout_secs: 90,
         max_retries: 2,
         ..OpenStackConfig::default()
     }
@@ -118,6 +119,15 @@ async fn base_volume(os: &OpenStack, cluster: &str) -> Volume {
     vol
 }
 
+/// Cinder's own word for a volume's state (the trait folds `in-use` into Ready).
+async fn cinder_status(os: &OpenStack, id: &str) -> String {
+    os.caller().volume_json(id).await.unwrap()["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A volume that is usable: `available`, or `in-use` when its server already exists.
 async fn wait_volume(os: &OpenStack, id: &str) -> Volume {
     wait_ready("volume", id, READY, || os.get_volume(id), |v: &Volume| &v.status)
         .await
@@ -192,9 +202,17 @@ async fn clean_up(os: &OpenStack, cluster: &str) {
         os.wait_server_gone(&s.id, READY).await.unwrap();
     }
     for v in os.list_volumes(&ours(cluster)).await.unwrap() {
-        // Nova detaches asynchronously: the volume turns available, then can go
-        wait_volume(os, &v.id).await;
-        os.delete_volume(&v.id).await.unwrap();
+        // Nova detaches asynchronously: wait until the volume is `available`
+        let deadline = Instant::now() + READY;
+        while cinder_status(os, &v.id).await != "available" {
+            assert!(Instant::now() < deadline, "volume {} never became available", v.id);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        match os.delete_volume(&v.id).await {
+            // the base volume keeps its snapshots: it goes after them, below
+            Ok(()) | Err(CloudError::Conflict(_)) => {}
+            Err(e) => panic!("delete volume {}: {e}", v.id),
+        }
     }
     for s in os.list_snapshots(&ours(cluster)).await.unwrap() {
         os.delete_snapshot(&s.id).await.unwrap();
@@ -246,10 +264,7 @@ async fn snapshot_three_clones_three_servers_then_nothing_left() {
         .await
         .unwrap();
     wait_server(&os, &replica.id).await;
-    assert_eq!(
-        os.get_volume(&base.id).await.unwrap().status,
-        Status::Other("in-use".into())
-    );
+    assert_eq!(cinder_status(&os, &base.id).await, "in-use");
 
     // without force Cinder refuses to snapshot an attached volume, and makes nothing
     let mut sreq = SnapshotRequest {
@@ -333,10 +348,7 @@ async fn snapshot_three_clones_three_servers_then_nothing_left() {
         );
         assert!(group["members"].as_array().unwrap().contains(&json!(s.id)));
         // the volume is the boot disk, attached
-        assert_eq!(
-            os.get_volume(&v.id).await.unwrap().status,
-            Status::Other("in-use".into())
-        );
+        assert_eq!(cinder_status(&os, &v.id).await, "in-use");
     }
     // the listing a scale-down would use: by cluster (tags server-side) and role (client)
     let mut f = ours(cluster);
@@ -425,7 +437,14 @@ async fn interrupted_scale_up_is_adopted_not_duplicated() {
 async fn quota_exceeded_is_typed_and_leaves_no_orphan() {
     // project pgsurge-quota: volumes = 2, instances = 1 (bootstrap.py)
     let cluster = "it-quota";
-    let os = connect("pgsurge-quota", cluster).await;
+    // network, security group and key pair belong to the other project / user
+    let cfg = OpenStackConfig {
+        network: String::new(),
+        security_groups: Vec::new(),
+        key_name: String::new(),
+        ..config("pgsurge-quota", cluster)
+    };
+    let os = OpenStack::connect(&cfg, None).await.unwrap();
     clean_up(&os, cluster).await;
     let base = base_volume(&os, cluster).await; // volume 1 of 2
     let snap = ensure_snapshot(
@@ -710,9 +729,15 @@ async fn every_auth_method_works_and_tokens_are_renewed() {
         )
         .await
         .unwrap();
+    // services cache a validated token for 5 s (tests/openstack/up.sh): wait that out
+    tokio::time::sleep(Duration::from_secs(6)).await;
     os.list_volumes(&ours("it-auth")).await.unwrap();
     let after = os.session_token().expect("token");
-    assert_ne!(before.expose(), after.expose(), "a fresh token after the revoked one");
+    // compared without printing: a failing assert must not put tokens in the test log
+    assert!(
+        before.expose() != after.expose(),
+        "the session still holds the revoked token"
+    );
     // nothing prints a token
     assert!(!format!("{os:?}").contains(after.expose()));
 }

@@ -45,11 +45,14 @@ fn opt_text(v: &Value, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Cinder's volume and snapshot states in the trait's terms. `in-use`, `attaching`,
-/// `detaching`, `reserved`, ... stay [`Status::Other`]: usable, but not "ready to attach".
+/// Cinder's volume and snapshot states in the trait's terms. `in-use` (attached) is
+/// [`Status::Ready`] too: the volume is usable — a scale-up resumed after its server was
+/// created must not wait for its own boot disk to become `available` — and whether it is
+/// attached shows in [`crate::cloud::Server::volume_ids`]. `attaching`, `detaching`,
+/// `reserved`, `backing-up`, ... stay [`Status::Other`].
 pub fn status(s: &str) -> Status {
     match s {
-        "available" => Status::Ready,
+        "available" | "in-use" => Status::Ready,
         "creating" | "downloading" | "restoring-backup" => Status::Pending,
         "deleting" => Status::Deleting,
         s if s.starts_with("error") => Status::Error,
@@ -263,14 +266,18 @@ impl Caller {
         Ok(v)
     }
 
-    pub async fn get_volume(&self, id: &str) -> Result<Volume> {
+    /// The volume as Cinder reports it (all fields, Cinder's own status words).
+    pub async fn volume_json(&self, id: &str) -> Result<Value> {
         let ep = volume::get::Request::builder()
             .id(id)
             .build()
             .map_err(build_err)?;
-        let v = not_found("volume", id, self.send(&format!("get volume {id}"), ep).await)?
-            .json(Some("volume"))?;
-        Ok(parse_volume(&v))
+        not_found("volume", id, self.send(&format!("get volume {id}"), ep).await)?
+            .json(Some("volume"))
+    }
+
+    pub async fn get_volume(&self, id: &str) -> Result<Volume> {
+        Ok(parse_volume(&self.volume_json(id).await?))
     }
 
     pub async fn list_volumes(&self, filter: &Filter) -> Result<Vec<Volume>> {
@@ -289,8 +296,9 @@ impl Caller {
             .collect())
     }
 
-    /// Delete a volume. One attached by Nova cannot be deleted through Cinder (Cinder keeps
-    /// Nova's attachments since the CVE-2023-2088 fix): say so instead of Cinder's 400.
+    /// Delete a volume. Cinder refuses (400) a volume that is attached, has snapshots, or
+    /// is busy: that is a [`CloudError::Conflict`] with Cinder's reason, plus what to do when
+    /// Nova holds it (since the CVE-2023-2088 fix only Nova may detach its attachments).
     pub async fn delete_volume(&self, id: &str) -> Result<()> {
         let ep = volume::delete::Request::builder()
             .id(id)
@@ -298,19 +306,16 @@ impl Caller {
             .map_err(build_err)?;
         match self.send(&format!("delete volume {id}"), ep).await {
             Ok(_) | Err(CloudError::NotFound { .. }) => Ok(()),
-            Err(CloudError::Fatal(m)) if m.contains("HTTP 400") => {
-                let current = self.get_volume(id).await;
-                match current {
-                    Ok(v) if v.status == Status::Other("in-use".into()) => {
-                        Err(CloudError::Conflict(format!(
-                            "volume {id} is in-use (attached to a server): delete the server \
-                             first, then the volume once it is available"
-                        )))
-                    }
-                    Err(CloudError::NotFound { .. }) => Ok(()),
-                    _ => Err(CloudError::Fatal(m)),
+            Err(CloudError::Fatal(m)) if m.contains("HTTP 400") => match self.volume_json(id).await {
+                Ok(v) if text(&v, "status") == "in-use" => {
+                    Err(CloudError::Conflict(format!(
+                        "volume {id} is in-use (attached to a server): delete the server \
+                         first, then the volume once it is available"
+                    )))
                 }
-            }
+                Err(CloudError::NotFound { .. }) => Ok(()),
+                _ => Err(CloudError::Conflict(m)),
+            },
             Err(e) => Err(e),
         }
     }
@@ -333,7 +338,7 @@ mod tests {
         assert_eq!(v.snapshot_id.as_deref(), Some("s1"));
         assert_eq!(v.metadata.get("pgsurge_cluster").map(String::as_str), Some("c"));
         let v = parse_volume(&json!({"id": "v2", "status": "in-use", "snapshot_id": null}));
-        assert_eq!(v.status, Status::Other("in-use".into()));
+        assert_eq!(v.status, Status::Ready);
         assert_eq!(v.snapshot_id, None);
     }
 

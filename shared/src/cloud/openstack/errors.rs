@@ -77,12 +77,16 @@ impl Reply {
     }
 }
 
+fn is_quota_message(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    lower.contains("quota") || lower.contains("limitexceeded")
+}
+
 /// Map an HTTP error answer to a typed error. `what` names the call ("create volume
 /// pgsurge-c-r1") so the message says what failed, `message` is the service's own text.
 pub fn classify(what: &str, status: u16, message: &str, request_id: Option<&str>) -> CloudError {
     let rid = request_id.unwrap_or("-");
     let text = format!("{what}: HTTP {status}: {message} (request {rid})");
-    let lower = message.to_ascii_lowercase();
     match status {
         404 => CloudError::NotFound {
             kind: "resource",
@@ -93,9 +97,7 @@ pub fn classify(what: &str, status: u16, message: &str, request_id: Option<&str>
         // "Quota exceeded for instances: ...". A 413 that carries Retry-After is a rate
         // limit, which the caller has already turned into a retry.
         413 => CloudError::Quota(text),
-        403 if lower.contains("quota exceeded") || lower.contains("limitexceeded") => {
-            CloudError::Quota(text)
-        }
+        403 if is_quota_message(message) => CloudError::Quota(text),
         429 | 500..=599 => CloudError::Transient(text),
         _ => CloudError::Fatal(text),
     }
@@ -130,6 +132,37 @@ fn request_id(headers: &http::HeaderMap) -> Option<String> {
 fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     let secs: u64 = headers.get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs))
+}
+
+/// Whether a transport failure happened before the request could reach the service
+/// (refused / unresolvable / TLS): only then is re-sending a create safe.
+fn not_sent(e: &CloudError) -> bool {
+    let t = e.to_string().to_ascii_lowercase();
+    ["connection refused", "dns error", "failed to lookup", "tcp connect", "certificate"]
+        .iter()
+        .any(|m| t.contains(m))
+}
+
+/// May this failure be retried for this method? Reads (GET, HEAD) and deletes are safe to
+/// repeat. A create (POST) is repeated only when the service certainly did not act on it:
+/// 429, 503 (turned away before any work), or a connection that never opened. A create
+/// that timed out or got another 5xx may have been carried out, so it is *not* re-sent:
+/// the caller's `ensure_*` looks for the resource before creating again, which adopts it
+/// instead of making a duplicate (a re-sent boot request would also fail, the volume being
+/// already reserved by the first).
+pub fn may_retry(method: &http::Method, status: Option<u16>, err: &CloudError) -> bool {
+    if !err.is_retryable() {
+        return false;
+    }
+    let idempotent = matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::DELETE | http::Method::PUT
+    );
+    idempotent
+        || match status {
+            Some(s) => s == 429 || s == 503,
+            None => not_sent(err),
+        }
 }
 
 /// A transport failure (no HTTP answer), reduced to words that carry no secret: the SDK's
@@ -169,6 +202,15 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Version discovery for a service whose catalog URL carries no version (Neutron,
+    /// Designate): the SDK needs it before it can build `v2.0/...` URLs.
+    pub async fn discover(&self, service: &openstack_sdk::types::ServiceType) -> Result<(), CloudError> {
+        self.client
+            .discover_service_endpoint(service)
+            .await
+            .map_err(|e| CloudError::Transient(format!("{service} version discovery: {}", chain(&e))))
+    }
+
     /// Send one request, retrying transient failures; `Ok` only for a 2xx answer.
     pub async fn send<E>(&self, what: &str, ep: E) -> Result<Reply, CloudError>
     where
@@ -179,7 +221,7 @@ impl Caller {
         let mut attempt = 0u32;
         loop {
             let started = std::time::Instant::now();
-            let (err, after) = match q.query_async(&self.client).await {
+            let (err, after, status) = match q.query_async(&self.client).await {
                 Ok(rsp) => {
                     let status = rsp.status();
                     let rid = request_id(rsp.headers());
@@ -198,20 +240,27 @@ impl Caller {
                         request_id = rid.as_deref().unwrap_or("-"), ms, error = %message,
                         "openstack call failed");
                     let mut err = classify(what, status.as_u16(), &message, rid.as_deref());
-                    // a 413 with Retry-After is rate limiting, not quota
+                    // a 413 with Retry-After and no word of quota is rate limiting (Cinder
+                    // sends Retry-After with its over-quota 413s too)
                     let after = retry_after(rsp.headers());
-                    if status == StatusCode::PAYLOAD_TOO_LARGE && after.is_some() {
-                        err = CloudError::Transient(err.to_string());
+                    if status == StatusCode::PAYLOAD_TOO_LARGE
+                        && after.is_some()
+                        && !is_quota_message(&message)
+                    {
+                        err = CloudError::Transient(format!(
+                            "{what}: rate limited: {message} (request {})",
+                            rid.as_deref().unwrap_or("-")
+                        ));
                     }
-                    (err, after)
+                    (err, after, Some(status.as_u16()))
                 }
                 Err(e) => {
                     let err = transport_error(what, &e);
                     tracing::info!(call = what, %method, error = %err, "openstack call failed");
-                    (err, None)
+                    (err, None, None)
                 }
             };
-            if !err.is_retryable() || attempt >= self.retry.max_retries {
+            if attempt >= self.retry.max_retries || !may_retry(&method, status, &err) {
                 return Err(err);
             }
             attempt += 1;
@@ -275,6 +324,24 @@ mod tests {
             "Duplicate RecordSet"
         );
         assert_eq!(error_message(b"<html>Bad Gateway</html>"), "<html>Bad Gateway</html>");
+    }
+
+    #[test]
+    fn creates_are_resent_only_when_certainly_not_carried_out() {
+        let post = http::Method::POST;
+        let timeout = CloudError::Transient("x: error sending request: operation timed out".into());
+        let refused = CloudError::Transient("x: error sending request: tcp connect error: Connection refused".into());
+        let e500 = classify("x", 500, "", None);
+        assert!(!may_retry(&post, None, &timeout), "a timed-out create may exist");
+        assert!(!may_retry(&post, Some(500), &e500));
+        assert!(may_retry(&post, None, &refused));
+        assert!(may_retry(&post, Some(503), &classify("x", 503, "", None)));
+        assert!(may_retry(&post, Some(429), &classify("x", 429, "", None)));
+        // reads and deletes are repeated on any transient failure
+        assert!(may_retry(&http::Method::GET, None, &timeout));
+        assert!(may_retry(&http::Method::DELETE, Some(500), &e500));
+        // nothing fatal is retried
+        assert!(!may_retry(&http::Method::GET, Some(400), &classify("x", 400, "", None)));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use crate::secret::Secret;
 use async_trait::async_trait;
 use errors::{Caller, RetryPolicy};
 use neutron::Network;
+use request::ServiceType;
 use nova::BootSettings;
 use secrecy::ExposeSecret;
 use std::collections::{HashMap, HashSet};
@@ -122,6 +123,7 @@ impl OpenStack {
                 if self.cfg.network.is_empty() {
                     return Ok(None);
                 }
+                self.caller.discover(&ServiceType::Network).await?;
                 self.caller
                     .resolve_network(&self.cfg.network)
                     .await
@@ -180,6 +182,7 @@ impl OpenStack {
                 if self.cfg.dns_zone.is_empty() {
                     return Ok(None);
                 }
+                self.caller.discover(&ServiceType::Dns).await?;
                 self.caller.zone_id(&self.cfg.dns_zone).await.map(Some)
             })
             .await?;

@@ -6,7 +6,7 @@
 //! lists ask for `name` (a regex, anchored and escaped here) plus those tags, then verify the
 //! full metadata on the client.
 
-use super::cinder::{build_err, metadata, text};
+use super::cinder::{metadata, text};
 use super::errors::Caller;
 use super::request::Request;
 use crate::cloud::{
@@ -14,7 +14,6 @@ use crate::cloud::{
     META_ROLE,
 };
 use base64::Engine;
-use openstack_sdk::api::compute::v2::server;
 use openstack_sdk::types::ServiceType;
 use serde_json::{json, Value};
 
@@ -283,10 +282,9 @@ impl Caller {
         pg_port: u16,
         network_name: Option<&str>,
     ) -> Result<Server> {
-        let ep = server::get_20::Request::builder()
-            .id(id)
-            .build()
-            .map_err(build_err)?;
+        // (the generated `get_20` asks for microversion 2.0, which Nova's v2.1 API refuses)
+        let (maj, min) = TAGS_MICROVERSION;
+        let ep = Request::get(ServiceType::Compute, format!("servers/{id}")).microversion(maj, min);
         let v = match self.send(&format!("get server {id}"), ep).await {
             Ok(r) => r.json(Some("server"))?,
             Err(CloudError::NotFound { .. }) => {
@@ -351,10 +349,7 @@ impl Caller {
     }
 
     pub async fn delete_server(&self, id: &str) -> Result<()> {
-        let ep = server::delete::Request::builder()
-            .id(id)
-            .build()
-            .map_err(build_err)?;
+        let ep = Request::delete(ServiceType::Compute, format!("servers/{id}"));
         match self.send(&format!("delete server {id}"), ep).await {
             Ok(_) | Err(CloudError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),

@@ -106,6 +106,15 @@ impl RestEndpoint for Request {
         }
     }
 
+    /// Neutron's and Designate's catalog entries are unversioned: ask the SDK's discovery
+    /// for the v2.0 / v2 endpoint (Nova's and Cinder's carry their version in the URL).
+    fn api_version(&self) -> Option<ApiVersion> {
+        match self.service {
+            ServiceType::Network | ServiceType::Dns => Some(ApiVersion::new(2, 0)),
+            _ => ApiVersion::from_endpoint_url(&self.path),
+        }
+    }
+
     fn request_headers(&self) -> Option<&http::HeaderMap> {
         self.headers.as_ref()
     }

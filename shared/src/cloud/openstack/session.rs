@@ -22,6 +22,23 @@ use openstack_sdk::config::{Auth, CloudConfig, ConfigFile};
 use openstack_sdk::{AsyncOpenStack, OpenStackError};
 use std::time::Duration;
 
+/// The SDK finds its auth plugins (password, application credential, token) through an
+/// `inventory` registry. Its build script is meant to anchor the plugin crates so the
+/// linker keeps them, but it does not recognise the layout of the published manifest
+/// (`[dependencies.<name>]` tables), so a plugin nothing references is silently dropped
+/// ("AuthType `v3applicationcredential` is not a supported type"). Referencing each
+/// plugin's anchor here keeps all three.
+#[used]
+static AUTH_PLUGINS: (
+    &openstack_sdk_auth_password::PasswordAuthenticator,
+    &openstack_sdk_auth_applicationcredential::ApplicationCredentialAuthenticator,
+    &openstack_sdk_auth_token::TokenAuthenticator,
+) = (
+    &openstack_sdk_auth_password::ANCHOR,
+    &openstack_sdk_auth_applicationcredential::ANCHOR,
+    &openstack_sdk_auth_token::ANCHOR,
+);
+
 /// Where the credentials came from, for logs (never the credentials themselves).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -157,6 +174,9 @@ fn unreachable(e: &OpenStackError, text: &str) -> bool {
     }
     let t = text.to_ascii_lowercase();
     [
+        // the SDK's first request is the identity version discovery; when it gets no
+        // answer it reports "endpoint version discovery error ... Service is not working"
+        "version discovery error",
         "error sending request",
         "connection refused",
         "connect error",
