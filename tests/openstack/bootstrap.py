@@ -36,6 +36,7 @@ CATALOG = [  # name, type, url
     ("cinder", "block-storage", "http://127.0.0.1:8776/v3/%(project_id)s"),
     ("glance", "image", "http://127.0.0.1:9292"),
     ("neutron", "network", "http://127.0.0.1:9696"),
+    ("designate", "dns", "http://127.0.0.1:9001"),
 ]
 
 
@@ -116,7 +117,7 @@ def identity(a):
 
     # Service users need 'service' too: Cinder only accepts Nova's attachment deletes with a
     # service token from a user holding it (CVE-2023-2088 fix).
-    for svc in ("nova", "placement", "cinder", "glance", "neutron"):
+    for svc in ("nova", "placement", "cinder", "glance", "neutron", "designate"):
         user(svc, a.service_password, "service", ("admin", "service"))
     for name, (password, project) in USERS.items():
         user(name, password, project, ("member",))
@@ -204,7 +205,11 @@ def resources(a):
     if not cred:
         cred = pg_ks.call("POST", f"/users/{uid}/application_credentials", {"application_credential": {
             "name": APPCRED[0], "secret": APPCRED[1], "description": "pgsurge tests"}})["application_credential"]
-    log("network, security group, key pair, application credential ready")
+    # the DNS zone the replicas' A records go in (Designate: PENDING forever, no DNS server)
+    pg_dns = Api(pg, "dns")
+    if not pg_dns.get("/v2/zones?name=db.pgsurge.test.")["zones"]:
+        pg_dns.call("POST", "/v2/zones", {"name": "db.pgsurge.test.", "email": "dba@pgsurge.test", "ttl": 60})
+    log("network, security group, key pair, application credential, DNS zone ready")
 
     def password_cloud(name, user, password, project):
         return f"""  {name}:

@@ -4,7 +4,8 @@
 #
 #   MariaDB, RabbitMQ, Keystone, Placement, Nova (api, conductor, scheduler, compute with the
 #   fake virt driver), Cinder (api, scheduler, volume with the fake volume driver),
-#   Glance API and Neutron API (ML2 with our bind-everything mechanism driver, no agents).
+#   Glance API and Neutron API (ML2 with our bind-everything mechanism driver, no agents),
+#   Designate API + central (fake pool target: records live in Designate's database only).
 #
 # Idempotent: installs what is missing, starts what is not running (pidfiles in
 # $OS_DIR/run), skips one-time steps already done. down.sh stops exactly what this started.
@@ -29,7 +30,7 @@ COMPUTE_HOST=os-compute1
 # ------------------------------------------------------------------ 1. packages
 PKGS=(mariadb-server python3-pymysql rabbitmq-server uwsgi-core uwsgi-plugin-python3
       python3-keystone python3-keystoneclient python3-placement python3-nova python3-cinder
-      python3-glance python3-neutron)
+      python3-glance python3-neutron python3-designate)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -51,20 +52,21 @@ fi
 # The paste pipelines (api-paste.ini) ship in the *-common packages, which we do not install
 # (they pull dbconfig-common): unpack just those files from the .debs.
 DEBS=$STATE/debs
-if [ ! -f "$DEBS/.done" ]; then
+if [ ! -f "$DEBS/.done" ] || [ ! -f "$DEBS/usr/share/designate-common/api-paste.ini" ]; then
   rm -rf "$DEBS"; mkdir -p "$DEBS"
-  (cd "$DEBS" && apt-get download nova-common cinder-common glance-common neutron-common >"$LOGS/apt-download.log" 2>&1 \
+  (cd "$DEBS" && apt-get download nova-common cinder-common glance-common neutron-common designate-common >"$LOGS/apt-download.log" 2>&1 \
      && for f in ./*.deb; do dpkg-deb -x "$f" .; done) || die "cannot fetch the *-common .debs (log: $LOGS/apt-download.log)"
   touch "$DEBS/.done"
 fi
 
 # ------------------------------------------------------------------ 2. configuration
-mkdir -p /etc/keystone /etc/placement /etc/nova /etc/cinder /etc/glance /etc/neutron \
+mkdir -p /etc/keystone /etc/placement /etc/nova /etc/cinder /etc/glance /etc/neutron /etc/designate \
   "$STATE"/{fernet-keys,credential-keys,locks,nova/instances,cinder,glance/images,glance/staging,neutron,wsgi}
 install -m644 "$DEBS/usr/share/nova-common/api-paste.ini" /etc/nova/api-paste.ini
 install -m644 "$DEBS/usr/share/cinder-common/api-paste.ini" /etc/cinder/api-paste.ini
 install -m644 "$DEBS/usr/share/glance-common/glance-api-paste.ini" /etc/glance/glance-api-paste.ini
 install -m644 "$DEBS/usr/share/neutron-common/api-paste.ini" /etc/neutron/api-paste.ini
+install -m644 "$DEBS/usr/share/designate-common/api-paste.ini" /etc/designate/api-paste.ini
 
 # keystonemiddleware section: how a service validates the tokens it receives.
 authtoken() { cat <<EOF
@@ -140,10 +142,9 @@ log_dir = $LOGS
 enabled_apis = osapi_compute
 osapi_compute_listen = 127.0.0.1
 osapi_compute_workers = 1
-# Build one server at a time on the (one) compute host: neutron 21 run without agents
-# intermittently fails concurrent port updates ("'NoneType' object has no attribute
-# 'flush'" in _ensure_default_security_group), which puts a server in ERROR. The API calls
-# stay parallel; only the fake build behind them queues (each takes well under a second).
+# Build one server at a time on the (one) compute host: fewer concurrent port updates for
+# neutron (see wsgi_default_pool_size in neutron.conf). The API calls stay parallel; only
+# the fake build behind them queues (each takes well under a second).
 max_concurrent_builds = 1
 # the fake driver never plugs a VIF, so neutron never sends network-vif-plugged
 vif_plugging_is_fatal = false
@@ -258,6 +259,13 @@ service_plugins =
 auth_strategy = keystone
 transport_url = $RABBIT
 api_workers = 0
+# one request at a time: neutron 21 without agents intermittently breaks concurrent
+# requests of one project ("'NoneType' object has no attribute 'flush'" in
+# _ensure_default_security_group => HTTP 500 to Nova). Its calls take milliseconds. With a
+# single green thread an idle keep-alive connection would block everyone: close after each.
+wsgi_default_pool_size = 1
+wsgi_keep_alive = false
+client_socket_timeout = 10
 rpc_workers = 0
 rpc_state_report_workers = 0
 notify_nova_on_port_status_changes = false
@@ -281,6 +289,45 @@ flat_networks = *
 [securitygroup]
 firewall_driver = noop
 $(common_tail)
+EOF
+
+# Designate: API and central only. Zones and recordsets are real API objects in its
+# database; with no worker/mdns/DNS server they stay PENDING, which is all the adapter's
+# API use needs (create, list, update, delete records).
+cat >/etc/designate/designate.conf <<EOF
+[DEFAULT]
+transport_url = $RABBIT
+log_dir = $LOGS
+[service:api]
+listen = 127.0.0.1:9001
+api_base_uri = http://127.0.0.1:9001/
+auth_strategy = keystone
+enable_api_v2 = True
+workers = 1
+[service:central]
+workers = 1
+[storage:sqlalchemy]
+connection = ${DB}designate
+$(authtoken designate)
+$(common_tail)
+EOF
+cat >/etc/designate/pools.yaml <<EOF
+- name: default
+  description: "pgsurge test pool, fake target"
+  attributes: {}
+  ns_records:
+    - hostname: ns1.pgsurge.test.
+      priority: 1
+  nameservers:
+    - host: 127.0.0.1
+      port: 5399
+  targets:
+    - type: fake
+      description: "no DNS server behind it"
+      masters:
+        - host: 127.0.0.1
+          port: 5354
+      options: {}
 EOF
 
 # WSGI entry points (the packaged *-wsgi scripts come with the service packages).
@@ -361,7 +408,7 @@ done
 mariadb -S "$SOCK" -uroot <<EOF
 CREATE USER IF NOT EXISTS 'openstack'@'127.0.0.1' IDENTIFIED BY '$PASS';
 CREATE USER IF NOT EXISTS 'openstack'@'localhost' IDENTIFIED BY '$PASS';
-$(for d in keystone placement nova_api nova nova_cell0 cinder glance neutron; do
+$(for d in keystone placement nova_api nova nova_cell0 cinder glance neutron designate; do
   echo "CREATE DATABASE IF NOT EXISTS $d; GRANT ALL ON $d.* TO 'openstack'@'127.0.0.1'; GRANT ALL ON $d.* TO 'openstack'@'localhost';"
 done)
 FLUSH PRIVILEGES;
@@ -426,10 +473,11 @@ once cinder manage cinder.cmd.manage db sync
 once neutron $PY -c "import sys; sys.argv=['neutron-db-manage']+sys.argv[1:]; from neutron.db.migration.cli import main; sys.exit(main())" \
   --config-file /etc/neutron/neutron.conf upgrade heads
 once glance manage glance.cmd.manage --config-file /etc/glance/glance-api.conf db_sync
+once designate manage designate.cmd.manage --config-file /etc/designate/designate.conf database sync
 
 # ------------------------------------------------------------------ 7. services
 SERVICES="mariadb rabbitmq keystone placement glance-api neutron-server nova-conductor nova-scheduler nova-api
-cinder-scheduler cinder-volume cinder-api nova-compute"
+cinder-scheduler cinder-volume cinder-api nova-compute designate-central designate-api"
 wsgi placement 8778 "$W/placement-api.py"
 daemon glance-api glance.cmd.api /etc/glance/glance-api.conf
 # With no service plugins, neutron 21's get_ports() touches the Port.port_forwardings
@@ -442,12 +490,17 @@ wsgi nova-api 8774 "$W/nova-api.py"
 daemon cinder-scheduler cinder.cmd.scheduler /etc/cinder/cinder.conf
 daemon cinder-volume cinder.cmd.volume /etc/cinder/cinder.conf
 wsgi cinder-api 8776 "$W/cinder-api.py"
+daemon designate-central designate.cmd.central /etc/designate/designate.conf
+daemon designate-api designate.cmd.api /etc/designate/designate.conf
 wait_http http://127.0.0.1:8778/ 120 placement
 daemon nova-compute nova.cmd.compute /etc/nova/nova.conf
 wait_http http://127.0.0.1:8774/ 180 nova-api
 wait_http http://127.0.0.1:8776/ 180 cinder-api
 wait_http http://127.0.0.1:9292/ 180 glance-api
 wait_http http://127.0.0.1:9696/ 180 neutron-server
+wait_http http://127.0.0.1:9001/ 180 designate-api
+# the pool is loaded through designate-central (RPC), so only once central runs
+once designate-pool manage designate.cmd.manage --config-file /etc/designate/designate.conf pool update --file /etc/designate/pools.yaml
 log "all APIs answer"
 
 # ------------------------------------------------------------------ 8. flavors, quotas, network, test identities

@@ -741,3 +741,43 @@ async fn every_auth_method_works_and_tokens_are_renewed() {
     // nothing prints a token
     assert!(!format!("{os:?}").contains(after.expose()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_records_follow_the_replica() {
+    // Designate from Debian (API + central; records stay PENDING, no DNS server behind)
+    let cluster = "it-dns";
+    let cfg = OpenStackConfig {
+        dns_zone: "db.pgsurge.test.".into(),
+        dns_ttl: 30,
+        ..config("pgsurge", cluster)
+    };
+    let os = OpenStack::connect(&cfg, None).await.unwrap();
+    clean_up(&os, cluster).await;
+    let name = resource_name(cluster, "r1");
+    os.delete_dns_record(&name).await.unwrap(); // a previous run killed half-way
+    let base = base_volume(&os, cluster).await;
+    let snap = ensure_snapshot(
+        &os,
+        &SnapshotRequest {
+            name: resource_name(cluster, "snap"),
+            volume_id: base.id.clone(),
+            metadata: meta(cluster, "surge", "snap", "op-d"),
+            force: false,
+        },
+    )
+    .await
+    .unwrap();
+    let snap = wait_snapshot(&os, &snap.id).await;
+    let (_, servers) = scale_up(&os, cluster, &snap, &["r1"], "op-d", None).await;
+    let ip = servers[0].endpoint.as_ref().expect("address").host.clone();
+    // the record appeared when the server was first seen ACTIVE; more looks change nothing
+    os.get_server(&servers[0].id).await.unwrap();
+    let records = os.dns_records(&name).await.unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].name, format!("{name}.db.pgsurge.test."));
+    assert_eq!(records[0].records, vec![ip]);
+    // deleting the server takes its record along
+    os.delete_server(&servers[0].id).await.unwrap();
+    assert!(os.dns_records(&name).await.unwrap().is_empty());
+    clean_up(&os, cluster).await;
+}
