@@ -232,7 +232,10 @@ fn validate_openstack(o: &OpenStackConfig) -> Result<(), ConfigError> {
     if !o.dns_zone.is_empty() && !o.dns_zone.ends_with('.') {
         return Err(invalid(
             "openstack.dns_zone",
-            format!("{:?} must be a fully qualified name ending in '.'", o.dns_zone),
+            format!(
+                "{:?} must be a fully qualified name ending in '.'",
+                o.dns_zone
+            ),
         ));
     }
     if !(1..=86400).contains(&o.dns_ttl) {
@@ -431,10 +434,19 @@ mod tests {
                 "[openstack]\nserver_group_policy = \"spread\"",
                 "openstack.server_group_policy",
             ),
-            ("[openstack]\ndns_zone = \"example.org\"", "openstack.dns_zone"),
-            ("[openstack]\nsecurity_groups = [\"\"]", "openstack.security_groups[0]"),
+            (
+                "[openstack]\ndns_zone = \"example.org\"",
+                "openstack.dns_zone",
+            ),
+            (
+                "[openstack]\nsecurity_groups = [\"\"]",
+                "openstack.security_groups[0]",
+            ),
             ("[openstack]\nuse_host_token = true", "openstack.auth_url"),
-            ("[openstack]\nrequest_timeout_secs = 0", "openstack.request_timeout_secs"),
+            (
+                "[openstack]\nrequest_timeout_secs = 0",
+                "openstack.request_timeout_secs",
+            ),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();

@@ -101,9 +101,15 @@ async fn base_volume(os: &OpenStack, cluster: &str) -> Volume {
         .json(Some("volume"))
         .unwrap();
     let id = v["id"].as_str().unwrap().to_string();
-    let vol = wait_ready("volume", &id, READY, || os.get_volume(&id), |v: &Volume| &v.status)
-        .await
-        .unwrap();
+    let vol = wait_ready(
+        "volume",
+        &id,
+        READY,
+        || os.get_volume(&id),
+        |v: &Volume| &v.status,
+    )
+    .await
+    .unwrap();
     // Nova refuses to boot a non-bootable volume; clones of its snapshots inherit the flag
     os.caller()
         .send(
@@ -129,21 +135,39 @@ async fn cinder_status(os: &OpenStack, id: &str) -> String {
 
 /// A volume that is usable: `available`, or `in-use` when its server already exists.
 async fn wait_volume(os: &OpenStack, id: &str) -> Volume {
-    wait_ready("volume", id, READY, || os.get_volume(id), |v: &Volume| &v.status)
-        .await
-        .unwrap()
+    wait_ready(
+        "volume",
+        id,
+        READY,
+        || os.get_volume(id),
+        |v: &Volume| &v.status,
+    )
+    .await
+    .unwrap()
 }
 
 async fn wait_snapshot(os: &OpenStack, id: &str) -> Snapshot {
-    wait_ready("snapshot", id, READY, || os.get_snapshot(id), |s: &Snapshot| &s.status)
-        .await
-        .unwrap()
+    wait_ready(
+        "snapshot",
+        id,
+        READY,
+        || os.get_snapshot(id),
+        |s: &Snapshot| &s.status,
+    )
+    .await
+    .unwrap()
 }
 
 async fn wait_server(os: &OpenStack, id: &str) -> Server {
-    wait_ready("server", id, READY, || os.get_server(id), |s: &Server| &s.status)
-        .await
-        .unwrap()
+    wait_ready(
+        "server",
+        id,
+        READY,
+        || os.get_server(id),
+        |s: &Server| &s.status,
+    )
+    .await
+    .unwrap()
 }
 
 fn user_data(cluster: &str, replica: &str) -> String {
@@ -175,19 +199,20 @@ async fn scale_up(
         wait_volume(os, &v.id).await
     }))
     .await;
-    let servers = futures::future::join_all(replicas[..ns].iter().zip(&vols).map(|(r, v)| async move {
-        let req = ServerRequest {
-            name: resource_name(cluster, r),
-            volume_id: v.id.clone(),
-            flavor: None,
-            az: None,
-            metadata: meta(cluster, "surge", r, op),
-            user_data: Some(user_data(cluster, r)),
-        };
-        let s = ensure_server(os, &req).await.unwrap();
-        wait_server(os, &s.id).await
-    }))
-    .await;
+    let servers =
+        futures::future::join_all(replicas[..ns].iter().zip(&vols).map(|(r, v)| async move {
+            let req = ServerRequest {
+                name: resource_name(cluster, r),
+                volume_id: v.id.clone(),
+                flavor: None,
+                az: None,
+                metadata: meta(cluster, "surge", r, op),
+                user_data: Some(user_data(cluster, r)),
+            };
+            let s = ensure_server(os, &req).await.unwrap();
+            wait_server(os, &s.id).await
+        }))
+        .await;
     (vols, servers)
 }
 
@@ -205,7 +230,11 @@ async fn clean_up(os: &OpenStack, cluster: &str) {
         // Nova detaches asynchronously: wait until the volume is `available`
         let deadline = Instant::now() + READY;
         while cinder_status(os, &v.id).await != "available" {
-            assert!(Instant::now() < deadline, "volume {} never became available", v.id);
+            assert!(
+                Instant::now() < deadline,
+                "volume {} never became available",
+                v.id
+            );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         match os.delete_volume(&v.id).await {
@@ -335,13 +364,20 @@ async fn snapshot_three_clones_three_servers_then_nothing_left() {
             .unwrap()
             .json(Some("server"))
             .unwrap();
-        let ud = raw["OS-EXT-SRV-ATTR:user_data"].as_str().expect("user data");
+        let ud = raw["OS-EXT-SRV-ATTR:user_data"]
+            .as_str()
+            .expect("user data");
         use base64::Engine;
-        let ud = base64::engine::general_purpose::STANDARD.decode(ud).unwrap();
+        let ud = base64::engine::general_purpose::STANDARD
+            .decode(ud)
+            .unwrap();
         assert_eq!(String::from_utf8(ud).unwrap(), user_data(cluster, r));
         assert_eq!(raw["key_name"], "pgsurge-key");
         assert_eq!(raw["security_groups"], json!([{"name": "pgsurge-pg"}]));
-        assert_eq!(raw["tags"], json!(["pgsurge_cluster=it-main", "pgsurge_role=surge"]));
+        assert_eq!(
+            raw["tags"],
+            json!(["pgsurge_cluster=it-main", "pgsurge_role=surge"])
+        );
         assert_eq!(
             raw["os-extended-volumes:volumes_attached"][0]["delete_on_termination"],
             false
@@ -353,15 +389,27 @@ async fn snapshot_three_clones_three_servers_then_nothing_left() {
     // the listing a scale-down would use: by cluster (tags server-side) and role (client)
     let mut f = ours(cluster);
     f.metadata.insert(META_ROLE.into(), "surge".into());
-    let mut listed: Vec<String> = os.list_servers(&f).await.unwrap().into_iter().map(|s| s.id).collect();
+    let mut listed: Vec<String> = os
+        .list_servers(&f)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     let mut want: Vec<String> = servers.iter().map(|s| s.id.clone()).collect();
     listed.sort();
     want.sort();
-    assert_eq!(listed, want, "role=surge lists exactly our three servers, not the base");
+    assert_eq!(
+        listed, want,
+        "role=surge lists exactly our three servers, not the base"
+    );
 
     // a volume attached by Nova cannot be deleted through Cinder: a precise conflict
     let err = os.delete_volume(&vols[0].id).await.unwrap_err();
-    assert!(matches!(&err, CloudError::Conflict(m) if m.contains("in-use")), "{err}");
+    assert!(
+        matches!(&err, CloudError::Conflict(m) if m.contains("in-use")),
+        "{err}"
+    );
 
     clean_up(&os, cluster).await;
     // and the proof, once more, by name as well
@@ -412,6 +460,9 @@ async fn interrupted_scale_up_is_adopted_not_duplicated() {
     )
     .await;
     assert!(cancelled.is_err(), "the run was meant to be cut short");
+    // the next invocation comes later (a retry, the reconcile timer): let whatever the
+    // cancelled run had already sent finish on the cloud's side first
+    tokio::time::sleep(Duration::from_secs(5)).await;
 
     // the rerun converges: adopts what exists, creates only what is missing
     let (vols2, servers2) = scale_up(&os, cluster, &snap, &replicas, "op-7", None).await;
@@ -492,7 +543,11 @@ async fn quota_exceeded_is_typed_and_leaves_no_orphan() {
         "{err}"
     );
     let servers = os.list_servers(&ours(cluster)).await.unwrap();
-    assert_eq!(servers.len(), 1, "the refused boot left no server: {servers:?}");
+    assert_eq!(
+        servers.len(),
+        1,
+        "the refused boot left no server: {servers:?}"
+    );
     assert_eq!(servers[0].id, s1.id);
     clean_up(&os, cluster).await;
 }
@@ -544,7 +599,16 @@ async fn bad_flavor_and_errored_snapshot_fail_before_creating_anything() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(&err, CloudError::NotFound { kind: "network", .. }), "{err}");
+    assert!(
+        matches!(
+            &err,
+            CloudError::NotFound {
+                kind: "network",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(os.list_servers(&ours(cluster)).await.unwrap().is_empty());
 
     // a snapshot that went into error
@@ -572,10 +636,19 @@ async fn bad_flavor_and_errored_snapshot_fail_before_creating_anything() {
         )
         .await
         .unwrap();
-    let err = wait_ready("snapshot", &snap.id, READY, || os.get_snapshot(&snap.id), |s: &Snapshot| &s.status)
-        .await
-        .unwrap_err();
-    assert!(matches!(&err, CloudError::Fatal(m) if m.contains("went into error")), "{err}");
+    let err = wait_ready(
+        "snapshot",
+        &snap.id,
+        READY,
+        || os.get_snapshot(&snap.id),
+        |s: &Snapshot| &s.status,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, CloudError::Fatal(m) if m.contains("went into error")),
+        "{err}"
+    );
     let err = ensure_volume(
         &os,
         &VolumeRequest {
@@ -606,7 +679,16 @@ async fn bad_flavor_and_errored_snapshot_fail_before_creating_anything() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(&err, CloudError::NotFound { kind: "snapshot", .. }), "{err}");
+    assert!(
+        matches!(
+            &err,
+            CloudError::NotFound {
+                kind: "snapshot",
+                ..
+            }
+        ),
+        "{err}"
+    );
     clean_up(&os, cluster).await;
 }
 
@@ -644,7 +726,10 @@ async fn keystone_down_is_a_transient_error_naming_the_identity_service() {
         "{err}"
     );
     assert!(err.is_retryable());
-    assert!(started.elapsed() < Duration::from_secs(20), "bounded by the timeouts");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "bounded by the timeouts"
+    );
     assert!(!err.to_string().contains("pgsurge-pass"));
 }
 
@@ -675,14 +760,20 @@ async fn every_auth_method_works_and_tokens_are_renewed() {
         ..OpenStackConfig::default()
     };
     let err = OpenStack::connect(&cfg, None).await.unwrap_err();
-    assert!(matches!(&err, CloudError::Fatal(m) if m.contains("authentication")), "{err}");
+    assert!(
+        matches!(&err, CloudError::Fatal(m) if m.contains("authentication")),
+        "{err}"
+    );
     assert!(!err.to_string().contains("not-the-pass-4711"), "{err}");
 
     // the temporary token a FunctionGraph agency hands the function
     let admin = admin().await;
     let projects = admin
         .caller()
-        .send("projects", Request::get(ServiceType::Identity, "projects").query("name", "pgsurge"))
+        .send(
+            "projects",
+            Request::get(ServiceType::Identity, "projects").query("name", "pgsurge"),
+        )
         .await
         .unwrap()
         .json(Some("projects"))
@@ -714,7 +805,9 @@ async fn every_auth_method_works_and_tokens_are_renewed() {
     ] {
         std::env::set_var(k, v);
     }
-    let env = OpenStack::connect(&OpenStackConfig::default(), None).await.unwrap();
+    let env = OpenStack::connect(&OpenStackConfig::default(), None)
+        .await
+        .unwrap();
     assert_eq!(env.source(), &Source::Env);
     env.list_volumes(&ours("it-auth")).await.unwrap();
 
@@ -725,7 +818,8 @@ async fn every_auth_method_works_and_tokens_are_renewed() {
         .caller()
         .send(
             "revoke token",
-            Request::delete(ServiceType::Identity, "auth/tokens").header("x-subject-token", before.expose()),
+            Request::delete(ServiceType::Identity, "auth/tokens")
+                .header("x-subject-token", before.expose()),
         )
         .await
         .unwrap();

@@ -8,8 +8,7 @@
 use super::errors::{Caller, Reply};
 use super::request::Request;
 use crate::cloud::{
-    CloudError, Filter, Metadata, Result, Snapshot, SnapshotRequest, Status, Volume,
-    VolumeRequest,
+    CloudError, Filter, Metadata, Result, Snapshot, SnapshotRequest, Status, Volume, VolumeRequest,
 };
 use openstack_sdk::api::block_storage::v3::{snapshot, volume};
 use openstack_sdk::types::ServiceType;
@@ -96,7 +95,8 @@ async fn list_all(
     let mut out = Vec::new();
     let mut marker: Option<String> = None;
     loop {
-        let mut req = Request::get(ServiceType::BlockStorage, path).query("limit", PAGE.to_string());
+        let mut req =
+            Request::get(ServiceType::BlockStorage, path).query("limit", PAGE.to_string());
         if let Some(n) = name {
             req = req.query("name", n);
         }
@@ -175,8 +175,12 @@ impl Caller {
             .id(id)
             .build()
             .map_err(build_err)?;
-        let v = not_found("snapshot", id, self.send(&format!("get snapshot {id}"), ep).await)?
-            .json(Some("snapshot"))?;
+        let v = not_found(
+            "snapshot",
+            id,
+            self.send(&format!("get snapshot {id}"), ep).await,
+        )?
+        .json(Some("snapshot"))?;
         let az = self.volume_az(&text(&v, "volume_id")).await?;
         Ok(parse_snapshot(&v, az))
     }
@@ -257,7 +261,10 @@ impl Caller {
             .volume(b.build().map_err(build_err)?)
             .build()
             .map_err(build_err)?;
-        let what = format!("create volume {} from snapshot {}", req.name, req.snapshot_id);
+        let what = format!(
+            "create volume {} from snapshot {}",
+            req.name, req.snapshot_id
+        );
         let reply = self.send(&what, ep).await?;
         let v = parse_volume(&reply.json(Some("volume"))?);
         tracing::info!(volume = %v.id, name = %v.name, snapshot = %req.snapshot_id,
@@ -272,8 +279,12 @@ impl Caller {
             .id(id)
             .build()
             .map_err(build_err)?;
-        not_found("volume", id, self.send(&format!("get volume {id}"), ep).await)?
-            .json(Some("volume"))
+        not_found(
+            "volume",
+            id,
+            self.send(&format!("get volume {id}"), ep).await,
+        )?
+        .json(Some("volume"))
     }
 
     pub async fn get_volume(&self, id: &str) -> Result<Volume> {
@@ -306,13 +317,12 @@ impl Caller {
             .map_err(build_err)?;
         match self.send(&format!("delete volume {id}"), ep).await {
             Ok(_) | Err(CloudError::NotFound { .. }) => Ok(()),
-            Err(CloudError::Fatal(m)) if m.contains("HTTP 400") => match self.volume_json(id).await {
-                Ok(v) if text(&v, "status") == "in-use" => {
-                    Err(CloudError::Conflict(format!(
-                        "volume {id} is in-use (attached to a server): delete the server \
+            Err(CloudError::Fatal(m)) if m.contains("HTTP 400") => match self.volume_json(id).await
+            {
+                Ok(v) if text(&v, "status") == "in-use" => Err(CloudError::Conflict(format!(
+                    "volume {id} is in-use (attached to a server): delete the server \
                          first, then the volume once it is available"
-                    )))
-                }
+                ))),
                 Err(CloudError::NotFound { .. }) => Ok(()),
                 _ => Err(CloudError::Conflict(m)),
             },
@@ -336,7 +346,10 @@ mod tests {
         assert_eq!(v.status, Status::Ready);
         assert_eq!(v.az.as_deref(), Some("nova"));
         assert_eq!(v.snapshot_id.as_deref(), Some("s1"));
-        assert_eq!(v.metadata.get("pgsurge_cluster").map(String::as_str), Some("c"));
+        assert_eq!(
+            v.metadata.get("pgsurge_cluster").map(String::as_str),
+            Some("c")
+        );
         let v = parse_volume(&json!({"id": "v2", "status": "in-use", "snapshot_id": null}));
         assert_eq!(v.status, Status::Ready);
         assert_eq!(v.snapshot_id, None);

@@ -82,7 +82,13 @@ impl Caller {
     }
 
     /// Make `name` resolve to exactly `ip`.
-    pub async fn ensure_a_record(&self, zone_id: &str, name: &str, ip: &str, ttl: u32) -> Result<()> {
+    pub async fn ensure_a_record(
+        &self,
+        zone_id: &str,
+        name: &str,
+        ip: &str,
+        ttl: u32,
+    ) -> Result<()> {
         let existing = self.a_records(zone_id, name).await?;
         let want = vec![ip.to_string()];
         match existing.as_slice() {
@@ -141,9 +147,14 @@ mod tests {
 
     #[test]
     fn recordsets_parse() {
-        let r = parse(&json!({"id": "r1", "name": "pgsurge-c-r1.db.example.", "type": "A",
-            "records": ["10.0.0.7"], "status": "PENDING"}));
+        let r = parse(
+            &json!({"id": "r1", "name": "pgsurge-c-r1.db.example.", "type": "A",
+            "records": ["10.0.0.7"], "status": "PENDING"}),
+        );
         assert_eq!(r.records, vec!["10.0.0.7"]);
-        assert_eq!(fqdn("pgsurge-c-r1", "db.example."), "pgsurge-c-r1.db.example.");
+        assert_eq!(
+            fqdn("pgsurge-c-r1", "db.example."),
+            "pgsurge-c-r1.db.example."
+        );
     }
 }

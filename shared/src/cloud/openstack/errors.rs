@@ -130,7 +130,13 @@ fn request_id(headers: &http::HeaderMap) -> Option<String> {
 }
 
 fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers.get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
+    let secs: u64 = headers
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(secs))
 }
 
@@ -138,9 +144,15 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
 /// (refused / unresolvable / TLS): only then is re-sending a create safe.
 fn not_sent(e: &CloudError) -> bool {
     let t = e.to_string().to_ascii_lowercase();
-    ["connection refused", "dns error", "failed to lookup", "tcp connect", "certificate"]
-        .iter()
-        .any(|m| t.contains(m))
+    [
+        "connection refused",
+        "dns error",
+        "failed to lookup",
+        "tcp connect",
+        "certificate",
+    ]
+    .iter()
+    .any(|m| t.contains(m))
 }
 
 /// May this failure be retried for this method? Reads (GET, HEAD) and deletes are safe to
@@ -204,11 +216,16 @@ pub struct Caller {
 impl Caller {
     /// Version discovery for a service whose catalog URL carries no version (Neutron,
     /// Designate): the SDK needs it before it can build `v2.0/...` URLs.
-    pub async fn discover(&self, service: &openstack_sdk::types::ServiceType) -> Result<(), CloudError> {
+    pub async fn discover(
+        &self,
+        service: &openstack_sdk::types::ServiceType,
+    ) -> Result<(), CloudError> {
         self.client
             .discover_service_endpoint(service)
             .await
-            .map_err(|e| CloudError::Transient(format!("{service} version discovery: {}", chain(&e))))
+            .map_err(|e| {
+                CloudError::Transient(format!("{service} version discovery: {}", chain(&e)))
+            })
     }
 
     /// Send one request, retrying transient failures; `Ok` only for a 2xx answer.
@@ -265,8 +282,12 @@ impl Caller {
             }
             attempt += 1;
             let delay = self.retry.delay(attempt, after);
-            tracing::warn!(call = what, attempt, delay_ms = delay.as_millis() as u64,
-                "retrying after a transient failure");
+            tracing::warn!(
+                call = what,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                "retrying after a transient failure"
+            );
             tokio::time::sleep(delay).await;
         }
     }
@@ -281,7 +302,10 @@ mod tests {
         // Cinder, seen on the test cloud
         let body = br#"{"overLimit": {"code": 413, "message": "VolumeLimitExceeded: Maximum number of volumes allowed (2) exceeded for quota 'volumes'."}}"#;
         let e = classify("create volume v", 413, &error_message(body), Some("req-1"));
-        assert!(matches!(&e, CloudError::Quota(m) if m.contains("Maximum number of volumes") && m.contains("req-1")), "{e}");
+        assert!(
+            matches!(&e, CloudError::Quota(m) if m.contains("Maximum number of volumes") && m.contains("req-1")),
+            "{e}"
+        );
         // Nova
         let body = br#"{"forbidden": {"code": 403, "message": "Quota exceeded for instances: Requested 1, but already used 1 of 1 instances"}}"#;
         let e = classify("create server s", 403, &error_message(body), None);
@@ -312,7 +336,9 @@ mod tests {
     #[test]
     fn messages_come_from_every_error_shape() {
         assert_eq!(
-            error_message(br#"{"badRequest": {"message": "Flavor 9 could not be found.", "code": 400}}"#),
+            error_message(
+                br#"{"badRequest": {"message": "Flavor 9 could not be found.", "code": 400}}"#
+            ),
             "Flavor 9 could not be found."
         );
         assert_eq!(
@@ -323,16 +349,24 @@ mod tests {
             error_message(br#"{"code": 409, "type": "duplicate_recordset", "message": "Duplicate RecordSet"}"#),
             "Duplicate RecordSet"
         );
-        assert_eq!(error_message(b"<html>Bad Gateway</html>"), "<html>Bad Gateway</html>");
+        assert_eq!(
+            error_message(b"<html>Bad Gateway</html>"),
+            "<html>Bad Gateway</html>"
+        );
     }
 
     #[test]
     fn creates_are_resent_only_when_certainly_not_carried_out() {
         let post = http::Method::POST;
         let timeout = CloudError::Transient("x: error sending request: operation timed out".into());
-        let refused = CloudError::Transient("x: error sending request: tcp connect error: Connection refused".into());
+        let refused = CloudError::Transient(
+            "x: error sending request: tcp connect error: Connection refused".into(),
+        );
         let e500 = classify("x", 500, "", None);
-        assert!(!may_retry(&post, None, &timeout), "a timed-out create may exist");
+        assert!(
+            !may_retry(&post, None, &timeout),
+            "a timed-out create may exist"
+        );
         assert!(!may_retry(&post, Some(500), &e500));
         assert!(may_retry(&post, None, &refused));
         assert!(may_retry(&post, Some(503), &classify("x", 503, "", None)));
@@ -341,7 +375,11 @@ mod tests {
         assert!(may_retry(&http::Method::GET, None, &timeout));
         assert!(may_retry(&http::Method::DELETE, Some(500), &e500));
         // nothing fatal is retried
-        assert!(!may_retry(&http::Method::GET, Some(400), &classify("x", 400, "", None)));
+        assert!(!may_retry(
+            &http::Method::GET,
+            Some(400),
+            &classify("x", 400, "", None)
+        ));
     }
 
     #[test]
@@ -351,9 +389,14 @@ mod tests {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
         };
-        let d: Vec<u64> = (1..=5).map(|a| p.delay(a, None).as_millis() as u64).collect();
+        let d: Vec<u64> = (1..=5)
+            .map(|a| p.delay(a, None).as_millis() as u64)
+            .collect();
         assert_eq!(d, [100, 200, 400, 800, 1000]);
-        assert_eq!(p.delay(1, Some(Duration::from_secs(30))), Duration::from_secs(1));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(30))),
+            Duration::from_secs(1)
+        );
         assert_eq!(
             p.delay(1, Some(Duration::from_millis(0))),
             Duration::from_millis(0)

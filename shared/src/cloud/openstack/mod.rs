@@ -25,8 +25,8 @@ pub mod request;
 pub mod session;
 
 use crate::cloud::{
-    Cloud, CloudError, Filter, Result, Server, ServerRequest, Snapshot, SnapshotRequest,
-    Status, Volume, VolumeRequest,
+    Cloud, CloudError, Filter, Result, Server, ServerRequest, Snapshot, SnapshotRequest, Status,
+    Volume, VolumeRequest,
 };
 use crate::config::OpenStackConfig;
 use crate::runtime::Credentials;
@@ -34,8 +34,8 @@ use crate::secret::Secret;
 use async_trait::async_trait;
 use errors::{Caller, RetryPolicy};
 use neutron::Network;
-use request::ServiceType;
 use nova::BootSettings;
+use request::ServiceType;
 use secrecy::ExposeSecret;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -134,7 +134,10 @@ impl OpenStack {
     }
 
     fn network_name(&self) -> Option<&str> {
-        self.network.get().and_then(|n| n.as_ref()).map(|n| n.name.as_str())
+        self.network
+            .get()
+            .and_then(|n| n.as_ref())
+            .map(|n| n.name.as_str())
     }
 
     async fn flavor_id(&self, flavor: &str) -> Result<String> {
@@ -301,7 +304,13 @@ impl Cloud for OpenStack {
         let flavor_id = self.flavor_id(flavor).await?;
         let boot = self.boot_settings().await?;
         self.caller
-            .create_server(req, &boot, &flavor_id, self.cfg.pg_port, self.network_name())
+            .create_server(
+                req,
+                &boot,
+                &flavor_id,
+                self.cfg.pg_port,
+                self.network_name(),
+            )
             .await
     }
 

@@ -181,7 +181,10 @@ impl Caller {
             Err(e) => return Err(e),
         }
         let list = Request::get(ServiceType::Compute, "flavors").query("is_public", "None");
-        let flavors = self.send("list flavors", list).await?.json(Some("flavors"))?;
+        let flavors = self
+            .send("list flavors", list)
+            .await?
+            .json(Some("flavors"))?;
         let found: Vec<String> = flavors
             .as_array()
             .into_iter()
@@ -332,7 +335,10 @@ impl Caller {
             if let Some(m) = &marker {
                 req = req.query("marker", m.clone());
             }
-            let page = self.send("list servers", req).await?.json(Some("servers"))?;
+            let page = self
+                .send("list servers", req)
+                .await?
+                .json(Some("servers"))?;
             let items = page.as_array().cloned().unwrap_or_default();
             let n = items.len();
             marker = items.last().map(|v| text(v, "id"));
@@ -443,6 +449,9 @@ mod tests {
         );
         assert_eq!(server_status("ACTIVE", Some("deleting")), Status::Deleting);
         assert_eq!(server_status("BUILD", None), Status::Pending);
-        assert_eq!(server_status("SHUTOFF", None), Status::Other("SHUTOFF".into()));
+        assert_eq!(
+            server_status("SHUTOFF", None),
+            Status::Other("SHUTOFF".into())
+        );
     }
 }

@@ -121,7 +121,7 @@ impl RestEndpoint for Request {
 
     fn min_version(&self) -> Option<ApiVersion> {
         // Neutron and Designate have no microversions; the SDK adds no header for them.
-        self.microversion.clone().or(match self.service {
+        self.microversion.or(match self.service {
             ServiceType::Network | ServiceType::Dns => Some(ApiVersion::new(2, 0)),
             _ => None,
         })

@@ -247,7 +247,10 @@ mod tests {
             ..OpenStackConfig::default()
         };
         let err = profile(&cfg, None).unwrap_err().to_string();
-        assert!(err.contains("openstack.cloud") && err.contains("\"b\""), "{err}");
+        assert!(
+            err.contains("openstack.cloud") && err.contains("\"b\""),
+            "{err}"
+        );
         let cfg = OpenStackConfig {
             cloud: "a".into(),
             clouds_yaml: Some(path),
