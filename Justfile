@@ -22,14 +22,12 @@ demo: deps build
 test: deps build
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -q -- -D warnings
-    bash tests/openstack/up.sh
-    trap 'bash tests/openstack/down.sh' EXIT; cargo test --workspace --no-fail-fast
+    trap 'bash tests/openstack/down.sh' EXIT; bash tests/openstack/up.sh; cargo test --workspace --no-fail-fast
 
 # The OpenStack provider's tests against a real OpenStack test cloud (Debian packages, as
 # root): brings the cloud up, runs them, brings it down even when they fail.
 test-openstack:
-    bash tests/openstack/up.sh
-    trap 'bash tests/openstack/down.sh' EXIT; cargo test -p pgsurge-tests --test openstack_cloud
+    trap 'bash tests/openstack/down.sh' EXIT; bash tests/openstack/up.sh; cargo test -p pgsurge-tests --test openstack_cloud
 
 # Start / stop the OpenStack test cloud by hand (state in $PGSURGE_OS_DIR, default /tmp/pgsurge-openstack).
 openstack-up:
