@@ -23,7 +23,19 @@ test: deps build
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -q -- -D warnings
     # A single-node Ceph OSD on a loaded 2-core box occasionally dies at start: retry once from scratch.
-    trap 'bash infra/s3/rgw-down.sh --purge' EXIT; bash infra/s3/rgw-up.sh || bash infra/s3/rgw-up.sh --fresh; cargo test --workspace --no-fail-fast
+    trap 'bash infra/s3/rgw-down.sh --purge; bash tests/openstack/down.sh' EXIT; bash infra/s3/rgw-up.sh || bash infra/s3/rgw-up.sh --fresh; bash tests/openstack/up.sh; cargo test --workspace --no-fail-fast
+
+# The OpenStack provider's tests against a real OpenStack test cloud (Debian packages, as
+# root): brings the cloud up, runs them, brings it down even when they fail.
+test-openstack:
+    trap 'bash tests/openstack/down.sh' EXIT; bash tests/openstack/up.sh; cargo test -p pgsurge-tests --test openstack_cloud
+
+# Start / stop the OpenStack test cloud by hand (state in $PGSURGE_OS_DIR, default /tmp/pgsurge-openstack).
+openstack-up:
+    bash tests/openstack/up.sh
+
+openstack-down:
+    bash tests/openstack/down.sh
 
 # Invoke a function once with an event file, e.g. `just invoke scale-up tests/events/alertmanager-firing.json`.
 invoke function event config="":

@@ -53,6 +53,7 @@ pub struct Config {
     pub local: LocalConfig,
     pub ops: crate::ops::OpsConfig,
     pub cloud: CloudConfig,
+    pub openstack: OpenStackConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,6 +224,8 @@ pub enum CloudProvider {
     None,
     /// This machine: volumes are directories, servers `postgres` processes (`[local]`).
     Local,
+    /// An OpenStack cloud: Cinder volumes and snapshots, Nova servers (`[openstack]`).
+    Openstack,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -458,6 +461,156 @@ fn validate_local(l: &LocalConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The OpenStack provider (Nova + Cinder, optionally Designate). Credentials never live
+/// here: they come from `clouds.yaml` (`cloud`), from `OS_*` environment variables like the
+/// `openstack` CLI, or from the token FunctionGraph hands a function with an agency.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenStackConfig {
+    /// Cloud name in clouds.yaml; empty = read `OS_*` environment variables.
+    pub cloud: String,
+    /// An extra clouds.yaml (besides ./clouds.yaml, ~/.config/openstack/, /etc/openstack/).
+    pub clouds_yaml: Option<PathBuf>,
+    /// Overrides the cloud's `region_name`.
+    pub region: Option<String>,
+    /// Use the host's temporary token (FunctionGraph agency: `X-CFF-Auth-Token`) when it
+    /// passes one, scoped to `project_id`, against `auth_url`.
+    pub use_host_token: bool,
+    /// Keystone URL for `use_host_token` (e.g. `https://iam.ru-moscow-1.hc.sbercloud.ru/v3`).
+    pub auth_url: Option<String>,
+    /// Project for `use_host_token`.
+    pub project_id: Option<String>,
+    /// Flavor (name or id) for surge replicas. Required to create servers.
+    pub flavor: String,
+    /// Network (name or id) for the replicas' port; empty = no network.
+    pub network: String,
+    /// Security groups (names) for the replicas.
+    pub security_groups: Vec<String>,
+    /// Key pair name; empty = none.
+    pub key_name: String,
+    /// Server group name; created with `server_group_policy` if missing; empty = none.
+    pub server_group: String,
+    /// `anti-affinity`, `soft-anti-affinity`, `affinity` or `soft-affinity`.
+    pub server_group_policy: String,
+    /// Availability zone for servers; empty = the cloud's choice. Volumes always go to the
+    /// AZ of the snapshot they are cloned from.
+    pub availability_zone: String,
+    /// Volume type for cloned volumes; empty = the snapshot's.
+    pub volume_type: String,
+    /// Delete the data volume together with its server (Nova's delete_on_termination).
+    pub delete_on_termination: bool,
+    /// Port PostgreSQL listens on in the replicas (the endpoint pgsurge registers).
+    pub pg_port: u16,
+    /// One HTTP request's time limit.
+    pub request_timeout_secs: u64,
+    /// TCP connect time limit.
+    pub connect_timeout_secs: u64,
+    /// Retries of a call that failed with 5xx, 429 or a connection error.
+    pub max_retries: u32,
+    /// Designate zone (`example.org.`) for one A record per replica; empty = no DNS.
+    pub dns_zone: String,
+    /// TTL of those records.
+    pub dns_ttl: u32,
+}
+
+impl Default for OpenStackConfig {
+    fn default() -> Self {
+        OpenStackConfig {
+            cloud: String::new(),
+            clouds_yaml: None,
+            region: None,
+            use_host_token: false,
+            auth_url: None,
+            project_id: None,
+            flavor: String::new(),
+            network: String::new(),
+            security_groups: Vec::new(),
+            key_name: String::new(),
+            server_group: String::new(),
+            server_group_policy: "anti-affinity".into(),
+            availability_zone: String::new(),
+            volume_type: String::new(),
+            delete_on_termination: false,
+            pg_port: 5432,
+            request_timeout_secs: 30,
+            connect_timeout_secs: 5,
+            max_retries: 4,
+            dns_zone: String::new(),
+            dns_ttl: 60,
+        }
+    }
+}
+
+fn validate_openstack(o: &OpenStackConfig) -> Result<(), ConfigError> {
+    const POLICIES: [&str; 4] = [
+        "anti-affinity",
+        "soft-anti-affinity",
+        "affinity",
+        "soft-affinity",
+    ];
+    if !POLICIES.contains(&o.server_group_policy.as_str()) {
+        return Err(invalid(
+            "openstack.server_group_policy",
+            format!("{:?} is not one of {POLICIES:?}", o.server_group_policy),
+        ));
+    }
+    if o.pg_port == 0 {
+        return Err(invalid("openstack.pg_port", "must not be 0"));
+    }
+    if !(1..=600).contains(&o.request_timeout_secs) {
+        return Err(invalid(
+            "openstack.request_timeout_secs",
+            format!("{} is outside 1..=600", o.request_timeout_secs),
+        ));
+    }
+    if !(1..=120).contains(&o.connect_timeout_secs) {
+        return Err(invalid(
+            "openstack.connect_timeout_secs",
+            format!("{} is outside 1..=120", o.connect_timeout_secs),
+        ));
+    }
+    if o.max_retries > 10 {
+        return Err(invalid(
+            "openstack.max_retries",
+            format!("{} is more than 10", o.max_retries),
+        ));
+    }
+    if let Some(i) = o.security_groups.iter().position(|g| g.trim().is_empty()) {
+        return Err(invalid(
+            &format!("openstack.security_groups[{i}]"),
+            "is empty",
+        ));
+    }
+    if !o.dns_zone.is_empty() && !o.dns_zone.ends_with('.') {
+        return Err(invalid(
+            "openstack.dns_zone",
+            format!(
+                "{:?} must be a fully qualified name ending in '.'",
+                o.dns_zone
+            ),
+        ));
+    }
+    if !(1..=86400).contains(&o.dns_ttl) {
+        return Err(invalid(
+            "openstack.dns_ttl",
+            format!("{} is outside 1..=86400", o.dns_ttl),
+        ));
+    }
+    if o.use_host_token && o.auth_url.as_deref().unwrap_or("").is_empty() {
+        return Err(invalid(
+            "openstack.auth_url",
+            "is required with openstack.use_host_token = true",
+        ));
+    }
+    if o.use_host_token && o.project_id.as_deref().unwrap_or("").is_empty() {
+        return Err(invalid(
+            "openstack.project_id",
+            "is required with openstack.use_host_token = true",
+        ));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Load from an optional file plus `PGSURGE_*` environment variables, then validate.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -557,6 +710,7 @@ impl Config {
         validate_postgres(&self.postgres)?;
         validate_local(&self.local)?;
         crate::ops::config::validate_ops(&self.ops)?;
+        validate_openstack(&self.openstack)?;
         validate_haproxy(&self.haproxy)
     }
 }
@@ -864,6 +1018,23 @@ mod tests {
             ),
             ("[local]\nclone = \"maybe\"", "local.clone"),
             ("[local]\nlisten_host = \"localhost\"", "local.listen_host"),
+            (
+                "[openstack]\nserver_group_policy = \"spread\"",
+                "openstack.server_group_policy",
+            ),
+            (
+                "[openstack]\ndns_zone = \"example.org\"",
+                "openstack.dns_zone",
+            ),
+            (
+                "[openstack]\nsecurity_groups = [\"\"]",
+                "openstack.security_groups[0]",
+            ),
+            ("[openstack]\nuse_host_token = true", "openstack.auth_url"),
+            (
+                "[openstack]\nrequest_timeout_secs = 0",
+                "openstack.request_timeout_secs",
+            ),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();

@@ -29,6 +29,7 @@
 //!   adapters, a fan-out that keeps every HAProxy node identical, and drain semantics.
 //! * [`ops`] — the orchestration (scale-up, instance-ready, scale-down, instance-deleted,
 //!   reconcile) as idempotent, resumable steps written only against the ports.
+//! * [`cloud::openstack`] — the OpenStack provider (Cinder, Nova, Neutron lookup, Designate).
 //! * [`handlers`] — the body of each function.
 //! * [`state`] — the cluster state document and its stores (S3 compare-and-swap with a
 //!   start-up probe, PostgreSQL advisory lock, local directory, memory).

@@ -13,6 +13,7 @@
 //! instead of duplicating. Deletes are idempotent: deleting what is gone is success.
 
 pub mod local;
+pub mod openstack;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

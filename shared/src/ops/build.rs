@@ -21,6 +21,9 @@ pub async fn build(
             &config.local,
             &config.postgres,
         )?),
+        CloudProvider::Openstack => {
+            Arc::new(crate::cloud::openstack::OpenStack::connect(&config.openstack, creds).await?)
+        }
     };
     let state = crate::state::open(&config.state, &config.cluster.name, creds).await?;
     let nodes = FanOut::from_config(

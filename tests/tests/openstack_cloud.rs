@@ -1,0 +1,877 @@
+//! The OpenStack provider against a real OpenStack control plane: Keystone, Nova (fake
+//! virt driver), Cinder (fake volume driver), Neutron and Glance APIs from Debian, started
+//! by `tests/openstack/up.sh` (the `just test` recipe runs it, and `down.sh` afterwards).
+//!
+//! The fake drivers boot no VM and store no bytes, so these tests cover the cloud side:
+//! snapshots, clones, boot from volume, metadata, tags, user data, idempotency, cleanup
+//! and error paths. Each test uses its own cluster name, so they run in parallel and
+//! every listing they assert on sees only their own resources.
+
+use pgsurge::cloud::openstack::request::{Request, ServiceType};
+use pgsurge::cloud::openstack::{OpenStack, Source};
+use pgsurge::cloud::{
+    ensure_server, ensure_snapshot, ensure_volume, resource_name, wait_ready, Cloud, CloudError,
+    Filter, Metadata, Server, ServerRequest, Snapshot, SnapshotRequest, Status, Volume,
+    VolumeRequest, META_CLUSTER, META_OP, META_REPLICA, META_ROLE,
+};
+use pgsurge::config::OpenStackConfig;
+use pgsurge::runtime::Credentials;
+use pgsurge::secret::Secret;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const READY: Duration = Duration::from_secs(120);
+
+fn os_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var("PGSURGE_OS_DIR").unwrap_or_else(|_| "/tmp/pgsurge-openstack".into()),
+    )
+}
+
+/// The clouds.yaml up.sh wrote; a clear failure when the test cloud is not up.
+fn clouds_yaml() -> PathBuf {
+    let p = os_dir().join("clouds.yaml");
+    assert!(
+        p.exists(),
+        "OpenStack test cloud not found ({} missing): start it as root with \
+         `tests/openstack/up.sh` (the `just test` / `just test-openstack` recipes do), \
+         or point PGSURGE_OS_DIR at its state directory",
+        p.display()
+    );
+    p
+}
+
+/// Settings every replica gets on the test cloud (see tests/openstack/bootstrap.py).
+fn config(cloud: &str, cluster: &str) -> OpenStackConfig {
+    OpenStackConfig {
+        cloud: cloud.into(),
+        clouds_yaml: Some(clouds_yaml()),
+        flavor: "m1.tiny".into(),
+        network: "pgsurge-net".into(),
+        security_groups: vec!["pgsurge-pg".into()],
+        key_name: "pgsurge-key".into(),
+        // one fake compute host: soft anti-affinity is satisfiable, hard is not
+        server_group: format!("pgsurge-{cluster}"),
+        server_group_policy: "soft-anti-affinity".into(),
+        // a loaded 2-core machine running the whole control plane: Nova's create can take 20 s
+        request_timeout_secs: 90,
+        max_retries: 2,
+        ..OpenStackConfig::default()
+    }
+}
+
+async fn connect(cloud: &str, cluster: &str) -> OpenStack {
+    OpenStack::connect(&config(cloud, cluster), None)
+        .await
+        .unwrap_or_else(|e| panic!("connect to test cloud {cloud}: {e}"))
+}
+
+fn meta(cluster: &str, role: &str, replica: &str, op: &str) -> Metadata {
+    [
+        (META_CLUSTER, cluster),
+        (META_ROLE, role),
+        (META_REPLICA, replica),
+        (META_OP, op),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn ours(cluster: &str) -> Filter {
+    Filter {
+        name: None,
+        metadata: [(META_CLUSTER.to_string(), cluster.to_string())].into(),
+    }
+}
+
+/// A bootable 1 GiB "replica data volume" made the way people make one (not by pgsurge).
+async fn base_volume(os: &OpenStack, cluster: &str) -> Volume {
+    let name = resource_name(cluster, "base");
+    let body = json!({"volume": {"size": 1, "name": name, "metadata": meta(cluster, "base", "base", "setup")}});
+    let v = os
+        .caller()
+        .send(
+            "create base volume",
+            Request::post(ServiceType::BlockStorage, "volumes", body),
+        )
+        .await
+        .unwrap()
+        .json(Some("volume"))
+        .unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    let vol = wait_ready(
+        "volume",
+        &id,
+        READY,
+        || os.get_volume(&id),
+        |v: &Volume| &v.status,
+    )
+    .await
+    .unwrap();
+    // Nova refuses to boot a non-bootable volume; clones of its snapshots inherit the flag
+    os.caller()
+        .send(
+            "set bootable",
+            Request::post(
+                ServiceType::BlockStorage,
+                format!("volumes/{id}/action"),
+                json!({"os-set_bootable": {"bootable": true}}),
+            ),
+        )
+        .await
+        .unwrap();
+    vol
+}
+
+/// Cinder's own word for a volume's state (the trait folds `in-use` into Ready).
+async fn cinder_status(os: &OpenStack, id: &str) -> String {
+    os.caller().volume_json(id).await.unwrap()["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A volume that is usable: `available`, or `in-use` when its server already exists.
+async fn wait_volume(os: &OpenStack, id: &str) -> Volume {
+    wait_ready(
+        "volume",
+        id,
+        READY,
+        || os.get_volume(id),
+        |v: &Volume| &v.status,
+    )
+    .await
+    .unwrap()
+}
+
+async fn wait_snapshot(os: &OpenStack, id: &str) -> Snapshot {
+    wait_ready(
+        "snapshot",
+        id,
+        READY,
+        || os.get_snapshot(id),
+        |s: &Snapshot| &s.status,
+    )
+    .await
+    .unwrap()
+}
+
+async fn wait_server(os: &OpenStack, id: &str) -> Server {
+    wait_ready(
+        "server",
+        id,
+        READY,
+        || os.get_server(id),
+        |s: &Server| &s.status,
+    )
+    .await
+    .unwrap()
+}
+
+fn user_data(cluster: &str, replica: &str) -> String {
+    format!("#cloud-config\n# pgsurge bootstrap\nPGSURGE_CLUSTER={cluster}\nPGSURGE_REPLICA={replica}\nPRIMARY_HOST=10.99.0.1\n")
+}
+
+/// What a scale-up does on the cloud side: N clones of the snapshot, N servers booted from
+/// them, all through the adopt-before-create helpers and in parallel. `stop_after` cuts
+/// the run short after that many volumes (and servers) were requested: a function killed
+/// mid-way.
+async fn scale_up(
+    os: &OpenStack,
+    cluster: &str,
+    snap: &Snapshot,
+    replicas: &[&str],
+    op: &str,
+    stop_after: Option<(usize, usize)>,
+) -> (Vec<Volume>, Vec<Server>) {
+    let (nv, ns) = stop_after.unwrap_or((replicas.len(), replicas.len()));
+    let vols = futures::future::join_all(replicas[..nv].iter().map(|r| async move {
+        let req = VolumeRequest {
+            name: resource_name(cluster, r),
+            snapshot_id: snap.id.clone(),
+            size_gb: None,
+            az: None,
+            metadata: meta(cluster, "surge", r, op),
+        };
+        let v = ensure_volume(os, &req).await.unwrap();
+        wait_volume(os, &v.id).await
+    }))
+    .await;
+    let servers =
+        futures::future::join_all(replicas[..ns].iter().zip(&vols).map(|(r, v)| async move {
+            let req = ServerRequest {
+                name: resource_name(cluster, r),
+                volume_id: v.id.clone(),
+                flavor: None,
+                az: None,
+                metadata: meta(cluster, "surge", r, op),
+                user_data: Some(user_data(cluster, r)),
+            };
+            let s = ensure_server(os, &req).await.unwrap();
+            wait_server(os, &s.id).await
+        }))
+        .await;
+    (vols, servers)
+}
+
+/// Delete servers (wait until gone), then volumes, snapshots; prove by listing that nothing
+/// of this cluster is left.
+async fn clean_up(os: &OpenStack, cluster: &str) {
+    let servers = os.list_servers(&ours(cluster)).await.unwrap();
+    for s in &servers {
+        os.delete_server(&s.id).await.unwrap();
+    }
+    for s in &servers {
+        os.wait_server_gone(&s.id, READY).await.unwrap();
+    }
+    for v in os.list_volumes(&ours(cluster)).await.unwrap() {
+        // Nova detaches asynchronously: wait until the volume is `available`
+        let deadline = Instant::now() + READY;
+        while cinder_status(os, &v.id).await != "available" {
+            assert!(
+                Instant::now() < deadline,
+                "volume {} never became available",
+                v.id
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        match os.delete_volume(&v.id).await {
+            // the base volume keeps its snapshots: it goes after them, below
+            Ok(()) | Err(CloudError::Conflict(_)) => {}
+            Err(e) => panic!("delete volume {}: {e}", v.id),
+        }
+    }
+    for s in os.list_snapshots(&ours(cluster)).await.unwrap() {
+        os.delete_snapshot(&s.id).await.unwrap();
+    }
+    // deletes are asynchronous: wait until every listing is empty
+    let deadline = Instant::now() + READY;
+    loop {
+        let s = os.list_servers(&ours(cluster)).await.unwrap();
+        let v = os.list_volumes(&ours(cluster)).await.unwrap();
+        let n = os.list_snapshots(&ours(cluster)).await.unwrap();
+        if s.is_empty() && v.is_empty() && n.is_empty() {
+            return;
+        }
+        // a snapshot blocks its volume's delete until it is gone: retry stragglers
+        for v in v.iter().filter(|v| v.status == Status::Ready) {
+            let _ = os.delete_volume(&v.id).await;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind for {cluster}: servers {s:?} volumes {v:?} snapshots {n:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// An admin session for what a normal user may not do or see (reset status, user data).
+async fn admin() -> OpenStack {
+    connect("pgsurge-admin", "admin").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshot_three_clones_three_servers_then_nothing_left() {
+    let cluster = "it-main";
+    let os = connect("pgsurge", cluster).await;
+    let admin = admin().await;
+    clean_up(&os, cluster).await; // a previous run killed half-way
+
+    // the replica pgsurge snapshots: its data volume is attached to a running server
+    let base = base_volume(&os, cluster).await;
+    let replica = os
+        .create_server(&ServerRequest {
+            name: resource_name(cluster, "base"),
+            volume_id: base.id.clone(),
+            flavor: None,
+            az: None,
+            metadata: meta(cluster, "base", "base", "setup"),
+            user_data: None,
+        })
+        .await
+        .unwrap();
+    wait_server(&os, &replica.id).await;
+    assert_eq!(cinder_status(&os, &base.id).await, "in-use");
+
+    // without force Cinder refuses to snapshot an attached volume, and makes nothing
+    let mut sreq = SnapshotRequest {
+        name: resource_name(cluster, "snap-1"),
+        volume_id: base.id.clone(),
+        metadata: meta(cluster, "surge", "snap-1", "op-1"),
+        force: false,
+    };
+    let err = os.create_snapshot(&sreq).await.unwrap_err();
+    assert!(
+        matches!(&err, CloudError::Fatal(m) if m.contains("in-use") && m.contains("HTTP 400")),
+        "{err}"
+    );
+    assert!(os.list_snapshots(&ours(cluster)).await.unwrap().is_empty());
+    sreq.force = true;
+    let snap = ensure_snapshot(&os, &sreq).await.unwrap();
+    let snap = wait_snapshot(&os, &snap.id).await;
+    assert_eq!(snap.volume_id, base.id);
+    assert_eq!(snap.az, base.az, "a snapshot's AZ is its volume's");
+    // adopt, not duplicate
+    assert_eq!(ensure_snapshot(&os, &sreq).await.unwrap().id, snap.id);
+
+    let started = Instant::now();
+    let replicas = ["r1", "r2", "r3"];
+    let (vols, servers) = scale_up(&os, cluster, &snap, &replicas, "op-1", None).await;
+    eprintln!("3 clones + 3 servers ACTIVE in {:?}", started.elapsed());
+
+    for (r, v) in replicas.iter().zip(&vols) {
+        assert_eq!(v.name, resource_name(cluster, r));
+        assert_eq!(v.snapshot_id.as_deref(), Some(snap.id.as_str()));
+        assert_eq!(v.az, snap.az, "clone in the snapshot's AZ");
+        assert_eq!(v.metadata, meta(cluster, "surge", r, "op-1"));
+    }
+    let group = admin
+        .caller()
+        .send(
+            "server groups",
+            Request::get(ServiceType::Compute, "os-server-groups").query("all_projects", "True"),
+        )
+        .await
+        .unwrap()
+        .json(Some("server_groups"))
+        .unwrap();
+    let group = group
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == format!("pgsurge-{cluster}"))
+        .cloned()
+        .expect("server group created");
+    assert_eq!(group["policies"], json!(["soft-anti-affinity"]));
+    for ((r, v), s) in replicas.iter().zip(&vols).zip(&servers) {
+        assert_eq!(s.status, Status::Ready);
+        assert_eq!(s.name, resource_name(cluster, r));
+        assert_eq!(s.metadata, meta(cluster, "surge", r, "op-1"));
+        assert_eq!(s.volume_ids, vec![v.id.clone()]);
+        let ep = s.endpoint.as_ref().expect("server has an address");
+        assert!(ep.host.starts_with("10.99.0."), "{ep:?}");
+        assert_eq!(ep.port, 5432);
+        // what Nova stored, read back as admin (user data is admin-only)
+        let raw = admin
+            .caller()
+            .send(
+                "server as admin",
+                Request::get(ServiceType::Compute, format!("servers/{}", s.id)).microversion(2, 52),
+            )
+            .await
+            .unwrap()
+            .json(Some("server"))
+            .unwrap();
+        let ud = raw["OS-EXT-SRV-ATTR:user_data"]
+            .as_str()
+            .expect("user data");
+        use base64::Engine;
+        let ud = base64::engine::general_purpose::STANDARD
+            .decode(ud)
+            .unwrap();
+        assert_eq!(String::from_utf8(ud).unwrap(), user_data(cluster, r));
+        assert_eq!(raw["key_name"], "pgsurge-key");
+        assert_eq!(raw["security_groups"], json!([{"name": "pgsurge-pg"}]));
+        assert_eq!(
+            raw["tags"],
+            json!(["pgsurge_cluster=it-main", "pgsurge_role=surge"])
+        );
+        assert_eq!(
+            raw["os-extended-volumes:volumes_attached"][0]["delete_on_termination"],
+            false
+        );
+        assert!(group["members"].as_array().unwrap().contains(&json!(s.id)));
+        // the volume is the boot disk, attached
+        assert_eq!(cinder_status(&os, &v.id).await, "in-use");
+    }
+    // the listing a scale-down would use: by cluster (tags server-side) and role (client)
+    let mut f = ours(cluster);
+    f.metadata.insert(META_ROLE.into(), "surge".into());
+    let mut listed: Vec<String> = os
+        .list_servers(&f)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let mut want: Vec<String> = servers.iter().map(|s| s.id.clone()).collect();
+    listed.sort();
+    want.sort();
+    assert_eq!(
+        listed, want,
+        "role=surge lists exactly our three servers, not the base"
+    );
+
+    // a volume attached by Nova cannot be deleted through Cinder: a precise conflict
+    let err = os.delete_volume(&vols[0].id).await.unwrap_err();
+    assert!(
+        matches!(&err, CloudError::Conflict(m) if m.contains("in-use")),
+        "{err}"
+    );
+
+    clean_up(&os, cluster).await;
+    // and the proof, once more, by name as well
+    for r in replicas {
+        let by_name = Filter {
+            name: Some(resource_name(cluster, r)),
+            metadata: Metadata::new(),
+        };
+        assert!(os.list_servers(&by_name).await.unwrap().is_empty());
+        assert!(os.list_volumes(&by_name).await.unwrap().is_empty());
+    }
+    // deletes are idempotent
+    os.delete_server(&servers[0].id).await.unwrap();
+    os.delete_volume(&vols[0].id).await.unwrap();
+    os.delete_snapshot(&snap.id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn interrupted_scale_up_is_adopted_not_duplicated() {
+    let cluster = "it-rerun";
+    let os = connect("pgsurge", cluster).await;
+    clean_up(&os, cluster).await;
+    let base = base_volume(&os, cluster).await;
+    let sreq = SnapshotRequest {
+        name: resource_name(cluster, "snap-1"),
+        volume_id: base.id.clone(),
+        metadata: meta(cluster, "surge", "snap-1", "op-7"),
+        force: false,
+    };
+    let snap = ensure_snapshot(&os, &sreq).await.unwrap();
+    let snap = wait_snapshot(&os, &snap.id).await;
+    let replicas = ["r1", "r2", "r3"];
+
+    // first run: killed after two volumes and one server were requested
+    let (vols1, servers1) = scale_up(&os, cluster, &snap, &replicas, "op-7", Some((2, 1))).await;
+    let surge = {
+        let mut f = ours(cluster);
+        f.metadata.insert(META_ROLE.into(), "surge".into());
+        f
+    };
+    assert_eq!(os.list_volumes(&surge).await.unwrap().len(), 2);
+    assert_eq!(os.list_servers(&surge).await.unwrap().len(), 1);
+
+    // a third, cancelled mid-flight: a future dropped while its requests are in the air
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(300),
+        scale_up(&os, cluster, &snap, &replicas, "op-7", None),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the run was meant to be cut short");
+    // the next invocation comes later (a retry, the reconcile timer): let whatever the
+    // cancelled run had already sent finish on the cloud's side first
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // the rerun converges: adopts what exists, creates only what is missing
+    let (vols2, servers2) = scale_up(&os, cluster, &snap, &replicas, "op-7", None).await;
+    assert_eq!(vols2[0].id, vols1[0].id);
+    assert_eq!(vols2[1].id, vols1[1].id);
+    assert_eq!(servers2[0].id, servers1[0].id);
+    let volumes = os.list_volumes(&surge).await.unwrap();
+    let servers = os.list_servers(&surge).await.unwrap();
+    assert_eq!(volumes.len(), 3, "no duplicate volumes: {volumes:?}");
+    assert_eq!(servers.len(), 3, "no duplicate servers: {servers:?}");
+    for r in replicas {
+        let n = resource_name(cluster, r);
+        assert_eq!(volumes.iter().filter(|v| v.name == n).count(), 1);
+        assert_eq!(servers.iter().filter(|s| s.name == n).count(), 1);
+    }
+    for s in &servers2 {
+        assert_eq!(s.status, Status::Ready);
+    }
+    clean_up(&os, cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quota_exceeded_is_typed_and_leaves_no_orphan() {
+    // project pgsurge-quota: volumes = 2, instances = 1 (bootstrap.py)
+    let cluster = "it-quota";
+    // network, security group and key pair belong to the other project / user
+    let cfg = OpenStackConfig {
+        network: String::new(),
+        security_groups: Vec::new(),
+        key_name: String::new(),
+        ..config("pgsurge-quota", cluster)
+    };
+    let os = OpenStack::connect(&cfg, None).await.unwrap();
+    clean_up(&os, cluster).await;
+    let base = base_volume(&os, cluster).await; // volume 1 of 2
+    let snap = ensure_snapshot(
+        &os,
+        &SnapshotRequest {
+            name: resource_name(cluster, "snap"),
+            volume_id: base.id.clone(),
+            metadata: meta(cluster, "surge", "snap", "op-q"),
+            force: false,
+        },
+    )
+    .await
+    .unwrap();
+    let snap = wait_snapshot(&os, &snap.id).await;
+    let vreq = |r: &str| VolumeRequest {
+        name: resource_name(cluster, r),
+        snapshot_id: snap.id.clone(),
+        size_gb: None,
+        az: None,
+        metadata: meta(cluster, "surge", r, "op-q"),
+    };
+    let v1 = ensure_volume(&os, &vreq("r1")).await.unwrap(); // volume 2 of 2
+    let v1 = wait_volume(&os, &v1.id).await;
+    let err = ensure_volume(&os, &vreq("r2")).await.unwrap_err();
+    assert!(
+        matches!(&err, CloudError::Quota(m) if m.contains("volumes") && m.contains("HTTP 413")),
+        "{err}"
+    );
+    let vols = os.list_volumes(&ours(cluster)).await.unwrap();
+    assert_eq!(vols.len(), 2, "the refused clone left nothing: {vols:?}");
+
+    let sreq = |r: &str, vol: &str| ServerRequest {
+        name: resource_name(cluster, r),
+        volume_id: vol.to_string(),
+        flavor: None,
+        az: None,
+        metadata: meta(cluster, "surge", r, "op-q"),
+        user_data: None,
+    };
+    let s1 = ensure_server(&os, &sreq("r1", &v1.id)).await.unwrap(); // instance 1 of 1
+    wait_server(&os, &s1.id).await;
+    let err = ensure_server(&os, &sreq("r2", &base.id)).await.unwrap_err();
+    assert!(
+        matches!(&err, CloudError::Quota(m) if m.contains("Quota exceeded for instances")),
+        "{err}"
+    );
+    let servers = os.list_servers(&ours(cluster)).await.unwrap();
+    assert_eq!(
+        servers.len(),
+        1,
+        "the refused boot left no server: {servers:?}"
+    );
+    assert_eq!(servers[0].id, s1.id);
+    clean_up(&os, cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_flavor_and_errored_snapshot_fail_before_creating_anything() {
+    let cluster = "it-bad";
+    let os = connect("pgsurge", cluster).await;
+    let admin = admin().await;
+    clean_up(&os, cluster).await;
+    let base = base_volume(&os, cluster).await;
+
+    // a flavor that does not exist: refused before Nova is asked to boot
+    let mut cfg = config("pgsurge", cluster);
+    cfg.flavor = "m9.galactic".into();
+    let bad = OpenStack::connect(&cfg, None).await.unwrap();
+    let err = bad
+        .create_server(&ServerRequest {
+            name: resource_name(cluster, "r1"),
+            volume_id: base.id.clone(),
+            flavor: None,
+            az: None,
+            metadata: meta(cluster, "surge", "r1", "op-b"),
+            user_data: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        CloudError::NotFound {
+            kind: "flavor",
+            id: "m9.galactic".into()
+        }
+    );
+    assert!(os.list_servers(&ours(cluster)).await.unwrap().is_empty());
+
+    // a network that does not exist: same
+    let mut cfg = config("pgsurge", cluster);
+    cfg.network = "no-such-net".into();
+    let bad = OpenStack::connect(&cfg, None).await.unwrap();
+    let err = bad
+        .create_server(&ServerRequest {
+            name: resource_name(cluster, "r1"),
+            volume_id: base.id.clone(),
+            flavor: None,
+            az: None,
+            metadata: meta(cluster, "surge", "r1", "op-b"),
+            user_data: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            CloudError::NotFound {
+                kind: "network",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(os.list_servers(&ours(cluster)).await.unwrap().is_empty());
+
+    // a snapshot that went into error
+    let snap = ensure_snapshot(
+        &os,
+        &SnapshotRequest {
+            name: resource_name(cluster, "snap"),
+            volume_id: base.id.clone(),
+            metadata: meta(cluster, "surge", "snap", "op-b"),
+            force: false,
+        },
+    )
+    .await
+    .unwrap();
+    wait_snapshot(&os, &snap.id).await;
+    admin
+        .caller()
+        .send(
+            "reset snapshot status",
+            Request::post(
+                ServiceType::BlockStorage,
+                format!("snapshots/{}/action", snap.id),
+                json!({"os-reset_status": {"status": "error"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let err = wait_ready(
+        "snapshot",
+        &snap.id,
+        READY,
+        || os.get_snapshot(&snap.id),
+        |s: &Snapshot| &s.status,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, CloudError::Fatal(m) if m.contains("went into error")),
+        "{err}"
+    );
+    let err = ensure_volume(
+        &os,
+        &VolumeRequest {
+            name: resource_name(cluster, "r1"),
+            snapshot_id: snap.id.clone(),
+            size_gb: None,
+            az: None,
+            metadata: meta(cluster, "surge", "r1", "op-b"),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, CloudError::Fatal(m) if m.contains(&snap.id) && m.contains("state error")),
+        "{err}"
+    );
+    let vols = os.list_volumes(&ours(cluster)).await.unwrap();
+    assert_eq!(vols.len(), 1, "only the base volume: {vols:?}");
+
+    // a snapshot that does not exist
+    let err = os
+        .create_volume(&VolumeRequest {
+            name: resource_name(cluster, "r2"),
+            snapshot_id: "00000000-0000-0000-0000-000000000000".into(),
+            size_gb: None,
+            az: None,
+            metadata: Metadata::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            CloudError::NotFound {
+                kind: "snapshot",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    clean_up(&os, cluster).await;
+}
+
+#[tokio::test]
+async fn keystone_down_is_a_transient_error_naming_the_identity_service() {
+    // a Keystone that does not answer: nothing listens on this port
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("clouds.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "clouds:\n  down:\n    region_name: RegionOne\n    auth:\n      auth_url: http://127.0.0.1:{port}/v3\n      \
+             username: pgsurge\n      password: pgsurge-pass\n      project_name: pgsurge\n      \
+             user_domain_name: Default\n      project_domain_name: Default\n"
+        ),
+    )
+    .unwrap();
+    let cfg = OpenStackConfig {
+        cloud: "down".into(),
+        clouds_yaml: Some(yaml),
+        flavor: "m1.tiny".into(),
+        connect_timeout_secs: 2,
+        request_timeout_secs: 5,
+        ..OpenStackConfig::default()
+    };
+    let started = Instant::now();
+    let err = OpenStack::connect(&cfg, None).await.unwrap_err();
+    assert!(
+        matches!(&err, CloudError::Transient(m) if m.contains("identity service") && m.contains(&port.to_string())),
+        "{err}"
+    );
+    assert!(err.is_retryable());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "bounded by the timeouts"
+    );
+    assert!(!err.to_string().contains("pgsurge-pass"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_auth_method_works_and_tokens_are_renewed() {
+    // password (clouds.yaml)
+    let os = connect("pgsurge", "it-auth").await;
+    assert_eq!(os.source(), &Source::CloudsYaml("pgsurge".into()));
+    os.list_volumes(&ours("it-auth")).await.unwrap();
+
+    // application credential (clouds.yaml, auth_type v3applicationcredential)
+    let app = connect("pgsurge-appcred", "it-auth").await;
+    app.list_servers(&ours("it-auth")).await.unwrap();
+
+    // wrong password: a precise, non-retryable error that does not repeat the secret
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("clouds.yaml");
+    std::fs::write(
+        &yaml,
+        "clouds:\n  wrong:\n    region_name: RegionOne\n    auth:\n      auth_url: http://127.0.0.1:5000/v3\n      \
+         username: pgsurge\n      password: not-the-pass-4711\n      project_name: pgsurge\n      \
+         user_domain_name: Default\n      project_domain_name: Default\n",
+    )
+    .unwrap();
+    let cfg = OpenStackConfig {
+        cloud: "wrong".into(),
+        clouds_yaml: Some(yaml),
+        ..OpenStackConfig::default()
+    };
+    let err = OpenStack::connect(&cfg, None).await.unwrap_err();
+    assert!(
+        matches!(&err, CloudError::Fatal(m) if m.contains("authentication")),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("not-the-pass-4711"), "{err}");
+
+    // the temporary token a FunctionGraph agency hands the function
+    let admin = admin().await;
+    let projects = admin
+        .caller()
+        .send(
+            "projects",
+            Request::get(ServiceType::Identity, "projects").query("name", "pgsurge"),
+        )
+        .await
+        .unwrap()
+        .json(Some("projects"))
+        .unwrap();
+    let project_id = projects[0]["id"].as_str().unwrap().to_string();
+    let host = Credentials {
+        auth_token: os.session_token(),
+        ..Credentials::default()
+    };
+    let cfg = OpenStackConfig {
+        use_host_token: true,
+        auth_url: Some("http://127.0.0.1:5000/v3".into()),
+        project_id: Some(project_id),
+        ..OpenStackConfig::default()
+    };
+    let fg = OpenStack::connect(&cfg, Some(&host)).await.unwrap();
+    assert_eq!(fg.source(), &Source::HostToken);
+    fg.list_volumes(&ours("it-auth")).await.unwrap();
+
+    // OS_* environment variables, like the openstack CLI
+    for (k, v) in [
+        ("OS_AUTH_URL", "http://127.0.0.1:5000/v3"),
+        ("OS_USERNAME", "pgsurge"),
+        ("OS_PASSWORD", "pgsurge-pass"),
+        ("OS_PROJECT_NAME", "pgsurge"),
+        ("OS_USER_DOMAIN_NAME", "Default"),
+        ("OS_PROJECT_DOMAIN_NAME", "Default"),
+        ("OS_REGION_NAME", "RegionOne"),
+    ] {
+        std::env::set_var(k, v);
+    }
+    let env = OpenStack::connect(&OpenStackConfig::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(env.source(), &Source::Env);
+    env.list_volumes(&ours("it-auth")).await.unwrap();
+
+    // renewal: revoke the session's token in Keystone; the next call gets 401, the SDK
+    // re-authenticates and the call succeeds with a new token
+    let before: Secret = os.session_token().expect("token");
+    admin
+        .caller()
+        .send(
+            "revoke token",
+            Request::delete(ServiceType::Identity, "auth/tokens")
+                .header("x-subject-token", before.expose()),
+        )
+        .await
+        .unwrap();
+    // services cache a validated token for 5 s (tests/openstack/up.sh): wait that out
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    os.list_volumes(&ours("it-auth")).await.unwrap();
+    let after = os.session_token().expect("token");
+    // compared without printing: a failing assert must not put tokens in the test log
+    assert!(
+        before.expose() != after.expose(),
+        "the session still holds the revoked token"
+    );
+    // nothing prints a token
+    assert!(!format!("{os:?}").contains(after.expose()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_records_follow_the_replica() {
+    // Designate from Debian (API + central; records stay PENDING, no DNS server behind)
+    let cluster = "it-dns";
+    let cfg = OpenStackConfig {
+        dns_zone: "db.pgsurge.test.".into(),
+        dns_ttl: 30,
+        ..config("pgsurge", cluster)
+    };
+    let os = OpenStack::connect(&cfg, None).await.unwrap();
+    clean_up(&os, cluster).await;
+    let name = resource_name(cluster, "r1");
+    os.delete_dns_record(&name).await.unwrap(); // a previous run killed half-way
+    let base = base_volume(&os, cluster).await;
+    let snap = ensure_snapshot(
+        &os,
+        &SnapshotRequest {
+            name: resource_name(cluster, "snap"),
+            volume_id: base.id.clone(),
+            metadata: meta(cluster, "surge", "snap", "op-d"),
+            force: false,
+        },
+    )
+    .await
+    .unwrap();
+    let snap = wait_snapshot(&os, &snap.id).await;
+    let (_, servers) = scale_up(&os, cluster, &snap, &["r1"], "op-d", None).await;
+    let ip = servers[0].endpoint.as_ref().expect("address").host.clone();
+    // the record appeared when the server was first seen ACTIVE; more looks change nothing
+    os.get_server(&servers[0].id).await.unwrap();
+    let records = os.dns_records(&name).await.unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].name, format!("{name}.db.pgsurge.test."));
+    assert_eq!(records[0].records, vec![ip]);
+    // deleting the server takes its record along
+    os.delete_server(&servers[0].id).await.unwrap();
+    assert!(os.dns_records(&name).await.unwrap().is_empty());
+    clean_up(&os, cluster).await;
+}
