@@ -418,11 +418,55 @@ fn three_parallel_clones_under_write_load_are_ready_equal_and_leave_nothing() {
             metadata: [(META_ROLE.to_string(), "surge".to_string())].into(),
         };
         assert_eq!(cloud.list_servers(&surge).await.unwrap().len(), 3);
-        // A volume in use cannot be deleted.
+        // A volume in use can be neither deleted nor attached to a second server.
         assert!(matches!(
             cloud.delete_volume(&vols[0].id).await,
             Err(CloudError::Conflict(_))
         ));
+        let second = env.server_request(&vols[0].id, "other");
+        assert!(matches!(
+            cloud.create_server(&second).await,
+            Err(CloudError::Conflict(_))
+        ));
+        // Bad user data: a precise error before anything is made.
+        let spare = cloud
+            .create_volume(&env.volume_request(&snap.id, "spare"))
+            .await
+            .unwrap();
+        let mut bad = env.server_request(&spare.id, "spare");
+        bad.user_data = Some("PRIMARY_HOST=127.0.0.1\nSHELL=/bin/sh\n".into());
+        let err = cloud.create_server(&bad).await.unwrap_err();
+        assert!(
+            matches!(&err, CloudError::Fatal(m) if m.contains("unknown key SHELL")),
+            "{err}"
+        );
+        // A server the bootstrap script refuses: its error, and nothing left behind.
+        let mut broken = env.server_request(&spare.id, "spare");
+        broken.user_data = Some("PRIMARY_HOST=127.0.0.1\nHOT_STANDBY_FEEDBACK=maybe\n".into());
+        let err = cloud.create_server(&broken).await.unwrap_err();
+        assert!(err.to_string().contains("HOT_STANDBY_FEEDBACK"), "{err}");
+        assert!(cloud
+            .list_servers(&Filter {
+                name: Some(resource_name(&env.cluster, "spare")),
+                metadata: Metadata::new(),
+            })
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(!cloud
+            .pool_dir()
+            .join("volumes")
+            .join(&spare.id)
+            .join("attachment")
+            .exists());
+        let claims = std::fs::read_dir(cloud.pool_dir().join("ports"))
+            .unwrap()
+            .count();
+        assert_eq!(
+            claims, 4,
+            "port claims: the seed's and the three clones' only"
+        );
+        cloud.delete_volume(&spare.id).await.unwrap();
         (snap, servers)
     });
 

@@ -516,10 +516,14 @@ impl Cloud for LocalCloud {
     }
 
     async fn delete_volume(&self, id: &str) -> Result<()> {
-        if let Some(s) = self.servers_on(id)?.first() {
+        let server = match self.servers_on(id)?.first() {
+            Some(s) => Some(s.id.clone()),
+            None if Pool::valid_id(id) => server::attached_to(&self.pool, id),
+            None => None,
+        };
+        if let Some(s) = server {
             return Err(CloudError::Conflict(format!(
-                "volume {id} is attached to server {}; delete the server first",
-                s.id
+                "volume {id} is attached to server {s}; delete the server first"
             )));
         }
         if self.pool.remove(Kind::Volume, id)? {
@@ -543,17 +547,30 @@ impl Cloud for LocalCloud {
                 vol.id, s.id
             )));
         }
+        if let Some(pid) = server::running_postmaster(&data, None) {
+            return Err(CloudError::Conflict(format!(
+                "a postgres this pool did not start (pid {pid}) runs on volume {}",
+                vol.id
+            )));
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let dir = self.pool.dir(Kind::Server, &id);
         // Check the user data before claiming anything (port 0 is only a placeholder).
         self.params(req, 0, &dir, &data)?;
-        let port = server::claim_port(
+        server::attach(&self.pool, &vol.id, &id)?;
+        let port = match server::claim_port(
             &self.pool,
             self.cfg.port_first,
             self.cfg.port_last,
             self.host,
             &id,
-        )?;
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                server::detach(&self.pool, &vol.id, &id);
+                return Err(e);
+            }
+        };
         let params = self.params(req, port, &dir, &data)?;
         let info = ServerInfo {
             id: id.clone(),
@@ -584,6 +601,7 @@ impl Cloud for LocalCloud {
         })();
         if let Err(e) = created {
             server::release_port(&self.pool, port, &id);
+            server::detach(&self.pool, &vol.id, &id);
             return Err(e);
         }
         if req.flavor.is_some() {
@@ -608,17 +626,21 @@ impl Cloud for LocalCloud {
                 Ok(self.server(info))
             }
             Err(e) => {
-                // Leave nothing behind: no process, no record, no port.
-                let _ = server::stop(
-                    &self.cfg.pg_bin,
-                    &self.cfg.os_user,
-                    &data,
-                    None,
-                    Duration::from_secs(self.cfg.stop_timeout_secs),
-                )
-                .await;
+                // Leave nothing behind: no process (only one on our port: ours), no
+                // record, no port, no attachment.
+                if server::pidfile_port(&data) == Some(port) {
+                    let _ = server::stop(
+                        &self.cfg.pg_bin,
+                        &self.cfg.os_user,
+                        &data,
+                        None,
+                        Duration::from_secs(self.cfg.stop_timeout_secs),
+                    )
+                    .await;
+                }
                 let _ = self.pool.remove(Kind::Server, &id);
                 server::release_port(&self.pool, port, &id);
+                server::detach(&self.pool, &vol.id, &id);
                 Err(e)
             }
         }
@@ -655,6 +677,7 @@ impl Cloud for LocalCloud {
         .await?;
         self.pool.remove(Kind::Server, id)?;
         server::release_port(&self.pool, info.port, id);
+        server::detach(&self.pool, &info.volume_id, id);
         tracing::info!(server = %id, name = %info.name, port = info.port, "server deleted");
         Ok(())
     }

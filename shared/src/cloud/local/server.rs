@@ -153,6 +153,72 @@ pub fn claim_port(
     )))
 }
 
+/// Attach a volume to server `id`: the file `<volume dir>/attachment`, created
+/// exclusively, holding `<id> <pid>` like a port claim. Two servers can never run on one
+/// data directory, even when two processes create them at once.
+pub fn attach(pool: &Pool, volume_id: &str, id: &str) -> Result<(), CloudError> {
+    let claim = pool.dir(Kind::Volume, volume_id).join("attachment");
+    for _ in 0..2 {
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&claim)
+        {
+            Ok(mut f) => {
+                use std::io::Write;
+                write!(f, "{id} {}", std::process::id()).map_err(|e| fatal(claim.display(), e))?;
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let text = fs::read_to_string(&claim).unwrap_or_default();
+                let mut it = text.split_whitespace();
+                let owner = it.next().unwrap_or("").to_string();
+                let pid = it.next().and_then(|p| p.parse::<u32>().ok());
+                let owner_exists =
+                    Pool::valid_id(&owner) && pool.dir(Kind::Server, &owner).exists();
+                if owner_exists || pid.is_some_and(pid_alive) {
+                    return Err(CloudError::Conflict(format!(
+                        "volume {volume_id} is attached to server {owner}"
+                    )));
+                }
+                // Left by a create that died before its server existed.
+                let _ = fs::remove_file(&claim);
+            }
+            Err(e) => return Err(fatal(claim.display(), e)),
+        }
+    }
+    Err(CloudError::Transient(format!(
+        "volume {volume_id}: attachment keeps changing"
+    )))
+}
+
+/// The server a volume is attached to, if the attachment is live.
+pub fn attached_to(pool: &Pool, volume_id: &str) -> Option<String> {
+    let text = fs::read_to_string(pool.dir(Kind::Volume, volume_id).join("attachment")).ok()?;
+    let mut it = text.split_whitespace();
+    let owner = it.next()?.to_string();
+    let pid = it.next().and_then(|p| p.parse::<u32>().ok());
+    let live = (Pool::valid_id(&owner) && pool.dir(Kind::Server, &owner).exists())
+        || pid.is_some_and(pid_alive);
+    live.then_some(owner)
+}
+
+/// Detach a volume, if `id` holds it.
+pub fn detach(pool: &Pool, volume_id: &str, id: &str) {
+    if !Pool::valid_id(volume_id) {
+        return;
+    }
+    let claim = pool.dir(Kind::Volume, volume_id).join("attachment");
+    if fs::read_to_string(&claim).is_ok_and(|t| t.split_whitespace().next() == Some(id)) {
+        let _ = fs::remove_file(claim);
+    }
+}
+
+/// The port in `<data>/postmaster.pid` (its fourth line).
+pub fn pidfile_port(data: &Path) -> Option<u16> {
+    pidfile(data)?.get(3)?.parse().ok()
+}
+
 /// Give a port back, if `id` still holds it.
 pub fn release_port(pool: &Pool, port: u16, id: &str) {
     let claim = pool.ports_dir().join(port.to_string());
