@@ -14,7 +14,7 @@ use pgsurge::postgres::bootstrap::UserData;
 use pgsurge::state::{ClusterState, Phase, Replica, Role};
 use pgsurge_tests::haproxy::{BackendSpec, HaproxyNode, StaticServer};
 use pgsurge_tests::pg::{pg_cmd, Pg, Scratch};
-use pgsurge_tests::{command, free_port, workspace_root};
+use pgsurge_tests::{command, workspace_root};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -156,7 +156,9 @@ impl Drop for Env {
     }
 }
 
-fn setup(label: &str) -> Env {
+/// `port_first` starts this test's own block of 20 replica ports: the tests of one binary
+/// run in parallel and must never race for the same port.
+fn setup(label: &str, port_first: u16) -> Env {
     let root = Scratch::new(label);
     let primary = Pg::primary(&root.0, "primary");
     primary.psql("postgres", "alter system set checkpoint_timeout = '30s'");
@@ -179,7 +181,6 @@ fn setup(label: &str) -> Env {
     );
 
     // The seed: a base replica on a pool volume, made the way an operator would.
-    let port_first = free_port().clamp(20000, 40000);
     let cfg_path = root.0.join("pgsurge.toml");
     std::fs::write(&cfg_path, config_text(&root.0, &primary, port_first, &[])).unwrap();
     let config = Config::load(Some(&cfg_path)).unwrap();
@@ -328,7 +329,7 @@ fn tick_until_serving(cfg: &Path, n: usize) {
 
 #[test]
 fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
-    let env = setup("e2e");
+    let env = setup("e2e", 20400);
     let (cfg_path, h1, h2) = (&env.cfg_path, &env.h1, &env.h2);
     // Reads through both nodes, new connection per transaction, the whole time.
     let load: Vec<_> = [&h1, &h2]
@@ -478,7 +479,7 @@ fn invoke_killed_at(function: &str, cfg: &Path, event: &Value, failpoint: &str) 
 /// converge with no duplicate and no leak in the pool, the state or either HAProxy node.
 #[test]
 fn killed_after_a_side_effect_a_rerun_or_reconcile_converges_without_duplicates() {
-    let env = setup("e2e-crash");
+    let env = setup("e2e-crash", 20450);
     let cfg = env.cfg_path.as_path();
     let tick = serde_json::json!({"pgsurge": 1, "kind": "tick"});
     let points = [
