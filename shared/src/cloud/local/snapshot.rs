@@ -214,6 +214,72 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| CloudError::Fatal(format!("copy task failed: {e}")))?
 }
 
+/// Checkpoint the primary and wait until the standby in `session` has replayed that
+/// checkpoint, so the restartpoint `pg_backup_start` makes next is recent: a standby can
+/// only restart where its primary checkpointed, and a clone replays everything from there.
+async fn fresh_restartpoint_base(
+    client: &PgClient,
+    session: &tokio_postgres::Client,
+    at: &Endpoint,
+) -> Result<(), CloudError> {
+    let in_recovery: bool = session
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .map_err(query_err(at, "pg_is_in_recovery"))?
+        .get(0);
+    if !in_recovery {
+        // The source is a primary: pg_backup_start checkpoints it anyway.
+        return Ok(());
+    }
+    let primary_at = client.primary().clone();
+    let primary = client.connect(&primary_at).await.map_err(pg_err)?;
+    let started = std::time::Instant::now();
+    primary
+        .batch_execute("CHECKPOINT")
+        .await
+        .map_err(query_err(
+            &primary_at,
+            "CHECKPOINT (grant pg_checkpoint, or set local.checkpoint_primary = false)",
+        ))?;
+    let target: String = primary
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(query_err(&primary_at, "pg_current_wal_lsn"))?
+        .get(0);
+    drop(primary);
+    let target: Lsn = target
+        .parse()
+        .map_err(|e| CloudError::Fatal(format!("primary: {e}")))?;
+    let deadline = started + std::time::Duration::from_secs(60);
+    loop {
+        let replayed: Option<String> = session
+            .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
+            .await
+            .map_err(query_err(at, "pg_last_wal_replay_lsn"))?
+            .get(0);
+        if replayed
+            .and_then(|l| l.parse::<Lsn>().ok())
+            .is_some_and(|l| l >= target)
+        {
+            tracing::debug!(
+                secs = started.elapsed().as_secs_f64(),
+                "source replica replayed the primary's checkpoint"
+            );
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            // Still consistent, only slower to clone: go on with an older restartpoint.
+            tracing::warn!(
+                target_lsn = %target,
+                "source replica did not replay the primary's checkpoint within 60 s; \
+                 snapshotting from its last restartpoint"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Snapshot the data directory `src` of the PostgreSQL running at `at` into `dst`.
 pub async fn take_live(
     client: &PgClient,
@@ -222,9 +288,13 @@ pub async fn take_live(
     dst: PathBuf,
     cloner: Arc<Cloner>,
     label: &str,
+    checkpoint_primary: bool,
 ) -> Result<(Stats, Consistency), CloudError> {
     check_layout(&src)?;
     let session = client.connect(at).await.map_err(pg_err)?;
+    if checkpoint_primary {
+        fresh_restartpoint_base(client, &session, at).await?;
+    }
     let row = session
         .query_one(
             "SELECT pg_backup_start($1, true)::text, \
