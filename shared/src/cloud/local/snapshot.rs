@@ -291,10 +291,13 @@ pub async fn take_live(
     checkpoint_primary: bool,
 ) -> Result<(Stats, Consistency), CloudError> {
     check_layout(&src)?;
+    let t = std::time::Instant::now();
     let session = client.connect(at).await.map_err(pg_err)?;
     if checkpoint_primary {
         fresh_restartpoint_base(client, &session, at).await?;
     }
+    let checkpoint_secs = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
     let row = session
         .query_one(
             "SELECT pg_backup_start($1, true)::text, \
@@ -310,7 +313,9 @@ pub async fn take_live(
             .map_err(|e| CloudError::Fatal(format!("pg_backup_start: {e}")))?,
         segment_size: row.get::<_, i64>(1) as u64,
     };
+    let backup_start_secs = t.elapsed().as_secs_f64();
     tracing::debug!(label, start_lsn = %start, "backup mode started on the source");
+    let t = std::time::Instant::now();
 
     // If anything below fails, dropping `session` ends it, and PostgreSQL aborts the
     // backup by itself: nothing to undo on the source.
@@ -325,6 +330,8 @@ pub async fn take_live(
     })
     .await?;
 
+    let copy_secs = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
     let row = session
         .query_one(
             "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)",
@@ -354,6 +361,16 @@ pub async fn take_live(
     })
     .await?;
     stats.add(&tail);
+    // Where a snapshot's time goes: the primary's checkpoint and its replay, the
+    // source's restartpoint, the copy, and the finish (label, pg_control, late WAL).
+    tracing::info!(
+        label,
+        checkpoint_secs,
+        backup_start_secs,
+        copy_secs,
+        finish_secs = t.elapsed().as_secs_f64(),
+        "snapshot phases"
+    );
     Ok((
         stats,
         Consistency::BackupMode {
