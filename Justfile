@@ -62,6 +62,23 @@ plan event state config="":
 # Reproducible benchmarks; results go in the README.
 bench:
     bash infra/bench/runtime.sh
+    bash infra/bench/clone_vs_basebackup.sh
+
+# Clone vs pg_basebackup only (as root; ~1 h at the defaults), e.g. `SIZES_MB=1024 RUNS=5 just bench-clone`.
+bench-clone:
+    bash infra/bench/clone_vs_basebackup.sh
+
+# A copy-on-write (XFS reflink=1, loop-mounted) volume pool for the local provider (as root).
+xfs-pool mountpoint size="20G":
+    bash infra/local/pool-xfs.sh up {{mountpoint}} {{size}}
+
+# Unmount and delete an XFS pool made by `xfs-pool`.
+xfs-pool-down mountpoint:
+    bash infra/local/pool-xfs.sh down {{mountpoint}}
+
+# The catalog dataset on a primary, e.g. `just dataset "host=127.0.0.1 port=5432 user=postgres" 4500 1024`.
+dataset conn tables="4500" size_mb="1024":
+    bash infra/local/dataset/generate.sh --conn "{{conn}}" --tables {{tables}} --size-mb {{size_mb}}
 
 # Format the code.
 fmt:

@@ -28,6 +28,10 @@
 #   SOCKET_DIR            /var/run/postgresql          empty: no Unix socket
 #   HOT_STANDBY_FEEDBACK  (unchanged)                  on|off
 #   RESTORE_COMMAND       (none)                       fetch WAL from an archive
+#   RECOVERY_INIT_SYNC_METHOD  syncfs                  fsync|syncfs: how PostgreSQL syncs the
+#                                                      data directory before crash recovery
+#                                                      (a clone starts with one: syncfs is one
+#                                                      call instead of an fsync per file)
 #   PG_BIN                /usr/lib/postgresql/15/bin
 #   PG_USER               postgres                     OS user that runs PostgreSQL
 #   LOG_FILE              /var/log/postgresql/pgsurge-replica.log   server log (pg_ctl -l)
@@ -55,8 +59,8 @@ bad() { say "bad parameters: $*"; exit 2; }
 
 KEYS=(PGDATA PRIMARY_HOST PRIMARY_PORT REPLICATION_USER REPLICATION_PASSWORD
   REPLICATION_PASSFILE PRIMARY_SSLMODE PRIMARY_SLOT_NAME CLUSTER_NAME APPLICATION_NAME
-  PORT LISTEN_ADDRESSES SOCKET_DIR HOT_STANDBY_FEEDBACK RESTORE_COMMAND PG_BIN PG_USER
-  LOG_FILE START START_TIMEOUT)
+  PORT LISTEN_ADDRESSES SOCKET_DIR HOT_STANDBY_FEEDBACK RESTORE_COMMAND
+  RECOVERY_INIT_SYNC_METHOD PG_BIN PG_USER LOG_FILE START START_TIMEOUT)
 
 params=${1:-/etc/pgsurge/bootstrap.env}
 [ -r "$params" ] || bad "cannot read parameters file $params"
@@ -98,6 +102,7 @@ LISTEN_ADDRESSES=$(get LISTEN_ADDRESSES '*')
 SOCKET_DIR=$(get SOCKET_DIR /var/run/postgresql)
 HOT_STANDBY_FEEDBACK=$(get HOT_STANDBY_FEEDBACK '')
 RESTORE_COMMAND=$(get RESTORE_COMMAND '')
+RECOVERY_INIT_SYNC_METHOD=$(get RECOVERY_INIT_SYNC_METHOD syncfs)
 PG_BIN=$(get PG_BIN /usr/lib/postgresql/15/bin)
 PG_USER=$(get PG_USER postgres)
 LOG_FILE=$(get LOG_FILE /var/log/postgresql/pgsurge-replica.log)
@@ -117,6 +122,7 @@ match CLUSTER_NAME "$CLUSTER_NAME" '^[A-Za-z0-9_.-]{1,63}$' "1-63 of A-Z a-z 0-9
 match APPLICATION_NAME "$APPLICATION_NAME" '^[A-Za-z0-9_.-]{1,63}$' "1-63 of A-Z a-z 0-9 _ . -"
 match LISTEN_ADDRESSES "$LISTEN_ADDRESSES" '^[A-Za-z0-9.:*, -]+$' "addresses separated by commas"
 [ -z "$SOCKET_DIR" ] || match SOCKET_DIR "$SOCKET_DIR" '^/[A-Za-z0-9._/-]*$' "an absolute path"
+match RECOVERY_INIT_SYNC_METHOD "$RECOVERY_INIT_SYNC_METHOD" '^(fsync|syncfs)$' "fsync or syncfs"
 [ -z "$HOT_STANDBY_FEEDBACK" ] || match HOT_STANDBY_FEEDBACK "$HOT_STANDBY_FEEDBACK" '^(on|off)$' "on or off"
 match PG_BIN "$PG_BIN" '^/' "an absolute path"
 [ -x "$PG_BIN/pg_ctl" ] && [ -x "$PG_BIN/postgres" ] || bad "PG_BIN=$PG_BIN has no pg_ctl/postgres (install postgresql-15)"
@@ -161,7 +167,7 @@ conninfo+=" application_name=$(ci_quote "$APPLICATION_NAME") sslmode=$PRIMARY_SS
 [ -z "$REPLICATION_PASSWORD" ] || conninfo+=" password=$(ci_quote "$REPLICATION_PASSWORD")"
 [ -z "$REPLICATION_PASSFILE" ] || conninfo+=" passfile=$(ci_quote "$REPLICATION_PASSFILE")"
 
-managed='port|listen_addresses|unix_socket_directories|cluster_name|primary_conninfo|primary_slot_name|restore_command|hot_standby|hot_standby_feedback|recovery_target[a-z_]*'
+managed='port|listen_addresses|unix_socket_directories|cluster_name|primary_conninfo|primary_slot_name|restore_command|hot_standby|hot_standby_feedback|recovery_init_sync_method|recovery_target[a-z_]*'
 auto="$PGDATA/postgresql.auto.conf"
 tmp="$PGDATA/postgresql.auto.conf.pgsurge-tmp"
 {
@@ -176,6 +182,7 @@ tmp="$PGDATA/postgresql.auto.conf.pgsurge-tmp"
   printf 'unix_socket_directories = %s\n' "$(conf_quote "$SOCKET_DIR")"
   printf 'cluster_name = %s\n' "$(conf_quote "$CLUSTER_NAME")"
   printf 'hot_standby = on\n'
+  printf 'recovery_init_sync_method = %s\n' "$RECOVERY_INIT_SYNC_METHOD"
   printf 'primary_conninfo = %s\n' "$(conf_quote "$conninfo")"
   [ -z "$PRIMARY_SLOT_NAME" ] || printf 'primary_slot_name = %s\n' "$(conf_quote "$PRIMARY_SLOT_NAME")"
   [ -z "$RESTORE_COMMAND" ] || printf 'restore_command = %s\n' "$(conf_quote "$RESTORE_COMMAND")"

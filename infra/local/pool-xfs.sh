@@ -52,8 +52,9 @@ up)
 down)
   if mounted; then
     # Refuse while anything still uses it: those are someone's servers.
-    if command -v fuser >/dev/null && fuser -m "$mnt" >/dev/null 2>&1; then
-      die "$mnt is in use (processes: $(fuser -m "$mnt" 2>&1 | cut -d: -f2)); stop them first"
+    if command -v fuser >/dev/null; then
+      users=$(fuser -m "$mnt" 2>/dev/null || true)
+      [ -z "${users// /}" ] || die "$mnt is in use by pids$users; stop them first"
     fi
     umount "$mnt"
     say "unmounted $mnt"

@@ -312,6 +312,10 @@ pub struct LocalConfig {
     pub start_timeout_secs: u64,
     /// How long a fast shutdown may take before the server is stopped immediately.
     pub stop_timeout_secs: u64,
+    /// Before a snapshot, `CHECKPOINT` the primary and let the source replica replay it,
+    /// so the snapshot's restartpoint is fresh and a clone replays only the WAL written
+    /// since (as `pg_basebackup --checkpoint=fast` does). Needs `pg_checkpoint`.
+    pub checkpoint_primary: bool,
 }
 
 impl Default for LocalConfig {
@@ -327,6 +331,7 @@ impl Default for LocalConfig {
             clone: CloneMode::Auto,
             start_timeout_secs: 60,
             stop_timeout_secs: 30,
+            checkpoint_primary: true,
         }
     }
 }

@@ -314,15 +314,28 @@ impl Pg {
     /// Start the dataset's pgbench write load in the background (`load.sh`); it runs until
     /// the returned process is stopped or dropped.
     pub fn start_write_load(&self, clients: u32, batch: u32) -> crate::Proc {
-        let child = Command::new("bash")
-            .arg(dataset_script("load.sh"))
+        self.write_load(clients, batch, None)
+    }
+
+    /// The write load limited to `rate` transactions per second (for benchmarks).
+    pub fn start_write_load_at(&self, clients: u32, batch: u32, rate: u32) -> crate::Proc {
+        self.write_load(clients, batch, Some(rate))
+    }
+
+    fn write_load(&self, clients: u32, batch: u32, rate: Option<u32>) -> crate::Proc {
+        let mut cmd = Command::new("bash");
+        cmd.arg(dataset_script("load.sh"))
             .args([
                 "--conn",
                 &self.conninfo("postgres").replace(" dbname=postgres", ""),
             ])
             .args(["--clients", &clients.to_string()])
-            .args(["--threads", "2", "--seconds", "3600", "--progress", "1"])
-            .args(["--batch", &batch.to_string()])
+            .args(["--threads", "2", "--seconds", "36000", "--progress", "1"])
+            .args(["--batch", &batch.to_string()]);
+        if let Some(r) = rate {
+            cmd.args(["--rate", &r.to_string()]);
+        }
+        let child = cmd
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

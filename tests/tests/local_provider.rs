@@ -108,8 +108,8 @@ fn pg_config(primary: &Pg) -> PostgresConfig {
     }
 }
 
-/// The role pgsurge uses: REPLICATION + pg_monitor + the two backup functions, never a
-/// superuser, and a password that pg_hba.conf insists on.
+/// The role pgsurge uses: REPLICATION + pg_monitor + pg_checkpoint + the two backup
+/// functions, never a superuser, and a password that pg_hba.conf insists on.
 fn create_pgsurge_role(primary: &Pg) {
     let pw = PASSWORD.replace('\'', "''");
     primary.psql(
@@ -117,7 +117,8 @@ fn create_pgsurge_role(primary: &Pg) {
         &format!(
             "create role pgsurge login replication password '{pw}' in role pg_monitor; \
              grant execute on function pg_backup_start(text, boolean) to pgsurge; \
-             grant execute on function pg_backup_stop(boolean) to pgsurge;"
+             grant execute on function pg_backup_stop(boolean) to pgsurge; \
+             grant pg_checkpoint to pgsurge;"
         ),
     );
     primary.prepend_hba("host all,replication pgsurge 127.0.0.1/32 scram-sha-256");
@@ -151,10 +152,6 @@ fn setup(
     init_logs();
     let root = Scratch::new(&format!("i4-{cluster}"));
     let primary = Pg::primary(&root.0, "primary");
-    // A replica can only make restartpoints where the primary checkpointed, and a clone
-    // replays from its snapshot's restartpoint: checkpoint often so clones stay quick.
-    primary.psql("postgres", "alter system set checkpoint_timeout = '30s'");
-    primary.psql("postgres", "select pg_reload_conf()");
     create_pgsurge_role(&primary);
     primary.psql("postgres", "create database catalog");
     primary.psql("catalog", "create extension amcheck");
@@ -334,14 +331,21 @@ fn three_parallel_clones_under_write_load_are_ready_equal_and_leave_nothing() {
 
     let cloud = env.cloud.clone();
     let replicas = ["r1", "r2", "r3"];
+    let before: postgres::Lsn = env.primary.current_lsn().parse().unwrap();
     let (snap, servers) = rt.block_on(async {
         let snap = ensure_snapshot(cloud.as_ref(), &env.snapshot_request(1))
             .await
             .unwrap();
         let info = cloud.snapshot_info(&snap.id).unwrap();
+        let Consistency::BackupMode { start_lsn, .. } = &info.consistency else {
+            panic!("expected a backup-mode snapshot: {info:?}");
+        };
+        // checkpoint_primary: the snapshot starts at a checkpoint made for it, so a
+        // clone replays only what was written since.
+        let start: postgres::Lsn = start_lsn.parse().unwrap();
         assert!(
-            matches!(info.consistency, Consistency::BackupMode { .. }),
-            "{info:?}"
+            start >= before,
+            "snapshot starts at {start}, before {before}"
         );
         let expected = if cloud.supports_reflink() {
             Method::Reflink
@@ -895,6 +899,10 @@ fn bootstrap_script_refuses_bad_parameters_and_changes_nothing() {
         ("CLUSTER_NAME=a b\n", "CLUSTER_NAME="),
         ("PG_USER=no-such-user-here\n", "PG_USER=no-such-user-here"),
         ("just words\n", "expected KEY=VALUE"),
+        (
+            "RECOVERY_INIT_SYNC_METHOD=fdatasync\n",
+            "RECOVERY_INIT_SYNC_METHOD=",
+        ),
     ];
     for (extra, want) in cases {
         let params = dir.0.join("params.env");
@@ -956,6 +964,10 @@ fn bootstrap_script_refuses_bad_parameters_and_changes_nothing() {
     assert!(data.join("standby.signal").exists());
     let conf = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap();
     assert!(conf.contains("work_mem = '8MB'"), "{conf}");
+    assert!(
+        conf.contains("recovery_init_sync_method = syncfs"),
+        "{conf}"
+    );
     assert!(
         conf.contains("port = 20999") && !conf.contains("port = 5432"),
         "{conf}"

@@ -30,6 +30,7 @@ pub const KEYS: &[&str] = &[
     "SOCKET_DIR",
     "HOT_STANDBY_FEEDBACK",
     "RESTORE_COMMAND",
+    "RECOVERY_INIT_SYNC_METHOD",
     "PG_BIN",
     "PG_USER",
     "LOG_FILE",

@@ -365,8 +365,15 @@ impl Cloud for LocalCloud {
                     port: s.port,
                 };
                 let label = format!("pgsurge snapshot {id}");
-                let take =
-                    snapshot::take_live(&self.client, &at, src, dst, self.cloner.clone(), &label);
+                let take = snapshot::take_live(
+                    &self.client,
+                    &at,
+                    src,
+                    dst,
+                    self.cloner.clone(),
+                    &label,
+                    self.cfg.checkpoint_primary,
+                );
                 self.copy_into_pool(Kind::Snapshot, &id, take, &work)
                     .await?
             }

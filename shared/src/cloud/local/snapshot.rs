@@ -214,6 +214,72 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| CloudError::Fatal(format!("copy task failed: {e}")))?
 }
 
+/// Checkpoint the primary and wait until the standby in `session` has replayed that
+/// checkpoint, so the restartpoint `pg_backup_start` makes next is recent: a standby can
+/// only restart where its primary checkpointed, and a clone replays everything from there.
+async fn fresh_restartpoint_base(
+    client: &PgClient,
+    session: &tokio_postgres::Client,
+    at: &Endpoint,
+) -> Result<(), CloudError> {
+    let in_recovery: bool = session
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .map_err(query_err(at, "pg_is_in_recovery"))?
+        .get(0);
+    if !in_recovery {
+        // The source is a primary: pg_backup_start checkpoints it anyway.
+        return Ok(());
+    }
+    let primary_at = client.primary().clone();
+    let primary = client.connect(&primary_at).await.map_err(pg_err)?;
+    let started = std::time::Instant::now();
+    primary
+        .batch_execute("CHECKPOINT")
+        .await
+        .map_err(query_err(
+            &primary_at,
+            "CHECKPOINT (grant pg_checkpoint, or set local.checkpoint_primary = false)",
+        ))?;
+    let target: String = primary
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(query_err(&primary_at, "pg_current_wal_lsn"))?
+        .get(0);
+    drop(primary);
+    let target: Lsn = target
+        .parse()
+        .map_err(|e| CloudError::Fatal(format!("primary: {e}")))?;
+    let deadline = started + std::time::Duration::from_secs(60);
+    loop {
+        let replayed: Option<String> = session
+            .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
+            .await
+            .map_err(query_err(at, "pg_last_wal_replay_lsn"))?
+            .get(0);
+        if replayed
+            .and_then(|l| l.parse::<Lsn>().ok())
+            .is_some_and(|l| l >= target)
+        {
+            tracing::debug!(
+                secs = started.elapsed().as_secs_f64(),
+                "source replica replayed the primary's checkpoint"
+            );
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            // Still consistent, only slower to clone: go on with an older restartpoint.
+            tracing::warn!(
+                target_lsn = %target,
+                "source replica did not replay the primary's checkpoint within 60 s; \
+                 snapshotting from its last restartpoint"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Snapshot the data directory `src` of the PostgreSQL running at `at` into `dst`.
 pub async fn take_live(
     client: &PgClient,
@@ -222,9 +288,16 @@ pub async fn take_live(
     dst: PathBuf,
     cloner: Arc<Cloner>,
     label: &str,
+    checkpoint_primary: bool,
 ) -> Result<(Stats, Consistency), CloudError> {
     check_layout(&src)?;
+    let t = std::time::Instant::now();
     let session = client.connect(at).await.map_err(pg_err)?;
+    if checkpoint_primary {
+        fresh_restartpoint_base(client, &session, at).await?;
+    }
+    let checkpoint_secs = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
     let row = session
         .query_one(
             "SELECT pg_backup_start($1, true)::text, \
@@ -240,7 +313,9 @@ pub async fn take_live(
             .map_err(|e| CloudError::Fatal(format!("pg_backup_start: {e}")))?,
         segment_size: row.get::<_, i64>(1) as u64,
     };
+    let backup_start_secs = t.elapsed().as_secs_f64();
     tracing::debug!(label, start_lsn = %start, "backup mode started on the source");
+    let t = std::time::Instant::now();
 
     // If anything below fails, dropping `session` ends it, and PostgreSQL aborts the
     // backup by itself: nothing to undo on the source.
@@ -255,6 +330,8 @@ pub async fn take_live(
     })
     .await?;
 
+    let copy_secs = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
     let row = session
         .query_one(
             "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)",
@@ -284,6 +361,16 @@ pub async fn take_live(
     })
     .await?;
     stats.add(&tail);
+    // Where a snapshot's time goes: the primary's checkpoint and its replay, the
+    // source's restartpoint, the copy, and the finish (label, pg_control, late WAL).
+    tracing::info!(
+        label,
+        checkpoint_secs,
+        backup_start_secs,
+        copy_secs,
+        finish_secs = t.elapsed().as_secs_f64(),
+        "snapshot phases"
+    );
     Ok((
         stats,
         Consistency::BackupMode {

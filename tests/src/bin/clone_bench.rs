@@ -1,0 +1,425 @@
+//! Bench: a new replica from a snapshot clone vs. from `pg_basebackup`, side by side.
+//!
+//! Run by `infra/bench/clone_vs_basebackup.sh` (which makes the XFS pool); see there.
+//! For each database size: one primary with the catalog dataset, a rate-limited write
+//! load, and for each pool (plain directory, XFS with reflink) a seed replica in the pool
+//! and `runs` rounds of
+//!
+//! - (a) snapshot of the seed (backup mode) + clone a volume + boot (the bootstrap
+//!   script, until PostgreSQL accepts connections) + caught up (readiness);
+//! - (b) `pg_basebackup` from the primary into an empty volume + boot (the same script)
+//!   + caught up (the same readiness),
+//!
+//! alternating which goes first. Prints a Markdown table of medians, and the ratio.
+
+use pgsurge::cloud::local::LocalCloud;
+use pgsurge::cloud::{Cloud, Metadata, ServerRequest, SnapshotRequest, VolumeRequest};
+use pgsurge::config::{CloneMode, LocalConfig, PostgresConfig};
+use pgsurge::postgres::bootstrap::UserData;
+use pgsurge::postgres::{self, LagBounds, Lsn, PgClient};
+use pgsurge_tests::pg::{chown_postgres, pg_cmd, Pg};
+use pgsurge_tests::workspace_root;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+struct Args {
+    sizes_mb: Vec<u32>,
+    tables: u32,
+    runs: usize,
+    rate: u32,
+    work: PathBuf,
+    xfs_pool: Option<PathBuf>,
+    port_first: u16,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        sizes_mb: vec![1024, 4096],
+        tables: 4500,
+        runs: 3,
+        rate: 200,
+        work: std::env::temp_dir().join("pgsurge-bench"),
+        xfs_pool: None,
+        port_first: 20500,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let v = it
+            .next()
+            .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        let num = |v: &str| -> u64 { v.parse().unwrap_or_else(|_| usage(&format!("{flag}: {v}"))) };
+        match flag.as_str() {
+            "--sizes-mb" => a.sizes_mb = v.split(',').map(|s| num(s) as u32).collect(),
+            "--tables" => a.tables = num(v) as u32,
+            "--runs" => a.runs = num(v) as usize,
+            "--rate" => a.rate = num(v) as u32,
+            "--work" => a.work = PathBuf::from(v),
+            "--xfs-pool" => a.xfs_pool = Some(PathBuf::from(v)),
+            "--port-first" => a.port_first = num(v) as u16,
+            _ => usage(&format!("unknown flag {flag}")),
+        }
+    }
+    a
+}
+
+fn usage(why: &str) -> ! {
+    eprintln!(
+        "clone-bench: {why}\nusage: clone-bench [--sizes-mb 1024,4096] [--tables 4500] [--runs 3] \
+         [--rate 200] [--work DIR] [--xfs-pool DIR] [--port-first 20500]"
+    );
+    std::process::exit(2)
+}
+
+/// One measured replica creation: phase durations (seconds) and WAL it replayed.
+#[derive(Default, Clone)]
+struct Run {
+    phases: Vec<f64>,
+    wal_mb: f64,
+}
+
+impl Run {
+    fn total(&self) -> f64 {
+        self.phases.iter().sum()
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn meta(role: &str, replica: &str) -> Metadata {
+    [
+        ("pgsurge_cluster".to_string(), "bench".to_string()),
+        ("pgsurge_role".to_string(), role.to_string()),
+        ("pgsurge_replica".to_string(), replica.to_string()),
+    ]
+    .into()
+}
+
+struct Bench<'a> {
+    cloud: LocalCloud,
+    pgc: &'a PostgresConfig,
+    client: PgClient,
+    primary: &'a Pg,
+    seed_volume: String,
+}
+
+fn secs(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+fn lsn_of(s: &str) -> Lsn {
+    s.parse().expect("an LSN")
+}
+
+/// `START WAL LOCATION: 0/9000028 (file ...)` from a backup_label.
+fn label_start(data: &Path) -> Lsn {
+    let label = std::fs::read_to_string(data.join("backup_label")).expect("backup_label");
+    let line = label
+        .lines()
+        .find_map(|l| l.strip_prefix("START WAL LOCATION: "))
+        .expect("START WAL LOCATION");
+    lsn_of(line.split_whitespace().next().unwrap())
+}
+
+impl Bench<'_> {
+    async fn ready(&self, server: &pgsurge::cloud::Server) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+        postgres::wait_ready(
+            &self.client,
+            server.endpoint.as_ref().unwrap(),
+            &LagBounds::from(self.pgc),
+            deadline,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn server_request(&self, volume_id: &str, name: &str) -> ServerRequest {
+        ServerRequest {
+            name: name.to_string(),
+            volume_id: volume_id.to_string(),
+            flavor: None,
+            az: None,
+            metadata: meta("surge", name),
+            user_data: Some(UserData::for_replica(self.pgc, name).unwrap().render()),
+        }
+    }
+
+    /// (a) snapshot + clone + boot + caught up.
+    async fn clone_path(&self, n: usize) -> Run {
+        let name = format!("pgsurge-bench-clone-{n}");
+        let t = Instant::now();
+        let snap = self
+            .cloud
+            .create_snapshot(&SnapshotRequest {
+                name: format!("{name}-snap"),
+                volume_id: self.seed_volume.clone(),
+                metadata: meta("surge", &name),
+                force: true,
+            })
+            .await
+            .unwrap();
+        let snapshot = secs(t);
+        let t = Instant::now();
+        let vol = self
+            .cloud
+            .create_volume(&VolumeRequest {
+                name: name.clone(),
+                snapshot_id: snap.id.clone(),
+                size_gb: None,
+                az: None,
+                metadata: meta("surge", &name),
+            })
+            .await
+            .unwrap();
+        let clone = secs(t);
+        let start = label_start(&self.cloud.data_dir(&vol.id));
+        let t = Instant::now();
+        let server = self
+            .cloud
+            .create_server(&self.server_request(&vol.id, &name))
+            .await
+            .unwrap();
+        let boot = secs(t);
+        let t = Instant::now();
+        self.ready(&server).await;
+        let catch_up = secs(t);
+        let end = lsn_of(&self.primary.current_lsn());
+        self.cloud.delete_server(&server.id).await.unwrap();
+        self.cloud.delete_volume(&vol.id).await.unwrap();
+        self.cloud.delete_snapshot(&snap.id).await.unwrap();
+        Run {
+            phases: vec![snapshot, clone, boot, catch_up],
+            wal_mb: start.bytes_until(end) as f64 / 1048576.0,
+        }
+    }
+
+    /// (b) pg_basebackup + boot + caught up.
+    async fn basebackup_path(&self, n: usize) -> Run {
+        let name = format!("pgsurge-bench-basebackup-{n}");
+        let t = Instant::now();
+        let vol = self
+            .cloud
+            .create_empty_volume(&name, &meta("surge", &name))
+            .await
+            .unwrap();
+        let data = self.cloud.data_dir(&vol.id);
+        // fsync on (the default), as the clone path syncs its copies too.
+        pg_cmd(
+            "pg_basebackup",
+            &[
+                "-d",
+                &self.primary.conninfo("postgres"),
+                "-D",
+                data.to_str().unwrap(),
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+            ],
+        );
+        let basebackup = secs(t);
+        let start = label_start(&data);
+        let t = Instant::now();
+        let server = self
+            .cloud
+            .create_server(&self.server_request(&vol.id, &name))
+            .await
+            .unwrap();
+        let boot = secs(t);
+        let t = Instant::now();
+        self.ready(&server).await;
+        let catch_up = secs(t);
+        let end = lsn_of(&self.primary.current_lsn());
+        self.cloud.delete_server(&server.id).await.unwrap();
+        self.cloud.delete_volume(&vol.id).await.unwrap();
+        Run {
+            phases: vec![basebackup, boot, catch_up],
+            wal_mb: start.bytes_until(end) as f64 / 1048576.0,
+        }
+    }
+}
+
+fn pg_config(primary: &Pg) -> PostgresConfig {
+    PostgresConfig {
+        primary_host: "127.0.0.1".into(),
+        primary_port: primary.port,
+        replication_user: "postgres".into(),
+        sslmode: "disable".into(),
+        ..PostgresConfig::default()
+    }
+}
+
+/// Medians for one (size, pool) cell.
+struct Row {
+    db_mb: u64,
+    pool: String,
+    clone: Vec<Run>,
+    basebackup: Vec<Run>,
+}
+
+fn print_table(rows: &[Row], runs: usize, tables: u32, rate: u32) {
+    println!(
+        "\n{tables} tables, write load {rate} tx/s (10 rows each) during every run; medians of {runs} runs; seconds.\n"
+    );
+    println!(
+        "| database | pool | (a) snapshot | clone | boot | catch-up | **(a) total** | (b) pg_basebackup | boot | catch-up | **(b) total** | (b)/(a) | WAL replayed (a) / (b), MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let ph = |runs: &[Run], i: usize| median(runs.iter().map(|r| r.phases[i]).collect());
+        let tot = |runs: &[Run]| median(runs.iter().map(Run::total).collect());
+        let wal = |runs: &[Run]| median(runs.iter().map(|r| r.wal_mb).collect());
+        let (a, b) = (tot(&r.clone), tot(&r.basebackup));
+        println!(
+            "| {:.2} GiB | {} | {:.1} | {:.1} | {:.1} | {:.1} | **{:.1}** | {:.1} | {:.1} | {:.1} | **{:.1}** | {:.1}x | {:.0} / {:.0} |",
+            r.db_mb as f64 / 1024.0,
+            r.pool,
+            ph(&r.clone, 0),
+            ph(&r.clone, 1),
+            ph(&r.clone, 2),
+            ph(&r.clone, 3),
+            a,
+            ph(&r.basebackup, 0),
+            ph(&r.basebackup, 1),
+            ph(&r.basebackup, 2),
+            b,
+            b / a,
+            wal(&r.clone),
+            wal(&r.basebackup),
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
+    std::fs::create_dir_all(&args.work).unwrap();
+    chown_postgres(&args.work);
+    let mut pools: Vec<(String, PathBuf, CloneMode)> = vec![(
+        "plain dir (ext4), copy".into(),
+        args.work.join("pool"),
+        CloneMode::Copy,
+    )];
+    if let Some(x) = &args.xfs_pool {
+        pools.push((
+            "XFS reflink=1, copy-on-write".into(),
+            x.clone(),
+            CloneMode::Reflink,
+        ));
+    }
+    let mut rows = Vec::new();
+    for (i, &size_mb) in args.sizes_mb.iter().enumerate() {
+        let root = args.work.join(format!("size-{size_mb}"));
+        std::fs::create_dir_all(&root).unwrap();
+        chown_postgres(&root);
+        let primary = Pg::primary(&root, "primary");
+        let t = Instant::now();
+        let summary = primary.generate_catalog(args.tables, size_mb);
+        let db_mb: u64 = primary
+            .psql("catalog", "select pg_database_size('catalog') / 1048576")
+            .parse()
+            .unwrap();
+        eprintln!("size {size_mb} MiB: {summary} ({:.0} s)", secs(t));
+        let pgc = pg_config(&primary);
+        for (p, (label, dir, mode)) in pools.iter().enumerate() {
+            let local = LocalConfig {
+                pool_dir: dir.clone(),
+                port_first: args.port_first + (i * 20 + p * 10) as u16,
+                port_last: args.port_first + (i * 20 + p * 10 + 9) as u16,
+                bootstrap_script: workspace_root().join("infra/image/bootstrap-replica.sh"),
+                clone: *mode,
+                start_timeout_secs: 3600,
+                ..LocalConfig::default()
+            };
+            let cloud = LocalCloud::new(&local, &pgc).unwrap();
+            let seed = cloud
+                .create_empty_volume("pgsurge-bench-seed", &meta("base", "seed"))
+                .await
+                .unwrap();
+            pg_cmd(
+                "pg_basebackup",
+                &[
+                    "-d",
+                    &primary.conninfo("postgres"),
+                    "-D",
+                    cloud.data_dir(&seed.id).to_str().unwrap(),
+                    "-X",
+                    "stream",
+                    "--checkpoint=fast",
+                ],
+            );
+            let bench = Bench {
+                client: PgClient::new(&pgc),
+                cloud,
+                pgc: &pgc,
+                primary: &primary,
+                seed_volume: seed.id.clone(),
+            };
+            let seed_server = bench
+                .cloud
+                .create_server(&bench.server_request(&seed.id, "pgsurge-bench-seed"))
+                .await
+                .unwrap();
+            bench.ready(&seed_server).await;
+            let load = primary.start_write_load_at(4, 10, args.rate);
+            // Let the load settle (and the primary checkpoint at least once with it).
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let mut row = Row {
+                db_mb,
+                pool: label.clone(),
+                clone: Vec::new(),
+                basebackup: Vec::new(),
+            };
+            for n in 0..args.runs {
+                // Alternate the order so neither path always runs on a warmer cache.
+                if n % 2 == 0 {
+                    row.clone.push(bench.clone_path(n).await);
+                    row.basebackup.push(bench.basebackup_path(n).await);
+                } else {
+                    row.basebackup.push(bench.basebackup_path(n).await);
+                    row.clone.push(bench.clone_path(n).await);
+                }
+                let (a, b) = (row.clone.last().unwrap(), row.basebackup.last().unwrap());
+                eprintln!(
+                    "  {label}, {size_mb} MiB, run {}: clone {:.1} s {:?}, basebackup {:.1} s {:?}",
+                    n + 1,
+                    a.total(),
+                    a.phases
+                        .iter()
+                        .map(|p| (p * 10.0).round() / 10.0)
+                        .collect::<Vec<_>>(),
+                    b.total(),
+                    b.phases
+                        .iter()
+                        .map(|p| (p * 10.0).round() / 10.0)
+                        .collect::<Vec<_>>(),
+                );
+            }
+            let out = load.stop();
+            let err = String::from_utf8_lossy(&out.stderr);
+            if let Some(last) = err.lines().rev().find(|l| l.starts_with("progress")) {
+                eprintln!("  write load, last: {last}");
+            }
+            bench.cloud.delete_server(&seed_server.id).await.unwrap();
+            bench.cloud.delete_volume(&seed.id).await.unwrap();
+            rows.push(row);
+        }
+        drop(primary);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    print_table(&rows, args.runs, args.tables, args.rate);
+}
