@@ -26,3 +26,80 @@ pub fn hit(name: &str) {
         std::process::abort();
     }
 }
+
+/// Every failpoint in the orchestration, in the order an operation meets them. The crash
+/// test iterates over this list; a unit test below keeps it equal to the `hit` calls in
+/// the source, so a new side effect cannot slip out of the crash test.
+pub const ALL: &[&str] = &[
+    "scale_up.after_decision",
+    "scale_up.before_snapshot",
+    "scale_up.after_snapshot",
+    "scale_up.before_volume",
+    "scale_up.after_volume",
+    "scale_up.before_server",
+    "scale_up.after_server",
+    "scale_up.after_record",
+    "ready.before_register",
+    "ready.after_register",
+    "scale_down.after_decision",
+    "scale_down.before_drain",
+    "scale_down.after_drain",
+    "scale_down.before_delete_server",
+    "scale_down.after_delete_server",
+    "scale_down.before_delete_volume",
+    "scale_down.after_delete_volume",
+    "deleted.before_unregister",
+    "deleted.after_unregister",
+    "deleted.before_delete_volume",
+    "deleted.after_delete_volume",
+    "reconcile.before_rollback",
+    "reconcile.after_rollback",
+    "reconcile.before_haproxy",
+    "reconcile.after_haproxy",
+    "reconcile.before_delete_orphan",
+    "reconcile.after_delete_orphan",
+    "reconcile.before_rotate",
+    "reconcile.after_rotate",
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    /// Every `failpoint::hit("<name>")` in `src/`, found by reading the source.
+    fn hits_in(dir: &Path, found: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                hits_in(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let needle = concat!("failpoint::", "hit(\"");
+                for (at, _) in text.match_indices(needle) {
+                    let rest = &text[at + needle.len()..];
+                    let name = &rest[..rest.find('"').unwrap()];
+                    // Skip the placeholders in doc comments ("<op>.before_<x>").
+                    if !name.contains('<') {
+                        found.insert(name.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn all_lists_exactly_the_failpoints_in_the_source() {
+        let mut found = BTreeSet::new();
+        hits_in(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut found,
+        );
+        let listed: BTreeSet<String> = super::ALL.iter().map(|s| s.to_string()).collect();
+        assert_eq!(listed.len(), super::ALL.len(), "a name is listed twice");
+        assert_eq!(
+            listed, found,
+            "failpoint::ALL differs from the hit() calls in src/"
+        );
+    }
+}

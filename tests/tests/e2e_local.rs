@@ -1,360 +1,84 @@
 //! The functions end to end on the local provider: real PostgreSQL, two real HAProxy
-//! nodes, the local state store, the real function binaries invoked with webhooks.
+//! nodes, the local state store, the real function binaries invoked with webhooks
+//! (fixture: `pgsurge_tests::cluster::E2e`).
 //!
-//! Alarm → two surge replicas cloned from a snapshot of the seed, verified and serving
-//! on both HAProxy nodes → scale-down alarm → back to the seed alone, nothing left in
-//! the pool, the state or HAProxy; `pgbench -S -C` through HAProxy throughout.
+//! - Alarm → two surge replicas cloned from a snapshot of the seed, verified and serving
+//!   on both HAProxy nodes → scale-down alarm → back to the seed alone, nothing left in
+//!   the pool, the state or HAProxy; `pgbench -S -C` through HAProxy throughout; every
+//!   phase's duration pushed to a real VictoriaMetrics.
+//! - 50 concurrent deliveries of one alarm make one operation; two different alarms at
+//!   once stay within the policy's bounds.
+//! - A server deleted behind pgsurge's back leaves every HAProxy node; a "surge"
+//!   replica that is really a primary is never deleted.
+//!
+//! The crash matrix (every failpoint) is in `e2e_crash.rs`.
 
-use pgsurge::cloud::local::LocalCloud;
-use pgsurge::cloud::{
-    resource_name, Cloud, Filter, Metadata, ServerRequest, META_CLUSTER, META_REPLICA, META_ROLE,
-};
-use pgsurge::config::Config;
-use pgsurge::postgres::bootstrap::UserData;
-use pgsurge::state::{ClusterState, Phase, Replica, Role};
-use pgsurge_tests::haproxy::{BackendSpec, HaproxyNode, StaticServer};
-use pgsurge_tests::pg::{pg_cmd, Pg, Scratch};
-use pgsurge_tests::{command, workspace_root};
-use serde_json::Value;
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use pgsurge::cloud::{resource_name, Cloud};
+use pgsurge::state::{Phase, Role};
+use pgsurge_tests::cluster::{managed_servers, E2e, CLUSTER};
+use pgsurge_tests::{free_port, wait_http_ok};
+use serde_json::{json, Value};
+use std::time::Duration;
 
-const CLUSTER: &str = "e2e";
-
-fn config_text(root: &Path, primary: &Pg, port_first: u16, nodes: &[&HaproxyNode]) -> String {
-    let mut t = format!(
-        r#"
-[cluster]
-name = "{CLUSTER}"
-[cloud]
-provider = "local"
-[local]
-pool_dir = "{pool}"
-port_first = {port_first}
-port_last = {port_last}
-bootstrap_script = "{script}"
-[postgres]
-primary_port = {pport}
-replication_user = "postgres"
-sslmode = "disable"
-max_replay_lag_bytes = 16777216
-max_replay_lag_secs = 30
-[state]
-backend = "local"
-local_dir = "{state}"
-[policy]
-mode = "step"
-step = 2
-min_replicas = 1
-max_replicas = 5
-scale_up_cooldown_secs = 0
-scale_down_cooldown_secs = 0
-scale_down_step = 2
-[ops]
-ready_wait_secs = 0
-[haproxy]
-backend = "pg_read"
-slowstart_secs = 1
-drain_deadline_secs = 10
-"#,
-        pool = root.join("pool").display(),
-        port_last = port_first + 20,
-        script = workspace_root()
-            .join("infra/image/bootstrap-replica.sh")
-            .display(),
-        pport = primary.port,
-        state = root.join("state").display(),
-    );
-    for n in nodes {
-        t.push_str(&format!(
-            "[[haproxy.nodes]]\nname = \"{}\"\nruntime_api = \"{}\"\n",
-            n.name,
-            n.socket.display()
-        ));
-    }
-    t
+fn alarm(id: &str, name: &str) -> Value {
+    json!({"pgsurge": 1, "kind": "alarm", "id": id, "name": name, "state": "firing"})
 }
 
-/// Invoke a function binary with an event and the config; return its JSON answer.
-fn invoke(function: &str, cfg: &Path, event: &Value) -> Value {
-    let file = cfg.with_file_name(format!("event-{function}.json"));
-    std::fs::write(&file, event.to_string()).unwrap();
-    let out = command(
-        function,
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "invoke",
-            "--event",
-            file.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .output()
-    .unwrap();
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{function}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+/// A real VictoriaMetrics on loopback; returns its base URL.
+fn victoria_metrics(env: &E2e) -> (pgsurge_tests::Proc, String) {
+    let vm = "/usr/bin/victoria-metrics";
     assert!(
-        out.status.success(),
-        "{function} failed: {answer}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        std::path::Path::new(vm).exists(),
+        "{vm} not found: install it with `apt-get install victoria-metrics` (`just deps` does, as root)"
     );
-    answer
-}
-
-fn managed_servers(node: &HaproxyNode) -> Vec<String> {
-    node.servers_state()
-        .keys()
-        .filter(|n| n.starts_with("pgsurge-e2e-"))
-        .cloned()
-        .collect()
-}
-
-/// The state document as the functions see it (through the configured store).
-fn load_state(cfg: &Path) -> ClusterState {
-    let config = Config::load(Some(cfg)).unwrap();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let repo = pgsurge::state::open(&config.state, CLUSTER, None)
-            .await
-            .unwrap();
-        repo.load().await.unwrap().state
-    })
-}
-
-/// A primary with pgbench tables, a seed replica on a pool volume (a base replica in the
-/// state and declared statically in haproxy.cfg), two HAProxy nodes, the config file.
-struct Env {
-    cloud: LocalCloud,
-    rt: tokio::runtime::Runtime,
-    h1: HaproxyNode,
-    h2: HaproxyNode,
-    cfg_path: std::path::PathBuf,
-    seed_srv: pgsurge::cloud::Server,
-    seed_vol: pgsurge::cloud::Volume,
-    _primary: Pg,
-    _root: Scratch,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Stop every server the test made (surge ones a failing test left, and the seed).
-        self.rt.block_on(async {
-            for s in self
-                .cloud
-                .list_servers(&Filter::default())
-                .await
-                .unwrap_or_default()
-            {
-                let _ = self.cloud.delete_server(&s.id).await;
-            }
-        });
-    }
-}
-
-/// `port_first` starts this test's own block of 20 replica ports: the tests of one binary
-/// run in parallel and must never race for the same port.
-fn setup(label: &str, port_first: u16) -> Env {
-    let root = Scratch::new(label);
-    let primary = Pg::primary(&root.0, "primary");
-    primary.psql("postgres", "alter system set checkpoint_timeout = '30s'");
-    primary.psql("postgres", "select pg_reload_conf()");
-    pg_cmd(
-        "pgbench",
-        &[
-            "-i",
-            "-s",
-            "2",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &primary.port.to_string(),
-            "-U",
-            "postgres",
-            "postgres",
-        ],
+    let port = free_port();
+    let proc = pgsurge_tests::Proc::spawn_cmd(
+        std::process::Command::new(vm)
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg(format!(
+                "-storageDataPath={}",
+                env.root.0.join("vm").display()
+            ))
+            .arg("-retentionPeriod=1d")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
     );
-
-    // The seed: a base replica on a pool volume, made the way an operator would.
-    let cfg_path = root.0.join("pgsurge.toml");
-    std::fs::write(&cfg_path, config_text(&root.0, &primary, port_first, &[])).unwrap();
-    let config = Config::load(Some(&cfg_path)).unwrap();
-    let cloud = LocalCloud::new(&config.local, &config.postgres).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let seed_name = resource_name(CLUSTER, "seed");
-    let meta: Metadata = [
-        (META_CLUSTER.to_string(), CLUSTER.to_string()),
-        (META_ROLE.to_string(), "base".to_string()),
-        (META_REPLICA.to_string(), "seed".to_string()),
-    ]
-    .into();
-    let (seed_vol, seed_srv) = rt.block_on(async {
-        let vol = cloud.create_empty_volume(&seed_name, &meta).await.unwrap();
-        pg_cmd(
-            "pg_basebackup",
-            &[
-                "-d",
-                &primary.conninfo("postgres"),
-                "-D",
-                cloud.data_dir(&vol.id).to_str().unwrap(),
-                "-X",
-                "stream",
-                "--checkpoint=fast",
-                "--no-sync",
-            ],
-        );
-        let srv = cloud
-            .create_server(&ServerRequest {
-                name: seed_name.clone(),
-                volume_id: vol.id.clone(),
-                flavor: None,
-                az: None,
-                metadata: meta.clone(),
-                user_data: Some(
-                    UserData::for_replica(&config.postgres, &seed_name)
-                        .unwrap()
-                        .render(),
-                ),
-            })
-            .await
-            .unwrap();
-        (vol, srv)
-    });
-    let seed_port = seed_srv.endpoint.clone().unwrap().port;
-
-    // Two HAProxy nodes with the seed declared statically (a base replica pgsurge never touches).
-    let backend = BackendSpec::new(
-        "pg_read",
-        vec![StaticServer {
-            name: "seed".into(),
-            port: seed_port,
-        }],
-    );
-    let h1 = HaproxyNode::start(&root.0, "haproxy1", backend.clone());
-    let h2 = HaproxyNode::start(&root.0, "haproxy2", backend);
-    std::fs::write(
-        &cfg_path,
-        config_text(&root.0, &primary, port_first, &[&h1, &h2]),
-    )
-    .unwrap();
-
-    // The state knows the seed as a serving base replica.
-    let seed = Replica {
-        id: "seed".into(),
-        role: Role::Base,
-        phase: Phase::Serving,
-        server_id: Some(seed_srv.id.clone()),
-        volume_id: Some(seed_vol.id.clone()),
-        az: None,
-        address: Some(format!("127.0.0.1:{seed_port}")),
-        created_at: time::OffsetDateTime::now_utc(),
-        op_id: None,
-        extra: BTreeMap::new(),
-    };
-    rt.block_on(async {
-        let repo = pgsurge::state::open(&config.state, CLUSTER, None)
-            .await
-            .unwrap();
-        repo.update(
-            time::OffsetDateTime::now_utc(),
-            |s| -> Result<(), std::convert::Infallible> {
-                s.replicas = vec![seed.clone()];
-                Ok(())
-            },
-        )
-        .await
-        .unwrap();
-    });
-
-    Env {
-        cloud,
-        rt,
-        h1,
-        h2,
-        cfg_path,
-        seed_srv,
-        seed_vol,
-        _primary: primary,
-        _root: root,
-    }
+    let base = format!("http://127.0.0.1:{port}");
+    env.rt.block_on(wait_http_ok(&format!("{base}/health"), 30));
+    (proc, base)
 }
 
-/// Surge servers and volumes in the pool (by metadata), and managed servers per node.
-fn surge_everywhere(env: &Env) -> (usize, usize, Vec<String>, Vec<String>) {
-    let f = Filter {
-        name: None,
-        metadata: [(META_ROLE.to_string(), "surge".to_string())].into(),
-    };
-    let (servers, volumes) = env.rt.block_on(async {
-        (
-            env.cloud.list_servers(&f).await.unwrap().len(),
-            env.cloud.list_volumes(&f).await.unwrap().len(),
-        )
-    });
-    (
-        servers,
-        volumes,
-        managed_servers(&env.h1),
-        managed_servers(&env.h2),
-    )
-}
-
-/// instance-ready ticks until `n` surge replicas serve.
-fn tick_until_serving(cfg: &Path, n: usize) {
-    let tick = serde_json::json!({"pgsurge": 1, "kind": "tick"});
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        invoke("instance-ready", cfg, &tick);
-        let serving = load_state(cfg)
-            .replicas
-            .iter()
-            .filter(|r| r.role == Role::Surge && r.phase == Phase::Serving)
-            .count();
-        if serving == n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replicas not serving: {:?}",
-            load_state(cfg).replicas
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
+/// Phases with at least one pushed `pgsurge_phase_duration_seconds` observation.
+fn pushed_phases(env: &E2e, base: &str) -> Vec<String> {
+    let url = format!("{base}/api/v1/export?match[]=pgsurge_phase_duration_seconds_count");
+    let body = env
+        .rt
+        .block_on(async { reqwest::get(&url).await.unwrap().text().await.unwrap() });
+    let mut phases: Vec<String> = body
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|s| s["metric"]["phase"].as_str().map(str::to_string))
+        .collect();
+    phases.sort();
+    phases.dedup();
+    phases
 }
 
 #[test]
 fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
-    let env = setup("e2e", 20400);
-    let (cfg_path, h1, h2) = (&env.cfg_path, &env.h1, &env.h2);
+    let mut env = E2e::start("e2e", 20400, "");
+    let (_vm, vm_url) = victoria_metrics(&env);
+    env.env
+        .push(("PGSURGE_METRICS__PUSH_URL".into(), vm_url.clone()));
     // Reads through both nodes, new connection per transaction, the whole time.
-    let load: Vec<_> = [&h1, &h2]
+    let load: Vec<_> = [&env.h1, &env.h2]
         .iter()
         .map(|h| {
             pgsurge_tests::Proc::spawn_cmd(
                 std::process::Command::new("pgbench")
-                    .args([
-                        "-S",
-                        "-C",
-                        "-n",
-                        "-c",
-                        "2",
-                        "-R",
-                        "20",
-                        "-T",
-                        "75",
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &h.port.to_string(),
-                        "-U",
-                        "postgres",
-                        "postgres",
-                    ])
+                    .args(["-S", "-C", "-n", "-c", "2", "-R", "20", "-T", "75"])
+                    .args(["-h", "127.0.0.1", "-p", &h.port.to_string()])
+                    .args(["-U", "postgres", "postgres"])
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped()),
             )
@@ -362,35 +86,25 @@ fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
         .collect();
 
     // Scale up through the real webhook path (generic alarm form).
-    let alarm = serde_json::json!({"pgsurge": 1, "kind": "alarm", "id": "e2e-1", "name": "read-load", "state": "firing"});
-    let up = invoke("scale-up", cfg_path, &alarm);
+    let up_alarm = alarm("e2e-1", "read-load");
+    let up = env.invoke("scale-up", &up_alarm);
     assert_eq!(up["status"], "accepted", "{up}");
     assert_eq!(up["decision"]["action"]["action"], "scale-up", "{up}");
     assert_eq!(up["decision"]["action"]["add"], 2, "{up}");
     // A duplicate delivery of the same alarm decides nothing new.
-    let dup = invoke("scale-up", cfg_path, &alarm);
+    let dup = env.invoke("scale-up", &up_alarm);
     assert_ne!(dup["decision"]["action"]["action"], "scale-up", "{dup}");
-    let surge: Vec<Replica> = load_state(cfg_path)
-        .replicas
-        .into_iter()
-        .filter(|r| r.role == Role::Surge)
-        .collect();
-    assert_eq!(surge.len(), 2);
+    assert_eq!(env.state().replicas.len(), 3);
 
     // instance-ready ticks until both are verified and registered on both nodes.
-    tick_until_serving(cfg_path, 2);
-    let expected: Vec<String> = {
-        let mut v: Vec<String> = surge
-            .iter()
-            .map(|r| resource_name(CLUSTER, &r.id))
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(managed_servers(h1), expected);
-    assert_eq!(managed_servers(h2), expected);
-    // Each new replica has the primary's rows.
-    for r in &load_state(cfg_path).replicas {
+    env.tick_until_serving(2);
+    let seen = env.surge_everywhere();
+    assert!(
+        seen.agree_on(2),
+        "pool, state and HAProxy disagree: {seen:?}"
+    );
+    // Each replica has the primary's rows.
+    for r in &env.state().replicas {
         let port: u16 = r
             .address
             .as_deref()
@@ -407,26 +121,12 @@ fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
     std::thread::sleep(Duration::from_secs(5));
 
     // Scale down: drained, removed from both nodes, servers and volumes deleted.
-    let down_alarm = serde_json::json!({"pgsurge": 1, "kind": "alarm", "id": "e2e-2", "name": "read-load-low", "state": "firing"});
-    let down = invoke("scale-down", cfg_path, &down_alarm);
+    let down = env.invoke("scale-down", &alarm("e2e-2", "read-load-low"));
     assert_eq!(down["decision"]["action"]["action"], "scale-down", "{down}");
-    let state = load_state(cfg_path);
-    assert_eq!(
-        state
-            .replicas
-            .iter()
-            .map(|r| r.id.as_str())
-            .collect::<Vec<_>>(),
-        vec!["seed"],
-        "{down}"
-    );
-    assert!(managed_servers(h1).is_empty() && managed_servers(h2).is_empty());
-    let (servers, volumes, _, _) = surge_everywhere(&env);
-    assert_eq!(
-        (servers, volumes),
-        (0, 0),
-        "no surge server or volume left in the pool"
-    );
+    let ids: Vec<String> = env.state().replicas.into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, ["seed"], "{down}");
+    let seen = env.surge_everywhere();
+    assert!(seen.agree_on(0), "something left behind: {seen:?}");
 
     // Zero failed reads through both nodes (the load outlasts the scale-down).
     for p in load {
@@ -440,85 +140,183 @@ fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
         );
         assert!(!text.contains("aborted"), "a client aborted:\n{text}");
     }
-    env.rt.block_on(async {
-        env.cloud.delete_server(&env.seed_srv.id).await.unwrap();
-        env.cloud.delete_volume(&env.seed_vol.id).await.unwrap();
-    });
-}
 
-/// Run a function with a failpoint armed: it must die exactly there.
-fn invoke_killed_at(function: &str, cfg: &Path, event: &Value, failpoint: &str) {
-    let file = cfg.with_file_name(format!("event-{function}-killed.json"));
-    std::fs::write(&file, event.to_string()).unwrap();
-    let out = command(
-        function,
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "invoke",
-            "--event",
-            file.to_str().unwrap(),
-        ],
-        &[(pgsurge::failpoint::ENV, failpoint.to_string())],
-    )
-    .output()
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "{function} survived failpoint {failpoint}"
-    );
-    assert!(
-        stderr.contains(&format!("failpoint {failpoint}: aborting")),
-        "{function} did not reach {failpoint}:\n{stderr}"
-    );
-}
-
-/// Crash safety: kill scale-up right after each cloud side effect and scale-down in
-/// the middle of its work; a rerun (scale-up retried) or the reconcile timer must
-/// converge with no duplicate and no leak in the pool, the state or either HAProxy node.
-#[test]
-fn killed_after_a_side_effect_a_rerun_or_reconcile_converges_without_duplicates() {
-    let env = setup("e2e-crash", 20450);
-    let cfg = env.cfg_path.as_path();
-    let tick = serde_json::json!({"pgsurge": 1, "kind": "tick"});
-    let points = [
-        ("scale_up.after_snapshot", "scale_down.after_drain"),
-        ("scale_up.after_volume", "scale_down.after_delete_server"),
-        ("scale_up.after_server", "scale_down.after_delete_volume"),
+    // Every phase of a replica's life reached VictoriaMetrics (pushed after each
+    // invocation; searchable after VM's short flush).
+    let want = [
+        "boot", "catch-up", "clone", "delete", "drain", "register", "snapshot",
     ];
-    for (i, (up_point, down_point)) in points.iter().enumerate() {
-        let alarm = serde_json::json!({"pgsurge": 1, "kind": "alarm", "id": format!("crash-up-{i}"), "name": "load", "state": "firing"});
-        invoke_killed_at("scale-up", cfg, &alarm, up_point);
-        // The sender retries the same delivery: the recorded operation is resumed.
-        invoke("scale-up", cfg, &alarm);
-        tick_until_serving(cfg, 2);
-        let (servers, volumes, n1, n2) = surge_everywhere(&env);
-        assert_eq!(
-            (servers, volumes, n1.len(), n2.len()),
-            (2, 2, 2, 2),
-            "after a crash at {up_point}"
-        );
-
-        let low = serde_json::json!({"pgsurge": 1, "kind": "alarm", "id": format!("crash-down-{i}"), "name": "low", "state": "firing"});
-        invoke_killed_at("scale-down", cfg, &low, down_point);
-        // The reconcile timer finishes what the killed scale-down started.
-        invoke("reconcile", cfg, &tick);
-        let (servers, volumes, n1, n2) = surge_everywhere(&env);
-        assert_eq!(
-            (servers, volumes),
-            (0, 0),
-            "surge resources left after a crash at {down_point}"
-        );
-        assert!(
-            n1.is_empty() && n2.is_empty(),
-            "HAProxy entries left after a crash at {down_point}: {n1:?} {n2:?}"
-        );
-        let ids: Vec<String> = load_state(cfg).replicas.into_iter().map(|r| r.id).collect();
-        assert_eq!(
-            ids,
-            vec!["seed".to_string()],
-            "state after a crash at {down_point}"
-        );
+    let mut phases = Vec::new();
+    for _ in 0..100 {
+        phases = pushed_phases(&env, &vm_url);
+        if want.iter().all(|w| phases.iter().any(|p| p == w)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
+    assert_eq!(phases, want, "phase histograms pushed to VictoriaMetrics");
+    env.delete_seed();
+}
+
+/// 50 deliveries of one alarm at once (a webhook sender retrying hard): one operation,
+/// two replicas, no duplicate anywhere. Then two *different* alarms at once: the policy's
+/// bound (max_replicas = 4 here: the seed + 3) holds whatever the interleaving.
+#[test]
+fn concurrent_deliveries_make_one_operation_and_bounds_hold() {
+    let mut env = E2e::start("e2e-conc", 20500, "");
+    env.env
+        .push(("PGSURGE_POLICY__MAX_REPLICAS".into(), "4".into()));
+    let same = alarm("storm-1", "read-load");
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..50)
+            .map(|_| s.spawn(|| env.invoke("scale-up", &same)))
+            .collect();
+        let answers: Vec<Value> = runs.into_iter().map(|r| r.join().unwrap()).collect();
+        let decided = answers
+            .iter()
+            .filter(|a| a["decision"]["action"]["action"] == "scale-up")
+            .count();
+        assert_eq!(decided, 1, "exactly one delivery decides to scale up");
+    });
+    let state = env.state();
+    assert_eq!(state.operations.len(), 1, "{:?}", state.operations);
+    env.tick_until_serving(2);
+    let seen = env.surge_everywhere();
+    assert!(seen.agree_on(2), "after 50 deliveries: {seen:?}");
+
+    // Two different alarms at once: at most one more replica fits under max_replicas.
+    let (a, b) = (alarm("storm-2", "cpu"), alarm("storm-3", "connections"));
+    std::thread::scope(|s| {
+        let ra = s.spawn(|| env.invoke("scale-up", &a));
+        let rb = s.spawn(|| env.invoke("scale-up", &b));
+        let (ra, rb) = (ra.join().unwrap(), rb.join().unwrap());
+        let added: u64 = [&ra, &rb]
+            .iter()
+            .filter(|x| x["decision"]["action"]["action"] == "scale-up")
+            .map(|x| x["decision"]["action"]["add"].as_u64().unwrap())
+            .sum();
+        assert_eq!(added, 1, "the bound leaves room for one: {ra} {rb}");
+    });
+    env.tick_until_serving(3);
+    let seen = env.surge_everywhere();
+    assert!(seen.agree_on(3), "after two concurrent alarms: {seen:?}");
+    assert_eq!(env.state().replicas.len(), 4, "max_replicas = 4 holds");
+
+    // Back down, nothing left.
+    env.env
+        .push(("PGSURGE_POLICY__SCALE_DOWN_STEP".into(), "3".into()));
+    env.invoke("scale-down", &alarm("storm-4", "low"));
+    let seen = env.surge_everywhere();
+    assert!(seen.agree_on(0), "after scale-down: {seen:?}");
+    env.delete_seed();
+}
+
+/// Someone deletes a surge server in the cloud console: the instance-deleted event takes
+/// it out of every HAProxy node, deletes its volume and forgets it. A surge replica that
+/// was promoted (a primary now), and a state record that mislabels the seed as a surge
+/// replica, are never deleted. When the promoted one is then deleted by hand and its
+/// event is lost, the reconcile timer cleans up.
+#[test]
+fn vanished_servers_leave_haproxy_and_a_primary_is_never_removed() {
+    let env = E2e::start("e2e-vanish", 20600, "");
+    env.invoke("scale-up", &alarm("v-1", "read-load"));
+    env.tick_until_serving(2);
+    let state = env.state();
+    let surge: Vec<_> = state
+        .replicas
+        .iter()
+        .filter(|r| r.role == Role::Surge)
+        .collect();
+    let (gone, promoted) = (surge[0].clone(), surge[1].clone());
+
+    // 1. Deleted behind our back; the cloud's event arrives.
+    let gone_name = resource_name(CLUSTER, &gone.id);
+    env.rt
+        .block_on(env.cloud.delete_server(gone.server_id.as_deref().unwrap()))
+        .unwrap();
+    assert!(managed_servers(&env.h1).contains(&gone_name));
+    let ev =
+        json!({"pgsurge": 1, "kind": "instance", "event": "deleted", "server_id": gone.server_id});
+    let answer = env.invoke("instance-deleted", &ev);
+    assert_eq!(answer["status"], "accepted", "{answer}");
+    let seen = env.surge_everywhere();
+    assert!(seen.agree_on(1), "after instance-deleted: {seen:?}");
+    assert!(!seen.h1.contains(&gone_name) && !seen.h2.contains(&gone_name));
+
+    // 2. The other surge replica is promoted (now a primary), and a bad edit labels the
+    //    seed as a surge replica. A scale-down picks both and must delete neither.
+    let port: u16 = promoted
+        .address
+        .as_deref()
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    pgsurge_tests::pg::psql_at(port, "postgres", "select pg_promote(true, 60)");
+    let mislabelled = pgsurge::state::Replica {
+        id: "mislabelled".into(),
+        role: Role::Surge,
+        phase: Phase::Serving,
+        server_id: Some(env.seed_srv.id.clone()),
+        volume_id: Some(env.seed_vol.id.clone()),
+        az: None,
+        address: Some(format!(
+            "127.0.0.1:{}",
+            env.seed_srv.endpoint.as_ref().unwrap().port
+        )),
+        created_at: time::OffsetDateTime::now_utc(),
+        op_id: None,
+        extra: Default::default(),
+    };
+    env.edit_state(|s| s.replicas.push(mislabelled.clone()));
+    let down = env.invoke("scale-down", &alarm("v-2", "low"));
+    let text = down.to_string();
+    assert!(
+        text.contains("NOT in recovery"),
+        "promoted replica refused: {down}"
+    );
+    assert!(
+        text.contains("not labelled"),
+        "mislabelled seed refused: {down}"
+    );
+    env.rt.block_on(async {
+        env.cloud
+            .get_server(promoted.server_id.as_deref().unwrap())
+            .await
+            .expect("promoted server kept");
+        env.cloud
+            .get_volume(promoted.volume_id.as_deref().unwrap())
+            .await
+            .expect("promoted volume kept");
+        env.cloud
+            .get_server(&env.seed_srv.id)
+            .await
+            .expect("seed server kept");
+        env.cloud
+            .get_volume(&env.seed_vol.id)
+            .await
+            .expect("seed volume kept");
+    });
+    pgsurge_tests::pg::psql_at(port, "postgres", "create table i_am_a_primary (x int)");
+    let ids: Vec<String> = env.state().replicas.into_iter().map(|r| r.id).collect();
+    assert!(
+        ids.contains(&promoted.id) && ids.contains(&"mislabelled".to_string()),
+        "{ids:?}"
+    );
+
+    // 3. A human fixes the record and deletes the promoted server by hand; its event
+    //    is lost. Reconcile: out of HAProxy, volume deleted, forgotten.
+    env.edit_state(|s| s.replicas.retain(|r| r.id != "mislabelled"));
+    env.rt
+        .block_on(
+            env.cloud
+                .delete_server(promoted.server_id.as_deref().unwrap()),
+        )
+        .unwrap();
+    env.invoke("reconcile", &json!({"pgsurge": 1, "kind": "tick"}));
+    let seen = env.surge_everywhere();
+    assert!(seen.agree_on(0), "after reconcile: {seen:?}");
+    env.delete_seed();
 }

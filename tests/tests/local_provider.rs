@@ -22,7 +22,7 @@ use pgsurge::config::{CloneMode, LocalConfig, PostgresConfig};
 use pgsurge::postgres::bootstrap::UserData;
 use pgsurge::postgres::{self, Condition, LagBounds, PgClient, Verdict};
 use pgsurge::secret::Secret;
-use pgsurge_tests::pg::{self, pg_cmd, processes_in, psql_at, Pg, Scratch};
+use pgsurge_tests::pg::{self, processes_in, psql_at, Pg, Scratch};
 use pgsurge_tests::{workspace_root, Proc};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -165,34 +165,14 @@ fn setup(
 
     let (seed_volume, seed_server) = rt.block_on(async {
         let name = resource_name(cluster, "seed");
-        let vol = cloud
-            .create_empty_volume(&name, &meta(cluster, "base", "seed"))
-            .await
-            .unwrap();
-        pg_cmd(
-            "pg_basebackup",
-            &[
-                "-d",
-                &primary.conninfo("postgres"),
-                "-D",
-                cloud.data_dir(&vol.id).to_str().unwrap(),
-                "-X",
-                "stream",
-                "--checkpoint=fast",
-                "--no-sync",
-            ],
-        );
-        let server = cloud
-            .create_server(&ServerRequest {
-                name: name.clone(),
-                volume_id: vol.id.clone(),
-                flavor: None,
-                az: None,
-                metadata: meta(cluster, "base", "seed"),
-                user_data: Some(UserData::for_replica(&pgc, &name).unwrap().render()),
-            })
-            .await
-            .unwrap();
+        let (vol, server) = pgsurge_tests::cluster::seed_replica(
+            &cloud,
+            &primary,
+            &pgc,
+            &name,
+            &meta(cluster, "base", "seed"),
+        )
+        .await;
         let at = server.endpoint.clone().unwrap();
         let r = postgres::wait_ready(
             &client,

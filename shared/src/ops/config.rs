@@ -19,6 +19,9 @@ pub struct OpsConfig {
     pub creating_deadline_secs: u64,
     /// Resources tagged as ours but unknown to the state are deleted after this long.
     pub orphan_grace_secs: u64,
+    /// Length of a work lease (see ops::lease): how long a killed invocation's work
+    /// waits before another takes it over. Renewed every third of it while working.
+    pub lease_secs: u64,
 }
 
 impl Default for OpsConfig {
@@ -30,6 +33,7 @@ impl Default for OpsConfig {
             ready_wait_secs: 20,
             creating_deadline_secs: 1800,
             orphan_grace_secs: 600,
+            lease_secs: 30,
         }
     }
 }
@@ -58,6 +62,12 @@ pub fn validate_ops(o: &OpsConfig) -> Result<(), ConfigError> {
         return Err(bad(
             "ops.creating_deadline_secs",
             "must be at least 60".into(),
+        ));
+    }
+    if !(2..=600).contains(&o.lease_secs) {
+        return Err(bad(
+            "ops.lease_secs",
+            format!("{} is outside 2..=600", o.lease_secs),
         ));
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! instance-deleted: a server vanished (cloud event, or found gone by reconcile):
 //! unregister it everywhere, delete its volume if it is ours, forget it.
 
+use super::lease::with_lease;
 use super::scale_down::{delete_volume_when_detached, forget};
 use super::{OpsError, Ports, Report};
 use crate::cloud::{resource_name, CloudError};
@@ -47,7 +48,12 @@ pub async fn instance_deleted(
             Err(e) => return Err(e.into()),
         }
     }
-    forget_vanished(ports, &r.id, r.volume_id.as_deref(), now, &mut report).await?;
+    with_lease(ports, "remove", &mut report, || async {
+        let mut done = Report::default();
+        forget_vanished(ports, &r.id, r.volume_id.as_deref(), now, &mut done).await?;
+        Ok(done)
+    })
+    .await?;
     Ok(report)
 }
 
@@ -63,12 +69,14 @@ pub(crate) async fn forget_vanished(
     let state = ports.state.load().await?.state;
     failpoint::hit("deleted.before_unregister");
     let rep = ports.fanout(&state).remove_server(&name).await;
+    failpoint::hit("deleted.after_unregister");
     if !rep.all_ok() {
         tracing::warn!(replica = id, failed = ?rep.failed(), "some HAProxy nodes unreachable; reconcile removes it there");
     }
     if let Some(v) = volume {
         failpoint::hit("deleted.before_delete_volume");
         delete_volume_when_detached(ports, v).await?;
+        failpoint::hit("deleted.after_delete_volume");
     }
     forget(ports, id, now).await?;
     report.did(format!(

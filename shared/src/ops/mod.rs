@@ -14,8 +14,10 @@
 
 mod build;
 pub mod config;
+mod decide;
 mod deleted;
 mod desired;
+mod lease;
 mod ready;
 mod reconcile;
 mod scale_down;
@@ -23,6 +25,7 @@ mod scale_up;
 
 pub use build::build;
 pub use config::OpsConfig;
+pub use decide::op_id;
 pub use deleted::instance_deleted;
 pub use desired::desired_set;
 pub use ready::check_pending;

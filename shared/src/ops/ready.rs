@@ -2,6 +2,7 @@
 //! every HAProxy node. A callback is never trusted: it only makes us look sooner.
 
 use super::desired::split_address;
+use super::lease::with_lease;
 use super::scale_up::rfc3339;
 use super::{phase_metric, secs_between, OpsError, Ports, Report};
 use crate::balancer::{AdminState, ServerSpec};
@@ -13,8 +14,21 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 /// Look at every replica still coming up; keep polling up to `wait` for those not
-/// ready yet, then leave them for the next tick.
+/// ready yet, then leave them for the next tick. Under the `register` lease.
 pub async fn check_pending(
+    ports: &Ports,
+    now: OffsetDateTime,
+    wait: Duration,
+) -> Result<Report, OpsError> {
+    let mut report = Report::default();
+    with_lease(ports, "register", &mut report, || {
+        check_pending_leased(ports, now, wait)
+    })
+    .await?;
+    Ok(report)
+}
+
+async fn check_pending_leased(
     ports: &Ports,
     now: OffsetDateTime,
     wait: Duration,

@@ -2,12 +2,14 @@
 //! node and moves them toward each other. Safe to run any number of times.
 //!
 //! In order: replicas whose server vanished are cleaned up; `creating` replicas past
-//! their deadline are rolled back; pending replicas are resumed (create / verify /
-//! register); draining ones are finished; every HAProxy node gets the desired set
-//! (this restores dynamic servers after an HAProxy reload); resources tagged as ours
-//! but unknown to the state are deleted after a grace period; old snapshots rotate.
+//! their deadline are rolled back, the others resumed, old snapshots rotate; pending
+//! replicas are verified and registered; draining ones are finished; every HAProxy
+//! node gets the desired set (this restores dynamic servers after an HAProxy reload);
+//! resources tagged as ours but unknown to the state are deleted after a grace period.
+//! Each step holds the work lease of its kind (see `lease.rs`).
 
 use super::deleted::forget_vanished;
+use super::lease::with_lease;
 use super::scale_down::{delete_volume_when_detached, drive_draining, forget};
 use super::scale_up::{drive_creating, META_CREATED};
 use super::{check_pending, OpsError, Ports, Report};
@@ -19,9 +21,20 @@ use time::OffsetDateTime;
 
 pub async fn reconcile(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsError> {
     let mut report = Report::default();
-    let state = ports.state.load().await?.state;
+    // Each step under the lease of its kind of work, so it never runs beside a
+    // scale-up / instance-ready / scale-down doing the same (see ops::lease).
+    with_lease(ports, "remove", &mut report, || vanished(ports, now)).await?;
+    with_lease(ports, "create", &mut report, || creations(ports, now)).await?;
+    report.absorb(check_pending(ports, now, Duration::ZERO).await?);
+    with_lease(ports, "remove", &mut report, || drive_draining(ports, now)).await?;
+    with_lease(ports, "reconcile", &mut report, || housekeeping(ports, now)).await?;
+    Ok(report)
+}
 
-    // 1. Servers gone behind our back.
+/// Step 1: servers gone behind our back: out of HAProxy, volume deleted, forgotten.
+async fn vanished(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsError> {
+    let mut report = Report::default();
+    let state = ports.state.load().await?.state;
     for r in state.replicas.iter().filter(|r| r.role == Role::Surge) {
         if let Some(id) = &r.server_id {
             if let Err(CloudError::NotFound { .. }) = ports.cloud.get_server(id).await {
@@ -29,8 +42,14 @@ pub async fn reconcile(ports: &Ports, now: OffsetDateTime) -> Result<Report, Ops
             }
         }
     }
+    Ok(report)
+}
 
-    // 2. Creations stuck past their deadline: roll back what exists, by name.
+/// Step 2: creations stuck past their deadline are rolled back (what exists, by name); the
+/// others are resumed; old snapshots rotate (here, so never under a running clone).
+async fn creations(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsError> {
+    let mut report = Report::default();
+    let state = ports.state.load().await?.state;
     let deadline = time::Duration::seconds(ports.ops.creating_deadline_secs as i64);
     for r in state
         .replicas
@@ -43,16 +62,20 @@ pub async fn reconcile(ports: &Ports, now: OffsetDateTime) -> Result<Report, Ops
             r.id, ports.ops.creating_deadline_secs
         ));
     }
-
-    // 3. Resume: create, verify + register, drain + delete.
     report.absorb(drive_creating(ports, now).await?);
-    report.absorb(check_pending(ports, now, Duration::ZERO).await?);
-    report.absorb(drive_draining(ports, now).await?);
+    report.absorb(rotate_snapshots(ports, now).await?);
+    Ok(report)
+}
 
-    // 4. Every HAProxy node to the desired set (after a reload, or a node that was down).
+/// Steps 4 and 5: every HAProxy node to the desired set (after a reload, or a node that was
+/// down); resources tagged as ours, unknown to the state and older than the grace
+/// period are deleted.
+async fn housekeeping(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsError> {
+    let mut report = Report::default();
     let state = ports.state.load().await?.state;
     failpoint::hit("reconcile.before_haproxy");
     let rep = ports.fanout(&state).converge_all().await;
+    failpoint::hit("reconcile.after_haproxy");
     if rep.all_ok() {
         report.did(format!(
             "HAProxy: {} node(s) match the desired set",
@@ -61,12 +84,7 @@ pub async fn reconcile(ports: &Ports, now: OffsetDateTime) -> Result<Report, Ops
     } else {
         report.later(format!("HAProxy nodes to repair: {:?}", rep.failed()));
     }
-
-    // 5. Orphans: tagged as ours, unknown to the state, older than the grace period.
     report.absorb(delete_orphans(ports, &state, now).await?);
-
-    // 6. Snapshot rotation: keep the newest `snapshot_keep`.
-    report.absorb(rotate_snapshots(ports, now).await?);
     Ok(report)
 }
 
@@ -76,12 +94,14 @@ async fn roll_back(ports: &Ports, id: &str, now: OffsetDateTime) -> Result<(), O
         name: Some(name),
         metadata: ours(ports),
     };
+    failpoint::hit("reconcile.before_rollback");
     for s in ports.cloud.list_servers(&by_name).await? {
         ports.cloud.delete_server(&s.id).await?;
     }
     for v in ports.cloud.list_volumes(&by_name).await? {
         delete_volume_when_detached(ports, &v.id).await?;
     }
+    failpoint::hit("reconcile.after_rollback");
     forget(ports, id, now).await
 }
 
@@ -131,6 +151,7 @@ async fn delete_orphans(
         {
             failpoint::hit("reconcile.before_delete_orphan");
             ports.cloud.delete_server(&s.id).await?;
+            failpoint::hit("reconcile.after_delete_orphan");
             report.did(format!("deleted orphan server {}", s.name));
         }
     }
@@ -139,6 +160,7 @@ async fn delete_orphans(
             && !is_known(&v.metadata)
             && older_than_grace(&v.metadata, now, grace)
         {
+            failpoint::hit("reconcile.before_delete_orphan");
             match delete_volume_when_detached(ports, &v.id).await {
                 Ok(()) => report.did(format!("deleted orphan volume {}", v.name)),
                 Err(e) => report.later(format!("orphan volume {}: {e}", v.name)),
@@ -159,14 +181,18 @@ async fn rotate_snapshots(ports: &Ports, now: OffsetDateTime) -> Result<Report, 
         .map(|s| s.id.clone())
         .collect();
     for id in &old {
+        failpoint::hit("reconcile.before_rotate");
         match ports.cloud.delete_snapshot(id).await {
             Ok(()) => report.did(format!("rotated out snapshot {id}")),
+            // Deleted by an earlier run that died before updating the state.
+            Err(crate::cloud::CloudError::NotFound { .. }) => {}
             // Volumes cloned from it may still depend on it (Cinder): try next time.
             Err(e) => {
                 report.later(format!("snapshot {id}: {e}"));
                 continue;
             }
         }
+        failpoint::hit("reconcile.after_rotate");
         let id = id.clone();
         ports
             .state

@@ -1,14 +1,14 @@
 //! scale-down: decision → drain on every node → sessions end (bounded) → maint + remove
 //! → prove it is a standby → delete server and volume → forget it.
 
+use super::decide::decide_and_record;
 use super::desired::split_address;
-use super::scale_up::{action_name, op_id};
+use super::lease::with_lease;
 use super::{phase_metric, secs_between, OpsError, Ports, Report};
 use crate::balancer::drain::{self, DrainOptions};
-use crate::cloud::{resource_name, CloudError, Endpoint};
+use crate::cloud::{resource_name, CloudError, Endpoint, META_CLUSTER, META_REPLICA, META_ROLE};
 use crate::events::{Alarm, Direction};
 use crate::failpoint;
-use crate::policy::{self, Trigger};
 use crate::state::{Phase, Replica, Role};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -20,32 +20,20 @@ pub async fn scale_down(
 ) -> Result<Report, OpsError> {
     let mut report = Report::default();
     for alarm in alarms {
-        let id = op_id(&alarm.id);
-        let trigger = Trigger::Alarm {
+        // The decision marks the chosen replicas `draining` in the same write.
+        let decision = decide_and_record(
+            ports,
+            "scale-down",
             alarm,
-            intent: Direction::ScaleDown,
-        };
-        let (decision, _) = ports
-            .state
-            .update(now, |state| -> Result<_, std::convert::Infallible> {
-                let d = policy::decide(state, trigger, now, &ports.policy);
-                policy::record(state, &d, now, &id);
-                Ok(d)
-            })
-            .await?;
-        tracing::info!(alarm = %alarm.id, action = ?decision.action, reason = %decision.reason, "decision");
-        crate::metrics::global().inc(
-            "pgsurge_decisions_total",
-            "Scaling decisions by action and alarm source.",
-            &[
-                ("function", "scale-down"),
-                ("action", action_name(&decision.action)),
-            ],
-            1.0,
-        );
+            Direction::ScaleDown,
+            now,
+            |_, _, _| {},
+        )
+        .await?;
+        failpoint::hit("scale_down.after_decision");
         report.decision = Some(decision);
     }
-    report.absorb(drive_draining(ports, now).await?);
+    with_lease(ports, "remove", &mut report, || drive_draining(ports, now)).await?;
     Ok(report)
 }
 
@@ -102,6 +90,19 @@ async fn remove_replica(
     if let Some(server_id) = &r.server_id {
         match ports.cloud.get_server(server_id).await {
             Ok(server) => {
+                // The cloud's own labels must say this is our surge replica: the state
+                // alone may be wrong (a bad edit, a bug), and deleting a base replica
+                // or anything else is not undoable.
+                let label = |k: &str| server.metadata.get(k).map(String::as_str);
+                if label(META_CLUSTER) != Some(ports.cluster.as_str())
+                    || label(META_ROLE) != Some("surge")
+                    || label(META_REPLICA) != Some(r.id.as_str())
+                {
+                    return Err(OpsError::Refused(format!(
+                        "{name}: server {server_id} is not labelled as surge replica {} of cluster {} in the cloud: refusing to delete it",
+                        r.id, ports.cluster
+                    )));
+                }
                 let endpoint = server
                     .endpoint
                     .clone()

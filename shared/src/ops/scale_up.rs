@@ -3,6 +3,8 @@
 //! Returns as soon as the servers are created: booting and catching up are
 //! instance-ready's (and reconcile's) business.
 
+use super::decide::decide_and_record;
+use super::lease::with_lease;
 use super::{phase_metric, secs_between, OpsError, Ports, Report};
 use crate::cloud::{
     self, ensure_server, ensure_snapshot, ensure_volume, resource_name, Metadata, ServerRequest,
@@ -10,23 +12,15 @@ use crate::cloud::{
 };
 use crate::events::{Alarm, Direction};
 use crate::failpoint;
-use crate::policy::{self, Action, Trigger};
+use crate::policy::Action;
 use crate::postgres::bootstrap::UserData;
 use crate::state::{ClusterState, OpKind, Phase, Replica, Role, Snapshot};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 
 /// Metadata key: when pgsurge created the resource (RFC 3339), for the orphan grace period.
 pub const META_CREATED: &str = "pgsurge_created_at";
-
-/// The operation id for an alarm occurrence: the same alarm always maps to the same id,
-/// so duplicate deliveries find the operation already recorded.
-pub fn op_id(alarm_id: &str) -> String {
-    let digest = Sha256::digest(alarm_id.as_bytes());
-    hex::encode(&digest[..6])
-}
 
 pub async fn scale_up(
     ports: &Ports,
@@ -35,52 +29,24 @@ pub async fn scale_up(
 ) -> Result<Report, OpsError> {
     let mut report = Report::default();
     for alarm in alarms {
-        let id = op_id(&alarm.id);
-        let trigger = Trigger::Alarm {
+        let decision = decide_and_record(
+            ports,
+            "scale-up",
             alarm,
-            intent: Direction::ScaleUp,
-        };
-        let (decision, _) = ports
-            .state
-            .update(now, |state| -> Result<_, std::convert::Infallible> {
-                let d = policy::decide(state, trigger, now, &ports.policy);
-                policy::record(state, &d, now, &id);
+            Direction::ScaleUp,
+            now,
+            |state, d, op| {
                 if let Action::ScaleUp { add, az, .. } = &d.action {
-                    plan_replicas(state, &id, *add, az.clone(), now);
+                    plan_replicas(state, op, *add, az.clone(), now);
                 }
-                Ok(d)
-            })
-            .await?;
-        tracing::info!(alarm = %alarm.id, action = ?decision.action, reason = %decision.reason, "decision");
-        crate::metrics::global().inc(
-            "pgsurge_decisions_total",
-            "Scaling decisions by action and alarm source.",
-            &[
-                ("function", "scale-up"),
-                ("action", action_name(&decision.action)),
-                ("source", &source_name(alarm)),
-            ],
-            1.0,
-        );
+            },
+        )
+        .await?;
+        failpoint::hit("scale_up.after_decision");
         report.decision = Some(decision);
     }
-    report.absorb(drive_creating(ports, now).await?);
+    with_lease(ports, "create", &mut report, || drive_creating(ports, now)).await?;
     Ok(report)
-}
-
-pub(crate) fn action_name(a: &Action) -> &'static str {
-    match a {
-        Action::ScaleUp { .. } => "scale-up",
-        Action::ScaleDown { .. } => "scale-down",
-        Action::Nothing => "nothing",
-    }
-}
-
-fn source_name(a: &Alarm) -> String {
-    serde_json::to_value(a.source)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// Add the operation's replicas to the state, phase `creating`, before any cloud call.

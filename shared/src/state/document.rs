@@ -52,6 +52,10 @@ pub struct ClusterState {
     /// Alarm occurrences already decided (newest last), so a duplicate decides nothing.
     #[serde(default)]
     pub decided_alarms: Vec<DecidedAlarm>,
+    /// Work leases by kind ("create", "register", "remove", "reconcile"): the invocation
+    /// holding one is the only one doing that kind of cloud/HAProxy work (see ops::lease).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub leases: BTreeMap<String, Lease>,
     /// Fields written by a newer pgsurge: preserved untouched.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
@@ -59,6 +63,16 @@ pub struct ClusterState {
 
 fn one() -> u32 {
     1
+}
+
+/// A time-limited claim on one kind of work, renewed while the holder works.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Who holds it: `<pid>-<random>` of the invocation (for humans and for release).
+    pub holder: String,
+    /// Void after this instant: a killed holder's work is taken over then.
+    #[serde(with = "time::serde::rfc3339")]
+    pub until: OffsetDateTime,
 }
 
 /// One PostgreSQL replica pgsurge knows about.
@@ -235,6 +249,7 @@ impl ClusterState {
             last_scale_up_at: None,
             last_scale_down_at: None,
             decided_alarms: Vec::new(),
+            leases: BTreeMap::new(),
             extra: BTreeMap::new(),
         }
     }

@@ -29,7 +29,7 @@ mod s3;
 
 pub use config::{validate_state, Concurrency, PgLockConfig, S3Config, StateBackend, StateConfig};
 pub use document::{
-    ClusterState, DecidedAlarm, OpKind, Operation, Phase, Replica, Role, Snapshot,
+    ClusterState, DecidedAlarm, Lease, OpKind, Operation, Phase, Replica, Role, Snapshot,
     DECIDED_ALARMS_KEPT, SCHEMA_VERSION,
 };
 pub use local::LocalStore;
