@@ -306,16 +306,29 @@ impl E2e {
 
     /// Run a function with a failpoint armed: it must die exactly there.
     pub fn invoke_killed_at(&self, function: &str, event: &Value, failpoint: &str) {
+        if let Err(why) = self.try_invoke_killed_at(function, event, failpoint) {
+            panic!("{why}");
+        }
+    }
+
+    /// Like `invoke_killed_at`, but says why the function did not die there.
+    pub fn try_invoke_killed_at(
+        &self,
+        function: &str,
+        event: &Value,
+        failpoint: &str,
+    ) -> Result<(), String> {
         let out = self.run(function, event, Some(failpoint));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success(),
-            "{function} survived failpoint {failpoint}"
-        );
-        assert!(
-            stderr.contains(&format!("failpoint {failpoint}: aborting")),
-            "{function} did not reach {failpoint}:\n{stderr}"
-        );
+        if stderr.contains(&format!("failpoint {failpoint}: aborting")) && !out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{function} did not die at {failpoint} ({}): {}\n{stderr}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout)
+            ))
+        }
     }
 
     fn run(&self, function: &str, event: &Value, failpoint: Option<&str>) -> std::process::Output {

@@ -31,7 +31,7 @@ pub use desired::desired_set;
 pub use ready::check_pending;
 pub use reconcile::reconcile;
 pub use scale_down::scale_down;
-pub use scale_up::scale_up;
+pub use scale_up::{scale_up, META_CREATED};
 
 use crate::balancer::fanout::FanOut;
 use crate::balancer::Balancer;

@@ -162,7 +162,10 @@ async fn delete_orphans(
         {
             failpoint::hit("reconcile.before_delete_orphan");
             match delete_volume_when_detached(ports, &v.id).await {
-                Ok(()) => report.did(format!("deleted orphan volume {}", v.name)),
+                Ok(()) => {
+                    failpoint::hit("reconcile.after_delete_orphan");
+                    report.did(format!("deleted orphan volume {}", v.name))
+                }
                 Err(e) => report.later(format!("orphan volume {}: {e}", v.name)),
             }
         }

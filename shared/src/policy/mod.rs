@@ -124,11 +124,14 @@ pub fn capacity(state: &ClusterState, now: OffsetDateTime, cfg: &PolicyConfig) -
             Role::Other(_) => {}
         }
     }
-    // Scale-ups decided but whose replicas are not all recorded yet.
+    // Scale-ups decided but whose replicas are not all recorded yet. An operation that
+    // named its replicas (scale-up does, in the decision's own write) is materialised:
+    // one of them vanishing later (deleted, rolled back) must not count as pending
+    // forever, or no scale-down could ever run again.
     for op in &state.operations {
         if op.kind == OpKind::ScaleUp {
             let recorded = per_op.get(op.id.as_str()).copied().unwrap_or(0);
-            let missing = op.count.saturating_sub(recorded);
+            let missing = op.count.saturating_sub(recorded.max(op.replicas.len() as u32));
             c.pending += missing;
             c.total += missing;
         }

@@ -244,6 +244,34 @@ fn max_caps_and_in_flight_counts() {
 }
 
 #[test]
+fn a_vanished_replica_of_a_materialised_scale_up_is_not_pending_forever() {
+    // A scale-up named two replicas; one was later deleted behind our back and
+    // forgotten. The operation stays (its other replica lives) but nothing is pending,
+    // so a scale-down may proceed.
+    let mut s = cluster(2, 0);
+    let first = decide(&s, up(&alarm("a", AlarmState::Firing)), NOW, &cfg());
+    record(&mut s, &first, NOW, "op-1");
+    s.operations[0].replicas = vec!["s1".into(), "s2".into()];
+    let mut kept = replica("s2", Role::Surge, Phase::Serving, 1);
+    kept.op_id = Some("op-1".into());
+    s.replicas.push(kept);
+    let no_cooldown = PolicyConfig {
+        scale_down_cooldown_secs: 0,
+        ..cfg()
+    };
+    let d = decide(&s, down(&alarm("b", AlarmState::Firing)), NOW, &no_cooldown);
+    assert_eq!(d.capacity.pending, 0, "{}", d.reason);
+    assert_eq!(
+        d.action,
+        Action::ScaleDown {
+            remove: vec!["s2".into()]
+        },
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
 fn cooldowns_are_separate() {
     let mut s = cluster(3, 3);
     s.last_scale_up_at = Some(NOW - Duration::seconds(100));
