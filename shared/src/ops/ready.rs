@@ -133,8 +133,15 @@ async fn check_one(
         Err(e) => return Err(OpsError::Refused(format!("{name}: {e}"))),
     }
     phase_metric("register", secs_between(started, OffsetDateTime::now_utc()));
-    if let Some(since) = since(r, "catching_up_since").or_else(|| since(r, "booting_since")) {
-        phase_metric("catch-up", secs_between(since, started));
+    match (since(r, "catching_up_since"), since(r, "booting_since")) {
+        (Some(catching_up), _) => phase_metric("catch-up", secs_between(catching_up, started)),
+        // Caught up at the first look after booting: the whole wait was the boot (the
+        // bootstrap script returns once PostgreSQL accepts connections), catch-up none.
+        (None, Some(booting)) => {
+            phase_metric("boot", secs_between(booting, started));
+            phase_metric("catch-up", 0.0);
+        }
+        (None, None) => {}
     }
     let address = format!("{}:{}", endpoint.host, endpoint.port);
     let id = r.id.clone();

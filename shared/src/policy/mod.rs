@@ -131,7 +131,9 @@ pub fn capacity(state: &ClusterState, now: OffsetDateTime, cfg: &PolicyConfig) -
     for op in &state.operations {
         if op.kind == OpKind::ScaleUp {
             let recorded = per_op.get(op.id.as_str()).copied().unwrap_or(0);
-            let missing = op.count.saturating_sub(recorded.max(op.replicas.len() as u32));
+            let missing = op
+                .count
+                .saturating_sub(recorded.max(op.replicas.len() as u32));
             c.pending += missing;
             c.total += missing;
         }
