@@ -5,6 +5,7 @@
 //! further variants of [`Command`] with a module each.
 
 mod plan;
+mod status;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -28,12 +29,15 @@ struct Cli {
 enum Command {
     /// Dry-run: what would the policy decide for this event against this state, and why?
     Plan(plan::PlanArgs),
+    /// The cluster as the state, the cloud and every HAProxy node see it; exit 3 when they disagree.
+    Status(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Plan(args) => plan::run(cli.config.as_deref(), &args),
+        Command::Status(args) => status::run(cli.config.as_deref(), &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -187,6 +187,17 @@ pub(crate) async fn forget(ports: &Ports, id: &str, now: OffsetDateTime) -> Resu
         .state
         .update(now, |s| -> Result<_, std::convert::Infallible> {
             s.replicas.retain(|x| x.id != id);
+            // The operation no longer waits for it: without this the policy counts it as
+            // "decided but not recorded yet" (pending) for as long as a sibling lives,
+            // and refuses every scale-down as "during a scale-up".
+            for o in s
+                .operations
+                .iter_mut()
+                .filter(|o| o.replicas.iter().any(|r| r == id))
+            {
+                o.replicas.retain(|r| r != id);
+                o.count = o.count.saturating_sub(1);
+            }
             let live: Vec<String> = s.replicas.iter().map(|r| r.id.clone()).collect();
             // An operation is done when none of its replicas is left.
             s.operations

@@ -1,0 +1,218 @@
+//! `pgsurge status`: the real binary against a real local cluster (primary, seed
+//! replica, two real HAProxy nodes, local state; fixture `pgsurge_tests::cluster::E2e`).
+//!
+//! - After a scale-up: seed + 2 replicas, state, cloud and both nodes agree (exit 0).
+//! - One surge server removed from haproxy2 by hand, the other surge server deleted in
+//!   the cloud behind pgsurge's back: exit 3 and exactly those two disagreements.
+//! - reconcile repairs both: agree again, seed + 1.
+//! - A bad configuration, a corrupt state: exit 1 with a message naming the culprit.
+
+use pgsurge::cloud::{resource_name, Cloud};
+use pgsurge::state::Role;
+use pgsurge_tests::cluster::{E2e, CLUSTER};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// `pgsurge --config CFG status [--json]`: (exit code, stdout, stderr).
+fn status(cfg: &Path, json: bool) -> (i32, String, String) {
+    let mut args = vec!["--config", cfg.to_str().unwrap(), "status"];
+    if json {
+        args.push("--json");
+    }
+    let out = pgsurge_tests::command("pgsurge", &args, &[])
+        .output()
+        .expect("run pgsurge status");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The JSON report (exit code checked by the caller).
+fn report(cfg: &Path) -> (i32, Value) {
+    let (code, stdout, stderr) = status(cfg, true);
+    let v = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("status --json printed non-JSON ({e}): {stdout}{stderr}"));
+    (code, v)
+}
+
+fn replica_ids(r: &Value) -> Vec<String> {
+    r["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// (subject, kind, message) of every disagreement.
+fn disagreements(r: &Value) -> Vec<(String, String, String)> {
+    r["disagreements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let s = |k: &str| d[k].as_str().unwrap().to_string();
+            (s("subject"), s("kind"), s("message"))
+        })
+        .collect()
+}
+
+#[test]
+fn status_sees_agreement_then_each_disagreement_then_repair() {
+    let env = E2e::start("status", 22000, "");
+    env.invoke(
+        "scale-up",
+        &json!({"pgsurge": 1, "kind": "alarm", "id": "st-1", "name": "load", "state": "firing"}),
+    );
+    env.tick_until_serving(2);
+
+    // 1. Everything agrees.
+    let (code, r) = report(env.cfg());
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(replica_ids(&r).len(), 3, "{r:#}");
+    assert!(replica_ids(&r).contains(&"seed".to_string()));
+    assert_eq!(disagreements(&r), vec![], "{r:#}");
+    assert_eq!(r["nodes"], json!(["haproxy1", "haproxy2"]));
+    for row in r["replicas"].as_array().unwrap() {
+        for node in ["haproxy1", "haproxy2"] {
+            assert_eq!(row["haproxy"][node]["is"], "present", "{row:#}");
+            assert_eq!(row["haproxy"][node]["admin"], "ready", "{row:#}");
+        }
+        assert_eq!(row["server"]["status"], "ready", "{row:#}");
+        assert_eq!(row["volume"]["status"], "ready", "{row:#}");
+    }
+    let (code, text, stderr) = status(env.cfg(), false);
+    eprintln!("--- status, agreeing ---\n{text}");
+    assert_eq!(code, 0, "{text}{stderr}");
+    assert!(
+        text.contains("haproxy1") && text.contains("haproxy2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("State, cloud and all 2 HAProxy nodes agree."),
+        "{text}"
+    );
+
+    // 2. Disagreements made for real: one surge server out of haproxy2 by hand, the other
+    //    surge server deleted in the cloud behind pgsurge's back.
+    let state = env.state();
+    let surge: Vec<_> = state
+        .replicas
+        .iter()
+        .filter(|r| r.role == Role::Surge)
+        .collect();
+    let (unlisted, deleted) = (surge[0].clone(), surge[1].clone());
+    let name = resource_name(CLUSTER, &unlisted.id);
+    env.h2
+        .cli(&format!("set server pg_read/{name} state maint"));
+    let answer = env.h2.cli(&format!("del server pg_read/{name}"));
+    assert!(answer.contains("Server deleted"), "{answer}");
+    env.rt
+        .block_on(
+            env.cloud
+                .delete_server(deleted.server_id.as_deref().unwrap()),
+        )
+        .unwrap();
+
+    let (code, r) = report(env.cfg());
+    assert_eq!(code, 3, "{r:#}");
+    assert_eq!(
+        disagreements(&r),
+        vec![
+            (
+                unlisted.id.clone(),
+                "absent-from-node".into(),
+                "serving in state but absent from haproxy2".into()
+            ),
+            (
+                deleted.id.clone(),
+                "server-missing".into(),
+                "serving in state but server missing in cloud".into()
+            ),
+        ],
+        "{r:#}"
+    );
+    let (code, text, _) = status(env.cfg(), false);
+    eprintln!("--- status, disagreeing ---\n{text}");
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("Disagreements:"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{}: serving in state but absent from haproxy2",
+            unlisted.id
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{}: serving in state but server missing in cloud",
+            deleted.id
+        )),
+        "{text}"
+    );
+
+    // 3. reconcile repairs both; status agrees again with the seed and one replica.
+    env.invoke("reconcile", &json!({"pgsurge": 1, "kind": "tick"}));
+    let (code, r) = report(env.cfg());
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(replica_ids(&r), ["seed".to_string(), unlisted.id.clone()]);
+
+    // Clean up through pgsurge: back to the seed alone, still agreeing.
+    let down = env.invoke(
+        "scale-down",
+        &json!({"pgsurge": 1, "kind": "alarm", "id": "st-2", "name": "low", "state": "firing"}),
+    );
+    let (code, r) = report(env.cfg());
+    assert_eq!(
+        (code, replica_ids(&r)),
+        (0, vec!["seed".to_string()]),
+        "{down:#}\n{r:#}"
+    );
+    env.delete_seed();
+}
+
+#[test]
+fn a_bad_config_or_a_corrupt_state_is_exit_1_with_a_precise_message() {
+    let dir = tempfile::Builder::new()
+        .prefix("pgsurge-status-bad")
+        .tempdir()
+        .unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[ops]\nlease_secs = 1\n").unwrap();
+    let (code, stdout, stderr) = status(&cfg, false);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("`ops.lease_secs`"), "{stderr}");
+
+    // No cloud configured: nothing to compare with.
+    std::fs::write(&cfg, "[cluster]\nname = \"x\"\n").unwrap();
+    let (code, _, stderr) = status(&cfg, true);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("`cloud.provider` is \"none\""), "{stderr}");
+
+    // A state document that is not valid JSON.
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("state/x")).unwrap();
+    std::fs::write(root.join("state/x/state.json"), "{ not json").unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[cluster]\nname = \"x\"\n[cloud]\nprovider = \"local\"\n[local]\npool_dir = \"{}\"\n\
+             bootstrap_script = \"{}\"\n[state]\nbackend = \"local\"\nlocal_dir = \"{}\"\n",
+            root.join("pool").display(),
+            pgsurge_tests::workspace_root()
+                .join("infra/image/bootstrap-replica.sh")
+                .display(),
+            root.join("state").display()
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = status(&cfg, false);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("state document `x/state.json` is not valid"),
+        "{stderr}"
+    );
+}
