@@ -4,6 +4,7 @@
 //! Today: `plan` (dry-run a scaling decision). `status`, `invoke` and `demo` slot in as
 //! further variants of [`Command`] with a module each.
 
+mod local;
 mod plan;
 
 use clap::{Parser, Subcommand};
@@ -28,12 +29,15 @@ struct Cli {
 enum Command {
     /// Dry-run: what would the policy decide for this event against this state, and why?
     Plan(plan::PlanArgs),
+    /// The local provider (one machine): `local seed` puts the first replica in its pool.
+    Local(local::LocalArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Plan(args) => plan::run(cli.config.as_deref(), &args),
+        Command::Local(args) => local::run(cli.config.as_deref(), &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
