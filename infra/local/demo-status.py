@@ -22,17 +22,27 @@ import time
 import urllib.request
 
 
-def psql(port, sql):
-    """One value from a server on 127.0.0.1:port, or None when it does not answer."""
+def psql_start(port, sql):
+    return subprocess.Popen(
+        ["psql", "-X", "-A", "-t", "-q",
+         "-d", f"host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=2",
+         "-c", sql],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def psql_result(proc):
+    """The value a psql_start() query printed, or None when the server did not answer."""
     try:
-        out = subprocess.run(
-            ["psql", "-X", "-A", "-t", "-q",
-             "-d", f"host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=2",
-             "-c", sql],
-            capture_output=True, text=True, timeout=5)
+        out, _ = proc.communicate(timeout=5)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    return out.strip() if proc.returncode == 0 else None
+
+
+def psql(port, sql):
+    return psql_result(psql_start(port, sql))
 
 
 def haproxy(sock, cmd):
@@ -79,11 +89,18 @@ def short(name):
 def show():
     primary_lsn = psql(os.environ["DEMO_PRIMARY_PORT"], "select pg_current_wal_lsn()")
     parts = []
-    for r in state().get("replicas", []):
-        lag = "-"
+    replicas = state().get("replicas", [])
+    # Every replica at once: the line must come every second or two.
+    queries = {}
+    for r in replicas:
         port = (r.get("address") or "").rpartition(":")[2]
         if port and primary_lsn:
-            v = psql(port, f"select pg_wal_lsn_diff('{primary_lsn}', pg_last_wal_replay_lsn())")
+            queries[r["id"]] = psql_start(
+                port, f"select pg_wal_lsn_diff('{primary_lsn}', pg_last_wal_replay_lsn())")
+    for r in replicas:
+        lag = "-"
+        if r["id"] in queries:
+            v = psql_result(queries[r["id"]])
             if v not in (None, ""):
                 lag = human_bytes(max(0.0, float(v)))
             elif v is None and r.get("phase") not in ("creating",):
@@ -115,6 +132,15 @@ def count(phase, role=None):
 
 
 METRIC = re.compile(r'^pgsurge_phase_duration_seconds_(sum|count)\{phase="([^"]+)"\} ([0-9.e+-]+)$')
+# Why a phase may have no observation on the local provider.
+NOT_SEEN = {
+    "boot": "(inside scale-up: the local server answers once PostgreSQL accepts connections)",
+}
+# How to read a phase's figure.
+FOOTNOTES = {
+    "catch-up": "counted from the replica's booting_since, which scale-up stamps with its "
+                "own start time: it includes the snapshot and the clones",
+}
 PHASES = ["snapshot", "clone", "boot", "catch-up", "register", "drain", "delete"]
 
 
@@ -136,9 +162,13 @@ def timings(ports):
     for phase in PHASES + sorted(set(got) - set(PHASES)):
         g = got.get(phase)
         if not g or not g["count"]:
-            print(f"  {phase:<10} {0:>5} {'-':>9} {'-':>8}")
+            why = NOT_SEEN.get(phase, "")
+            print(f"  {phase:<10} {0:>5} {'-':>9} {'-':>8}  {why}")
             continue
         print(f"  {phase:<10} {int(g['count']):>5} {g['sum']:>9.2f} {g['sum'] / g['count']:>8.2f}")
+    for phase, note in FOOTNOTES.items():
+        if got.get(phase, {}).get("count"):
+            print(f"  {phase}: {note}")
 
 
 def reads(logs):

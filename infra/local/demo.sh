@@ -85,7 +85,7 @@ rm -rf "$LOGS"
 mkdir -p "$LOGS" "$S/run"
 chown postgres: "$LOGS"
 T0=$(date +%s.%N)
-since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(date +%s.%N)"; }
+since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(date +%s.%N)" 2>/dev/null || echo '?'; }
 step() { printf '\n== [%6ss] %s\n' "$(since "$T0")" "$*"; }
 
 # --- cleanup: every process by the PID we recorded; postgres by its postmaster.pid -------
@@ -99,17 +99,19 @@ stop_postmaster() { # data-dir
   [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$(readlink -f "$d")" ] || return 0
   grep -q postgres "/proc/$pid/comm" 2>/dev/null || return 0
   kill -INT "$pid" 2>/dev/null || return 0 # fast shutdown
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  for _ in $(seq 100); do alive "$pid" || return 0; sleep 0.1; done
   kill -QUIT "$pid" 2>/dev/null || true # immediate
 }
 # Background jobs run in their own process group (setsid, see bg): the group goes too,
 # so a loop's current pgbench is not orphaned. HAProxy's pidfile holds a plain PID.
+# Alive and not a zombie (our dead children stay zombies until `wait`: kill -0 says yes).
+alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
 stop_pidfile() { # pidfile
   local pid
   pid=$(cat "$1" 2>/dev/null) || return 0
   [[ $pid =~ ^[0-9]+$ ]] || return 0
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  for _ in $(seq 50); do alive "$pid" || return 0; sleep 0.1; done
   kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
 }
 cleaned=0
@@ -119,6 +121,7 @@ cleanup() {
   trap '' INT TERM
   echo
   echo "== cleaning up: stopping what the demo started"
+  local t=$SECONDS
   local f
   for f in "$S"/run/*.pid; do [ -e "$f" ] && stop_pidfile "$f"; done
   # Replicas the local provider started (scale-down normally deleted the surge ones),
@@ -133,7 +136,7 @@ cleanup() {
   stop_postmaster "$S/primary"
   wait 2>/dev/null || true
   rm -rf "$S"
-  echo "   scratch dir $S removed; logs kept in $LOGS"
+  echo "   stopped, scratch dir $S removed in $((SECONDS - t))s; logs kept in $LOGS"
 }
 trap cleanup EXIT
 trap 'echo; echo "demo: interrupted"; cleanup; exit 130' INT TERM
@@ -285,7 +288,8 @@ step "the five functions as HTTP endpoints (token auth), config $CFG"
 for f in scale-up scale-down instance-ready instance-deleted reconcile; do
   bg "$f" target/debug/$f --config "$CFG" serve --port "${PORT[$f]}"
 done
-for f in "${!PORT[@]}"; do
+FUNCTIONS=(scale-up scale-down instance-ready instance-deleted reconcile)
+for f in "${FUNCTIONS[@]}"; do
   for _ in $(seq 100); do curl -fsS "http://127.0.0.1:${PORT[$f]}/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   curl -fsS "http://127.0.0.1:${PORT[$f]}/healthz" >/dev/null 2>&1 || die "$f did not come up: see $LOGS/$f.log"
   printf '   %-17s http://127.0.0.1:%s/\n' "$f" "${PORT[$f]}"
@@ -342,11 +346,12 @@ T_UP=$(date +%s.%N)
 echo $! >"$S/run/post-up.pid"
 tick_pid=
 while :; do
-  sleep 1.5
+  sleep 0.3
   show
   if [ -s "$S/answer-up.code" ] && [ ! -e "$S/answer-up.shown" ]; then
     touch "$S/answer-up.shown"
-    echo "   scale-up answered HTTP $(cat "$S/answer-up.code") after $(since "$T_UP") s:"
+    since "$T_UP" >"$S/answer-up.secs"
+    echo "   scale-up answered HTTP $(cat "$S/answer-up.code") after $(cat "$S/answer-up.secs") s:"
     answer "$S/answer-up.json"
     [ "$(cat "$S/answer-up.code")" = 200 ] || die "scale-up failed"
   fi
@@ -364,6 +369,7 @@ while :; do
     || die "the new replicas did not serve within 10 minutes"
 done
 UP_WALL=$(since "$T_UP")
+UP_ANSWER=$(cat "$S/answer-up.secs")
 wait "$tick_pid" 2>/dev/null || true
 step "SERVING: 2 new replicas serve on both HAProxy nodes, ${UP_WALL}s after the alarm"
 show
@@ -378,7 +384,7 @@ T_DOWN=$(date +%s.%N)
 ( code=$(post scale-down "$S/alarm-down.json" "$S/answer-down.json"); echo "$code" >"$S/answer-down.code" ) &
 echo $! >"$S/run/post-down.pid"
 while :; do
-  sleep 1.5
+  sleep 0.3
   show
   [ -s "$S/answer-down.code" ] && [ "$($STATUS count any)" = 1 ] && break
   python3 -c "import sys; sys.exit(float(sys.argv[1]) > 300)" "$(since "$T_DOWN")" \
@@ -400,7 +406,7 @@ show
 touch "$S/stop-reads"
 [ ! -e "$S/run/write-load.pid" ] || { stop_pidfile "$S/run/write-load.pid"; rm -f "$S/run/write-load.pid"; }
 for i in 1 2; do
-  for _ in $(seq 100); do kill -0 "$(cat "$S/run/read-load$i.pid")" 2>/dev/null || break; sleep 0.1; done
+  for _ in $(seq 100); do alive "$(cat "$S/run/read-load$i.pid")" || break; sleep 0.1; done
   rm -f "$S/run/read-load$i.pid"
 done
 left=$(find "$S/pool/servers" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)
@@ -408,8 +414,13 @@ echo
 echo "================================ pgsurge demo: results ================================"
 echo " per-phase durations (pgsurge_phase_duration_seconds from the functions' /metrics):"
 $STATUS timings "${PORT[scale-up]}" "${PORT[instance-ready]}" "${PORT[scale-down]}" "${PORT[reconcile]}"
-printf '  %-30s %8ss\n' "alarm → 2 replicas serving" "$UP_WALL" "scale-down alarm → seed only" "$DOWN_WALL" \
-  "whole demo" "$(since "$T0")"
+echo " wall time, as the demo saw it:"
+printf '  %-48s %7ss\n' \
+  "alarm → scale-up answered (snapshot, clones, boots)" "$UP_ANSWER" \
+  "answered → both serving (instance-ready ticks)" "$(python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.1f}')" "$UP_WALL" "$UP_ANSWER")" \
+  "alarm → 2 new replicas serving (total)" "$UP_WALL" \
+  "scale-down alarm → seed only" "$DOWN_WALL" \
+  "whole demo (before cleanup)" "$(since "$T0")"
 echo " read load through HAProxy: $($STATUS reads "$LOGS/read-load1.log" "$LOGS/read-load2.log")"
 echo " servers left in the pool: $left (the seed)"
 echo "======================================================================================"
