@@ -71,6 +71,8 @@ import socket, sys
 base = int(sys.argv[1])
 for p in [base + i for i in (0, 1, 2, 3, 4, 5, 11, 12)] + list(range(base + 100, base + 120)):
     s = socket.socket()
+    # As the servers do: a port whose old connections sit in TIME_WAIT is free.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("127.0.0.1", p))
     except OSError:
@@ -415,11 +417,11 @@ echo "================================ pgsurge demo: results ===================
 echo " per-phase durations (pgsurge_phase_duration_seconds from the functions' /metrics):"
 $STATUS timings "${PORT[scale-up]}" "${PORT[instance-ready]}" "${PORT[scale-down]}" "${PORT[reconcile]}"
 echo " wall time, as the demo saw it:"
-printf '  %-48s %7ss\n' \
-  "alarm → scale-up answered (snapshot, clones, boots)" "$UP_ANSWER" \
-  "answered → both serving (instance-ready ticks)" "$(python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.1f}')" "$UP_WALL" "$UP_ANSWER")" \
-  "alarm → 2 new replicas serving (total)" "$UP_WALL" \
-  "scale-down alarm → seed only" "$DOWN_WALL" \
+printf '  %-52s %7ss\n' \
+  "alarm -> scale-up answered (snapshot, clones, boots)" "$UP_ANSWER" \
+  "answered -> both serving (instance-ready ticks)" "$(python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.1f}')" "$UP_WALL" "$UP_ANSWER")" \
+  "alarm -> 2 new replicas serving (total)" "$UP_WALL" \
+  "scale-down alarm -> seed only" "$DOWN_WALL" \
   "whole demo (before cleanup)" "$(since "$T0")"
 echo " read load through HAProxy: $($STATUS reads "$LOGS/read-load1.log" "$LOGS/read-load2.log")"
 echo " servers left in the pool: $left (the seed)"
