@@ -1,9 +1,10 @@
 //! `pgsurge` — the command line for people. Thin over the library: each subcommand is
 //! one module that parses its arguments and calls `pgsurge::*`.
 //!
-//! Today: `plan` (dry-run a scaling decision). `status`, `invoke` and `demo` slot in as
-//! further variants of [`Command`] with a module each.
+//! `plan` (dry-run a scaling decision), `status` (state vs cloud vs every HAProxy node),
+//! `local seed` (the first replica of a local pool, for the demo): one module each.
 
+mod local;
 mod plan;
 mod status;
 
@@ -31,6 +32,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// The cluster as the state, the cloud and every HAProxy node see it; exit 3 when they disagree.
     Status(status::StatusArgs),
+    /// The local provider (one machine): `local seed` puts the first replica in its pool.
+    Local(local::LocalArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan(args) => plan::run(cli.config.as_deref(), &args),
         Command::Status(args) => status::run(cli.config.as_deref(), &args),
+        Command::Local(args) => local::run(cli.config.as_deref(), &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
