@@ -132,14 +132,15 @@ def count(phase, role=None):
 
 
 METRIC = re.compile(r'^pgsurge_phase_duration_seconds_(sum|count)\{phase="([^"]+)"\} ([0-9.e+-]+)$')
-# Why a phase may have no observation on the local provider.
+# Why a phase may have no observation.
 NOT_SEEN = {
-    "boot": "(inside scale-up: the local server answers once PostgreSQL accepts connections)",
+    "boot": "(no replica was seen booting)",
 }
 # How to read a phase's figure.
 FOOTNOTES = {
-    "catch-up": "counted from the replica's booting_since, which scale-up stamps with its "
-                "own start time: it includes the snapshot and the clones",
+    "boot": "server request -> PostgreSQL accepting connections as a standby (the local "
+            "provider runs the image's bootstrap script)",
+    "catch-up": "PostgreSQL up -> replay lag within bounds (0 when caught up at the first look)",
 }
 PHASES = ["snapshot", "clone", "boot", "catch-up", "register", "drain", "delete"]
 

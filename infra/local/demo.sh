@@ -32,6 +32,10 @@
 #   DEMO_WRITE_RATE=20      write transactions per second on the primary (0: none)
 #   DEMO_HOLD_SECS=10       how long the surge serves before the scale-down alarm
 #   DEMO_LOG_DIR=/tmp/pgsurge-demo-logs   logs of every process (kept; emptied at start)
+#   DEMO_POOL=xfs           volume pool: "xfs" = a loop-mounted XFS reflink=1 filesystem
+#                           (copy-on-write snapshots and clones, like block storage;
+#                           falls back to "dir" when it cannot be made), "dir" = a plain
+#                           directory (plain copies)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -85,6 +89,7 @@ S=$(mktemp -d /tmp/pgsurge-demo-XXXXXX)
 chmod 755 "$S"
 rm -rf "$LOGS"
 mkdir -p "$LOGS" "$S/run"
+POOL=$S/pool # a plain directory, or a directory on the XFS copy-on-write pool (below)
 chown postgres: "$LOGS"
 T0=$(date +%s.%N)
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(date +%s.%N)" 2>/dev/null || echo '?'; }
@@ -128,15 +133,18 @@ cleanup() {
   for f in "$S"/run/*.pid; do [ -e "$f" ] && stop_pidfile "$f"; done
   # Replicas the local provider started (scale-down normally deleted the surge ones),
   # then the primary.
-  if [ -d "$S/pool" ]; then
+  if [ -d "$POOL" ]; then
     while IFS= read -r f; do stop_postmaster "$(dirname "$f")"; done \
-      < <(find "$S/pool" -name postmaster.pid 2>/dev/null)
-    for f in "$S"/pool/servers/*/postgres.log; do
+      < <(find "$POOL" -name postmaster.pid 2>/dev/null)
+    for f in "$POOL"/servers/*/postgres.log; do
       [ -e "$f" ] && cp "$f" "$LOGS/replica-$(basename "$(dirname "$f")").log"
     done
   fi
   stop_postmaster "$S/primary"
   wait 2>/dev/null || true
+  if findmnt -n -M "$S/xfs" >/dev/null 2>&1; then
+    bash "$ROOT/infra/local/pool-xfs.sh" down "$S/xfs" >>"$LOGS/pool-xfs.log" 2>&1 || true
+  fi
   rm -rf "$S"
   echo "   stopped, scratch dir $S removed in $((SECONDS - t))s; logs kept in $LOGS"
 }
@@ -197,6 +205,18 @@ if [ "$WRITE_RATE" -gt 0 ]; then
   echo "   write load on the primary: $WRITE_RATE tx/s (pid $(cat "$S/run/write-load.pid"))"
 fi
 
+# --- the volume pool: copy-on-write when this machine can (root, xfsprogs, loop devices) --
+if [ "${DEMO_POOL:-xfs}" = xfs ]; then
+  if bash "$ROOT/infra/local/pool-xfs.sh" up "$S/xfs" 20G >>"$LOGS/pool-xfs.log" 2>&1; then
+    POOL=$S/xfs/pool
+    echo "   volume pool: XFS reflink=1 on a loop device (copy-on-write snapshots and clones)"
+  else
+    echo "   volume pool: plain directory, plain copies (XFS pool failed: $LOGS/pool-xfs.log)"
+  fi
+else
+  echo "   volume pool: plain directory, plain copies (DEMO_POOL=${DEMO_POOL})"
+fi
+
 # --- 4 (config first: the seed needs it). One file for the five functions and the CLI. -----
 export PGSURGE_AUTH__TOKEN="demo-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 CFG=$S/pgsurge.toml
@@ -209,7 +229,7 @@ timeout_secs = 300
 [cloud]
 provider = "local"
 [local]
-pool_dir = "$S/pool"
+pool_dir = "$POOL"
 port_first = $((P + 100))
 port_last = $((P + 119))
 bootstrap_script = "$ROOT/infra/image/bootstrap-replica.sh"
@@ -411,7 +431,7 @@ for i in 1 2; do
   for _ in $(seq 100); do alive "$(cat "$S/run/read-load$i.pid")" || break; sleep 0.1; done
   rm -f "$S/run/read-load$i.pid"
 done
-left=$(find "$S/pool/servers" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)
+left=$(find "$POOL/servers" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)
 echo
 echo "================================ pgsurge demo: results ================================"
 echo " per-phase durations (pgsurge_phase_duration_seconds from the functions' /metrics):"

@@ -242,6 +242,9 @@ async fn create_replica(
     let user_data = UserData::for_replica(&ports.bootstrap, &name)
         .map_err(|e| OpsError::Refused(format!("bootstrap parameters: {e}")))?
         .render();
+    // Boot time counts from the server request, not from the invocation's start (which
+    // also covered the snapshot and the clone).
+    let boot_started = OffsetDateTime::now_utc();
     failpoint::hit("scale_up.before_server");
     let server = ensure_server(
         ports.cloud.as_ref(),
@@ -276,7 +279,7 @@ async fn create_replica(
                 }
                 x.extra.insert(
                     "booting_since".into(),
-                    serde_json::Value::String(rfc3339(now)),
+                    serde_json::Value::String(rfc3339(boot_started)),
                 );
             }
             Ok(())
