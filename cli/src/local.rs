@@ -13,17 +13,12 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use pgsurge::cloud::local::LocalCloud;
-use pgsurge::cloud::{
-    resource_name, Cloud, Metadata, Server, ServerRequest, Volume, META_CLUSTER, META_REPLICA,
-    META_ROLE,
-};
+use pgsurge::cloud::{resource_name, Cloud, Metadata, META_CLUSTER, META_REPLICA, META_ROLE};
 use pgsurge::config::{CloudProvider, Config};
-use pgsurge::postgres::bootstrap::UserData;
 use pgsurge::state::{Phase, Replica, Role};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 #[derive(Args)]
 pub struct LocalArgs {
@@ -77,35 +72,26 @@ fn seed(config: &Config, args: &SeedArgs) -> Result<()> {
             (META_REPLICA.to_string(), args.id.clone()),
         ]
         .into();
-        let vol = cloud
-            .create_empty_volume(&name, &meta)
+        let (vol, srv) = cloud
+            .create_seed(&name, &meta)
             .await
-            .context("seed volume")?;
-        let made = make_server(config, &cloud, &vol, &name, &meta).await;
-        let (srv, replica) = match made {
-            Ok(srv) => {
-                let endpoint = srv
-                    .endpoint
-                    .clone()
-                    .context("the local provider gave the seed server no endpoint")?;
-                let replica = Replica {
-                    id: args.id.clone(),
-                    role: Role::Base,
-                    phase: Phase::Serving,
-                    server_id: Some(srv.id.clone()),
-                    volume_id: Some(vol.id.clone()),
-                    az: None,
-                    address: Some(format!("{}:{}", endpoint.host, endpoint.port)),
-                    created_at: time::OffsetDateTime::now_utc(),
-                    op_id: None,
-                    extra: BTreeMap::new(),
-                };
-                (srv, replica)
-            }
-            Err(e) => {
-                let _ = cloud.delete_volume(&vol.id).await;
-                return Err(e);
-            }
+            .context("seed replica")?;
+        let Some(endpoint) = srv.endpoint.clone() else {
+            let _ = cloud.delete_server(&srv.id).await;
+            let _ = cloud.delete_volume(&vol.id).await;
+            bail!("the local provider gave the seed server no endpoint");
+        };
+        let replica = Replica {
+            id: args.id.clone(),
+            role: Role::Base,
+            phase: Phase::Serving,
+            server_id: Some(srv.id.clone()),
+            volume_id: Some(vol.id.clone()),
+            az: None,
+            address: Some(format!("{}:{}", endpoint.host, endpoint.port)),
+            created_at: time::OffsetDateTime::now_utc(),
+            op_id: None,
+            extra: BTreeMap::new(),
         };
         let id = args.id.clone();
         let recorded = repo
@@ -135,54 +121,4 @@ fn seed(config: &Config, args: &SeedArgs) -> Result<()> {
         );
         Ok(())
     })
-}
-
-/// `pg_basebackup` into the volume, then a server on it started by the provider.
-async fn make_server(
-    config: &Config,
-    cloud: &LocalCloud,
-    vol: &Volume,
-    name: &str,
-    meta: &Metadata,
-) -> Result<Server> {
-    let pg = &config.postgres;
-    let data = cloud.data_dir(&vol.id);
-    let conninfo = format!(
-        "host={} port={} user={} sslmode={} dbname={}",
-        pg.primary_host, pg.primary_port, pg.replication_user, pg.sslmode, pg.dbname
-    );
-    let mut cmd = Command::new("runuser");
-    cmd.args(["-u", &config.local.os_user, "--"])
-        .arg(config.local.pg_bin.join("pg_basebackup"))
-        .args(["-d", &conninfo, "-D"])
-        .arg(&data)
-        .args(["-X", "stream", "--checkpoint=fast", "--no-sync"]);
-    // The password goes through the environment, never the command line.
-    if let Some(pw) = &pg.password {
-        cmd.env("PGPASSWORD", pw.expose());
-    }
-    let out = cmd.output().context("running pg_basebackup")?;
-    if !out.status.success() {
-        bail!(
-            "pg_basebackup from {}:{} failed: {}",
-            pg.primary_host,
-            pg.primary_port,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let user_data = UserData::for_replica(pg, name)
-        .map_err(|e| anyhow::anyhow!("bootstrap parameters: {e}"))?
-        .render();
-    let srv = cloud
-        .create_server(&ServerRequest {
-            name: name.to_string(),
-            volume_id: vol.id.clone(),
-            flavor: None,
-            az: None,
-            metadata: meta.clone(),
-            user_data: Some(user_data),
-        })
-        .await
-        .context("seed server")?;
-    Ok(srv)
 }

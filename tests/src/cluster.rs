@@ -11,11 +11,9 @@ use crate::pg::{pg_cmd, Pg, Scratch};
 use crate::{command, workspace_root};
 use pgsurge::cloud::local::LocalCloud;
 use pgsurge::cloud::{
-    resource_name, Cloud, Filter, Metadata, Server, ServerRequest, Volume, META_CLUSTER,
-    META_REPLICA, META_ROLE,
+    resource_name, Cloud, Filter, Metadata, Server, Volume, META_CLUSTER, META_REPLICA, META_ROLE,
 };
-use pgsurge::config::{Config, PostgresConfig};
-use pgsurge::postgres::bootstrap::UserData;
+use pgsurge::config::Config;
 use pgsurge::state::{ClusterState, Phase, Replica, Role};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -26,41 +24,10 @@ use std::time::{Duration, Instant};
 /// The cluster name every e2e config uses.
 pub const CLUSTER: &str = "e2e";
 
-/// A base replica made from `primary` into a new empty volume of `cloud`, started
-/// through the provider with the bootstrap script (not yet waited for).
-pub async fn seed_replica(
-    cloud: &LocalCloud,
-    primary: &Pg,
-    pgc: &PostgresConfig,
-    name: &str,
-    meta: &Metadata,
-) -> (Volume, Server) {
-    let vol = cloud.create_empty_volume(name, meta).await.unwrap();
-    pg_cmd(
-        "pg_basebackup",
-        &[
-            "-d",
-            &primary.conninfo("postgres"),
-            "-D",
-            cloud.data_dir(&vol.id).to_str().unwrap(),
-            "-X",
-            "stream",
-            "--checkpoint=fast",
-            "--no-sync",
-        ],
-    );
-    let srv = cloud
-        .create_server(&ServerRequest {
-            name: name.to_string(),
-            volume_id: vol.id.clone(),
-            flavor: None,
-            az: None,
-            metadata: meta.clone(),
-            user_data: Some(UserData::for_replica(pgc, name).unwrap().render()),
-        })
-        .await
-        .unwrap();
-    (vol, srv)
+/// A base replica made from the configured primary into a new pool volume of `cloud`
+/// (the library's `LocalCloud::create_seed`: `pg_basebackup`, then the bootstrap script).
+pub async fn seed_replica(cloud: &LocalCloud, name: &str, meta: &Metadata) -> (Volume, Server) {
+    cloud.create_seed(name, meta).await.unwrap()
 }
 
 /// The config file of an e2e cluster (extra TOML appended verbatim).
@@ -202,13 +169,7 @@ impl E2e {
             (META_REPLICA.to_string(), "seed".to_string()),
         ]
         .into();
-        let (seed_vol, seed_srv) = rt.block_on(seed_replica(
-            &cloud,
-            &primary,
-            &config.postgres,
-            &seed_name,
-            &meta,
-        ));
+        let (seed_vol, seed_srv) = rt.block_on(seed_replica(&cloud, &seed_name, &meta));
         let seed_port = seed_srv.endpoint.clone().unwrap().port;
 
         // Two HAProxy nodes with the seed declared statically (a base replica pgsurge

@@ -165,14 +165,9 @@ fn setup(
 
     let (seed_volume, seed_server) = rt.block_on(async {
         let name = resource_name(cluster, "seed");
-        let (vol, server) = pgsurge_tests::cluster::seed_replica(
-            &cloud,
-            &primary,
-            &pgc,
-            &name,
-            &meta(cluster, "base", "seed"),
-        )
-        .await;
+        let (vol, server) =
+            pgsurge_tests::cluster::seed_replica(&cloud, &name, &meta(cluster, "base", "seed"))
+                .await;
         let at = server.endpoint.clone().unwrap();
         let r = postgres::wait_ready(
             &client,

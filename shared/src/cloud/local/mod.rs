@@ -18,6 +18,7 @@
 
 pub mod clone;
 pub mod pool;
+mod seed;
 pub mod server;
 pub mod snapshot;
 
