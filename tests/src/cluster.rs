@@ -323,6 +323,15 @@ impl E2e {
         .unwrap()
     }
 
+    /// The surge replicas the state knows, in its order.
+    pub fn surge_replicas(&self) -> Vec<Replica> {
+        self.state()
+            .replicas
+            .into_iter()
+            .filter(|r| r.role == Role::Surge)
+            .collect()
+    }
+
     /// instance-ready ticks until `n` surge replicas serve.
     pub fn tick_until_serving(&self, n: usize) {
         let tick = serde_json::json!({"pgsurge": 1, "kind": "tick"});
@@ -422,4 +431,13 @@ pub fn managed_servers(node: &HaproxyNode) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// The loopback port a replica serves on (from its recorded `host:port`).
+pub fn replica_port(r: &Replica) -> u16 {
+    let address = r.address.as_deref().expect("a replica with an address");
+    address
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("not host:port: {address}"))
 }

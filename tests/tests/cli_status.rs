@@ -8,7 +8,6 @@
 //! - A bad configuration, a corrupt state: exit 1 with a message naming the culprit.
 
 use pgsurge::cloud::{resource_name, Cloud};
-use pgsurge::state::Role;
 use pgsurge_tests::cluster::{E2e, CLUSTER};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -97,12 +96,7 @@ fn status_sees_agreement_then_each_disagreement_then_repair() {
 
     // 2. Disagreements made for real: one surge server out of haproxy2 by hand, the other
     //    surge server deleted in the cloud behind pgsurge's back.
-    let state = env.state();
-    let surge: Vec<_> = state
-        .replicas
-        .iter()
-        .filter(|r| r.role == Role::Surge)
-        .collect();
+    let surge = env.surge_replicas();
     let (unlisted, deleted) = (surge[0].clone(), surge[1].clone());
     let name = resource_name(CLUSTER, &unlisted.id);
     env.h2

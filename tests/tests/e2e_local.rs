@@ -15,7 +15,7 @@
 
 use pgsurge::cloud::{resource_name, Cloud};
 use pgsurge::state::{Phase, Role};
-use pgsurge_tests::cluster::{managed_servers, E2e, CLUSTER};
+use pgsurge_tests::cluster::{managed_servers, replica_port, E2e, CLUSTER};
 use pgsurge_tests::{free_port, wait_http_ok};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -105,15 +105,7 @@ fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
     );
     // Each replica has the primary's rows.
     for r in &env.state().replicas {
-        let port: u16 = r
-            .address
-            .as_deref()
-            .unwrap()
-            .rsplit_once(':')
-            .unwrap()
-            .1
-            .parse()
-            .unwrap();
+        let port = replica_port(r);
         let rows =
             pgsurge_tests::pg::psql_at(port, "postgres", "select count(*) from pgbench_accounts");
         assert_eq!(rows, "200000", "replica {}", r.id);
@@ -221,12 +213,7 @@ fn vanished_servers_leave_haproxy_and_a_primary_is_never_removed() {
     let env = E2e::start("e2e-vanish", 20600, "");
     env.invoke("scale-up", &alarm("v-1", "read-load"));
     env.tick_until_serving(2);
-    let state = env.state();
-    let surge: Vec<_> = state
-        .replicas
-        .iter()
-        .filter(|r| r.role == Role::Surge)
-        .collect();
+    let surge = env.surge_replicas();
     let (gone, promoted) = (surge[0].clone(), surge[1].clone());
 
     // 1. Deleted behind our back; the cloud's event arrives.
@@ -245,15 +232,7 @@ fn vanished_servers_leave_haproxy_and_a_primary_is_never_removed() {
 
     // 2. The other surge replica is promoted (now a primary), and a bad edit labels the
     //    seed as a surge replica. A scale-down picks both and must delete neither.
-    let port: u16 = promoted
-        .address
-        .as_deref()
-        .unwrap()
-        .rsplit_once(':')
-        .unwrap()
-        .1
-        .parse()
-        .unwrap();
+    let port = replica_port(&promoted);
     pgsurge_tests::pg::psql_at(port, "postgres", "select pg_promote(true, 60)");
     let mislabelled = pgsurge::state::Replica {
         id: "mislabelled".into(),

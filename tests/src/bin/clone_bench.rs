@@ -180,24 +180,11 @@ impl Bench<'_> {
             .await
             .unwrap();
         let clone = secs(t);
-        let start = label_start(&self.cloud.data_dir(&vol.id));
-        let t = Instant::now();
-        let server = self
-            .cloud
-            .create_server(&self.server_request(&vol.id, &name))
-            .await
-            .unwrap();
-        let boot = secs(t);
-        let t = Instant::now();
-        self.ready(&server).await;
-        let catch_up = secs(t);
-        let end = lsn_of(&self.primary.current_lsn());
-        self.cloud.delete_server(&server.id).await.unwrap();
-        self.cloud.delete_volume(&vol.id).await.unwrap();
+        let (boot, catch_up, wal_mb) = self.boot_and_catch_up(&vol.id, &name).await;
         self.cloud.delete_snapshot(&snap.id).await.unwrap();
         Run {
             phases: vec![snapshot, clone, boot, catch_up],
-            wal_mb: start.bytes_until(end) as f64 / 1048576.0,
+            wal_mb,
         }
     }
 
@@ -225,11 +212,22 @@ impl Bench<'_> {
             ],
         );
         let basebackup = secs(t);
-        let start = label_start(&data);
+        let (boot, catch_up, wal_mb) = self.boot_and_catch_up(&vol.id, &name).await;
+        Run {
+            phases: vec![basebackup, boot, catch_up],
+            wal_mb,
+        }
+    }
+
+    /// The part both paths share: a server on the filled volume, booted and caught up
+    /// (seconds each), and the WAL it replayed (MiB, from its backup label's start to the
+    /// primary's LSN when caught up); then server and volume are deleted.
+    async fn boot_and_catch_up(&self, volume_id: &str, name: &str) -> (f64, f64, f64) {
+        let start = label_start(&self.cloud.data_dir(volume_id));
         let t = Instant::now();
         let server = self
             .cloud
-            .create_server(&self.server_request(&vol.id, &name))
+            .create_server(&self.server_request(volume_id, name))
             .await
             .unwrap();
         let boot = secs(t);
@@ -238,11 +236,8 @@ impl Bench<'_> {
         let catch_up = secs(t);
         let end = lsn_of(&self.primary.current_lsn());
         self.cloud.delete_server(&server.id).await.unwrap();
-        self.cloud.delete_volume(&vol.id).await.unwrap();
-        Run {
-            phases: vec![basebackup, boot, catch_up],
-            wal_mb: start.bytes_until(end) as f64 / 1048576.0,
-        }
+        self.cloud.delete_volume(volume_id).await.unwrap();
+        (boot, catch_up, start.bytes_until(end) as f64 / 1048576.0)
     }
 }
 
