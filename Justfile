@@ -22,8 +22,8 @@ demo: deps build
 test: deps build
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -q -- -D warnings
-    # A single-node Ceph OSD on a loaded 2-core box occasionally dies at start: retry once from scratch.
-    trap 'bash infra/s3/rgw-down.sh --purge; bash tests/openstack/down.sh' EXIT; bash infra/s3/rgw-up.sh || bash infra/s3/rgw-up.sh --fresh; bash tests/openstack/up.sh; cargo test --workspace --no-fail-fast
+    # A single-node Ceph OSD on a loaded 2-core box occasionally fails to come up: retry twice from scratch.
+    trap 'bash infra/s3/rgw-down.sh --purge; bash tests/openstack/down.sh' EXIT; bash infra/s3/rgw-up.sh || bash infra/s3/rgw-up.sh --fresh || { sleep 5; bash infra/s3/rgw-up.sh --fresh; }; bash tests/openstack/up.sh; cargo test --workspace --no-fail-fast
 
 # The OpenStack provider's tests against a real OpenStack test cloud (Debian packages, as
 # root): brings the cloud up, runs them, brings it down even when they fail.

@@ -49,7 +49,7 @@ wait_for() { # seconds, description, command...
   until "$@" >/dev/null 2>&1; do
     if [ $SECONDS -ge $deadline ]; then
       echo "rgw-up: timed out after ${secs}s waiting for $what; logs in $DIR" >&2
-      tail -n 20 "$DIR"/*.log "$DIR"/*.stdout 2>/dev/null >&2 || true
+      tail -n 20 "$DIR"/*.log "$DIR"/*.stdout >&2 2>/dev/null || true
       exit 1
     fi
     sleep 0.3
