@@ -716,6 +716,14 @@ impl Config {
         validate_local(&self.local)?;
         crate::ops::config::validate_ops(&self.ops)?;
         validate_openstack(&self.openstack)?;
+        // Checked here, not at the first boot: by then scale-up has already taken a
+        // snapshot and cloned volumes it would have to roll back.
+        if self.cloud.provider == CloudProvider::Openstack && self.openstack.flavor.is_empty() {
+            return Err(invalid(
+                "openstack.flavor",
+                "is required with cloud.provider = \"openstack\" (the flavor surge replicas boot with)",
+            ));
+        }
         validate_haproxy(&self.haproxy)
     }
 }
@@ -983,6 +991,7 @@ mod tests {
                 "metrics.push_format",
             ),
             ("[haproxy]\nweight = 300", "haproxy.weight"),
+            ("[cloud]\nprovider = \"openstack\"", "openstack.flavor"),
             ("[haproxy]\nbackend = \"a b\"", "haproxy.backend"),
             ("[haproxy]\ndrain_deadline_secs = 0", "haproxy.drain_deadline_secs"),
             (

@@ -50,11 +50,15 @@ type Act = for<'a> fn(
     &'a LambdaEvent<()>,
 ) -> BoxFuture<'a, Result<ops::Report, ops::OpsError>>;
 
-fn firing(e: &Event) -> Vec<Alarm> {
+/// The alarms a function acts on: the firing ones, and — for scale-up, when
+/// `policy.scale_down_on_resolved` is set — the resolved ones too (Alertmanager and Cloud
+/// Eye send an alarm's "resolved" to the same receiver as its "firing": the scale-up
+/// function). The policy turns such a resolved scale-up alarm into a scale-down.
+fn alarms(e: &Event, with_resolved: bool) -> Vec<Alarm> {
     match e {
         Event::Alarms { alarms } => alarms
             .iter()
-            .filter(|a| a.state == AlarmState::Firing)
+            .filter(|a| a.state == AlarmState::Firing || with_resolved)
             .cloned()
             .collect(),
         _ => Vec::new(),
@@ -75,9 +79,20 @@ pub async fn scale_up(
     config: Arc<Config>,
     ev: LambdaEvent<Webhook>,
 ) -> Result<Outcome, FunctionError> {
-    handle("scale-up", &config, ev, firing_alarms, |p, e, _| {
-        async move { ops::scale_up(p, &firing(e), now()).await }.boxed()
-    })
+    let on_resolved = config.policy.scale_down_on_resolved;
+    handle(
+        "scale-up",
+        &config,
+        ev,
+        move |e| acted_on(e, on_resolved),
+        |p, e, _| {
+            async move {
+                let alarms = alarms(e, p.policy.scale_down_on_resolved);
+                ops::scale_up(p, &alarms, now()).await
+            }
+            .boxed()
+        },
+    )
     .await
 }
 
@@ -85,9 +100,13 @@ pub async fn scale_down(
     config: Arc<Config>,
     ev: LambdaEvent<Webhook>,
 ) -> Result<Outcome, FunctionError> {
-    handle("scale-down", &config, ev, firing_alarms, |p, e, _| {
-        async move { ops::scale_down(p, &firing(e), now()).await }.boxed()
-    })
+    handle(
+        "scale-down",
+        &config,
+        ev,
+        |e| acted_on(e, false),
+        |p, e, _| async move { ops::scale_down(p, &alarms(e, false), now()).await }.boxed(),
+    )
     .await
 }
 
@@ -184,7 +203,7 @@ pub async fn reconcile(
 /// A verified SMN subscription confirmation is answered here, for every function.
 async fn handle(
     function: &'static str,
-    config: &Config,
+    config: &Arc<Config>,
     ev: LambdaEvent<Webhook>,
     accept: impl Fn(&Event) -> Result<String, String>,
     act: Act,
@@ -224,7 +243,7 @@ async fn handle(
     let mut report = ops::Report::default();
     let mut reason = reason;
     if status == Status::Accepted && !matches!(event, Event::SubscriptionConfirmation(_)) {
-        match ops::build(config, ctx.context.credentials.as_ref()).await? {
+        match ops::ports(config, ctx.context.credentials.as_ref()).await? {
             None => reason = format!("{reason}; {NO_CLOUD}"),
             Some(ports) => report = act(&ports, &event, &ctx).await?,
         }
@@ -241,17 +260,24 @@ async fn handle(
     })
 }
 
-fn firing_alarms(e: &Event) -> Result<String, String> {
+/// Accept an alarm notification when it holds an alarm this function acts on.
+fn acted_on(e: &Event, with_resolved: bool) -> Result<String, String> {
     match e {
         Event::Alarms { alarms } => {
             let firing = alarms
                 .iter()
                 .filter(|a| a.state == AlarmState::Firing)
                 .count();
-            if firing == 0 {
-                Err(format!("{} alarm(s), none firing", alarms.len()))
-            } else {
+            let resolved = alarms.len() - firing;
+            if firing > 0 && (resolved == 0 || !with_resolved) {
                 Ok(format!("{firing} firing alarm(s) of {}", alarms.len()))
+            } else if with_resolved && resolved > 0 {
+                Ok(format!(
+                    "{firing} firing and {resolved} resolved alarm(s) \
+                     (policy.scale_down_on_resolved = true)"
+                ))
+            } else {
+                Err(format!("{} alarm(s), none firing", alarms.len()))
             }
         }
         other => Err(format!("not an alarm ({})", kind_name(other))),

@@ -194,12 +194,27 @@ fn concurrent_deliveries_make_one_operation_and_bounds_hold() {
     assert!(seen.agree_on(3), "after two concurrent alarms: {seen:?}");
     assert_eq!(env.state().replicas.len(), 4, "max_replicas = 4 holds");
 
-    // Back down, nothing left.
+    // Back down through the first alarm's *resolved* notification, delivered where its
+    // firing went (scale-up). By default it changes nothing ...
+    let mut resolved = same.clone();
+    resolved["state"] = json!("resolved");
+    let ignored = env.invoke("scale-up", &resolved);
+    assert_eq!(ignored["status"], "ignored", "{ignored}");
+    assert_eq!(env.surge_replicas().len(), 3, "{ignored}");
+    // ... and with policy.scale_down_on_resolved it scales down: nothing left.
+    env.env.push((
+        "PGSURGE_POLICY__SCALE_DOWN_ON_RESOLVED".into(),
+        "true".into(),
+    ));
     env.env
         .push(("PGSURGE_POLICY__SCALE_DOWN_STEP".into(), "3".into()));
-    env.invoke("scale-down", &alarm("storm-4", "low"));
+    let down = env.invoke("scale-up", &resolved);
+    assert_eq!(down["decision"]["action"]["action"], "scale-down", "{down}");
     let seen = env.surge_everywhere();
-    assert!(seen.agree_on(0), "after scale-down: {seen:?}");
+    assert!(seen.agree_on(0), "after the resolved alarm: {seen:?}");
+    // The same resolved notification again decides nothing.
+    let again = env.invoke("scale-up", &resolved);
+    assert_eq!(again["decision"]["action"]["action"], "nothing", "{again}");
     env.delete_seed();
 }
 

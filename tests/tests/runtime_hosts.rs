@@ -9,11 +9,12 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
 
-const FUNCTIONS: [&str; 4] = [
+const FUNCTIONS: [&str; 5] = [
     "scale-up",
     "scale-down",
     "instance-ready",
     "instance-deleted",
+    "reconcile",
 ];
 const TOKEN: &str = "test-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(20);
@@ -331,6 +332,40 @@ async fn the_handler_sees_the_hosts_context_and_panics_become_errors() {
         !logs.contains("never-logged"),
         "credentials leaked into logs:\n{logs}"
     );
+
+    // HTTP, started the way FunctionGraph HTTP functions start it (no subcommand, PORT):
+    // a panic is a 500, a handler's Unavailable a 503, the deadline a 504; it keeps serving.
+    let port = free_port();
+    let _http = spawn(
+        "shim-probe",
+        &[],
+        &[
+            ("PORT", port.to_string()),
+            ("PGSURGE_RUNTIME__TIMEOUT_SECS", "1".into()),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_http_ok(&format!("{base}/healthz"), 20).await;
+    for (body, status, kind) in [
+        (json!({"panic": true}), 500, "Internal"),
+        (
+            json!({"fail": "replica pool exhausted"}),
+            503,
+            "Unavailable",
+        ),
+        (json!({"sleep_ms": 3000}), 504, "Timeout"),
+    ] {
+        let (code, answer) = post(&base, body.to_string().into_bytes(), None).await;
+        assert_eq!(
+            (code, answer["errorType"].as_str()),
+            (status, Some(kind)),
+            "{body}: {answer}"
+        );
+    }
+    let (code, answer) = post(&base, br#"{"after": 1}"#.to_vec(), None).await;
+    assert_eq!(code, 200, "keeps serving: {answer}");
+    assert_eq!(answer["payload"], json!({"after": 1}));
+    assert_eq!(answer["context"]["host"], "http");
 
     // Lambda: deadline and ARN from the next-invocation headers; past the deadline → Timeout.
     let (_l, lambda) = runtime("shim-probe", Flavor::Lambda, &[]).await;

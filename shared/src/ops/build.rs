@@ -8,6 +8,43 @@ use crate::config::{CloudProvider, Config};
 use crate::postgres::{LagBounds, PgClient};
 use crate::runtime::Credentials;
 use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// The ports a warm process built last, with what they were built from.
+struct Built {
+    config: Arc<Config>,
+    creds: Option<Credentials>,
+    ports: Option<Arc<Ports>>,
+}
+
+static BUILT: Mutex<Option<Built>> = Mutex::const_new(None);
+
+/// The ports for this configuration and these credentials, built once per process.
+///
+/// Why: the HTTP and runtime-API hosts serve many invocations from one warm process.
+/// Building per invocation would log in to Keystone, run the object store's
+/// conditional-write probe (a scratch write) and open new connection pools on every
+/// webhook. The cache holds one entry and is rebuilt when the configuration (by identity)
+/// or the host's temporary credentials change — FunctionGraph rotates those, and ports
+/// built from expired ones would fail. A failed build is not cached.
+pub async fn ports(
+    config: &Arc<Config>,
+    creds: Option<&Credentials>,
+) -> Result<Option<Arc<Ports>>, OpsError> {
+    let mut built = BUILT.lock().await;
+    if let Some(b) = built.as_ref() {
+        if Arc::ptr_eq(&b.config, config) && b.creds.as_ref() == creds {
+            return Ok(b.ports.clone());
+        }
+    }
+    let ports = build(config, creds).await?.map(Arc::new);
+    *built = Some(Built {
+        config: config.clone(),
+        creds: creds.cloned(),
+        ports: ports.clone(),
+    });
+    Ok(ports)
+}
 
 /// Build the ports, or `None` when no cloud provider is configured (`cloud.provider =
 /// "none"`): the functions then only authenticate, parse and classify events.

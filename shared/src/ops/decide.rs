@@ -19,7 +19,8 @@ pub(crate) async fn decide_and_record(
     now: OffsetDateTime,
     plan: impl Fn(&mut ClusterState, &Decision, &str),
 ) -> Result<Decision, OpsError> {
-    let id = op_id(&alarm.id);
+    // Keyed like the policy's duplicate check: a resolution is not its firing's op.
+    let id = op_id(&policy::occurrence(alarm));
     let trigger = Trigger::Alarm { alarm, intent };
     let (decision, _) = ports
         .state
@@ -30,7 +31,7 @@ pub(crate) async fn decide_and_record(
             Ok(d)
         })
         .await?;
-    tracing::info!(function, alarm = %alarm.id, action = ?decision.action, reason = %decision.reason, "decision");
+    tracing::info!(function, alarm = %alarm.id, state = ?alarm.state, action = ?decision.action, reason = %decision.reason, "decision");
     crate::metrics::global().inc(
         "pgsurge_decisions_total",
         "Scaling decisions by function, action and alarm source.",

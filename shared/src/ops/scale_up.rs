@@ -28,6 +28,7 @@ pub async fn scale_up(
     now: OffsetDateTime,
 ) -> Result<Report, OpsError> {
     let mut report = Report::default();
+    let mut scaled_down = false;
     for alarm in alarms {
         let decision = decide_and_record(
             ports,
@@ -43,9 +44,17 @@ pub async fn scale_up(
         )
         .await?;
         failpoint::hit("scale_up.after_decision");
+        // A resolved alarm, with `policy.scale_down_on_resolved`, decides a scale-down.
+        scaled_down |= matches!(decision.action, Action::ScaleDown { .. });
         report.decision = Some(decision);
     }
     with_lease(ports, "create", &mut report, || drive_creating(ports, now)).await?;
+    if scaled_down {
+        with_lease(ports, "remove", &mut report, || {
+            super::scale_down::drive_draining(ports, now)
+        })
+        .await?;
+    }
     Ok(report)
 }
 

@@ -177,17 +177,17 @@ pub fn decide(
         Trigger::Tick => return tick(state, cap, now, cfg),
         Trigger::Alarm { alarm, intent } => (alarm, intent),
     };
-    if let Some(seen) = state.decided_alarms.iter().find(|a| a.id == alarm.id) {
+    let key = occurrence(alarm);
+    if let Some(seen) = state.decided_alarms.iter().find(|a| a.id == key) {
         return nothing(
             format!(
-                "alarm occurrence {:?} was already decided at {}: a duplicate decides nothing",
-                alarm.id,
+                "alarm occurrence {key:?} was already decided at {}: a duplicate decides nothing",
                 rfc3339(seen.at)
             ),
             None,
         );
     }
-    let id = Some(alarm.id.clone());
+    let id = Some(key);
     let direction = alarm.params.action.unwrap_or(intent);
     let label = format!("alarm {:?} ({})", alarm.name, state_name(alarm.state));
     match (alarm.state, direction) {
@@ -210,6 +210,17 @@ pub fn decide(
             format!("{label}: a resolved scale-down alarm needs no action"),
             id,
         ),
+    }
+}
+
+/// The key a decision is recorded under. An alarm's firing and its resolution share the
+/// sender's occurrence id (Alertmanager's fingerprint@startsAt, Cloud Eye's alarm id),
+/// but they are two decisions: without the suffix the resolution would always look
+/// like a duplicate of the firing, and `scale_down_on_resolved` could never act.
+pub fn occurrence(alarm: &Alarm) -> String {
+    match alarm.state {
+        AlarmState::Firing => alarm.id.clone(),
+        AlarmState::Resolved => format!("{}#resolved", alarm.id),
     }
 }
 

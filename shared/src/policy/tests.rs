@@ -376,6 +376,36 @@ fn resolved_alarms_scale_down_only_when_configured() {
 }
 
 #[test]
+fn an_alarms_resolution_is_not_a_duplicate_of_its_firing() {
+    let on = PolicyConfig {
+        scale_down_on_resolved: true,
+        ..cfg()
+    };
+    let mut s = cluster(2, 0);
+    let firing = alarm("fp@2026-11-25T09:00:00Z", AlarmState::Firing);
+    let d = decide(&s, up(&firing), NOW, &on);
+    assert!(matches!(d.action, Action::ScaleUp { .. }), "{}", d.reason);
+    record(&mut s, &d, NOW, "op-1");
+    // The replicas came up and served (their operation finished); then the same
+    // occurrence resolves.
+    s.operations.clear();
+    s.replicas.retain(|r| r.role == Role::Base);
+    s.replicas
+        .push(replica("s1", Role::Surge, Phase::Serving, 20_000));
+    s.replicas
+        .push(replica("s2", Role::Surge, Phase::Serving, 20_001));
+    let later = NOW + Duration::hours(1);
+    let resolved = alarm("fp@2026-11-25T09:00:00Z", AlarmState::Resolved);
+    let d = decide(&s, up(&resolved), later, &on);
+    assert!(matches!(d.action, Action::ScaleDown { .. }), "{}", d.reason);
+    record(&mut s, &d, later, "op-2");
+    // A second delivery of the resolution is the duplicate.
+    let again = decide(&s, up(&resolved), later, &on);
+    assert_eq!(again.action, Action::Nothing);
+    assert!(again.reason.contains("already decided"), "{}", again.reason);
+}
+
+#[test]
 fn a_duplicate_alarm_decides_once() {
     let mut s = cluster(3, 0);
     let a = alarm("fp@2026-11-25T09:00:00Z", AlarmState::Firing);

@@ -42,7 +42,7 @@ impl Host {
 }
 
 /// Temporary credentials a host hands the function (FunctionGraph with an agency).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     pub access_key: Option<String>,
     pub secret_key: Option<Secret>,

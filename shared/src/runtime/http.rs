@@ -112,11 +112,18 @@ where
     }
     let max = shared.limits.max_body_bytes;
     // Read at most max+1 bytes: enough to know the body is too large without buffering it all.
+    let too_large = || {
+        let msg = format!("request body exceeds runtime.max_body_bytes ({max} bytes)");
+        FunctionError::new(super::ErrorKind::PayloadTooLarge, msg)
+    };
     let bytes = match axum::body::to_bytes(body, max + 1).await {
         Ok(b) if b.len() <= max => b,
-        _ => {
-            let msg = format!("request body exceeds runtime.max_body_bytes ({max} bytes)");
-            return refuse(FunctionError::new(super::ErrorKind::PayloadTooLarge, msg));
+        Ok(_) => return refuse(too_large()),
+        Err(e) if is_length_limit(&e) => return refuse(too_large()),
+        // A client that hung up or a broken transfer is not a too-large body.
+        Err(e) => {
+            let msg = format!("could not read the request body: {e}");
+            return refuse(FunctionError::new(super::ErrorKind::BadRequest, msg));
         }
     };
     let headers: BTreeMap<String, String> = parts
@@ -155,6 +162,18 @@ where
         Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
         Err(e) => error_response(e),
     }
+}
+
+/// Whether reading the body stopped at the size limit (rather than failing).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 fn query_map(query: Option<&str>) -> BTreeMap<String, String> {

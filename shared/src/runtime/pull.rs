@@ -199,19 +199,37 @@ where
                 continue;
             }
         };
-        failures = 0;
         let ctx = api.context(response.headers(), function, config.runtime.timeout_secs);
-        let body = response.bytes().await.unwrap_or_default();
+        let body = response.bytes().await;
         let ctx = match ctx {
             Ok(c) => c,
             Err(why) => {
-                // Without a request id there is nowhere to post a result; the platform times it out.
-                tracing::error!(function, error = %why, "malformed invocation from the runtime API");
+                // Without a request id there is nowhere to post a result; the platform times
+                // it out. Back off as for a failed fetch, so a broken API is not hammered.
+                failures += 1;
+                tracing::error!(function, error = %why, failures, "malformed invocation from the runtime API");
+                if failures >= MAX_API_FAILURES {
+                    return ExitCode::from(1);
+                }
+                tokio::time::sleep(Duration::from_millis(100 << failures.min(6))).await;
                 continue;
             }
         };
+        failures = 0;
         let id = ctx.request_id.clone();
-        let (url, body, error_type) = match invoke(handler.as_ref(), ctx, &body, &limits).await {
+        let outcome = match body {
+            Ok(body) => invoke(handler.as_ref(), ctx, &body, &limits).await,
+            // Not the sender's fault and not "invalid JSON": say what happened.
+            Err(e) => {
+                let msg = format!(
+                    "could not read the invocation's body from the runtime API: {}",
+                    e.without_url()
+                );
+                tracing::error!(function, request_id = %id, error = %msg, "invocation failed");
+                Err(FunctionError::new(super::ErrorKind::Unavailable, msg))
+            }
+        };
+        let (url, body, error_type) = match outcome {
             Ok(v) => (api.response_url(&id), v, None),
             Err(e) => (api.error_url(&id), e.to_json(), Some(e.error_type.clone())),
         };

@@ -7,7 +7,14 @@ use pgsurge::runtime::{self, ErrorKind, FunctionError, LambdaEvent};
 use serde_json::{json, Value};
 
 async fn probe(event: LambdaEvent<Value>) -> Result<Value, FunctionError> {
-    let p = &event.payload;
+    // Over HTTP the payload is the API-gateway-style envelope; the request is its body.
+    let inner = event
+        .payload
+        .get("httpMethod")
+        .and(event.payload.get("body"))
+        .and_then(|b| b.as_str())
+        .and_then(|b| serde_json::from_str::<Value>(b).ok());
+    let p = inner.as_ref().unwrap_or(&event.payload);
     if p.get("panic").is_some() {
         panic!("probe asked to panic");
     }
