@@ -281,6 +281,21 @@ pub fn parse(body: &str) -> Result<Event, EventError> {
     parse_value(value)
 }
 
+/// The top-level keys by which [`parse_value`] recognises a format other than an SMN
+/// message. Keep in step with it: an SMN-signed body carrying any of them is refused
+/// (`smn::parse_signed`), since the signature does not cover them.
+pub(crate) const FORMAT_MARKERS: &[&str] = &[
+    "pgsurge",
+    "alerts",
+    "version",
+    "alarm_id",
+    "current",
+    "record",
+    "lifecycle_action_key",
+    "lifecycle_hook_name",
+    "trigger_type",
+];
+
 /// [`parse`] for an already decoded JSON document.
 pub fn parse_value(value: serde_json::Value) -> Result<Event, EventError> {
     let obj = value
