@@ -123,7 +123,7 @@ fn string_to_sign(m: &Value) -> String {
         .filter_map(|k| {
             m[*k]
                 .as_str()
-                .filter(|v| !v.is_empty())
+                .filter(|v| *k != "subject" || !v.is_empty())
                 .map(|v| format!("{k}\n{v}\n"))
         })
         .collect()
