@@ -301,3 +301,86 @@ async fn direct_invocations_are_not_asked_for_a_shared_secret() {
         Event::Tick
     );
 }
+
+/// README "Alarm parameters": an unknown key is refused, never silently ignored — in the
+/// generic form's `params` object as much as in `pgsurge.*` words.
+#[tokio::test]
+async fn an_unknown_key_in_generic_params_is_refused_by_name() {
+    let r = receiver(ParamLimits::default());
+    let b = r#"{"pgsurge":1,"kind":"alarm","id":"x","name":"load","state":"firing","params":{"replica":2}}"#;
+    let err = r.receive(&signed(b, NOW), now()).await.unwrap_err();
+    assert!(matches!(err, EventError::Malformed { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("`params`: unknown field `replica`, expected one of `replicas`"),
+        "{text}"
+    );
+    // The spelled-right key is accepted, and `params: null` means none.
+    let ok = b.replace("\"replica\"", "\"replicas\"");
+    match r.receive(&signed(&ok, NOW), now()).await.unwrap() {
+        Event::Alarms { alarms } => assert_eq!(alarms[0].params.replicas, Some(2)),
+        other => panic!("{other:?}"),
+    }
+    let none =
+        r#"{"pgsurge":1,"kind":"alarm","id":"x","name":"load","state":"firing","params":null}"#;
+    match r.receive(&signed(none, NOW), now()).await.unwrap() {
+        Event::Alarms { alarms } => assert_eq!(alarms[0].params, Default::default()),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A parameter set twice (label and annotation, or twice in a text) must agree; which
+/// one won would otherwise depend on the order of the maps.
+#[tokio::test]
+async fn a_parameter_given_twice_with_different_values_is_refused() {
+    let r = receiver(ParamLimits::default());
+    let alertmanager = |labels: &str, annotations: &str| {
+        format!(
+            r#"{{"version":"4","status":"firing","alerts":[{{"status":"firing",
+            "labels":{{"alertname":"PgReadLoadHigh",{labels}}},
+            "annotations":{{{annotations}}},
+            "startsAt":"2026-11-25T09:00:00Z","fingerprint":"ab"}}]}}"#
+        )
+    };
+    let conflicting = alertmanager(r#""pgsurge_replicas":"2""#, r#""pgsurge.replicas":"3""#);
+    let err = r
+        .receive(&signed(&conflicting, NOW), now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EventError::Malformed { .. }), "{err}");
+    assert!(
+        err.to_string().contains(
+            "parameter `replicas` is given twice with different values: \
+             pgsurge_replicas=\"2\" and pgsurge.replicas=\"3\""
+        ),
+        "{err}"
+    );
+    // The same value twice is fine, also when spelled differently (`x2` and `2`).
+    let agreeing = alertmanager(
+        r#""pgsurge_multiplier":"x2""#,
+        r#""pgsurge.multiplier":"2""#,
+    );
+    match r.receive(&signed(&agreeing, NOW), now()).await.unwrap() {
+        Event::Alarms { alarms } => assert_eq!(alarms[0].params.multiplier, Some(2)),
+        other => panic!("{other:?}"),
+    }
+    // In alarm text (Aodh reason, Cloud Eye description) the same rule holds.
+    let err = pgsurge::events::parse(
+        r#"{"alarm_id":"a","current":"alarm","reason":"pgsurge.az=a pgsurge.az=b"}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "`az` is given twice with different values: pgsurge.az=\"a\" and pgsurge.az=\"b\""
+        ),
+        "{err}"
+    );
+    let ok = pgsurge::events::parse(
+        r#"{"alarm_id":"a","current":"alarm","reason":"pgsurge.az=a pgsurge.az=a"}"#,
+    )
+    .unwrap();
+    match ok {
+        Event::Alarms { alarms } => assert_eq!(alarms[0].params.az.as_deref(), Some("a")),
+        other => panic!("{other:?}"),
+    }
+}

@@ -172,6 +172,23 @@ fn auto_scaling_lifecycle_hook() {
     );
 }
 
+/// Scale-in: the hook holds the instance in "Wait (Removing from AS group)" until
+/// someone answers with the action key, so the key must come through.
+#[test]
+fn auto_scaling_lifecycle_hook_terminating() {
+    assert_eq!(
+        example("as-lifecycle-terminating.json").unwrap(),
+        Event::Instance(InstanceEvent {
+            source: Source::AsLifecycle,
+            kind: InstanceKind::Terminating,
+            server_id: Some("8a2c4e6f-1b3d-4f5a-9c7e-0d2f4a6b8c0e".into()),
+            replica_id: None,
+            at: Some("2026-11-25T10:40:05Z".into()),
+            lifecycle_action_key: Some("7d4e0a52-9c1b-4f6e-b3a8-2e5d7c9f0a14".into()),
+        })
+    );
+}
+
 #[test]
 fn generic_forms() {
     assert_eq!(
@@ -224,5 +241,5 @@ fn every_example_file_is_covered() {
             n += 1;
         }
     }
-    assert!(n >= 13, "only {n} examples");
+    assert!(n >= 14, "only {n} examples");
 }

@@ -123,7 +123,7 @@ fn string_to_sign(m: &Value) -> String {
         .filter_map(|k| {
             m[*k]
                 .as_str()
-                .filter(|v| !v.is_empty())
+                .filter(|v| *k != "subject" || !v.is_empty())
                 .map(|v| format!("{k}\n{v}\n"))
         })
         .collect()
@@ -489,4 +489,71 @@ async fn the_real_fetcher_gets_the_certificate_over_verified_https() {
         .await
         .unwrap_err();
     assert!(!err.is_empty());
+}
+
+/// The signature covers only the SMN keys. A captured genuine message (still inside the
+/// age window) with keys of another format added next to them must not be read as that
+/// format: each variant is refused, names the injected keys, and yields no alarm.
+#[tokio::test]
+async fn a_signed_message_with_injected_keys_of_another_format_is_refused() {
+    let keys = Keys::new("rsa");
+    let (r, _) = receiver(&keys, SmnConfig::default());
+    let now = OffsetDateTime::now_utc();
+    let genuine = notification(&keys, now - Duration::minutes(10), CERT_URL);
+    // The genuine message itself is accepted (so the refusals below are due to the keys).
+    let (event, how) = r
+        .receive_authenticated(&via_http(&genuine), now)
+        .await
+        .unwrap();
+    assert_eq!(how, Authenticated::SmnSignature);
+    assert!(matches!(event, Event::Alarms { .. }), "{event:?}");
+
+    let forged_alerts = json!([{
+        "status": "firing",
+        "labels": {"alertname": "Forged", "pgsurge_replicas": "10"},
+        "annotations": {},
+        "startsAt": "2026-11-25T09:00:00Z",
+        "fingerprint": "f00d"
+    }]);
+    let injections: Vec<(Vec<(&str, Value)>, &str)> = vec![
+        (
+            vec![("version", json!("4")), ("alerts", forged_alerts)],
+            "alerts, version",
+        ),
+        (
+            vec![("alarm_id", json!("forged")), ("current", json!("alarm"))],
+            "alarm_id, current",
+        ),
+        (
+            vec![
+                ("pgsurge", json!(1)),
+                ("kind", json!("alarm")),
+                ("id", json!("x")),
+                ("name", json!("x")),
+                ("state", json!("firing")),
+            ],
+            "pgsurge",
+        ),
+        (
+            vec![
+                ("lifecycle_action_key", json!("k")),
+                ("instance_id", json!("i")),
+            ],
+            "lifecycle_action_key",
+        ),
+    ];
+    for (added, named) in injections {
+        let mut m = genuine.clone();
+        for (k, v) in added {
+            m[k] = v;
+        }
+        let err = r.receive(&via_http(&m), now).await.unwrap_err();
+        assert!(matches!(err, EventError::Unauthenticated(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("keys of another event format ({named})")),
+            "{text}"
+        );
+        assert!(text.contains("signature does not cover"), "{text}");
+    }
 }

@@ -1,4 +1,5 @@
-//! pgsurge's own JSON form, for anything else and for the CLI.
+//! pgsurge's own JSON form, for anything else and for the CLI (documented, with every
+//! field, in README "The generic JSON form").
 //!
 //! ```json
 //! {"pgsurge": 1, "kind": "alarm", "id": "manual-1", "name": "read-load", "state": "firing",
@@ -30,8 +31,10 @@ enum Generic {
         #[serde(default)]
         resource: BTreeMap<String, String>,
         at: Option<String>,
+        /// Deserialised on its own so that an error names `params` (unknown keys are
+        /// refused: `AlarmParams` denies them).
         #[serde(default)]
-        params: AlarmParams,
+        params: Option<serde_json::Value>,
     },
     Instance {
         pgsurge: u32,
@@ -74,6 +77,11 @@ pub(super) fn parse(v: serde_json::Value) -> Result<Event, EventError> {
             if id.is_empty() || name.is_empty() {
                 return Err(malformed(NAME, "`id` and `name` must not be empty"));
             }
+            let params: AlarmParams = match params {
+                None | Some(serde_json::Value::Null) => AlarmParams::default(),
+                Some(p) => serde_json::from_value(p)
+                    .map_err(|e| malformed(NAME, format!("`params`: {e}")))?,
+            };
             Event::Alarms {
                 alarms: vec![Alarm {
                     source: Source::Generic,

@@ -172,7 +172,11 @@ pub enum AlarmState {
 
 /// Optional per-alarm parameters (from labels, annotations or the alarm description).
 /// Validated against configured limits by the policy, not here.
+///
+/// Unknown keys are refused when deserialised (the generic form's `params`): a typo such
+/// as `replica` must not silently scale by the default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AlarmParams {
     /// Add (or remove) exactly this many replicas.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -281,6 +285,21 @@ pub fn parse(body: &str) -> Result<Event, EventError> {
     parse_value(value)
 }
 
+/// The top-level keys by which [`parse_value`] recognises a format other than an SMN
+/// message. Keep in step with it: an SMN-signed body carrying any of them is refused
+/// (`smn::parse_signed`), since the signature does not cover them.
+pub(crate) const FORMAT_MARKERS: &[&str] = &[
+    "pgsurge",
+    "alerts",
+    "version",
+    "alarm_id",
+    "current",
+    "record",
+    "lifecycle_action_key",
+    "lifecycle_hook_name",
+    "trigger_type",
+];
+
 /// [`parse`] for an already decoded JSON document.
 pub fn parse_value(value: serde_json::Value) -> Result<Event, EventError> {
     let obj = value
@@ -314,13 +333,18 @@ pub fn parse_value(value: serde_json::Value) -> Result<Event, EventError> {
 
 /// Read `pgsurge.*` parameters from a flat string map (labels, annotations, or
 /// `key=value` pairs found in an alarm description). Unknown `pgsurge.*` keys are errors
-/// so a typo does not silently scale by the default.
+/// so a typo does not silently scale by the default. A parameter given more than once
+/// (a label and an annotation, `pgsurge.x` and `pgsurge_x`, twice in a description) must
+/// say the same thing each time: which one wins would otherwise be an accident of order.
 pub(crate) fn params_from_map<'a>(
     source_name: &'static str,
     pairs: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Result<AlarmParams, EventError> {
     let mut p = AlarmParams::default();
+    // Parameter name → (the key as written, its value as written), for the conflict error.
+    let mut seen: BTreeMap<&'static str, (&'a str, &'a str)> = BTreeMap::new();
     for (k, v) in pairs {
+        let before = p.clone();
         let Some(key) = k
             .strip_prefix("pgsurge.")
             .or_else(|| k.strip_prefix("pgsurge_"))
@@ -353,6 +377,29 @@ pub(crate) fn params_from_map<'a>(
                 return Err(bad(
                     "unknown pgsurge parameter (replicas, multiplier, flavor, az, action)",
                 ))
+            }
+        }
+        // Compare the parsed values: `x2` and `2` are the same multiplier.
+        let (name, same) = match key {
+            "replicas" => ("replicas", before.replicas == p.replicas),
+            "multiplier" => ("multiplier", before.multiplier == p.multiplier),
+            "flavor" => ("flavor", before.flavor == p.flavor),
+            "az" => ("az", before.az == p.az),
+            _ => ("action", before.action == p.action),
+        };
+        match seen.get(name) {
+            Some((k0, v0)) if !same => {
+                return Err(EventError::Malformed {
+                    source_name,
+                    message: format!(
+                        "parameter `{name}` is given twice with different values: \
+                         {k0}={v0:?} and {k}={v:?}"
+                    ),
+                })
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(name, (k, v));
             }
         }
     }

@@ -2,7 +2,8 @@
 
 use super::smn_verify::{HttpsFetcher, SmnFetcher, SmnVerifier};
 use super::{
-    auth, params, parse_value, Event, EventError, ParamLimits, SubscriptionConfirmation, Webhook,
+    auth, params, parse_value, smn, Event, EventError, ParamLimits, SubscriptionConfirmation,
+    Webhook,
 };
 use crate::config::AuthConfig;
 use std::sync::Arc;
@@ -110,7 +111,15 @@ impl Receiver {
                 }
             }
         };
-        let event = parse_value(value)?;
+        // A body authenticated by its SMN signature is read only as SMN: the signature
+        // covers the SMN fields alone, so keys of another format added next to them
+        // (`alerts`, `alarm_id`, ...) are unauthenticated and must never choose the
+        // parser — that would let a captured SMN message carry forged alarms.
+        let event = if how == Authenticated::SmnSignature {
+            smn::parse_signed(value)?
+        } else {
+            parse_value(value)?
+        };
         if let Event::Alarms { alarms } = &event {
             for a in alarms {
                 params::validate_params(a, &self.limits)?;

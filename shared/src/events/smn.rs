@@ -35,6 +35,26 @@ pub(super) fn parse(v: serde_json::Value) -> Result<Event, EventError> {
     }
 }
 
+/// An SMN message whose signature was verified: parsed as SMN only, and refused when it
+/// also carries keys by which [`super::parse_value`] recognises another format. Those keys
+/// are not covered by the SMN signature, so their presence means the body was altered
+/// after signing (or is not what it claims to be); ignoring them silently would hide it.
+pub(super) fn parse_signed(v: serde_json::Value) -> Result<Event, EventError> {
+    let foreign: Vec<&str> = super::FORMAT_MARKERS
+        .iter()
+        .copied()
+        .filter(|k| v.get(k).is_some())
+        .collect();
+    if !foreign.is_empty() {
+        return Err(EventError::Unauthenticated(format!(
+            "an SMN-signed message carries keys of another event format ({}) that its \
+             signature does not cover; refused",
+            foreign.join(", ")
+        )));
+    }
+    parse(v)
+}
+
 /// A FunctionGraph SMN trigger event: one or more records, each an SMN notification.
 pub(super) fn parse_trigger(v: &serde_json::Value) -> Result<Event, EventError> {
     const TRIGGER: &str = "functiongraph-smn";

@@ -3,8 +3,10 @@
 //!
 //! The cron syntax is the classic five fields, evaluated in UTC:
 //! `minute hour day-of-month month day-of-week`, each `*`, `N`, `A-B`, `*/S`, `A-B/S`,
-//! or a comma list of those; day-of-week 0-7 (0 and 7 are Sunday). As in cron, when
-//! both day fields are restricted a day matches if either does.
+//! or a comma list of those; day-of-week 0-7 (0 and 7 are Sunday). As in classic (Vixie)
+//! cron, when both day fields are restricted a day matches if either does; a day field
+//! that starts with `*` (`*`, `*/2`) counts as unrestricted, and then a day must match
+//! both fields (`0 0 */2 * 1`: odd days of the month that are Mondays).
 
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
@@ -44,8 +46,9 @@ impl std::str::FromStr for Cron {
             days: field(fields[2], 1, 31, "day-of-month")?,
             months: field(fields[3], 1, 12, "month")?,
             weekdays,
-            days_restricted: fields[2] != "*",
-            weekdays_restricted: fields[4] != "*",
+            // Vixie cron's DOM_STAR / DOW_STAR: set when the field starts with `*`.
+            days_restricted: !fields[2].starts_with('*'),
+            weekdays_restricted: !fields[4].starts_with('*'),
         })
     }
 }
@@ -110,11 +113,12 @@ impl Cron {
         let bit = |set: u64, v: u8| set & (1 << v) != 0;
         let day_ok = bit(self.days, t.day());
         let wd_ok = bit(self.weekdays, t.weekday().number_days_from_sunday());
-        let day_match = match (self.days_restricted, self.weekdays_restricted) {
-            (true, true) => day_ok || wd_ok,
-            (true, false) => day_ok,
-            (false, true) => wd_ok,
-            (false, false) => true,
+        // Both restricted: either matches. Otherwise both must (a plain `*` allows
+        // every value, so this only narrows for `*/S`).
+        let day_match = if self.days_restricted && self.weekdays_restricted {
+            day_ok || wd_ok
+        } else {
+            day_ok && wd_ok
         };
         bit(self.minutes, t.minute())
             && bit(self.hours, t.hour())
@@ -159,6 +163,44 @@ mod tests {
         let list: Cron = "0,30 9-17/4 * 1,6 *".parse().unwrap();
         assert!(list.matches(datetime!(2026-06-10 13:30 UTC)));
         assert!(!list.matches(datetime!(2026-06-10 14:30 UTC)));
+    }
+
+    /// Vixie cron: a day field starting with `*` is "unrestricted" for the either-day
+    /// rule, so `*/2` in day-of-month does not widen a day-of-week restriction to OR.
+    #[test]
+    fn a_starred_step_day_field_is_unrestricted_for_the_or_rule() {
+        // Odd days of the month (1, 3, ...) AND Mondays.
+        let c: Cron = "0 0 */2 * 1".parse().unwrap();
+        assert!(
+            c.matches(datetime!(2026-11-23 00:00 UTC)),
+            "Monday the 23rd"
+        );
+        assert!(
+            !c.matches(datetime!(2026-11-25 00:00 UTC)),
+            "Wednesday the 25th"
+        );
+        assert!(
+            !c.matches(datetime!(2026-11-30 00:00 UTC)),
+            "Monday the 30th"
+        );
+        // The same the other way round: Sundays, Tuesdays, ... (*/2) that are the 1st.
+        let c: Cron = "0 0 1 * */2".parse().unwrap();
+        assert!(
+            c.matches(datetime!(2026-12-01 00:00 UTC)),
+            "Tuesday the 1st"
+        );
+        assert!(
+            !c.matches(datetime!(2027-01-01 00:00 UTC)),
+            "Friday the 1st"
+        );
+        assert!(
+            !c.matches(datetime!(2026-12-15 00:00 UTC)),
+            "Tuesday the 15th"
+        );
+        // A range is a restriction: either day matches.
+        let c: Cron = "0 0 1-2 * 1".parse().unwrap();
+        assert!(c.matches(datetime!(2026-11-23 00:00 UTC)), "a Monday");
+        assert!(c.matches(datetime!(2026-12-02 00:00 UTC)), "the 2nd");
     }
 
     #[test]

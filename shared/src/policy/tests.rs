@@ -593,6 +593,122 @@ fn arb_alarm() -> impl Strategy<Value = (Alarm, Direction)> {
         })
 }
 
+/// A decision to do nothing must be for a reason that holds: the reason names one of
+/// the rules, and the fact that rule depends on is true of the inputs — or the state
+/// already satisfies what was asked. (Otherwise "nothing" could hide a policy that
+/// silently ignores alarms.)
+fn nothing_is_justified(
+    s: &ClusterState,
+    trigger: Trigger<'_>,
+    now: OffsetDateTime,
+    c: &PolicyConfig,
+    d: &Decision,
+) -> Result<(), String> {
+    let cap = d.capacity;
+    let r = d.reason.as_str();
+    let check = |ok: bool, what: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("claims {what}, which is false"))
+        }
+    };
+    let in_cooldown = |since: Option<OffsetDateTime>, secs: u64| {
+        since.is_some_and(|t| t + Duration::seconds(secs as i64) > now)
+    };
+    let surge_serving = s
+        .replicas
+        .iter()
+        .any(|x| x.role == Role::Surge && x.phase == Phase::Serving);
+    let (alarm, intent) = match trigger {
+        Trigger::Tick => {
+            check(cap.total >= cap.floor, "capacity at or above the floor")?;
+            return check(
+                cap.total <= c.max_replicas
+                    || cap.pending > 0
+                    || !surge_serving
+                    || cap.serving <= cap.floor,
+                "capacity within max, or nothing removable",
+            );
+        }
+        Trigger::Alarm { alarm, intent } => (alarm, intent),
+    };
+    let direction = alarm.params.action.unwrap_or(intent);
+    if r.contains("already decided") {
+        return check(s.alarm_decided(&alarm.id), "a duplicate");
+    }
+    if r.contains("scale-up cooldown") {
+        return check(
+            in_cooldown(s.last_scale_up_at, c.scale_up_cooldown_secs),
+            "a scale-up cooldown",
+        );
+    }
+    if r.contains("scale-down cooldown") {
+        return check(
+            in_cooldown(
+                s.last_scale_up_at.max(s.last_scale_down_at),
+                c.scale_down_cooldown_secs,
+            ),
+            "a scale-down cooldown",
+        );
+    }
+    if r.contains("still coming up") {
+        return check(cap.pending > 0, "replicas in flight");
+    }
+    if r.contains("does not scale down by itself") {
+        return check(
+            alarm.state == AlarmState::Resolved
+                && direction == Direction::ScaleUp
+                && !c.scale_down_on_resolved,
+            "a resolved scale-up alarm with scale_down_on_resolved off",
+        );
+    }
+    if r.contains("resolved scale-down alarm needs no action") {
+        return check(
+            alarm.state == AlarmState::Resolved && direction == Direction::ScaleDown,
+            "a resolved scale-down alarm",
+        );
+    }
+    if r.contains("target tracking needs") {
+        return check(
+            c.mode == Mode::TargetTracking
+                && alarm.params.replicas.is_none()
+                && alarm.params.multiplier.is_none()
+                && !alarm.value.is_some_and(|v| v.is_finite() && v >= 0.0),
+            "target tracking without a usable value",
+        );
+    }
+    match direction {
+        // Scale-up asked: the capacity already meets the floor (and the max, or the desired).
+        Direction::ScaleUp if alarm.state == AlarmState::Firing => {
+            check(cap.total >= cap.floor, "capacity at or above the floor")?;
+            if r.contains("already at max_replicas") {
+                return check(cap.total >= c.max_replicas, "capacity at max");
+            }
+            check(
+                r.contains("already meets the desired"),
+                "a recognised scale-up reason",
+            )
+        }
+        // Scale-down asked: nothing is removable without going below the floor.
+        _ => {
+            if r.contains("no serving surge replica") {
+                return check(!surge_serving, "no serving surge replica");
+            }
+            let desired: u32 = r
+                .split("desired ")
+                .nth(1)
+                .and_then(|t| t.split(|ch: char| !ch.is_ascii_digit()).next())
+                .and_then(|n| n.parse().ok())
+                .ok_or("a scale-down reason without the desired capacity")?;
+            check(
+                r.contains("the floor (") && (cap.serving <= cap.floor || cap.total <= desired),
+                "capacity already at the floor or the desired",
+            )
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
@@ -625,7 +741,10 @@ proptest! {
                     prop_assert!(r.created_at <= oldest_removed);
                 }
             }
-            Action::Nothing => {}
+            Action::Nothing => {
+                let why = nothing_is_justified(&s, trigger, now, &c, &d);
+                prop_assert!(why.is_ok(), "{}: {}", why.unwrap_err(), d.reason);
+            }
         }
         prop_assert!(!d.reason.is_empty());
     }
@@ -646,4 +765,43 @@ proptest! {
         prop_assert_eq!(again.action, Action::Nothing);
         prop_assert!(again.reason.contains("already decided"));
     }
+}
+
+/// The check above is not vacuous: a "nothing" whose stated reason is false is caught.
+#[test]
+fn a_nothing_with_a_false_reason_is_caught() {
+    let s = cluster(2, 0);
+    let c = PolicyConfig {
+        min_replicas: 2,
+        max_replicas: 10,
+        ..PolicyConfig::default()
+    };
+    let a = alarm("x", AlarmState::Firing);
+    let cap = capacity(&s, NOW, &c);
+    let nothing = |reason: &str| Decision {
+        action: Action::Nothing,
+        reason: reason.into(),
+        desired: cap.total,
+        capacity: cap,
+        alarm_id: None,
+    };
+    for (reason, what) in [
+        ("scale-up cooldown, 10s left", "scale-up cooldown"),
+        ("alarm was already decided", "duplicate"),
+        ("2 replica(s) still coming up", "in flight"),
+        ("already at max_replicas 10", "capacity at max"),
+        ("ignored for no reason", "recognised"),
+    ] {
+        let err = nothing_is_justified(&s, up(&a), NOW, &c, &nothing(reason)).unwrap_err();
+        assert!(err.contains(what), "{reason}: {err}");
+    }
+    // A true one passes.
+    assert!(nothing_is_justified(
+        &s,
+        up(&a),
+        NOW,
+        &c,
+        &nothing("capacity 2 (2 serving + 0 pending) already meets the desired 2")
+    )
+    .is_ok());
 }

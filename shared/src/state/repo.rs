@@ -95,6 +95,9 @@ impl StateRepo {
     ) -> Result<(T, Versioned), UpdateError<E>> {
         // The write_id of our last attempt whose outcome we did not see for sure.
         let mut unconfirmed: Option<(String, T)> = None;
+        // What the store said when the last attempt's outcome was unknown (5xx, timeout):
+        // if that is how we run out of attempts, say so rather than blame contention.
+        let mut last_unknown: Option<String> = None;
         for attempt in 1..=self.max_attempts {
             let current = self.load().await?;
             if let Some((id, _)) = &unconfirmed {
@@ -132,10 +135,12 @@ impl StateRepo {
                     // A 5xx retried inside the client can surface as a conflict even
                     // though the first try landed: check on the next read.
                     unconfirmed = Some((write_id, value));
+                    last_unknown = None;
                 }
                 Err(StateError::Indeterminate { message, .. }) => {
                     tracing::warn!(key = %self.key, attempt, %message, "write outcome unknown; re-reading");
                     unconfirmed = Some((write_id, value));
+                    last_unknown = Some(message);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -148,9 +153,18 @@ impl StateRepo {
                 return Ok((value, current));
             }
         }
-        Err(StateError::Contended {
-            key: self.key.clone(),
-            attempts: self.max_attempts,
+        Err(match last_unknown {
+            Some(message) => StateError::Indeterminate {
+                key: self.key.clone(),
+                message: format!(
+                    "{message} (on the last of {} attempts; re-reading shows the write did not land)",
+                    self.max_attempts
+                ),
+            },
+            None => StateError::Contended {
+                key: self.key.clone(),
+                attempts: self.max_attempts,
+            },
         }
         .into())
     }

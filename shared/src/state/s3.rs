@@ -14,6 +14,10 @@
 //!   retries becomes [`StateError::Indeterminate`] — never a success. The caller re-reads
 //!   and recognises its own write by its `write_id` if it did land.
 //! * `If-Match` on a missing key answers 412 on RGW, 404 on AWS: both are a conflict.
+//! * Some stores answer conditional PUTs with an error (400/501: OpenStack Swift's S3
+//!   layer) rather than ignoring them. The probe then tries a plain PUT: if that works,
+//!   the store is refused like one that ignores the headers, naming the alternatives;
+//!   only if it fails too is it a backend error (credentials, bucket, network).
 
 use super::config::S3Config;
 use super::{StateError, StateStore, Stored, Version};
@@ -58,6 +62,12 @@ pub struct ProbeReport {
     pub if_match: bool,
     /// The ETag form that matched.
     pub etag_form: Option<EtagForm>,
+    /// `If-Match` with a wrong ETag was accepted: the store ignores `If-Match`.
+    pub ignores_if_match: bool,
+    /// A conditional PUT was answered with an error (not 412/409: e.g. 400 or 501, as
+    /// OpenStack Swift's S3 layer does) while a plain PUT of the same key worked: the
+    /// store does not support conditional writes. What it answered.
+    pub rejects_conditional: Option<String>,
 }
 
 /// An S3 bucket (or a prefix in one) holding state documents.
@@ -149,6 +159,11 @@ impl S3Store {
     /// [`StateError::NoConditionalWrites`].
     pub async fn with_verified_conditional_writes(mut self) -> Result<Self, StateError> {
         let report = self.probe().await?;
+        if let Some(answer) = &report.rejects_conditional {
+            return Err(self.refuse(&format!(
+                "it rejects conditional PUTs ({answer}) while a plain PUT works"
+            )));
+        }
         match (report.if_none_match, report.if_match, report.etag_form) {
             (true, true, Some(form)) => {
                 if form == EtagForm::Unquoted {
@@ -160,12 +175,16 @@ impl S3Store {
                 self.conditional = Some(form);
                 Ok(self)
             }
-            (false, _, _) => {
-                Err(self.refuse("a second PUT with If-None-Match: * on the same key succeeded"))
-            }
-            (true, false, None) => Err(self
-                .refuse("PUT with If-Match never matched the object's own ETag, quoted or bare")),
-            (true, _, _) => Err(self.refuse("PUT with If-Match and a wrong ETag succeeded")),
+            (false, _, _) => Err(self.refuse(
+                "a second PUT with If-None-Match: * on the same key succeeded: it ignores If-None-Match",
+            )),
+            _ if report.ignores_if_match => Err(self.refuse(
+                "a PUT with If-Match and a wrong ETag succeeded: it ignores If-Match",
+            )),
+            _ => Err(self.refuse(
+                "a PUT with If-Match never matched the object's own ETag, quoted or bare \
+                 (a wrong one was refused, so updates would never succeed)",
+            )),
         }
     }
 
@@ -226,14 +245,31 @@ impl S3Store {
             if_none_match: false,
             if_match: false,
             etag_form: None,
+            ignores_if_match: false,
+            rejects_conditional: None,
         };
-        put(PutMode::Create, "1")
-            .await
-            .map_err(|e| backend("probe: first create", e))?;
+        // A conditional PUT that failed with something other than a refusal: if a plain
+        // PUT of the same key works, the store rejects the conditional headers themselves
+        // (a refusal naming the alternatives, not a generic backend error); if it fails
+        // too, the store is unusable for another reason (credentials, bucket, network).
+        let rejected = |what: &'static str, e: object_store::Error| async move {
+            match put(PutMode::Overwrite, "0").await {
+                Ok(_) => Ok(Some(format!("{what}: {e}"))),
+                Err(plain) => Err(backend(what, plain)),
+            }
+        };
+        if let Err(e) = put(PutMode::Create, "1").await {
+            report.rejects_conditional = rejected("PUT with If-None-Match: *", e).await?;
+            return Ok(report);
+        }
         match put(PutMode::Create, "2").await {
             Ok(_) => return Ok(report),
             Err(e) if refused(&e) => report.if_none_match = true,
-            Err(e) => return Err(backend("probe: second create", e)),
+            Err(e) => {
+                report.rejects_conditional =
+                    rejected("second PUT with If-None-Match: *", e).await?;
+                return Ok(report);
+            }
         }
         let etag = self
             .store
@@ -253,9 +289,15 @@ impl S3Store {
         };
         for form in [EtagForm::Quoted, EtagForm::Unquoted] {
             match put(update(form.apply("pgsurge-probe-wrong-etag")), "3").await {
-                Ok(_) => return Ok(report),
+                Ok(_) => {
+                    report.ignores_if_match = true;
+                    return Ok(report);
+                }
                 Err(e) if refused(&e) => {}
-                Err(e) => return Err(backend("probe: update with a wrong ETag", e)),
+                Err(e) => {
+                    report.rejects_conditional = rejected("PUT with If-Match", e).await?;
+                    return Ok(report);
+                }
             }
             match put(update(form.apply(&etag)), "4").await {
                 Ok(_) => {
@@ -264,7 +306,10 @@ impl S3Store {
                     return Ok(report);
                 }
                 Err(e) if refused(&e) => continue,
-                Err(e) => return Err(backend("probe: update with the current ETag", e)),
+                Err(e) => {
+                    report.rejects_conditional = rejected("PUT with If-Match", e).await?;
+                    return Ok(report);
+                }
             }
         }
         Ok(report)
