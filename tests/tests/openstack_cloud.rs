@@ -1293,10 +1293,12 @@ mod scripted {
     use std::collections::{HashMap, VecDeque};
     use std::sync::{Arc, Mutex};
 
+    /// One scripted answer: status and headers.
+    type Answer = (u16, Vec<(&'static str, &'static str)>);
+
     #[derive(Clone, Default)]
     pub struct Script {
-        pub answers:
-            Arc<Mutex<HashMap<String, VecDeque<(u16, Vec<(&'static str, &'static str)>)>>>>,
+        pub answers: Arc<Mutex<HashMap<String, VecDeque<Answer>>>>,
         pub hits: Arc<Mutex<HashMap<String, usize>>>,
     }
 
