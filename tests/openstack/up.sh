@@ -30,7 +30,7 @@ COMPUTE_HOST=os-compute1
 # ------------------------------------------------------------------ 1. packages
 PKGS=(mariadb-server python3-pymysql rabbitmq-server uwsgi-core uwsgi-plugin-python3
       python3-keystone python3-keystoneclient python3-placement python3-nova python3-cinder
-      python3-glance python3-neutron python3-designate)
+      python3-glance python3-neutron python3-designate curl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -39,13 +39,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   # Without systemd the postinst scripts would start mariadb/rabbitmq on default
   # addresses; policy-rc.d exit 101 tells invoke-rc.d not to start anything.
-  [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+  # Removed again right after (trap): left behind it would keep blocking every later
+  # service start on this machine. One someone else put there is theirs: left alone.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    OUR_POLICY_RC=1
+  fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get -o DPkg::Lock::Timeout=600 update -qq
   # Only the python3-* libraries: the service packages (nova-compute, cinder-volume, ...)
   # drag in libvirt/qemu, LVM/tgt and debconf database prompts we do not want.
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >"$LOGS/apt.log" 2>&1 \
     || { tail -20 "$LOGS/apt.log" >&2; die "apt-get install failed (log: $LOGS/apt.log)"; }
+  if [ "${OUR_POLICY_RC:-}" = 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
   log "packages installed"
 fi
 

@@ -117,6 +117,10 @@ pub struct Server {
     pub volume_ids: Vec<String>,
     /// PostgreSQL address, once the provider knows it.
     pub endpoint: Option<Endpoint>,
+    /// Why the provider put the server in [`Status::Error`], in its own words (Nova's
+    /// fault message: "No valid host was found", a volume that failed to attach, ...).
+    #[serde(default)]
+    pub fault: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,7 +197,22 @@ pub trait Cloud: Send + Sync {
     async fn get_server(&self, id: &str) -> Result<Server>;
     async fn list_servers(&self, filter: &Filter) -> Result<Vec<Server>>;
     /// Idempotent: a server already gone is success. Does not wait for it to vanish.
+    /// Also removes what [`Cloud::publish_server`] made for it, gone or not.
     async fn delete_server(&self, id: &str) -> Result<()>;
+
+    /// A surge server of ours passed its readiness checks: make what the provider keeps
+    /// beside it (OpenStack: its DNS A record, when configured). Called on the ready path
+    /// only, never by a read: `get_server` and `list_servers` change nothing. Idempotent.
+    async fn publish_server(&self, _server: &Server) -> Result<()> {
+        Ok(())
+    }
+
+    /// Remove what [`Cloud::publish_server`] made, by the server's deterministic name
+    /// ([`resource_name`]), whether or not the server still exists: for a server that
+    /// vanished behind our back. Idempotent: nothing to remove is success.
+    async fn unpublish_server(&self, _name: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The metadata filter that identifies one resource of ours by name.
@@ -265,13 +284,46 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
+    wait_ready_why(kind, id, timeout, get, status, |_| None).await
+}
+
+/// [`wait_ready`] for a server: an ERROR names the provider's reason (Nova's fault).
+pub async fn wait_server_ready(cloud: &dyn Cloud, id: &str, timeout: Duration) -> Result<Server> {
+    wait_ready_why(
+        "server",
+        id,
+        timeout,
+        || cloud.get_server(id),
+        |s: &Server| &s.status,
+        |s: &Server| s.fault.clone(),
+    )
+    .await
+}
+
+async fn wait_ready_why<T, F, Fut>(
+    kind: &str,
+    id: &str,
+    timeout: Duration,
+    get: F,
+    status: fn(&T) -> &Status,
+    why: fn(&T) -> Option<String>,
+) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     let mut delay = Duration::from_millis(100);
     loop {
         let item = get().await?;
         match status(&item) {
             Status::Ready => return Ok(item),
-            Status::Error => return Err(CloudError::Fatal(format!("{kind} {id} went into error"))),
+            Status::Error => {
+                return Err(CloudError::Fatal(match why(&item) {
+                    Some(reason) => format!("{kind} {id} went into error: {reason}"),
+                    None => format!("{kind} {id} went into error"),
+                }))
+            }
             _ => {}
         }
         if tokio::time::Instant::now() + delay > deadline {

@@ -78,6 +78,10 @@ pub(crate) async fn forget_vanished(
         delete_volume_when_detached(ports, v).await?;
         failpoint::hit("deleted.after_delete_volume");
     }
+    // What the provider made beside the server (a DNS record): by name, since the
+    // server that would tell more is gone. Before forgetting, so a failure here is
+    // retried by the next reconcile rather than leaked.
+    ports.cloud.unpublish_server(&name).await?;
     forget(ports, id, now).await?;
     report.did(format!(
         "{name}: server gone; unregistered, volume deleted, forgotten"

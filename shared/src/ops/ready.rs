@@ -112,6 +112,9 @@ async fn check_one(
         check: ports.haproxy.check,
         slowstart_ms: ports.haproxy.slowstart_secs * 1000,
     };
+    // What the provider keeps beside a ready replica (OpenStack: its DNS A record), made
+    // here and not by a read of the server; before HAProxy sends it traffic.
+    ports.cloud.publish_server(&server).await?;
     let started = OffsetDateTime::now_utc();
     let state = ports.state.load().await?.state;
     failpoint::hit("ready.before_register");

@@ -185,10 +185,14 @@ async fn rotate_snapshots(ports: &Ports, now: OffsetDateTime) -> Result<Report, 
         .collect();
     for id in &old {
         failpoint::hit("reconcile.before_rotate");
-        match ports.cloud.delete_snapshot(id).await {
-            Ok(()) => report.did(format!("rotated out snapshot {id}")),
-            // Deleted by an earlier run that died before updating the state.
-            Err(crate::cloud::CloudError::NotFound { .. }) => {}
+        match rotate_one(ports.cloud.as_ref(), id).await {
+            Ok(Rotation::Gone) => report.did(format!("rotated out snapshot {id}")),
+            // Accepted but still there (Cinder deletes asynchronously; `error_deleting`):
+            // stays in the state, so the next reconcile looks (and asks) again.
+            Ok(Rotation::Pending(status)) => {
+                report.later(format!("snapshot {id}: delete requested, still {status}"));
+                continue;
+            }
             // Volumes cloned from it may still depend on it (Cinder): try next time.
             Err(e) => {
                 report.later(format!("snapshot {id}: {e}"));
@@ -206,4 +210,153 @@ async fn rotate_snapshots(ports: &Ports, now: OffsetDateTime) -> Result<Report, 
             .await?;
     }
     Ok(report)
+}
+
+/// What one rotation step found.
+#[derive(Debug, PartialEq)]
+enum Rotation {
+    /// A look after the delete finds it no more: it may leave the state.
+    Gone,
+    /// The delete was accepted (or already under way) but the snapshot is still there,
+    /// in this status.
+    Pending(String),
+}
+
+/// Ask for the delete, then look: a snapshot leaves the state only once the cloud says
+/// it is gone. Cinder answers 202 and deletes later; one that ends in `error_deleting`
+/// would otherwise be dropped from the state while it still exists, untracked forever.
+async fn rotate_one(cloud: &dyn crate::cloud::Cloud, id: &str) -> Result<Rotation, CloudError> {
+    match cloud.delete_snapshot(id).await {
+        // NotFound: deleted by an earlier run that died before updating the state
+        Ok(()) | Err(CloudError::NotFound { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    match cloud.get_snapshot(id).await {
+        Err(CloudError::NotFound { .. }) => Ok(Rotation::Gone),
+        Ok(s) => Ok(Rotation::Pending(match s.status {
+            crate::cloud::Status::Other(o) => o,
+            other => format!("{other:?}").to_lowercase(),
+        })),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::{
+        Cloud, Result as CloudResult, Server, ServerRequest, Snapshot, SnapshotRequest, Status,
+        Volume, VolumeRequest,
+    };
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    /// Snapshots only: what a delete turns a snapshot into (`None` = gone).
+    struct Snaps {
+        status: Mutex<Option<Status>>,
+        after_delete: Option<Status>,
+    }
+
+    fn unused<T>() -> CloudResult<T> {
+        Err(CloudError::Fatal("not used by this test".into()))
+    }
+
+    #[async_trait]
+    impl Cloud for Snaps {
+        fn kind(&self) -> &'static str {
+            "snapshots-only"
+        }
+        async fn create_snapshot(&self, _: &SnapshotRequest) -> CloudResult<Snapshot> {
+            unused()
+        }
+        async fn get_snapshot(&self, id: &str) -> CloudResult<Snapshot> {
+            match self.status.lock().unwrap().clone() {
+                None => Err(CloudError::NotFound {
+                    kind: "snapshot",
+                    id: id.into(),
+                }),
+                Some(status) => Ok(Snapshot {
+                    id: id.into(),
+                    name: "pgsurge-c-snap".into(),
+                    volume_id: "v".into(),
+                    status,
+                    size_gb: 1,
+                    created_at: String::new(),
+                    az: None,
+                    metadata: Metadata::new(),
+                }),
+            }
+        }
+        async fn list_snapshots(&self, _: &Filter) -> CloudResult<Vec<Snapshot>> {
+            unused()
+        }
+        async fn delete_snapshot(&self, id: &str) -> CloudResult<()> {
+            let mut s = self.status.lock().unwrap();
+            if s.is_none() {
+                return Err(CloudError::NotFound {
+                    kind: "snapshot",
+                    id: id.into(),
+                });
+            }
+            *s = self.after_delete.clone();
+            Ok(())
+        }
+        async fn create_volume(&self, _: &VolumeRequest) -> CloudResult<Volume> {
+            unused()
+        }
+        async fn get_volume(&self, _: &str) -> CloudResult<Volume> {
+            unused()
+        }
+        async fn list_volumes(&self, _: &Filter) -> CloudResult<Vec<Volume>> {
+            unused()
+        }
+        async fn delete_volume(&self, _: &str) -> CloudResult<()> {
+            unused()
+        }
+        async fn create_server(&self, _: &ServerRequest) -> CloudResult<Server> {
+            unused()
+        }
+        async fn get_server(&self, _: &str) -> CloudResult<Server> {
+            unused()
+        }
+        async fn list_servers(&self, _: &Filter) -> CloudResult<Vec<Server>> {
+            unused()
+        }
+        async fn delete_server(&self, _: &str) -> CloudResult<()> {
+            unused()
+        }
+    }
+
+    fn cloud(now: Option<Status>, after_delete: Option<Status>) -> Snaps {
+        Snaps {
+            status: Mutex::new(now),
+            after_delete,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_accepted_delete_is_not_a_deleted_snapshot() {
+        // Cinder took the delete (202) and then failed it: still there, in error_deleting
+        let c = cloud(Some(Status::Ready), Some(Status::Error));
+        assert_eq!(
+            rotate_one(&c, "s1").await.unwrap(),
+            Rotation::Pending("error".into())
+        );
+        // ... or is still working on it
+        let c = cloud(Some(Status::Ready), Some(Status::Deleting));
+        assert_eq!(
+            rotate_one(&c, "s1").await.unwrap(),
+            Rotation::Pending("deleting".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn only_a_look_that_finds_nothing_drops_it() {
+        // deleted at once (the local provider)
+        let c = cloud(Some(Status::Ready), None);
+        assert_eq!(rotate_one(&c, "s1").await.unwrap(), Rotation::Gone);
+        // deleted by an earlier run that died before updating the state
+        let c = cloud(None, None);
+        assert_eq!(rotate_one(&c, "s1").await.unwrap(), Rotation::Gone);
+    }
 }

@@ -233,6 +233,7 @@ impl LocalCloud {
                 host: info.host,
                 port: info.port,
             }),
+            fault: None,
         }
     }
 

@@ -132,6 +132,34 @@ fn not_found(kind: &'static str, id: &str, r: Result<Reply>) -> Result<Reply> {
     })
 }
 
+/// The create-volume call for a clone of `snap` (pure, so a unit test pins the body
+/// Cinder receives): at least the snapshot's size, in the requested AZ or else the
+/// snapshot's. Also returns the size and AZ, for the log.
+pub fn create_volume_request<'a>(
+    req: &'a VolumeRequest,
+    snap: &Snapshot,
+    volume_type: &'a str,
+) -> Result<(volume::create_30::Request<'a>, u64, Option<String>)> {
+    let size = req.size_gb.unwrap_or(snap.size_gb).max(snap.size_gb);
+    let az = req.az.clone().or(snap.az.clone());
+    let mut b = volume::create_30::VolumeBuilder::default();
+    b.name(Some(Cow::from(req.name.as_str())))
+        .snapshot_id(Some(Cow::from(req.snapshot_id.as_str())))
+        .size(Some(size as i32))
+        .metadata(req.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if let Some(az) = &az {
+        b.availability_zone(Some(Cow::from(az.clone())));
+    }
+    if !volume_type.is_empty() {
+        b.volume_type(Some(Cow::from(volume_type)));
+    }
+    let ep = volume::create_30::Request::builder()
+        .volume(b.build().map_err(build_err)?)
+        .build()
+        .map_err(build_err)?;
+    Ok((ep, size, az))
+}
+
 impl Caller {
     /// The AZ of a snapshot is its source volume's (Cinder keeps none on the snapshot).
     async fn volume_az(&self, volume_id: &str) -> Result<Option<String>> {
@@ -244,23 +272,7 @@ impl Caller {
                 _ => CloudError::Fatal(what),
             });
         }
-        let size = req.size_gb.unwrap_or(snap.size_gb).max(snap.size_gb);
-        let az = req.az.clone().or(snap.az.clone());
-        let mut b = volume::create_30::VolumeBuilder::default();
-        b.name(Some(Cow::from(req.name.as_str())))
-            .snapshot_id(Some(Cow::from(req.snapshot_id.as_str())))
-            .size(Some(size as i32))
-            .metadata(req.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        if let Some(az) = &az {
-            b.availability_zone(Some(Cow::from(az.as_str())));
-        }
-        if !volume_type.is_empty() {
-            b.volume_type(Some(Cow::from(volume_type)));
-        }
-        let ep = volume::create_30::Request::builder()
-            .volume(b.build().map_err(build_err)?)
-            .build()
-            .map_err(build_err)?;
+        let (ep, size, az) = create_volume_request(req, &snap, volume_type)?;
         let what = format!(
             "create volume {} from snapshot {}",
             req.name, req.snapshot_id
@@ -353,6 +365,39 @@ mod tests {
         let v = parse_volume(&json!({"id": "v2", "status": "in-use", "snapshot_id": null}));
         assert_eq!(v.status, Status::Ready);
         assert_eq!(v.snapshot_id, None);
+    }
+
+    fn body_of(req: &VolumeRequest, snap: &Snapshot) -> Value {
+        use openstack_sdk::api::rest_endpoint::RestEndpoint;
+        let (ep, _, _) = create_volume_request(req, snap, "").unwrap();
+        let (_, bytes) = ep.body().unwrap().expect("a body");
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn clones_are_created_in_the_snapshots_az_unless_told_otherwise() {
+        let snap = parse_snapshot(
+            &json!({"id": "s1", "volume_id": "v0", "status": "available", "size": 3}),
+            Some("az-2".into()),
+        );
+        let mut req = VolumeRequest {
+            name: "pgsurge-c-r1".into(),
+            snapshot_id: "s1".into(),
+            size_gb: None,
+            az: None,
+            metadata: [("pgsurge_cluster".to_string(), "c".to_string())].into(),
+        };
+        let b = body_of(&req, &snap);
+        assert_eq!(b["volume"]["availability_zone"], "az-2", "{b}");
+        assert_eq!(b["volume"]["snapshot_id"], "s1");
+        assert_eq!(b["volume"]["size"], 3);
+        assert_eq!(b["volume"]["metadata"]["pgsurge_cluster"], "c");
+        req.az = Some("az-9".into());
+        assert_eq!(body_of(&req, &snap)["volume"]["availability_zone"], "az-9");
+        // no AZ anywhere: Cinder picks its default, we send none
+        req.az = None;
+        let b = body_of(&req, &parse_snapshot(&json!({"id": "s1", "size": 3}), None));
+        assert!(b["volume"].get("availability_zone").is_none(), "{b}");
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! Designate (DNS v2), optional: one A record `<server name>.<zone>` per replica.
 //!
-//! The record is made once the server is first seen ACTIVE with an address (Nova assigns
-//! the address while building), updated if the address changed, and deleted with the
-//! server. Every step is idempotent: a record that already says the right thing is left
-//! alone, a record already gone is success.
+//! The record is made on the ready path only ([`crate::cloud::Cloud::publish_server`]: a
+//! surge server ACTIVE with an address), updated if the address changed, and deleted with
+//! the server. Reads never write here. Every step is idempotent: a record that already says
+//! the right thing is left alone, a record already gone is success.
+//!
+//! The record's name comes from the replica's deterministic server name, and its
+//! description names the server id ([`description`]): so the record can be removed by
+//! name (a replica that vanished) or by server id (a server deleted behind our back,
+//! whose name Nova no longer tells).
 
 use super::cinder::text;
 use super::errors::Caller;
@@ -19,6 +24,12 @@ pub struct ARecord {
     pub name: String,
     pub records: Vec<String>,
     pub status: String,
+    pub description: String,
+}
+
+/// The description our A records carry: which server the record is for.
+pub fn description(server_id: &str) -> String {
+    format!("pgsurge server {server_id}")
 }
 
 /// `<host>.<zone>` (the zone ends with a dot, so the name does too).
@@ -40,6 +51,7 @@ fn parse(v: &Value) -> ARecord {
             })
             .unwrap_or_default(),
         status: text(v, "status"),
+        description: text(v, "description"),
     }
 }
 
@@ -81,25 +93,50 @@ impl Caller {
             .collect())
     }
 
-    /// Make `name` resolve to exactly `ip`.
+    /// Our A records for server `server_id` (by the description they carry).
+    pub async fn a_records_of_server(
+        &self,
+        zone_id: &str,
+        server_id: &str,
+    ) -> Result<Vec<ARecord>> {
+        let want = description(server_id);
+        let req = Request::get(ServiceType::Dns, format!("zones/{zone_id}/recordsets"))
+            .query("type", "A")
+            .query("description", want.clone());
+        let sets = self
+            .send(&format!("list A records of server {server_id}"), req)
+            .await?
+            .json(Some("recordsets"))?;
+        Ok(sets
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(parse)
+            .filter(|r| r.description == want)
+            .collect())
+    }
+
+    /// Make `name` resolve to exactly `ip`, with the description naming `server_id`.
     pub async fn ensure_a_record(
         &self,
         zone_id: &str,
         name: &str,
         ip: &str,
         ttl: u32,
+        server_id: &str,
     ) -> Result<()> {
         let existing = self.a_records(zone_id, name).await?;
         let want = vec![ip.to_string()];
+        let desc = description(server_id);
         match existing.as_slice() {
-            [r] if r.records == want => Ok(()),
+            [r] if r.records == want && r.description == desc => Ok(()),
             [r] => {
                 let req = Request::new(
                     http::Method::PUT,
                     ServiceType::Dns,
                     format!("zones/{zone_id}/recordsets/{}", r.id),
                 )
-                .body(json!({ "records": want, "ttl": ttl }));
+                .body(json!({ "records": want, "ttl": ttl, "description": desc }));
                 self.send(&format!("update A record {name}"), req).await?;
                 tracing::info!(record = name, ip, "dns record updated");
                 Ok(())
@@ -108,7 +145,8 @@ impl Caller {
                 let req = Request::post(
                     ServiceType::Dns,
                     format!("zones/{zone_id}/recordsets"),
-                    json!({ "name": name, "type": "A", "ttl": ttl, "records": want }),
+                    json!({ "name": name, "type": "A", "ttl": ttl, "records": want,
+                            "description": desc }),
                 );
                 match self.send(&format!("create A record {name}"), req).await {
                     // a concurrent invocation made it first: converge on the next look
@@ -125,8 +163,21 @@ impl Caller {
         }
     }
 
+    /// Delete every A record named `name`.
     pub async fn delete_a_records(&self, zone_id: &str, name: &str) -> Result<()> {
-        for r in self.a_records(zone_id, name).await? {
+        let records = self.a_records(zone_id, name).await?;
+        self.delete_records(zone_id, records).await
+    }
+
+    /// Delete every A record of ours for server `server_id`.
+    pub async fn delete_a_records_of_server(&self, zone_id: &str, server_id: &str) -> Result<()> {
+        let records = self.a_records_of_server(zone_id, server_id).await?;
+        self.delete_records(zone_id, records).await
+    }
+
+    async fn delete_records(&self, zone_id: &str, records: Vec<ARecord>) -> Result<()> {
+        for r in records {
+            let name = r.name.as_str();
             let req = Request::delete(
                 ServiceType::Dns,
                 format!("zones/{zone_id}/recordsets/{}", r.id),
@@ -149,9 +200,10 @@ mod tests {
     fn recordsets_parse() {
         let r = parse(
             &json!({"id": "r1", "name": "pgsurge-c-r1.db.example.", "type": "A",
-            "records": ["10.0.0.7"], "status": "PENDING"}),
+            "records": ["10.0.0.7"], "status": "PENDING", "description": "pgsurge server s-1"}),
         );
         assert_eq!(r.records, vec!["10.0.0.7"]);
+        assert_eq!(r.description, description("s-1"));
         assert_eq!(
             fqdn("pgsurge-c-r1", "db.example."),
             "pgsurge-c-r1.db.example."

@@ -211,6 +211,54 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 pub struct Caller {
     pub client: AsyncOpenStack,
     pub retry: RetryPolicy,
+    /// Keystone's URL (the configured auth_url), probed when a token is refused, and how
+    /// long that probe may take.
+    pub identity: Option<IdentityProbe>,
+}
+
+/// Where Keystone is, to tell "token refused, Keystone fine" (a credential problem) from
+/// "token refused and Keystone unreachable" (the SDK could not renew it: worth retrying).
+#[derive(Debug, Clone)]
+pub struct IdentityProbe {
+    pub url: String,
+    pub timeout: Duration,
+}
+
+impl IdentityProbe {
+    /// `None` when Keystone answers at all (any HTTP status); else why it does not.
+    pub async fn unreachable(&self) -> Option<String> {
+        let client = match reqwest::Client::builder()
+            .connect_timeout(self.timeout)
+            .timeout(self.timeout)
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => return Some(chain(&e)),
+        };
+        match client.get(&self.url).send().await {
+            Ok(r) if r.status().is_server_error() => Some(format!("HTTP {}", r.status())),
+            Ok(_) => None,
+            Err(e) => Some(chain(&e)),
+        }
+    }
+}
+
+/// A 401 the SDK passed on: it has already tried to renew the token (once) and failed.
+/// When Keystone cannot be reached that is an outage (transient, naming the identity
+/// service), not a verdict on our credentials.
+pub fn token_refused(
+    what: &str,
+    identity_url: &str,
+    unreachable: Option<String>,
+    err: CloudError,
+) -> CloudError {
+    match unreachable {
+        Some(why) => CloudError::Transient(format!(
+            "{what}: token refused and the identity service (Keystone) {identity_url} is \
+             unreachable to renew it: {why}"
+        )),
+        None => err,
+    }
 }
 
 impl Caller {
@@ -257,6 +305,11 @@ impl Caller {
                         request_id = rid.as_deref().unwrap_or("-"), ms, error = %message,
                         "openstack call failed");
                     let mut err = classify(what, status.as_u16(), &message, rid.as_deref());
+                    if status == StatusCode::UNAUTHORIZED {
+                        if let Some(probe) = &self.identity {
+                            err = token_refused(what, &probe.url, probe.unreachable().await, err);
+                        }
+                    }
                     // a 413 with Retry-After and no word of quota is rate limiting (Cinder
                     // sends Retry-After with its over-quota 413s too)
                     let after = retry_after(rsp.headers());
@@ -380,6 +433,28 @@ mod tests {
             Some(400),
             &classify("x", 400, "", None)
         ));
+    }
+
+    #[test]
+    fn a_refused_token_is_transient_only_when_keystone_is_unreachable() {
+        let e401 = classify(
+            "list volumes",
+            401,
+            "The request you have made requires authentication.",
+            None,
+        );
+        assert!(matches!(e401, CloudError::Fatal(_)));
+        let e = token_refused(
+            "list volumes",
+            "http://127.0.0.1:5000/v3",
+            Some("tcp connect error: Connection refused".into()),
+            e401.clone(),
+        );
+        assert!(
+            matches!(&e, CloudError::Transient(m) if m.contains("identity service (Keystone) http://127.0.0.1:5000/v3") && m.contains("Connection refused")),
+            "{e}"
+        );
+        assert_eq!(token_refused("x", "u", None, e401.clone()), e401);
     }
 
     #[test]

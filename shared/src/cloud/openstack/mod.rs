@@ -26,13 +26,13 @@ pub mod session;
 
 use crate::cloud::{
     Cloud, CloudError, Filter, Result, Server, ServerRequest, Snapshot, SnapshotRequest, Status,
-    Volume, VolumeRequest,
+    Volume, VolumeRequest, META_ROLE,
 };
 use crate::config::OpenStackConfig;
 use crate::runtime::Credentials;
 use crate::secret::Secret;
 use async_trait::async_trait;
-use errors::{Caller, RetryPolicy};
+use errors::{Caller, IdentityProbe, RetryPolicy};
 use neutron::Network;
 use nova::BootSettings;
 use request::ServiceType;
@@ -78,6 +78,14 @@ impl OpenStack {
             Duration::from_secs(cfg.connect_timeout_secs),
         )
         .await?;
+        let identity = profile
+            .auth
+            .as_ref()
+            .and_then(|a| a.auth_url.clone())
+            .map(|url| IdentityProbe {
+                url,
+                timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
+            });
         Ok(OpenStack {
             caller: Caller {
                 client,
@@ -85,6 +93,7 @@ impl OpenStack {
                     max_retries: cfg.max_retries,
                     ..RetryPolicy::default()
                 },
+                identity,
             },
             cfg: cfg.clone(),
             source,
@@ -192,18 +201,23 @@ impl OpenStack {
         Ok(z.as_deref())
     }
 
-    /// Give an ACTIVE server with an address its A record (once per server and address).
+    /// Give an ACTIVE surge server with an address its A record (once per server and
+    /// address). Base replicas (made by people) are never touched.
     async fn ensure_dns(&self, s: &Server) -> Result<()> {
+        let surge = s.metadata.get(META_ROLE).map(String::as_str) == Some("surge");
+        if !surge || s.status != Status::Ready {
+            return Ok(());
+        }
         let (Some(zone), Some(ep)) = (self.dns_zone_id().await?, s.endpoint.as_ref()) else {
             return Ok(());
         };
         let key = format!("{}={}", s.id, ep.host);
-        if s.status != Status::Ready || self.dns_done.lock().expect("lock").contains(&key) {
+        if self.dns_done.lock().expect("lock").contains(&key) {
             return Ok(());
         }
         let name = designate::fqdn(&s.name, &self.cfg.dns_zone);
         self.caller
-            .ensure_a_record(zone, &name, &ep.host, self.cfg.dns_ttl)
+            .ensure_a_record(zone, &name, &ep.host, self.cfg.dns_ttl, &s.id)
             .await?;
         self.dns_done.lock().expect("lock").insert(key);
         Ok(())
@@ -314,14 +328,12 @@ impl Cloud for OpenStack {
             .await
     }
 
+    /// A read: changes nothing anywhere (`pgsurge status` relies on it).
     async fn get_server(&self, id: &str) -> Result<Server> {
         self.network().await?;
-        let s = self
-            .caller
+        self.caller
             .get_server(id, self.cfg.pg_port, self.network_name())
-            .await?;
-        self.ensure_dns(&s).await?;
-        Ok(s)
+            .await
     }
 
     async fn list_servers(&self, filter: &Filter) -> Result<Vec<Server>> {
@@ -331,16 +343,37 @@ impl Cloud for OpenStack {
             .await
     }
 
-    /// Delete the server (and its A record). With `delete_on_termination = false` the
-    /// volume survives and becomes `available` once Nova has detached it.
+    /// Delete the server and its A record. The record goes first (a record left pointing
+    /// at nothing is worse than a server briefly without a name), and also when the server
+    /// is already gone: found by the server id its description carries. With
+    /// `delete_on_termination = false` the volume survives and becomes `available` once
+    /// Nova has detached it.
     async fn delete_server(&self, id: &str) -> Result<()> {
-        if self.dns_zone_id().await?.is_some() {
+        if let Some(zone) = self.dns_zone_id().await? {
             match self.caller.get_server(id, self.cfg.pg_port, None).await {
-                Ok(s) => self.delete_dns_record(&s.name).await?,
-                Err(CloudError::NotFound { .. }) => return Ok(()),
+                Ok(s) => {
+                    let name = designate::fqdn(&s.name, &self.cfg.dns_zone);
+                    self.caller.delete_a_records(zone, &name).await?;
+                }
+                Err(CloudError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
+            self.caller.delete_a_records_of_server(zone, id).await?;
+            self.dns_done
+                .lock()
+                .expect("lock")
+                .retain(|k| !k.starts_with(&format!("{id}=")));
         }
         self.caller.delete_server(id).await
+    }
+
+    /// The replica's A record, on the ready path (surge servers only).
+    async fn publish_server(&self, server: &Server) -> Result<()> {
+        self.ensure_dns(server).await
+    }
+
+    /// The replica's A record, by its deterministic name, server or no server.
+    async fn unpublish_server(&self, name: &str) -> Result<()> {
+        self.delete_dns_record(name).await
     }
 }

@@ -168,6 +168,13 @@ pub fn parse_server(v: &Value, pg_port: u16, network_name: Option<&str>) -> Serv
             host,
             port: pg_port,
         }),
+        // Nova's reason for an ERROR (only shown with the server while it is in ERROR)
+        fault: v
+            .get("fault")
+            .and_then(|f| f.get("message"))
+            .and_then(Value::as_str)
+            .filter(|m| !m.trim().is_empty())
+            .map(|m| m.trim().to_string()),
     }
 }
 
@@ -274,6 +281,7 @@ impl Caller {
                 metadata: req.metadata.clone(),
                 volume_ids: vec![req.volume_id.clone()],
                 endpoint: None,
+                fault: None,
             }),
             Err(e) => Err(e),
         }
@@ -300,14 +308,10 @@ impl Caller {
         };
         let s = parse_server(&v, pg_port, network_name);
         if s.status == Status::Error {
-            // Nova's reason (NoValidHost, a volume that failed to attach, ...) is only in
-            // the fault; the trait's Status carries none, so it goes to the log.
-            let fault = v
-                .get("fault")
-                .and_then(|f| f.get("message"))
-                .and_then(Value::as_str)
-                .unwrap_or("-");
-            tracing::warn!(server = %s.id, name = %s.name, fault, "server is in ERROR");
+            // Nova's reason (NoValidHost, a volume that failed to attach, ...): in the
+            // returned server (`fault`, which `wait_server_ready` puts in its error) and here
+            tracing::warn!(server = %s.id, name = %s.name, fault = s.fault.as_deref().unwrap_or("-"),
+                "server is in ERROR");
         }
         Ok(s)
     }
@@ -414,6 +418,19 @@ mod tests {
         );
         assert_eq!(s["user_data"], "IyEvYmluL3NoCmVjaG8gaGkK");
         assert_eq!(b["os:scheduler_hints"]["group"], "grp");
+        // the request's AZ (the snapshot's, passed down by scale-up) wins over the config's
+        let mut r = req();
+        r.az = Some("az-snap".into());
+        let b2 = create_body(&r, &boot, "fl-1");
+        assert_eq!(b2["server"]["availability_zone"], "az-snap");
+        r.az = None;
+        let no_az = BootSettings {
+            availability_zone: None,
+            ..boot.clone()
+        };
+        assert!(create_body(&r, &no_az, "fl-1")["server"]
+            .get("availability_zone")
+            .is_none());
         // no network: "none", and no security groups
         let b = create_body(&req(), &BootSettings::default(), "f");
         assert_eq!(b["server"]["networks"], "none");
@@ -447,6 +464,15 @@ mod tests {
                 port: 5432
             })
         );
+        assert_eq!(s.fault, None);
+        let e = parse_server(
+            &json!({"id": "s2", "status": "ERROR",
+                    "fault": {"code": 500, "message": "No valid host was found. ", "details": "..."}}),
+            5432,
+            None,
+        );
+        assert_eq!(e.status, Status::Error);
+        assert_eq!(e.fault.as_deref(), Some("No valid host was found."));
         assert_eq!(server_status("ACTIVE", Some("deleting")), Status::Deleting);
         assert_eq!(server_status("BUILD", None), Status::Pending);
         assert_eq!(

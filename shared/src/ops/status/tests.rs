@@ -41,6 +41,7 @@ fn server(id: &str) -> Server {
         metadata: meta(id),
         volume_ids: vec![format!("vol-{id}")],
         endpoint: None,
+        fault: None,
     }
 }
 
