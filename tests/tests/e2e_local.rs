@@ -312,5 +312,48 @@ fn vanished_servers_leave_haproxy_and_a_primary_is_never_removed() {
     env.invoke("reconcile", &json!({"pgsurge": 1, "kind": "tick"}));
     let seen = env.surge_everywhere();
     assert!(seen.agree_on(0), "after reconcile: {seen:?}");
+
+    // 4. A new replica's server dies while booting (OpenStack: Nova puts it in ERROR):
+    //    instance-ready rolls it back — server and volume deleted, forgotten — and
+    //    registers the others.
+    env.invoke("scale-up", &alarm("v-3", "read-load"));
+    let booting = env.surge_replicas();
+    assert!(booting.len() >= 2, "{booting:?}");
+    let broken = booting[0].clone();
+    let port = replica_port(&broken);
+    let pids = std::process::Command::new("fuser")
+        .arg(format!("{port}/tcp"))
+        .output()
+        .expect("fuser (psmisc)");
+    let pids = String::from_utf8_lossy(&pids.stdout).into_owned();
+    assert!(!pids.trim().is_empty(), "no process listens on {port}");
+    for pid in pids.split_whitespace() {
+        std::process::Command::new("kill")
+            .args(["-9", pid])
+            .status()
+            .unwrap();
+    }
+    let answer = env.invoke("instance-ready", &json!({"pgsurge": 1, "kind": "tick"}));
+    assert!(
+        answer
+            .to_string()
+            .contains(&format!("rolled back {}", broken.id)),
+        "{answer}"
+    );
+    env.tick_until_serving(booting.len() - 1);
+    let seen = env.surge_everywhere();
+    assert!(
+        seen.agree_on(booting.len() - 1),
+        "after the roll-back: {seen:?}"
+    );
+    env.rt.block_on(async {
+        assert!(
+            env.cloud
+                .get_volume(broken.volume_id.as_deref().unwrap())
+                .await
+                .is_err(),
+            "the broken replica's volume is deleted"
+        );
+    });
     env.delete_seed();
 }

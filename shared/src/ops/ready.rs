@@ -6,7 +6,7 @@ use super::lease::with_lease;
 use super::scale_up::rfc3339;
 use super::{phase_metric, secs_between, OpsError, Ports, Report};
 use crate::balancer::{AdminState, ServerSpec};
-use crate::cloud::{resource_name, CloudError, Endpoint};
+use crate::cloud::{resource_name, CloudError, Endpoint, Status};
 use crate::failpoint;
 use crate::postgres;
 use crate::state::{Phase, Replica};
@@ -64,7 +64,8 @@ async fn check_pending_leased(
     }
 }
 
-/// `Some(what was done)` when the replica was registered; `None` when not ready yet.
+/// `Some(what was done)` when the replica was registered (or, its server in error, rolled
+/// back); `None` when not ready yet.
 async fn check_one(
     ports: &Ports,
     r: &Replica,
@@ -79,6 +80,21 @@ async fn check_one(
         Err(CloudError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
+    if server.status == Status::Error {
+        // It will never boot (OpenStack: no valid host, a volume that failed to attach).
+        // Delete server and volume and forget the replica, so it stops counting toward
+        // capacity and the next alarm can try again.
+        let fault = server
+            .fault
+            .as_deref()
+            .unwrap_or("the provider gave no reason");
+        tracing::error!(replica = %r.id, server = %server.id, %fault, "server went into error; rolling the replica back");
+        super::reconcile::roll_back(ports, &r.id, now).await?;
+        return Ok(Some(format!(
+            "rolled back {}: its server {} went into error ({fault})",
+            r.id, server.id
+        )));
+    }
     let endpoint = match (
         &server.endpoint,
         r.address.as_deref().and_then(split_address),

@@ -88,7 +88,12 @@ async fn housekeeping(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsE
     Ok(report)
 }
 
-async fn roll_back(ports: &Ports, id: &str, now: OffsetDateTime) -> Result<(), OpsError> {
+/// Delete whatever exists of replica `id` (found by name) and forget it.
+pub(crate) async fn roll_back(
+    ports: &Ports,
+    id: &str,
+    now: OffsetDateTime,
+) -> Result<(), OpsError> {
     let name = crate::cloud::resource_name(&ports.cluster, id);
     let by_name = Filter {
         name: Some(name),
