@@ -373,19 +373,25 @@ pub trait Balancer: Send + Sync {
         }
         let current = self.list_servers().await?;
         let actions = plan(desired, &current);
-        for a in &actions {
-            match a {
-                Action::Put { spec } => {
-                    self.put_server(spec).await?;
-                }
-                Action::SetState { name, state } => self.set_state(name, *state).await?,
-                Action::Remove { name } => {
-                    self.remove_server(name).await?;
-                }
-            }
-        }
+        execute(self, &actions).await?;
         Ok(actions)
     }
+}
+
+/// Run [`plan`]'s actions in order on one node, stopping at the first error.
+pub async fn execute<B: Balancer + ?Sized>(node: &B, actions: &[Action]) -> Result<()> {
+    for a in actions {
+        match a {
+            Action::Put { spec } => {
+                node.put_server(spec).await?;
+            }
+            Action::SetState { name, state } => node.set_state(name, *state).await?,
+            Action::Remove { name } => {
+                node.remove_server(name).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
