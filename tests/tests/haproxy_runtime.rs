@@ -49,6 +49,18 @@ async fn runtime_api_puts_sets_states_and_removes_on_real_haproxy() {
         Err(BalancerError::InvalidSpec(_))
     ));
     assert_eq!(node.servers_state().len(), 1, "nothing was added");
+    // A host name: HAProxy would report it resolved (127.0.0.1), so it could never be
+    // recognised as unchanged. Refused, naming the value.
+    let host = ServerSpec {
+        address: "localhost".into(),
+        ..spec(name, r_new.port)
+    };
+    let e = rt.put_server(&host).await.unwrap_err();
+    assert!(
+        matches!(&e, BalancerError::InvalidSpec(m) if m.contains("\"localhost\" is not an IP address")),
+        "{e}"
+    );
+    assert_eq!(node.servers_state().len(), 1, "nothing was added");
 
     // Put: created in maintenance, health check on and marked down.
     assert_eq!(
