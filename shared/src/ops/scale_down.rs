@@ -6,6 +6,7 @@ use super::desired::split_address;
 use super::lease::with_lease;
 use super::{phase_metric, secs_between, OpsError, Ports, Report};
 use crate::balancer::drain::{self, DrainOptions};
+use crate::balancer::BalancerError;
 use crate::cloud::{resource_name, CloudError, Endpoint, META_CLUSTER, META_REPLICA, META_ROLE};
 use crate::events::{Alarm, Direction};
 use crate::failpoint;
@@ -81,10 +82,18 @@ async fn remove_replica(
         };
         let rep = drain::drain_and_remove(&fan, &name, opts).await;
         failpoint::hit("scale_down.after_drain");
-        if !rep.remove.all_ok() {
-            tracing::warn!(replica = %r.id, failed = ?rep.remove.failed(), "some HAProxy nodes still hold the server; reconcile removes it");
-        }
         phase_metric("drain", secs_between(started, OffsetDateTime::now_utc()));
+        if let Some(why) = still_routed(&rep.remove) {
+            // A node that answered and still holds the server may send it reads: the
+            // replica must outlive that. The state stays `draining`, so the next
+            // scale-down or reconcile drains and removes it again, then deletes it.
+            return Err(OpsError::Refused(format!(
+                "{name}: not deleting the replica: {why}; left draining for the next run"
+            )));
+        }
+        if !rep.remove.all_ok() {
+            tracing::warn!(replica = %r.id, failed = ?rep.remove.failed(), "unreachable HAProxy nodes still list the server; their repair removes it");
+        }
     }
     let started = OffsetDateTime::now_utc();
     if let Some(server_id) = &r.server_id {
@@ -148,6 +157,29 @@ async fn remove_replica(
     ))
 }
 
+/// Pure: why the replica must not be deleted after this removal fan-out, if it must not.
+///
+/// A node that answered but refused the removal (sessions still attached, a rejected
+/// command, ...) keeps routing to the server. A node that was *unavailable* (down,
+/// not answering) routes nothing now, and the reconcile's repair removes the server
+/// from it when it is back (the desired set no longer holds it), so it does not block.
+pub(crate) fn still_routed(remove: &crate::balancer::fanout::Report) -> Option<String> {
+    let blocking: Vec<String> = remove
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.result {
+            Err(BalancerError::Unavailable { .. }) | Ok(_) => None,
+            Err(e) => Some(format!("{}: {e}", n.node)),
+        })
+        .collect();
+    (!blocking.is_empty()).then(|| {
+        format!(
+            "HAProxy node(s) still hold it after a failed removal ({})",
+            blocking.join("; ")
+        )
+    })
+}
+
 /// A volume cannot be deleted while its server still holds it: retry briefly.
 pub(crate) async fn delete_volume_when_detached(
     ports: &Ports,
@@ -206,4 +238,61 @@ pub(crate) async fn forget(ports: &Ports, id: &str, now: OffsetDateTime) -> Resu
         })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balancer::fanout::{NodeReport, Report as FanReport};
+
+    fn removal(results: Vec<(&str, Result<String, BalancerError>)>) -> FanReport {
+        FanReport {
+            op: "remove pgsurge-c-a".into(),
+            nodes: results
+                .into_iter()
+                .map(|(node, result)| NodeReport {
+                    node: node.into(),
+                    result,
+                    repaired: false,
+                })
+                .collect(),
+            needs_repair: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_reachable_node_that_kept_the_server_blocks_the_delete() {
+        let busy = removal(vec![
+            ("h1", Ok("removed".into())),
+            (
+                "h2",
+                Err(BalancerError::Busy(
+                    "pg/pgsurge-c-a: Server still has connections attached to it".into(),
+                )),
+            ),
+        ]);
+        let why = still_routed(&busy).expect("h2 still routes to it");
+        assert!(why.contains("h2: busy") && !why.contains("h1"), "{why}");
+        let rejected = removal(vec![(
+            "h1",
+            Err(BalancerError::Rejected("pg/pgsurge-c-a: no".into())),
+        )]);
+        assert!(still_routed(&rejected).is_some());
+    }
+
+    #[test]
+    fn a_down_node_or_a_clean_removal_does_not_block() {
+        let down = removal(vec![
+            ("h1", Ok("removed".into())),
+            ("h2", Ok("was absent".into())),
+            (
+                "h3",
+                Err(BalancerError::Unavailable {
+                    node: "h3".into(),
+                    message: "connection refused".into(),
+                }),
+            ),
+        ]);
+        assert_eq!(still_routed(&down), None);
+    }
 }
