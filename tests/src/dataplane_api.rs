@@ -56,6 +56,9 @@ pub struct State {
     pub inject_write_conflicts: u32,
     /// The next N commits find their transaction outdated.
     pub inject_commit_conflicts: u32,
+    /// Another writer creates this server just before the next create arrives: that
+    /// create then finds the version moved, and, retried, that the server exists.
+    pub inject_create_race: Option<Value>,
     pub conflicts_sent: u32,
     socket: PathBuf,
     backend: String,
@@ -107,6 +110,7 @@ impl FakeDataPlane {
             violations: Vec::new(),
             inject_write_conflicts: 0,
             inject_commit_conflicts: 0,
+            inject_create_race: None,
             conflicts_sent: 0,
             socket: node.socket.clone(),
             backend: node.backend.name.clone(),
@@ -130,6 +134,26 @@ impl FakeDataPlane {
             axum::serve(listener, app).await.unwrap();
         });
         FakeDataPlane { url, state, task }
+    }
+
+    /// What dataplaneapi's configuration gives a freshly reloaded HAProxy: every
+    /// configured server that the new process lacks (the fixture mirrors them as
+    /// dynamic servers, which a reload forgets) is added back, in maintenance when
+    /// configured so, ready otherwise.
+    pub fn after_reload(&self) {
+        let mut st = self.state.lock().unwrap();
+        let running = runtime_rows(&st);
+        let missing: Vec<Value> = st
+            .servers
+            .iter()
+            .filter(|(n, _)| !running.contains_key(*n))
+            .map(|(_, s)| s.clone())
+            .collect();
+        for s in missing {
+            let name = s["name"].as_str().unwrap().to_string();
+            st.servers.remove(&name);
+            apply_op(&mut st, &StagedOp::Create(s)).expect("re-create after reload");
+        }
     }
 }
 
@@ -305,6 +329,14 @@ fn serve(
             let Some(version) = q(query, "version").and_then(|v| v.parse::<i64>().ok()) else {
                 return err(400, "version or transaction_id required");
             };
+            let theirs = match op {
+                StagedOp::Create(_) => st.inject_create_race.take(),
+                _ => None,
+            };
+            if let Some(theirs) = theirs {
+                apply_op(st, &StagedOp::Create(theirs)).expect("the other writer's create");
+                st.cfg_version += 1;
+            }
             if st.inject_write_conflicts > 0 {
                 // Another writer committed first.
                 st.inject_write_conflicts -= 1;
@@ -426,7 +458,11 @@ fn stage_check(
 ) -> Result<(), (u16, Option<Value>)> {
     match op {
         StagedOp::Create(s) if servers.contains_key(s["name"].as_str().unwrap_or("")) => {
-            Err(err(409, "server already exists"))
+            // dataplaneapi's wording (client-native ErrObjectAlreadyExists).
+            Err(err(
+                409,
+                &format!("server {} already exists", s["name"].as_str().unwrap_or("")),
+            ))
         }
         StagedOp::Replace(n, _) | StagedOp::Delete(n) if !servers.contains_key(n) => {
             Err(err(404, "server not found"))
@@ -557,7 +593,13 @@ fn stats(st: &State) -> Vec<Value> {
             let f: Vec<&str> = l.split(',').collect();
             // "UP 1/3" is UP on its way; "* L7OK" is a check in progress.
             let status = f[status].split_whitespace().next().unwrap_or("");
-            let status = if status == "no" { "no check" } else { status };
+            // HAProxy says DRAIN, which neither spec's enum has: NOLB is the spec's
+            // "up, takes no new sessions".
+            let status = match status {
+                "no" => "no check",
+                "DRAIN" => "NOLB",
+                s => s,
+            };
             let mut s = json!({
                 "scur": f[scur].parse::<u64>().unwrap_or(0),
                 "stot": f[stot].parse::<u64>().unwrap_or(0),
