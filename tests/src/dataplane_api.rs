@@ -70,6 +70,8 @@ pub struct FakeDataPlane {
     pub url: String,
     pub state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
+    addr: std::net::SocketAddr,
+    shared: Arc<Shared>,
 }
 
 impl Drop for FakeDataPlane {
@@ -122,18 +124,39 @@ impl FakeDataPlane {
             state: state.clone(),
             specs: vec![(2, v2), (3, v3)],
         });
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let shared = shared.clone();
-                async move { handle(&shared, method, uri, headers, body) }
-            },
-        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        FakeDataPlane { url, state, task }
+        let addr = listener.local_addr().unwrap();
+        let task = serve_on(listener, shared.clone());
+        FakeDataPlane {
+            url: format!("http://{addr}"),
+            state,
+            task,
+            addr,
+            shared,
+        }
+    }
+
+    /// The API goes away (connections refused); its configuration is kept.
+    pub async fn stop(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
+    /// Back on the same address, with the configuration it had.
+    pub async fn resume(&mut self) {
+        let mut tries = 0;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    eprintln!("rebinding {}: {e}", self.addr);
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot rebind {}: {e}", self.addr),
+            }
+        };
+        self.task = serve_on(listener, self.shared.clone());
     }
 
     /// What dataplaneapi's configuration gives a freshly reloaded HAProxy: every
@@ -155,6 +178,18 @@ impl FakeDataPlane {
             apply_op(&mut st, &StagedOp::Create(s)).expect("re-create after reload");
         }
     }
+}
+
+fn serve_on(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let shared = shared.clone();
+            async move { handle(&shared, method, uri, headers, body) }
+        },
+    );
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    })
 }
 
 fn err(code: u16, message: &str) -> (u16, Option<Value>) {
