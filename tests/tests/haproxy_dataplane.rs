@@ -483,3 +483,98 @@ fn contract_checker_rejects_what_the_spec_does_not_allow() {
         .check_response(&m, 500, Some(&json!({"oops": 1})))
         .is_err());
 }
+
+/// `apply` honours the same contract as `remove_server`: a stray server that still
+/// carries sessions is put in maintenance, not deleted, and the apply says Busy; once
+/// the sessions end, the next apply deletes it. (A plain TCP listener stands in for the
+/// replica: the server has no health check, so no PostgreSQL is needed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_keeps_a_stray_that_still_carries_sessions() {
+    let root = Scratch::new("i5-dpa-stray");
+    let node = HaproxyNode::start(
+        &root.0,
+        "h1",
+        BackendSpec::new(
+            BE,
+            vec![StaticServer {
+                name: "base-1".into(),
+                port: 1,
+            }],
+        ),
+    );
+    let fake = FakeDataPlane::start(3, &node, "admin", PASSWORD, specs()).await;
+    let dp = adapter(&fake.url, PASSWORD, Some(ApiVersion::V3));
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = backend.local_addr().unwrap().port();
+    let accepted = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = backend.accept().await {
+            held.push(s);
+        }
+    });
+    let stray = ServerSpec {
+        check: false,
+        ..spec("pgsurge-t-stray", port, 100)
+    };
+    dp.put_server(&stray).await.unwrap();
+    dp.set_state(&stray.name, AdminState::Ready).await.unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", node.port))
+                .await
+                .unwrap(),
+        );
+    }
+    let sessions = || async {
+        dp.list_servers()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == "pgsurge-t-stray")
+            .map(|s| (s.admin, s.sessions))
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while sessions().await.unwrap().1 == 0 {
+        assert!(std::time::Instant::now() < until, "no session on the stray");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let desired = DesiredSet::new("pgsurge-");
+    let e = dp.apply(&desired).await.unwrap_err();
+    assert!(
+        matches!(&e, BalancerError::Busy(m) if m.contains("pgsurge-t-stray")),
+        "{e}"
+    );
+    assert!(fake
+        .state
+        .lock()
+        .unwrap()
+        .servers
+        .contains_key("pgsurge-t-stray"));
+    assert_eq!(sessions().await.unwrap().0, AdminState::Maint);
+
+    drop(clients);
+    accepted.abort();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match dp.apply(&desired).await {
+            Ok(actions) => {
+                assert_eq!(
+                    actions,
+                    vec![pgsurge::balancer::Action::Remove {
+                        name: "pgsurge-t-stray".into()
+                    }]
+                );
+                break;
+            }
+            Err(BalancerError::Busy(_)) if std::time::Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(!node.servers_state().contains_key("pgsurge-t-stray"));
+    let st = fake.state.lock().unwrap();
+    assert!(st.violations.is_empty(), "{}", st.violations.join("\n"));
+}

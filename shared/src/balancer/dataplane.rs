@@ -623,9 +623,25 @@ impl Balancer for DataPlane {
         for attempt in 0..self.cfg.conflict_retries.max(1) {
             let current = self.list_servers().await?;
             let actions = plan(desired, &current);
+            // A stray that still carries sessions is not deleted (the remove_server
+            // contract): it goes to maintenance now and is deleted by a later apply.
+            let busy: Vec<&str> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Remove { name } => current
+                        .iter()
+                        .find(|c| &c.name == name && c.sessions > 0)
+                        .map(|c| c.name.as_str()),
+                    _ => None,
+                })
+                .collect();
             let config: Vec<&Action> = actions
                 .iter()
-                .filter(|a| !matches!(a, Action::SetState { .. }))
+                .filter(|a| match a {
+                    Action::SetState { .. } => false,
+                    Action::Remove { name } => !busy.contains(&name.as_str()),
+                    Action::Put { .. } => true,
+                })
                 .collect();
             if !config.is_empty() {
                 let version = self.config_version().await?;
@@ -667,6 +683,22 @@ impl Balancer for DataPlane {
                 if let Action::SetState { name, state } = a {
                     self.set_state(name, *state).await?;
                 }
+            }
+            if !busy.is_empty() {
+                for name in &busy {
+                    match self
+                        .runtime_put(name, &json!({"admin_state": "maint"}))
+                        .await
+                    {
+                        Ok(()) | Err(BalancerError::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                return Err(BalancerError::Busy(format!(
+                    "{}: {} still carry sessions: put in maintenance, not deleted yet",
+                    self.cfg.node,
+                    busy.join(", ")
+                )));
             }
             return Ok(actions);
         }
