@@ -56,6 +56,9 @@ pub struct State {
     pub inject_write_conflicts: u32,
     /// The next N commits find their transaction outdated.
     pub inject_commit_conflicts: u32,
+    /// Another writer creates this server just before the next create arrives: that
+    /// create then finds the version moved, and, retried, that the server exists.
+    pub inject_create_race: Option<Value>,
     pub conflicts_sent: u32,
     socket: PathBuf,
     backend: String,
@@ -67,6 +70,8 @@ pub struct FakeDataPlane {
     pub url: String,
     pub state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
+    addr: std::net::SocketAddr,
+    shared: Arc<Shared>,
 }
 
 impl Drop for FakeDataPlane {
@@ -107,6 +112,7 @@ impl FakeDataPlane {
             violations: Vec::new(),
             inject_write_conflicts: 0,
             inject_commit_conflicts: 0,
+            inject_create_race: None,
             conflicts_sent: 0,
             socket: node.socket.clone(),
             backend: node.backend.name.clone(),
@@ -118,19 +124,72 @@ impl FakeDataPlane {
             state: state.clone(),
             specs: vec![(2, v2), (3, v3)],
         });
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let shared = shared.clone();
-                async move { handle(&shared, method, uri, headers, body) }
-            },
-        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        FakeDataPlane { url, state, task }
+        let addr = listener.local_addr().unwrap();
+        let task = serve_on(listener, shared.clone());
+        FakeDataPlane {
+            url: format!("http://{addr}"),
+            state,
+            task,
+            addr,
+            shared,
+        }
     }
+
+    /// The API goes away (connections refused); its configuration is kept.
+    pub async fn stop(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
+    /// Back on the same address, with the configuration it had.
+    pub async fn resume(&mut self) {
+        let mut tries = 0;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    eprintln!("rebinding {}: {e}", self.addr);
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot rebind {}: {e}", self.addr),
+            }
+        };
+        self.task = serve_on(listener, self.shared.clone());
+    }
+
+    /// What dataplaneapi's configuration gives a freshly reloaded HAProxy: every
+    /// configured server that the new process lacks (the fixture mirrors them as
+    /// dynamic servers, which a reload forgets) is added back, in maintenance when
+    /// configured so, ready otherwise.
+    pub fn after_reload(&self) {
+        let mut st = self.state.lock().unwrap();
+        let running = runtime_rows(&st);
+        let missing: Vec<Value> = st
+            .servers
+            .iter()
+            .filter(|(n, _)| !running.contains_key(*n))
+            .map(|(_, s)| s.clone())
+            .collect();
+        for s in missing {
+            let name = s["name"].as_str().unwrap().to_string();
+            st.servers.remove(&name);
+            apply_op(&mut st, &StagedOp::Create(s)).expect("re-create after reload");
+        }
+    }
+}
+
+fn serve_on(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let shared = shared.clone();
+            async move { handle(&shared, method, uri, headers, body) }
+        },
+    );
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    })
 }
 
 fn err(code: u16, message: &str) -> (u16, Option<Value>) {
@@ -305,6 +364,14 @@ fn serve(
             let Some(version) = q(query, "version").and_then(|v| v.parse::<i64>().ok()) else {
                 return err(400, "version or transaction_id required");
             };
+            let theirs = match op {
+                StagedOp::Create(_) => st.inject_create_race.take(),
+                _ => None,
+            };
+            if let Some(theirs) = theirs {
+                apply_op(st, &StagedOp::Create(theirs)).expect("the other writer's create");
+                st.cfg_version += 1;
+            }
             if st.inject_write_conflicts > 0 {
                 // Another writer committed first.
                 st.inject_write_conflicts -= 1;
@@ -426,7 +493,11 @@ fn stage_check(
 ) -> Result<(), (u16, Option<Value>)> {
     match op {
         StagedOp::Create(s) if servers.contains_key(s["name"].as_str().unwrap_or("")) => {
-            Err(err(409, "server already exists"))
+            // dataplaneapi's wording (client-native ErrObjectAlreadyExists).
+            Err(err(
+                409,
+                &format!("server {} already exists", s["name"].as_str().unwrap_or("")),
+            ))
         }
         StagedOp::Replace(n, _) | StagedOp::Delete(n) if !servers.contains_key(n) => {
             Err(err(404, "server not found"))
@@ -557,7 +628,13 @@ fn stats(st: &State) -> Vec<Value> {
             let f: Vec<&str> = l.split(',').collect();
             // "UP 1/3" is UP on its way; "* L7OK" is a check in progress.
             let status = f[status].split_whitespace().next().unwrap_or("");
-            let status = if status == "no" { "no check" } else { status };
+            // HAProxy says DRAIN, which neither spec's enum has: NOLB is the spec's
+            // "up, takes no new sessions".
+            let status = match status {
+                "no" => "no check",
+                "DRAIN" => "NOLB",
+                s => s,
+            };
             let mut s = json!({
                 "scur": f[scur].parse::<u64>().unwrap_or(0),
                 "stot": f[stot].parse::<u64>().unwrap_or(0),

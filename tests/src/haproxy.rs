@@ -35,6 +35,9 @@ pub struct BackendSpec {
     /// `leastconn` (what pgsurge expects); `static-rr` to provoke the dynamic-server error.
     pub balance: String,
     pub servers: Vec<StaticServer>,
+    /// More lines for the backend section, verbatim (a `server-template`, a server
+    /// that `track`s another, ...).
+    pub extra: Vec<String>,
 }
 
 impl BackendSpec {
@@ -43,6 +46,7 @@ impl BackendSpec {
             name: name.into(),
             balance: "leastconn".into(),
             servers,
+            extra: Vec::new(),
         }
     }
 }
@@ -93,6 +97,9 @@ impl HaproxyNode {
                 "    server {} 127.0.0.1:{} check inter 1s fall 2 rise 1\n",
                 s.name, s.port
             ));
+        }
+        for l in &self.backend.extra {
+            servers.push_str(&format!("    {l}\n"));
         }
         format!(
             "global\n\

@@ -63,7 +63,7 @@ async fn full_cycle(version: u8) {
     let primary = Pg::primary(&root.0, "primary");
     let r_base = Pg::replica_of(&primary, &root.0, "r_base");
     let r_new = Pg::replica_of(&primary, &root.0, "r_new");
-    let node = HaproxyNode::start(
+    let mut node = HaproxyNode::start(
         &root.0,
         "h1",
         BackendSpec::new(
@@ -114,6 +114,32 @@ async fn full_cycle(version: u8) {
         Err(BalancerError::Conflict(_))
     ));
 
+    // A concurrent create of the same server: our create meets one version conflict
+    // (retried) and then "already exists", which is not retried: re-read, compared.
+    let raced = spec("pgsurge-t-race", r_base.port, 10);
+    fake.state.lock().unwrap().inject_create_race =
+        Some(pgsurge::balancer::dataplane::server_body(&raced, true));
+    let posts = |st: &pgsurge_tests::dataplane_api::State| {
+        st.log
+            .iter()
+            .filter(|(m, p, _)| {
+                m == "POST" && p.contains("/servers") && !p.contains("transaction_id")
+            })
+            .count()
+    };
+    let before = posts(&fake.state.lock().unwrap());
+    assert_eq!(dp.put_server(&raced).await.unwrap(), PutOutcome::Unchanged);
+    let statuses: Vec<u16> = {
+        let st = fake.state.lock().unwrap();
+        st.log[st.log.len() - 8..].iter().map(|l| l.2).collect()
+    };
+    assert_eq!(
+        posts(&fake.state.lock().unwrap()) - before,
+        2,
+        "one retry after the version conflict, none after \"already exists\": {statuses:?}"
+    );
+    assert!(dp.remove_server("pgsurge-t-race").await.unwrap());
+
     // Ready through the runtime endpoint (no reload), after HAProxy's check passed.
     dp.set_state(name, AdminState::Ready).await.unwrap();
     assert_eq!(
@@ -160,13 +186,71 @@ async fn full_cycle(version: u8) {
     dp.apply(&desired).await.unwrap();
     assert!(!node.servers_state().contains_key("pgsurge-t-r2"));
 
-    // Drain, remove; idempotent; sessions cannot be shut down through this API.
+    // Sessions open on the server (raw TCP through HAProxy: each holds a session on
+    // the PostgreSQL it was routed to until closed).
+    // Weight 60 against base-1's 1 under leastconn: they all land on it. Wait for two
+    // (a probe session from above may still be closing).
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", node.port))
+                .await
+                .unwrap(),
+        );
+    }
+    let on_it = || async {
+        dp.list_servers()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == name)
+            .map_or(0, |s| s.sessions)
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while on_it().await < 2 {
+        assert!(
+            std::time::Instant::now() < until,
+            "no session reached {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Drain: at runtime, and configured as maintenance so a reload cannot make it ready.
     dp.set_state(name, AdminState::Drain).await.unwrap();
     assert_eq!(node.servers_state()[name].0 & 0x08, 0x08);
+    assert_eq!(
+        fake.state.lock().unwrap().servers[name]["maintenance"],
+        "enabled"
+    );
     assert!(matches!(
         dp.kill_sessions(name).await,
         Err(BalancerError::Unsupported(_))
     ));
+    // Sessions still open: Busy, and the server stays, configured and in maintenance.
+    let e = dp.remove_server(name).await.unwrap_err();
+    assert!(matches!(e, BalancerError::Busy(_)), "{e}");
+    assert!(fake.state.lock().unwrap().servers.contains_key(name));
+    assert_eq!(node.servers_state()[name].0 & 1, 1, "in maintenance");
+    drop(held);
+
+    // A reload (the API's own, after a configuration change) keeps it out of rotation.
+    dp.set_state(name, AdminState::Drain).await.unwrap();
+    node.reload();
+    fake.after_reload();
+    let me = dp
+        .list_servers()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap();
+    assert_eq!(
+        me.admin,
+        AdminState::Maint,
+        "not ready after the reload: {me:?}"
+    );
+    assert_eq!(ports_served(node.port, 6), [r_base.port].into());
+    dp.set_state(name, AdminState::Drain).await.unwrap();
     assert!(dp.remove_server(name).await.unwrap());
     assert!(!dp.remove_server(name).await.unwrap());
     assert!(!node.servers_state().contains_key(name));
@@ -398,4 +482,99 @@ fn contract_checker_rejects_what_the_spec_does_not_allow() {
     assert!(v3
         .check_response(&m, 500, Some(&json!({"oops": 1})))
         .is_err());
+}
+
+/// `apply` honours the same contract as `remove_server`: a stray server that still
+/// carries sessions is put in maintenance, not deleted, and the apply says Busy; once
+/// the sessions end, the next apply deletes it. (A plain TCP listener stands in for the
+/// replica: the server has no health check, so no PostgreSQL is needed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_keeps_a_stray_that_still_carries_sessions() {
+    let root = Scratch::new("i5-dpa-stray");
+    let node = HaproxyNode::start(
+        &root.0,
+        "h1",
+        BackendSpec::new(
+            BE,
+            vec![StaticServer {
+                name: "base-1".into(),
+                port: 1,
+            }],
+        ),
+    );
+    let fake = FakeDataPlane::start(3, &node, "admin", PASSWORD, specs()).await;
+    let dp = adapter(&fake.url, PASSWORD, Some(ApiVersion::V3));
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = backend.local_addr().unwrap().port();
+    let accepted = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = backend.accept().await {
+            held.push(s);
+        }
+    });
+    let stray = ServerSpec {
+        check: false,
+        ..spec("pgsurge-t-stray", port, 100)
+    };
+    dp.put_server(&stray).await.unwrap();
+    dp.set_state(&stray.name, AdminState::Ready).await.unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", node.port))
+                .await
+                .unwrap(),
+        );
+    }
+    let sessions = || async {
+        dp.list_servers()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == "pgsurge-t-stray")
+            .map(|s| (s.admin, s.sessions))
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while sessions().await.unwrap().1 == 0 {
+        assert!(std::time::Instant::now() < until, "no session on the stray");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let desired = DesiredSet::new("pgsurge-");
+    let e = dp.apply(&desired).await.unwrap_err();
+    assert!(
+        matches!(&e, BalancerError::Busy(m) if m.contains("pgsurge-t-stray")),
+        "{e}"
+    );
+    assert!(fake
+        .state
+        .lock()
+        .unwrap()
+        .servers
+        .contains_key("pgsurge-t-stray"));
+    assert_eq!(sessions().await.unwrap().0, AdminState::Maint);
+
+    drop(clients);
+    accepted.abort();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match dp.apply(&desired).await {
+            Ok(actions) => {
+                assert_eq!(
+                    actions,
+                    vec![pgsurge::balancer::Action::Remove {
+                        name: "pgsurge-t-stray".into()
+                    }]
+                );
+                break;
+            }
+            Err(BalancerError::Busy(_)) if std::time::Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(!node.servers_state().contains_key("pgsurge-t-stray"));
+    let st = fake.state.lock().unwrap();
+    assert!(st.violations.is_empty(), "{}", st.violations.join("\n"));
 }

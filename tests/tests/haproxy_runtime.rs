@@ -49,6 +49,18 @@ async fn runtime_api_puts_sets_states_and_removes_on_real_haproxy() {
         Err(BalancerError::InvalidSpec(_))
     ));
     assert_eq!(node.servers_state().len(), 1, "nothing was added");
+    // A host name: HAProxy would report it resolved (127.0.0.1), so it could never be
+    // recognised as unchanged. Refused, naming the value.
+    let host = ServerSpec {
+        address: "localhost".into(),
+        ..spec(name, r_new.port)
+    };
+    let e = rt.put_server(&host).await.unwrap_err();
+    assert!(
+        matches!(&e, BalancerError::InvalidSpec(m) if m.contains("\"localhost\" is not an IP address")),
+        "{e}"
+    );
+    assert_eq!(node.servers_state().len(), 1, "nothing was added");
 
     // Put: created in maintenance, health check on and marked down.
     assert_eq!(
@@ -218,6 +230,105 @@ async fn static_algorithm_backend_is_a_clear_unsupported_error() {
     assert!(matches!(e, BalancerError::Unsupported(_)), "{e}");
     assert!(e.to_string().contains("leastconn"), "{e}");
     assert_eq!(node.servers_state().len(), 1, "no partial state");
+}
+
+/// `server-template` slots and servers other config lines point to are the operator's:
+/// HAProxy 2.6 would delete a slot on `del server`, so the adapter must not ask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_slots_and_referenced_servers_are_never_deleted_or_filled() {
+    let root = Scratch::new("i5-rt-slots");
+    let mut be = BackendSpec::new(
+        BE,
+        vec![StaticServer {
+            name: "base-1".into(),
+            port: 1,
+        }],
+    );
+    be.extra = vec![
+        "server-template pgsurge-t 1-2 127.0.0.1:1 disabled".into(),
+        // Makes base-1 referenced: HAProxy refuses to delete it at runtime.
+        "server base-2 127.0.0.1:2 track base-1".into(),
+    ];
+    let node = HaproxyNode::start(&root.0, "h1", be);
+    let rt = RuntimeApi::new("h1", SocketAddr::Unix(node.socket.clone()), BE);
+    let names = || node.servers_state().into_keys().collect::<Vec<_>>();
+    let all = ["base-1", "base-2", "pgsurge-t1", "pgsurge-t2"];
+    assert_eq!(names(), all);
+    let slot_admin = node.servers_state()["pgsurge-t1"].0;
+
+    // Putting a slot's name, even with the slot's own settings: a clear conflict.
+    let slot = ServerSpec {
+        weight: 1,
+        check: false,
+        ..spec("pgsurge-t1", 1)
+    };
+    let e = rt.put_server(&slot).await.unwrap_err();
+    assert!(
+        matches!(&e, BalancerError::Conflict(m) if m.contains("server-template slot")),
+        "{e}"
+    );
+    // Removing one: refused, the slot stays as it was.
+    let e = rt.remove_server("pgsurge-t2").await.unwrap_err();
+    assert!(matches!(e, BalancerError::Conflict(_)), "{e}");
+    assert_eq!(node.servers_state()["pgsurge-t1"].0, slot_admin);
+
+    // apply with a prefix that matches the slots: adds ours, leaves the slots alone.
+    let mut desired = DesiredSet::new("pgsurge-");
+    let ours = ServerSpec {
+        check: false,
+        ..spec("pgsurge-c-r1", 3)
+    };
+    desired.insert(ours.clone(), AdminState::Maint);
+    assert_eq!(
+        rt.apply(&desired).await.unwrap(),
+        vec![Action::Put { spec: ours }]
+    );
+    assert!(rt.apply(&desired).await.unwrap().is_empty(), "converged");
+    assert_eq!(
+        names(),
+        [
+            "base-1",
+            "base-2",
+            "pgsurge-c-r1",
+            "pgsurge-t1",
+            "pgsurge-t2"
+        ]
+    );
+    // The slots are still listed (status shows them), just never planned for.
+    let listed: Vec<String> = rt
+        .list_servers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert!(listed.contains(&"pgsurge-t1".to_string()), "{listed:?}");
+    // A desired server named like a slot: apply fails with the conflict, nothing changed.
+    desired.insert(slot, AdminState::Ready);
+    let e = rt.apply(&desired).await.unwrap_err();
+    assert!(matches!(e, BalancerError::Conflict(_)), "{e}");
+    assert_eq!(node.servers_state()["pgsurge-t1"].0, slot_admin);
+
+    // A server that other configuration points to: HAProxy's refusal is a Conflict.
+    let e = rt.remove_server("base-1").await.unwrap_err();
+    assert!(
+        matches!(&e, BalancerError::Conflict(m) if m.contains("referenced")),
+        "{e}"
+    );
+    assert!(node.servers_state().contains_key("base-1"));
+    // And HAProxy's refusal of a keyword on a dynamic server is Unsupported.
+    let answer = rt
+        .command(&format!(
+            "add server {BE}/pgsurge-c-x 127.0.0.1:4 init-addr none"
+        ))
+        .await
+        .unwrap();
+    let e = pgsurge::balancer::runtime_api::classify(BE, "pgsurge-c-x", &answer);
+    assert!(
+        matches!(&e, BalancerError::Unsupported(m) if m.contains("init-addr")),
+        "{answer:?} -> {e}"
+    );
+    assert!(!node.servers_state().contains_key("pgsurge-c-x"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

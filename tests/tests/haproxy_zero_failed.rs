@@ -14,9 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BE: &str = "pg_read";
-/// Transactions per second per HAProxy node, and the run length.
+/// Transactions per second per HAProxy node, and the run length. The run is long
+/// enough that the whole scale-up and scale-down fit inside it with [`MARGIN`] to
+/// spare on a loaded 2-core box (measured beside other builds: removal done at 12.8 s).
 const RATE: u32 = 50;
-const SECS: u32 = 20;
+const SECS: u32 = 30;
+/// The removal must be over at least this long before pgbench stops, so the load
+/// really covers the drain and the transactions that follow it.
+const MARGIN: Duration = Duration::from_secs(4);
 
 fn pgbench(port: u16) -> std::process::Child {
     Command::new("pgbench")
@@ -46,19 +51,52 @@ fn pgbench(port: u16) -> std::process::Child {
         .expect("pgbench (apt-get install postgresql-client-15)")
 }
 
-/// (processed, failed) from pgbench's summary.
-fn counts(out: &str) -> (u64, u64) {
-    let num = |key: &str| {
+/// What one pgbench run measured, from its summary.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Measured {
+    processed: u64,
+    failed: u64,
+    /// `tps = ...`: transactions per second over the run, reconnections included.
+    tps: f64,
+}
+
+fn measured(out: &str) -> Measured {
+    let field = |key: &str| {
         out.lines()
-            .find_map(|l| l.strip_prefix(key))
+            .find_map(|l| l.trim().strip_prefix(key))
             .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or_else(|| panic!("no {key:?} in pgbench output:\n{out}"))
+            .to_string()
     };
-    (
-        num("number of transactions actually processed: "),
-        num("number of failed transactions: "),
-    )
+    let int = |key: &str| {
+        field(key)
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("{key:?} is not a number in pgbench output:\n{out}"))
+    };
+    Measured {
+        processed: int("number of transactions actually processed: "),
+        failed: int("number of failed transactions: "),
+        tps: field("tps = ")
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("tps is not a number in pgbench output:\n{out}")),
+    }
+}
+
+#[test]
+fn pgbench_summary_is_parsed() {
+    let out = "transaction type: <builtin: select only>\n\
+               number of transactions actually processed: 1497\n\
+               number of failed transactions: 0 (0.000%)\n\
+               latency average = 2.1 ms\n\
+               tps = 49.893 (including reconnection times)\n";
+    assert_eq!(
+        measured(out),
+        Measured {
+            processed: 1497,
+            failed: 0,
+            tps: 49.893
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,6 +214,21 @@ async fn pgbench_sees_zero_failures_while_two_replicas_come_and_go() {
         );
     }
     let removed_at = started.elapsed();
+    // The load was still running when the last removal finished, with time to spare:
+    // otherwise a slow box could scale down after pgbench stopped and prove nothing.
+    let mut bench = bench;
+    for (h, b) in [&h1, &h2].iter().zip(bench.iter_mut()) {
+        assert!(
+            b.try_wait().unwrap().is_none(),
+            "pgbench via {} ended before the removal finished at {removed_at:.1?}",
+            h.name
+        );
+    }
+    assert!(
+        removed_at + MARGIN <= Duration::from_secs(SECS.into()),
+        "drain and removal finished at {removed_at:.1?}, less than {MARGIN:?} before the \
+         {SECS}s load ends: the scale-down was not covered by the load"
+    );
     for h in [&h1, &h2] {
         let state = h.servers_state();
         assert_eq!(
@@ -187,6 +240,7 @@ async fn pgbench_sees_zero_failures_while_two_replicas_come_and_go() {
     }
 
     let mut total = (0, 0);
+    let mut per_node = Vec::new();
     for (h, b) in [&h1, &h2].iter().zip(bench) {
         let out = b.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -201,8 +255,10 @@ async fn pgbench_sees_zero_failures_while_two_replicas_come_and_go() {
             "pgbench via {}: {stderr}",
             h.name
         );
-        let (ok, failed) = counts(&stdout);
+        let m = measured(&stdout);
+        let (ok, failed) = (m.processed, m.failed);
         assert_eq!(failed, 0, "failed transactions via {}:\n{stdout}", h.name);
+        per_node.push((h.name.clone(), m));
         // The rate held: at least 80 % of RATE x SECS went through.
         assert!(
             ok >= (RATE * SECS) as u64 * 8 / 10,
@@ -212,6 +268,7 @@ async fn pgbench_sees_zero_failures_while_two_replicas_come_and_go() {
         total.0 += ok;
         total.1 += failed;
     }
+    let ended_at = started.elapsed();
     // Both new replicas served sessions on both nodes.
     assert_eq!(served.len(), 4, "{served:?}");
     for (node, name, stot) in &served {
@@ -220,10 +277,18 @@ async fn pgbench_sees_zero_failures_while_two_replicas_come_and_go() {
             "{name} served nothing through {node}: {served:?}"
         );
     }
+    for (node, m) in &per_node {
+        eprintln!(
+            "zero-failed-reads: via {node}: {} transactions processed, {} failed, measured {:.1} tps \
+             (configured {RATE})",
+            m.processed, m.failed, m.tps
+        );
+    }
     eprintln!(
         "zero-failed-reads: rate {RATE} tps x 2 nodes for {SECS}s (pgbench -S -C -c 4); \
-         replicas up at {up_at:.1?}, drain from {drain_started:.1?}, removed at {removed_at:.1?}; \
-         transactions ok {} failed {}; sessions served by new replicas (node, server, stot): {served:?}",
+         replicas up at {up_at:.1?}, drain from {drain_started:.1?}, removed at {removed_at:.1?}, \
+         pgbench ended at {ended_at:.1?}; transactions ok {} failed {}; \
+         sessions served by new replicas (node, server, stot): {served:?}",
         total.0, total.1
     );
 }

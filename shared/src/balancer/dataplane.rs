@@ -8,9 +8,20 @@
 //!   a change needs one). Every write carries the configuration `version`; a 409 means
 //!   someone else changed the configuration first: re-read and retry, a bounded number
 //!   of times. [`Balancer::apply`] batches its configuration changes in one transaction.
+//! * A 409 is either a version conflict (retried) or "already exists" (a concurrent
+//!   create: not retried, re-read and compared); the body's message tells them apart.
 //! * Admin state (ready / drain / maint) goes through the runtime endpoints — no reload —
 //!   and the configuration's `maintenance` flag is kept in step so a later reload does
-//!   not bring a server back that pgsurge took out (or the reverse).
+//!   not bring a server back that pgsurge took out (or the reverse). The configuration
+//!   has no drain (neither spec's `server` object has it, only `maintenance`), so a
+//!   draining server is configured `maintenance: enabled`: a reload starts the new
+//!   process with no session on it anyway, so it must take none there either; the
+//!   draining sessions live on in the old process. [`plan`] then sees `maint` where it
+//!   wants `drain` and sets drain again at runtime.
+//! * Removal honours the [`Balancer::remove_server`] contract: while the server still
+//!   carries sessions (counted in the native stats) it is [`BalancerError::Busy`] and
+//!   stays configured, in maintenance. This API cannot shut sessions down, so on a Data
+//!   Plane node a drain past its deadline waits for the application's pool to let go.
 //!
 //! The requests and the handling of answers are contract-tested against the official
 //! specs (`tests/data/dataplane/`, `tests/tests/haproxy_dataplane.rs`).
@@ -27,6 +38,9 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::OnceCell;
+
+/// How long `remove_server` lets closing sessions end before it answers Busy.
+const REMOVE_SETTLE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -154,10 +168,7 @@ impl DataPlane {
         if a.status.is_success() {
             return Ok(a);
         }
-        let msg = a.body["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| a.body.to_string());
+        let msg = message(&a.body);
         Err(match a.status.as_u16() {
             401 | 403 => BalancerError::Auth(format!("{}: {msg}", self.cfg.node)),
             404 if server.is_empty() => BalancerError::Protocol(format!("404: {msg}")),
@@ -165,6 +176,9 @@ impl DataPlane {
                 backend: self.cfg.backend.clone(),
                 server: server.to_string(),
             },
+            409 if already_exists(&msg) => {
+                BalancerError::Conflict(format!("{}: {msg}", self.cfg.node))
+            }
             406 | 409 => BalancerError::Conflict(format!("configuration version moved: {msg}")),
             429 | 500..=599 => BalancerError::Unavailable {
                 node: self.cfg.node.clone(),
@@ -280,7 +294,7 @@ impl DataPlane {
             let mut query = q.clone();
             query.push(("version", version.to_string()));
             let a = self.send(method.clone(), &path, &query, body).await?;
-            if a.status == StatusCode::CONFLICT {
+            if a.status == StatusCode::CONFLICT && !already_exists(&message(&a.body)) {
                 tracing::info!(node = %self.cfg.node, attempt, "configuration version moved; re-reading");
                 last = Some(a);
                 tokio::time::sleep(Duration::from_millis(20 * (attempt as u64 + 1))).await;
@@ -353,6 +367,20 @@ impl DataPlane {
         }
         Ok(map)
     }
+}
+
+/// An error body's `message` (both specs' `error` object), else the whole body.
+fn message(body: &Value) -> String {
+    body["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| body.to_string())
+}
+
+/// A 409 that says the object exists (dataplaneapi: "... already exists ..."), not that
+/// the configuration version moved: retrying with a fresh version cannot help.
+fn already_exists(msg: &str) -> bool {
+    msg.to_ascii_lowercase().contains("already exists")
 }
 
 /// One server's line of the native stats.
@@ -469,13 +497,11 @@ impl Balancer for DataPlane {
         if state == AdminState::Ready {
             self.wait_check_before_ready(name).await?;
         }
-        self.runtime_put(name, &json!({"admin_state": state.as_str()}))
-            .await?;
-        // Keep the configuration's maintenance flag in step (drain has no config form).
+        // Configuration first, so a reload the API makes meanwhile already starts the
+        // server in the right state; drain is configured as maintenance (module doc).
         let want_maint = match state {
-            AdminState::Maint => "enabled",
             AdminState::Ready => "disabled",
-            AdminState::Drain => return Ok(()),
+            AdminState::Maint | AdminState::Drain => "enabled",
         };
         let Some(mut cur) = self.config_server(name).await? else {
             return Err(BalancerError::NotFound {
@@ -488,7 +514,8 @@ impl Balancer for DataPlane {
             self.config_write(Method::PUT, Some(name), Some(&cur), name)
                 .await?;
         }
-        Ok(())
+        self.runtime_put(name, &json!({"admin_state": state.as_str()}))
+            .await
     }
 
     async fn remove_server(&self, name: &str) -> Result<bool> {
@@ -502,6 +529,24 @@ impl Balancer for DataPlane {
         {
             Ok(()) | Err(BalancerError::NotFound { .. }) => {}
             Err(e) => return Err(e),
+        }
+        // Sessions that were closing when it went to maint take a moment to end; past
+        // that, the server still carries sessions: Busy, as the trait promises (the
+        // runtime adapter gets the same from `del server`).
+        let until = tokio::time::Instant::now() + REMOVE_SETTLE;
+        loop {
+            let open = self.stats().await?.get(name).map_or(0, |s| s.sessions);
+            if open == 0 {
+                break;
+            }
+            if tokio::time::Instant::now() >= until {
+                return Err(BalancerError::Busy(format!(
+                    "{}/{name}: {open} session(s) still open; left configured, in maintenance \
+                     (drain first; this API cannot shut sessions down)",
+                    self.cfg.backend
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         match self
             .config_write(Method::DELETE, Some(name), None, name)
@@ -578,9 +623,25 @@ impl Balancer for DataPlane {
         for attempt in 0..self.cfg.conflict_retries.max(1) {
             let current = self.list_servers().await?;
             let actions = plan(desired, &current);
+            // A stray that still carries sessions is not deleted (the remove_server
+            // contract): it goes to maintenance now and is deleted by a later apply.
+            let busy: Vec<&str> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Remove { name } => current
+                        .iter()
+                        .find(|c| &c.name == name && c.sessions > 0)
+                        .map(|c| c.name.as_str()),
+                    _ => None,
+                })
+                .collect();
             let config: Vec<&Action> = actions
                 .iter()
-                .filter(|a| !matches!(a, Action::SetState { .. }))
+                .filter(|a| match a {
+                    Action::SetState { .. } => false,
+                    Action::Remove { name } => !busy.contains(&name.as_str()),
+                    Action::Put { .. } => true,
+                })
                 .collect();
             if !config.is_empty() {
                 let version = self.config_version().await?;
@@ -622,6 +683,22 @@ impl Balancer for DataPlane {
                 if let Action::SetState { name, state } = a {
                     self.set_state(name, *state).await?;
                 }
+            }
+            if !busy.is_empty() {
+                for name in &busy {
+                    match self
+                        .runtime_put(name, &json!({"admin_state": "maint"}))
+                        .await
+                    {
+                        Ok(()) | Err(BalancerError::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                return Err(BalancerError::Busy(format!(
+                    "{}: {} still carry sessions: put in maintenance, not deleted yet",
+                    self.cfg.node,
+                    busy.join(", ")
+                )));
             }
             return Ok(actions);
         }
@@ -737,6 +814,16 @@ mod tests {
         );
         assert!(b.get("slowstart").is_none());
         assert_eq!(b["check"], "disabled");
+    }
+
+    #[test]
+    fn a_409_that_says_already_exists_is_not_a_version_conflict() {
+        assert!(already_exists(&message(
+            &json!({"code": 409, "message": "Server pgsurge-c-r1 already exists in backend pg"})
+        )));
+        assert!(!already_exists(&message(
+            &json!({"code": 409, "message": "version mismatch: 3 != 4"})
+        )));
     }
 
     #[test]

@@ -7,9 +7,14 @@
 //! whole desired set ([`super::Balancer::apply`]) instead of replaying one step. That is
 //! level-triggered, so it also heals a node that reloaded and forgot its dynamic servers.
 //!
-//! The fan-out keeps the desired set and the repair marks in memory and exposes them
-//! ([`FanOut::desired`], [`FanOut::needs_repair`]) so the orchestration can persist them
-//! in the cluster state and seed the next invocation with them.
+//! The desired set and the repair marks live in memory, for one invocation: the
+//! orchestration (`ops`) builds a fresh fan-out per step with the desired set derived
+//! from the cluster state, and does **not** persist the marks. It does not need to:
+//! every reconcile converges *all* nodes ([`FanOut::converge_all`]), so a node that one
+//! invocation could not reach is converged by the next reconcile whatever it missed.
+//! [`FanOut::needs_repair`] and the per-node [`Report`] say which nodes were missed
+//! (logged, and in the operation's report); [`FanOut::with_needs_repair`] seeds marks
+//! for a caller that keeps one fan-out across calls or persists them itself.
 
 use super::dataplane::{ApiVersion, DataPlane, DataPlaneConfig};
 use super::runtime_api::{RuntimeApi, SocketAddr};
@@ -154,12 +159,13 @@ impl FanOut {
         }
     }
 
-    /// Nodes a previous invocation left marked for repair.
     /// The node adapters, to build another fan-out with a different desired set.
     pub fn into_nodes(self) -> Vec<Arc<dyn Balancer>> {
         self.nodes
     }
 
+    /// Mark `nodes` for repair before the first call (marks a caller kept from an
+    /// earlier fan-out): their next call converges them to the whole desired set.
     pub fn with_needs_repair(self, nodes: impl IntoIterator<Item = String>) -> Self {
         self.memory.lock().unwrap().needs_repair.extend(nodes);
         self

@@ -82,7 +82,7 @@ pub type Result<T> = std::result::Result<T, BalancerError>;
 pub struct ServerSpec {
     /// HAProxy server name: the replica's name (`pgsurge-<cluster>-<replica>`).
     pub name: String,
-    /// IP address (or a hostname HAProxy can resolve at the time of the call).
+    /// IPv4 or IPv6 address literal (no host name: see [`ServerSpec::validate`]).
     pub address: String,
     pub port: u16,
     /// 0..=256.
@@ -117,15 +117,14 @@ impl ServerSpec {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(BalancerError::InvalidSpec(m));
         validate_name(&self.name)?;
-        let addr_ok = !self.address.is_empty()
-            && self.address.len() <= 253
-            && self
-                .address
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'_'));
-        if !addr_ok {
+        // An IP literal only: HAProxy reports a server by its *resolved* address
+        // (`show servers state`), so a host name would never match what we put, and
+        // every second put would be a conflict instead of a no-op. The cloud gives IPs.
+        if self.address.parse::<std::net::IpAddr>().is_err() {
             return bad(format!(
-                "{}: address {:?} is not an IP address or host name",
+                "{}: address {:?} is not an IP address (host names are not accepted: \
+                 HAProxy reports the resolved address, so the server could never be \
+                 recognised as unchanged)",
                 self.name, self.address
             ));
         }
@@ -217,7 +216,7 @@ pub struct ServerStatus {
 impl ServerStatus {
     /// Does the running server already have these settings (slowstart aside)?
     pub fn matches(&self, spec: &ServerSpec) -> bool {
-        self.address == spec.address
+        same_address(&self.address, &spec.address)
             && self.port == spec.port
             && self.weight == spec.weight
             && self.check == spec.check
@@ -225,10 +224,21 @@ impl ServerStatus {
 
     /// Only the weight differs: changed in place, no re-creation.
     pub fn only_weight_differs(&self, spec: &ServerSpec) -> bool {
-        self.address == spec.address
+        same_address(&self.address, &spec.address)
             && self.port == spec.port
             && self.check == spec.check
             && self.weight != spec.weight
+    }
+}
+
+/// Addresses compared as IPs when both parse (`fd00:0::7` is `fd00::7`), else as text.
+fn same_address(reported: &str, wanted: &str) -> bool {
+    match (
+        reported.parse::<std::net::IpAddr>(),
+        wanted.parse::<std::net::IpAddr>(),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => reported == wanted,
     }
 }
 
@@ -373,19 +383,25 @@ pub trait Balancer: Send + Sync {
         }
         let current = self.list_servers().await?;
         let actions = plan(desired, &current);
-        for a in &actions {
-            match a {
-                Action::Put { spec } => {
-                    self.put_server(spec).await?;
-                }
-                Action::SetState { name, state } => self.set_state(name, *state).await?,
-                Action::Remove { name } => {
-                    self.remove_server(name).await?;
-                }
-            }
-        }
+        execute(self, &actions).await?;
         Ok(actions)
     }
+}
+
+/// Run [`plan`]'s actions in order on one node, stopping at the first error.
+pub async fn execute<B: Balancer + ?Sized>(node: &B, actions: &[Action]) -> Result<()> {
+    for a in actions {
+        match a {
+            Action::Put { spec } => {
+                node.put_server(spec).await?;
+            }
+            Action::SetState { name, state } => node.set_state(name, *state).await?,
+            Action::Remove { name } => {
+                node.remove_server(name).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -420,6 +436,12 @@ mod tests {
     #[test]
     fn specs_are_validated_before_anything_is_sent() {
         spec("pgsurge-c-r1", 5432).validate().unwrap();
+        ServerSpec {
+            address: "fd00::7".into(),
+            ..spec("pgsurge-c-r1", 5432)
+        }
+        .validate()
+        .unwrap();
         let cases = [
             (
                 ServerSpec {
@@ -448,6 +470,20 @@ mod tests {
                     ..spec("x", 1)
                 },
                 "address",
+            ),
+            (
+                ServerSpec {
+                    address: "db1.example.net".into(),
+                    ..spec("x", 1)
+                },
+                "\"db1.example.net\" is not an IP address",
+            ),
+            (
+                ServerSpec {
+                    address: "localhost".into(),
+                    ..spec("x", 1)
+                },
+                "\"localhost\" is not an IP address",
             ),
             (spec("x", 0), "port 0"),
             (
@@ -545,6 +581,20 @@ mod tests {
             weight: 5,
             ..r1
         }));
+    }
+
+    #[test]
+    fn addresses_match_as_ips() {
+        let v6 = ServerSpec {
+            address: "fd00::7".into(),
+            ..spec("pgsurge-c-r1", 1)
+        };
+        let reported = ServerStatus {
+            address: "fd00:0:0::7".into(),
+            ..status(&v6, AdminState::Ready)
+        };
+        assert!(reported.matches(&v6));
+        assert!(!reported.matches(&spec("pgsurge-c-r1", 1)));
     }
 
     #[test]

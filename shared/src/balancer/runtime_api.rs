@@ -11,10 +11,23 @@
 //! Every answer HAProxy gives is text; [`classify`] turns the messages of both the
 //! dynamic-server commands and the slot-style commands (`set server` on a name that is
 //! not there, static algorithms, old HAProxy without `add server`) into typed errors.
+//!
+//! Servers declared in haproxy.cfg are the operator's. HAProxy 2.6 lets `del server`
+//! delete a configuration server too (verified: a `server-template` slot or an
+//! unreferenced `server` line is deleted like a dynamic one), so the adapter must
+//! recognise them itself: a server whose admin state carries the *configuration
+//! maintenance* bit (`disabled` in haproxy.cfg, the idiom of `server-template` slots,
+//! which HAProxy keeps for the life of the process even once the slot is set ready) is
+//! a [configuration slot](StateRow::is_config_slot): `put` of its name is a
+//! [`BalancerError::Conflict`], `remove` refuses it, and [`Balancer::apply`] never
+//! plans to delete or re-add it. pgsurge never sends `disabled`, so its own servers
+//! never carry the bit. A config server *without* `disabled` cannot be told from a
+//! dynamic one through the Runtime API: the managed prefix must not match such names
+//! (see README, "HAProxy").
 
 use super::{
-    validate_name, AdminState, Balancer, BalancerError, OperState, PutOutcome, Result, ServerSpec,
-    ServerStatus,
+    execute, plan, validate_name, Action, AdminState, Balancer, BalancerError, DesiredSet,
+    OperState, PutOutcome, Result, ServerSpec, ServerStatus,
 };
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -237,6 +250,19 @@ pub fn classify(backend: &str, server: &str, msg: &str) -> BalancerError {
             "this HAProxy has no dynamic servers without experimental mode; pgsurge needs \
              HAProxy >= 2.5 (`add server`), it does not fill server-template slots (HAProxy said: {m})"
         ))
+    } else if has("due to other configuration elements pointing to it") {
+        // `del server` on a server that a `track`, `use-server`, stick table... of
+        // haproxy.cfg refers to: it is the operator's, not a transient state.
+        BalancerError::Conflict(format!(
+            "{backend}/{server} is referenced by other elements of haproxy.cfg (track, \
+             use-server, ...): HAProxy cannot delete it at runtime and pgsurge does not \
+             manage it (HAProxy said: {m})"
+        ))
+    } else if has("option is not accepted for dynamic server") {
+        BalancerError::Unsupported(format!(
+            "{backend}/{server}: this HAProxy does not accept an option of `add server` on \
+             a dynamic server (HAProxy said: {m})"
+        ))
     } else if has("Only servers in maintenance mode can be deleted")
         || has("still has connections attached")
         || has("Entry currently in use")
@@ -268,6 +294,8 @@ pub struct StateRow {
 // srv_admin_state bits (HAProxy's SRV_ADMF_*): forced/inherited/config/resolver/hostname
 // maintenance, forced/inherited drain.
 const ADMF_MAINT: u32 = 0x01 | 0x02 | 0x04 | 0x20 | 0x40;
+/// SRV_ADMF_CMAINT: declared `disabled` in the configuration.
+const ADMF_CONFIG_MAINT: u32 = 0x04;
 const ADMF_DRAIN: u32 = 0x08 | 0x10;
 // srv_check_state bits (CHK_ST_*).
 const CHK_CONFIGURED: u32 = 0x02;
@@ -299,6 +327,12 @@ impl StateRow {
 
     pub fn check_enabled(&self) -> bool {
         self.check_state & CHK_ENABLED != 0
+    }
+
+    /// Declared `disabled` in haproxy.cfg (a `server-template` slot, typically): the
+    /// operator's, never deleted or re-added by pgsurge. See the module doc.
+    pub fn is_config_slot(&self) -> bool {
+        self.admin_state & ADMF_CONFIG_MAINT != 0
     }
 
     /// The last health check passed (3) or conditionally passed (4).
@@ -396,13 +430,17 @@ impl Balancer for RuntimeApi {
     async fn put_server(&self, spec: &ServerSpec) -> Result<PutOutcome> {
         spec.validate()?;
         if let Some(row) = self.find(&spec.name).await? {
+            self.refuse_config_slot(&row)?;
             return self.reconcile_existing(spec, &row).await;
         }
         match self.create(spec).await {
             Ok(()) => Ok(PutOutcome::Created),
             // Someone (another invocation) added it between our look and our add.
             Err(BalancerError::Conflict(_)) => match self.find(&spec.name).await? {
-                Some(row) => self.reconcile_existing(spec, &row).await,
+                Some(row) => {
+                    self.refuse_config_slot(&row)?;
+                    self.reconcile_existing(spec, &row).await
+                }
                 None => Err(BalancerError::Conflict(format!(
                     "{} appeared and vanished during put",
                     spec.name
@@ -429,6 +467,7 @@ impl Balancer for RuntimeApi {
         let Some(row) = self.find(name).await? else {
             return Ok(false);
         };
+        self.refuse_config_slot(&row)?;
         if row.admin() != AdminState::Maint {
             self.set_state(name, AdminState::Maint).await?;
         }
@@ -460,8 +499,39 @@ impl Balancer for RuntimeApi {
         .await
     }
 
+    /// As the default, except that configuration slots are invisible to [`plan`]: a
+    /// stray slot is never removed, and a desired server named like a slot becomes a
+    /// `put` that fails with a [`BalancerError::Conflict`] naming the slot.
+    async fn apply(&self, desired: &DesiredSet) -> Result<Vec<Action>> {
+        for d in desired.servers.values() {
+            d.spec.validate()?;
+        }
+        let rows = self.state_rows().await?;
+        let current: Vec<ServerStatus> = self
+            .statuses(rows)
+            .await?
+            .into_iter()
+            .filter_map(|(s, slot)| (!slot).then_some(s))
+            .collect();
+        let actions = plan(desired, &current);
+        execute(self, &actions).await?;
+        Ok(actions)
+    }
+
     async fn list_servers(&self) -> Result<Vec<ServerStatus>> {
         let rows = self.state_rows().await?;
+        Ok(self
+            .statuses(rows)
+            .await?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect())
+    }
+}
+
+impl RuntimeApi {
+    /// The rows with their session counters, each with "is a configuration slot".
+    async fn statuses(&self, rows: Vec<StateRow>) -> Result<Vec<(ServerStatus, bool)>> {
         let stat = self
             .command(&format!("show stat {} 4 -1", self.backend))
             .await?;
@@ -470,7 +540,8 @@ impl Balancer for RuntimeApi {
             .into_iter()
             .map(|r| {
                 let (cur, tot) = sessions.get(&r.name).copied().unwrap_or((0, 0));
-                ServerStatus {
+                let slot = r.is_config_slot();
+                let status = ServerStatus {
                     admin: r.admin(),
                     oper: r.oper(),
                     check: r.check(),
@@ -480,9 +551,22 @@ impl Balancer for RuntimeApi {
                     address: r.address,
                     port: r.port,
                     weight: r.weight,
-                }
+                };
+                (status, slot)
             })
             .collect())
+    }
+
+    fn refuse_config_slot(&self, row: &StateRow) -> Result<()> {
+        if row.is_config_slot() {
+            return Err(BalancerError::Conflict(format!(
+                "{} is declared `disabled` in haproxy.cfg (a server-template slot): it is the \
+                 operator's; pgsurge adds dynamic servers and never fills, re-adds or deletes \
+                 configuration servers — use a name outside the template's prefix",
+                self.target(&row.name)
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -580,6 +664,12 @@ mod tests {
         assert_eq!(rows[1].weight, 50);
         assert_eq!(rows[2].admin(), AdminState::Drain);
         assert!(!rows[2].check());
+        assert!(rows.iter().all(|r| !r.is_config_slot()));
+        let slot = StateRow {
+            admin_state: 4,
+            ..rows[0].clone()
+        };
+        assert!(slot.is_config_slot());
         assert!(parse_servers_state("No such backend.\n").is_err());
     }
 
@@ -652,6 +742,17 @@ mod tests {
             BalancerError::Busy(_)
         ));
         assert!(matches!(c("Permission denied\n"), BalancerError::Auth(_)));
+        // HAProxy 2.6's own words (seen on 2.6.12).
+        let e = c("This server cannot be removed at runtime due to other configuration elements pointing to it.");
+        assert!(
+            matches!(&e, BalancerError::Conflict(m) if m.contains("pg/r1") && m.contains("haproxy.cfg")),
+            "{e}"
+        );
+        let e = c("'init-addr' option is not accepted for dynamic server");
+        assert!(
+            matches!(&e, BalancerError::Unsupported(m) if m.contains("'init-addr'")),
+            "{e}"
+        );
         assert!(matches!(c("something new"), BalancerError::Rejected(_)));
     }
 
