@@ -106,6 +106,11 @@ pub(crate) async fn roll_back(
     for v in ports.cloud.list_volumes(&by_name).await? {
         delete_volume_when_detached(ports, &v.id).await?;
     }
+    // A DNS record made at ready outlives a server that was already gone.
+    ports
+        .cloud
+        .unpublish_server(&crate::cloud::resource_name(&ports.cluster, id))
+        .await?;
     failpoint::hit("reconcile.after_rollback");
     forget(ports, id, now).await
 }

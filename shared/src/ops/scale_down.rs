@@ -141,7 +141,14 @@ async fn remove_replica(
                 ports.cloud.delete_server(server_id).await?;
                 failpoint::hit("scale_down.after_delete_server");
             }
-            Err(CloudError::NotFound { .. }) => {}
+            // Already gone (a killed earlier run, or deleted by hand): what the provider
+            // kept beside it (a DNS record) is found by name, not through the server.
+            Err(CloudError::NotFound { .. }) => {
+                ports
+                    .cloud
+                    .unpublish_server(&resource_name(&ports.cluster, &r.id))
+                    .await?;
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -352,6 +359,7 @@ mod tests {
                 .into(),
                 volume_ids: vec!["vol-a".into()],
                 endpoint: None,
+                fault: None,
             })
         }
         async fn list_servers(&self, _: &Filter) -> CResult<Vec<Server>> {
