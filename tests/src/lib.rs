@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod pg;
 pub mod rgw;
 pub mod runtime_api;
+pub mod smn;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

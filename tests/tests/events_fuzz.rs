@@ -627,38 +627,6 @@ fn smn_sign(rsa: bool, text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(sig)
 }
 
-/// The string SMN signs, from the documentation (as in events_smn.rs): every key, only
-/// `subject` left out when empty.
-fn smn_string_to_sign(m: &Value) -> String {
-    let keys: &[&str] = if m["type"] == "Notification" {
-        &[
-            "message",
-            "message_id",
-            "subject",
-            "timestamp",
-            "topic_urn",
-            "type",
-        ]
-    } else {
-        &[
-            "message",
-            "message_id",
-            "subscribe_url",
-            "timestamp",
-            "topic_urn",
-            "type",
-        ]
-    };
-    keys.iter()
-        .filter_map(|k| {
-            m[*k]
-                .as_str()
-                .filter(|v| *k != "subject" || !v.is_empty())
-                .map(|v| format!("{k}\n{v}\n"))
-        })
-        .collect()
-}
-
 fn arb_message() -> impl Strategy<Value = String> {
     // The Cloud Eye alarm inside the SMN subscription example.
     let inner = EXAMPLES
@@ -731,8 +699,8 @@ proptest! {
         if kind != "Notification" {
             m["subscribe_url"] = subscribe_url.clone().into();
         }
-        m["signature"] = smn_sign(rsa, &smn_string_to_sign(&m)).into();
-        let signed_text = smn_string_to_sign(&m);
+        m["signature"] = smn_sign(rsa, &pgsurge_tests::smn::string_to_sign(&m)).into();
+        let signed_text = pgsurge_tests::smn::string_to_sign(&m);
         if let Some((i, with)) = &tamper {
             let k = ["message", "message_id", "subject", "timestamp", "topic_urn", "subscribe_url"][*i];
             m[k] = with.clone().into();
@@ -747,7 +715,7 @@ proptest! {
         let got = RT.block_on(r.receive_authenticated(&w, now));
 
         let known_type = SMN_TYPES.contains(&kind.as_str());
-        let changed = smn_string_to_sign(&m) != signed_text;
+        let changed = pgsurge_tests::smn::string_to_sign(&m) != signed_text;
         let age_ok = matches!(age, Ok(a) if (-300..=3600).contains(&a));
         let ts_ok = age.is_ok();
         if !known_type || !ts_ok || changed {

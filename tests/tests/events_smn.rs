@@ -98,37 +98,6 @@ fn ts(t: OffsetDateTime) -> String {
     t.replace_nanosecond(0).unwrap().format(&Rfc3339).unwrap()
 }
 
-/// The string SMN signs, built here from the documentation independently of the library.
-fn string_to_sign(m: &Value) -> String {
-    let keys: &[&str] = if m["type"] == "Notification" {
-        &[
-            "message",
-            "message_id",
-            "subject",
-            "timestamp",
-            "topic_urn",
-            "type",
-        ]
-    } else {
-        &[
-            "message",
-            "message_id",
-            "subscribe_url",
-            "timestamp",
-            "topic_urn",
-            "type",
-        ]
-    };
-    keys.iter()
-        .filter_map(|k| {
-            m[*k]
-                .as_str()
-                .filter(|v| *k != "subject" || !v.is_empty())
-                .map(|v| format!("{k}\n{v}\n"))
-        })
-        .collect()
-}
-
 fn cloud_eye_message() -> String {
     let example: Value = serde_json::from_str(
         &std::fs::read_to_string(
@@ -152,7 +121,7 @@ fn notification(keys: &Keys, at: OffsetDateTime, cert_url: &str) -> Value {
         "signing_cert_url": cert_url,
         "unsubscribe_url": "https://smn.ru-moscow-1.hc.sbercloud.ru/smn/subscription/unsubscribe?x=1",
     });
-    m["signature"] = keys.sign(&string_to_sign(&m)).into();
+    m["signature"] = keys.sign(&pgsurge_tests::smn::string_to_sign(&m)).into();
     m
 }
 
@@ -314,7 +283,7 @@ async fn a_verified_subscription_is_confirmed_and_an_unsubscription_is_not() {
         "signature_version": "v1",
         "signing_cert_url": CERT_URL,
     });
-    m["signature"] = keys.sign(&string_to_sign(&m)).into();
+    m["signature"] = keys.sign(&pgsurge_tests::smn::string_to_sign(&m)).into();
     let (event, how) = r.receive_authenticated(&via_http(&m), now).await.unwrap();
     assert_eq!(how, Authenticated::SmnSignature);
     let Event::SubscriptionConfirmation(c) = event else {
@@ -324,7 +293,7 @@ async fn a_verified_subscription_is_confirmed_and_an_unsubscription_is_not() {
     assert_eq!(served.asked.lock().unwrap().last().unwrap(), subscribe_url);
 
     m["type"] = "UnsubscribeConfirmation".into();
-    m["signature"] = keys.sign(&string_to_sign(&m)).into();
+    m["signature"] = keys.sign(&pgsurge_tests::smn::string_to_sign(&m)).into();
     let (event, how) = r.receive_authenticated(&via_http(&m), now).await.unwrap();
     let Event::SubscriptionConfirmation(c) = event else {
         panic!("{event:?}")

@@ -80,17 +80,8 @@ impl Caller {
         let req = Request::get(ServiceType::Dns, format!("zones/{zone_id}/recordsets"))
             .query("name", name)
             .query("type", "A");
-        let sets = self
-            .send(&format!("list A records {name}"), req)
-            .await?
-            .json(Some("recordsets"))?;
-        Ok(sets
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(parse)
-            .filter(|r| r.name == name)
-            .collect())
+        self.list_a(&format!("list A records {name}"), req, |r| r.name == name)
+            .await
     }
 
     /// Our A records for server `server_id` (by the description they carry).
@@ -103,16 +94,25 @@ impl Caller {
         let req = Request::get(ServiceType::Dns, format!("zones/{zone_id}/recordsets"))
             .query("type", "A")
             .query("description", want.clone());
-        let sets = self
-            .send(&format!("list A records of server {server_id}"), req)
-            .await?
-            .json(Some("recordsets"))?;
+        let what = format!("list A records of server {server_id}");
+        self.list_a(&what, req, |r| r.description == want).await
+    }
+
+    /// Send a recordset listing; keep what `keep` says (Designate's filters are not
+    /// exact matches: `name` and `description` accept wildcards).
+    async fn list_a(
+        &self,
+        what: &str,
+        req: Request,
+        keep: impl Fn(&ARecord) -> bool,
+    ) -> Result<Vec<ARecord>> {
+        let sets = self.send(what, req).await?.json(Some("recordsets"))?;
         Ok(sets
             .as_array()
             .into_iter()
             .flatten()
             .map(parse)
-            .filter(|r| r.description == want)
+            .filter(|r| keep(r))
             .collect())
     }
 
