@@ -49,6 +49,17 @@ impl BackendSpec {
             extra: Vec::new(),
         }
     }
+
+    /// A backend whose only configured server is the base replica `base-1` at `port`.
+    pub fn with_base(name: &str, port: u16) -> Self {
+        Self::new(
+            name,
+            vec![StaticServer {
+                name: "base-1".into(),
+                port,
+            }],
+        )
+    }
 }
 
 /// One running HAProxy node.

@@ -10,7 +10,7 @@ use pgsurge::balancer::{
 };
 use pgsurge::secret::Secret;
 use pgsurge_tests::dataplane_api::{spec_path, FakeDataPlane};
-use pgsurge_tests::haproxy::{ports_served, wait_oper, BackendSpec, HaproxyNode, StaticServer};
+use pgsurge_tests::haproxy::{ports_served, wait_oper, BackendSpec, HaproxyNode};
 use pgsurge_tests::openapi::Spec;
 use pgsurge_tests::pg::{Pg, Scratch};
 use serde_json::json;
@@ -63,17 +63,7 @@ async fn full_cycle(version: u8) {
     let primary = Pg::primary(&root.0, "primary");
     let r_base = Pg::replica_of(&primary, &root.0, "r_base");
     let r_new = Pg::replica_of(&primary, &root.0, "r_new");
-    let mut node = HaproxyNode::start(
-        &root.0,
-        "h1",
-        BackendSpec::new(
-            BE,
-            vec![StaticServer {
-                name: "base-1".into(),
-                port: r_base.port,
-            }],
-        ),
-    );
+    let mut node = HaproxyNode::start(&root.0, "h1", BackendSpec::with_base(BE, r_base.port));
     let fake = FakeDataPlane::start(version, &node, "admin", PASSWORD, specs()).await;
     let dp = adapter(&fake.url, PASSWORD, None);
     let want = if version == 2 {
@@ -491,17 +481,7 @@ fn contract_checker_rejects_what_the_spec_does_not_allow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_keeps_a_stray_that_still_carries_sessions() {
     let root = Scratch::new("i5-dpa-stray");
-    let node = HaproxyNode::start(
-        &root.0,
-        "h1",
-        BackendSpec::new(
-            BE,
-            vec![StaticServer {
-                name: "base-1".into(),
-                port: 1,
-            }],
-        ),
-    );
+    let node = HaproxyNode::start(&root.0, "h1", BackendSpec::with_base(BE, 1));
     let fake = FakeDataPlane::start(3, &node, "admin", PASSWORD, specs()).await;
     let dp = adapter(&fake.url, PASSWORD, Some(ApiVersion::V3));
     let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

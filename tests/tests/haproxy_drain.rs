@@ -6,7 +6,7 @@ use pgsurge::balancer::drain::{drain_and_remove, DrainOptions};
 use pgsurge::balancer::fanout::FanOut;
 use pgsurge::balancer::runtime_api::{RuntimeApi, SocketAddr};
 use pgsurge::balancer::{AdminState, Balancer, DesiredSet, OperState, ServerSpec};
-use pgsurge_tests::haproxy::{wait_oper, BackendSpec, HaproxyNode, StaticServer};
+use pgsurge_tests::haproxy::{wait_oper, BackendSpec, HaproxyNode};
 use pgsurge_tests::pg::{Pg, Scratch};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -66,17 +66,7 @@ async fn drain_waits_for_running_queries_and_forces_past_the_deadline() {
     let primary = Pg::primary(&root.0, "primary");
     let r_base = Pg::replica_of(&primary, &root.0, "r_base");
     let r_new = Pg::replica_of(&primary, &root.0, "r_new");
-    let node = HaproxyNode::start(
-        &root.0,
-        "h1",
-        BackendSpec::new(
-            BE,
-            vec![StaticServer {
-                name: "base-1".into(),
-                port: r_base.port,
-            }],
-        ),
-    );
+    let node = HaproxyNode::start(&root.0, "h1", BackendSpec::with_base(BE, r_base.port));
     let n: Arc<dyn Balancer> = Arc::new(RuntimeApi::new(
         "h1",
         SocketAddr::Unix(node.socket.clone()),

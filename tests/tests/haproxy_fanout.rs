@@ -10,7 +10,7 @@ use pgsurge::balancer::runtime_api::{RuntimeApi, SocketAddr};
 use pgsurge::balancer::{AdminState, Balancer, BalancerError, DesiredSet, OperState, ServerSpec};
 use pgsurge::secret::Secret;
 use pgsurge_tests::dataplane_api::{spec_path, FakeDataPlane};
-use pgsurge_tests::haproxy::{ports_served, wait_oper, BackendSpec, HaproxyNode, StaticServer};
+use pgsurge_tests::haproxy::{ports_served, wait_oper, BackendSpec, HaproxyNode};
 use pgsurge_tests::openapi::Spec;
 use pgsurge_tests::pg::{Pg, Scratch};
 use std::sync::Arc;
@@ -24,15 +24,7 @@ async fn two_nodes_follow_every_change_and_a_stopped_node_is_repaired() {
     let primary = Pg::primary(&root.0, "primary");
     let r_base = Pg::replica_of(&primary, &root.0, "r_base");
     let r_new = Pg::replica_of(&primary, &root.0, "r_new");
-    let be = || {
-        BackendSpec::new(
-            BE,
-            vec![StaticServer {
-                name: "base-1".into(),
-                port: r_base.port,
-            }],
-        )
-    };
+    let be = || BackendSpec::with_base(BE, r_base.port);
     let h1 = HaproxyNode::start(&root.0, "h1", be());
     let mut h2 = HaproxyNode::start(&root.0, "h2", be());
     // One node through its unix socket, the other through the TCP admin socket.
@@ -160,15 +152,7 @@ async fn a_runtime_node_and_a_dataplane_node_are_kept_identical() {
     let primary = Pg::primary(&root.0, "primary");
     let r_base = Pg::replica_of(&primary, &root.0, "r_base");
     let r_new = Pg::replica_of(&primary, &root.0, "r_new");
-    let be = || {
-        BackendSpec::new(
-            BE,
-            vec![StaticServer {
-                name: "base-1".into(),
-                port: r_base.port,
-            }],
-        )
-    };
+    let be = || BackendSpec::with_base(BE, r_base.port);
     let h1 = HaproxyNode::start(&root.0, "h1", be());
     let h2 = HaproxyNode::start(&root.0, "h2", be());
     let specs = [

@@ -216,13 +216,7 @@ async fn runtime_api_puts_sets_states_and_removes_on_real_haproxy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_algorithm_backend_is_a_clear_unsupported_error() {
     let root = Scratch::new("i5-rt-static");
-    let mut be = BackendSpec::new(
-        BE,
-        vec![StaticServer {
-            name: "base-1".into(),
-            port: 1,
-        }],
-    );
+    let mut be = BackendSpec::with_base(BE, 1);
     be.balance = "static-rr".into();
     let node = HaproxyNode::start(&root.0, "h1", be);
     let rt = RuntimeApi::new("h1", SocketAddr::Unix(node.socket.clone()), BE);
@@ -237,13 +231,7 @@ async fn static_algorithm_backend_is_a_clear_unsupported_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_slots_and_referenced_servers_are_never_deleted_or_filled() {
     let root = Scratch::new("i5-rt-slots");
-    let mut be = BackendSpec::new(
-        BE,
-        vec![StaticServer {
-            name: "base-1".into(),
-            port: 1,
-        }],
-    );
+    let mut be = BackendSpec::with_base(BE, 1);
     be.extra = vec![
         "server-template pgsurge-t 1-2 127.0.0.1:1 disabled".into(),
         // Makes base-1 referenced: HAProxy refuses to delete it at runtime.

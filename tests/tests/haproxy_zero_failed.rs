@@ -7,7 +7,7 @@ use pgsurge::balancer::drain::{drain_and_remove, DrainOptions};
 use pgsurge::balancer::fanout::FanOut;
 use pgsurge::balancer::runtime_api::{RuntimeApi, SocketAddr};
 use pgsurge::balancer::{AdminState, Balancer, DesiredSet, OperState, ServerSpec};
-use pgsurge_tests::haproxy::{wait_oper, BackendSpec, HaproxyNode, StaticServer};
+use pgsurge_tests::haproxy::{wait_oper, BackendSpec, HaproxyNode};
 use pgsurge_tests::pg::{Pg, Scratch};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -132,15 +132,7 @@ async fn pgbench_sees_zero_failures_while_two_replicas_come_and_go() {
     let r_base = Pg::replica_of(&primary, &root.0, "r_base");
     let ra = Pg::replica_of(&primary, &root.0, "ra");
     let rb = Pg::replica_of(&primary, &root.0, "rb");
-    let be = || {
-        BackendSpec::new(
-            BE,
-            vec![StaticServer {
-                name: "base-1".into(),
-                port: r_base.port,
-            }],
-        )
-    };
+    let be = || BackendSpec::with_base(BE, r_base.port);
     eprintln!("setup: replicas at {:?}", t0.elapsed());
     let h1 = HaproxyNode::start(&root.0, "h1", be());
     let h2 = HaproxyNode::start(&root.0, "h2", be());
