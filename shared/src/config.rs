@@ -82,6 +82,21 @@ pub struct RuntimeConfig {
     pub http_port: u16,
     /// HTTP host bind address.
     pub http_bind: String,
+    /// HTTP host: the request line and headers must have arrived this many seconds after
+    /// the connection opened or the first byte of the request came (slow-header clients).
+    pub header_timeout_secs: u64,
+    /// HTTP host: the whole body must have arrived this many seconds after the headers;
+    /// else 408 and the connection is closed.
+    pub body_timeout_secs: u64,
+    /// HTTP host: a keep-alive connection with no request for this long is closed. Keep
+    /// a proxy's upstream keep-alive below it.
+    pub idle_timeout_secs: u64,
+    /// HTTP host: open connections at most (webhook listener); beyond it a new
+    /// connection gets 503 and is closed at once, never queued.
+    pub max_connections: usize,
+    /// `host:port` where the HTTP host serves `GET /metrics` (Prometheus text); empty =
+    /// not served (metrics are pushed, see `[metrics]`). Never the webhook listener.
+    pub metrics_listen: String,
 }
 
 impl Default for RuntimeConfig {
@@ -91,6 +106,11 @@ impl Default for RuntimeConfig {
             timeout_secs: 60,
             http_port: 8000,
             http_bind: "127.0.0.1".into(),
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 30,
+            max_connections: 128,
+            metrics_listen: String::new(),
         }
     }
 }
@@ -689,6 +709,27 @@ impl Config {
             return Err(invalid(
                 "runtime.http_bind",
                 format!("{:?} is not an IP address", r.http_bind),
+            ));
+        }
+        let ranges = [
+            ("runtime.header_timeout_secs", r.header_timeout_secs, 1, 300),
+            ("runtime.body_timeout_secs", r.body_timeout_secs, 1, 900),
+            ("runtime.idle_timeout_secs", r.idle_timeout_secs, 1, 3600),
+            ("runtime.max_connections", r.max_connections as u64, 1, 65_536),
+        ];
+        for (key, v, lo, hi) in ranges {
+            if !(lo..=hi).contains(&v) {
+                return Err(invalid(key, format!("{v} is outside {lo}..={hi}")));
+            }
+        }
+        if !r.metrics_listen.is_empty() && r.metrics_listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(invalid(
+                "runtime.metrics_listen",
+                format!(
+                    "{:?} is not an IP:port (e.g. 127.0.0.1:9464); empty turns /metrics off",
+                    r.metrics_listen
+                ),
             ));
         }
         self.validate_metrics()?;

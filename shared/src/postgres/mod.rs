@@ -19,6 +19,7 @@ pub mod bootstrap;
 pub mod client;
 pub mod lsn;
 pub mod readiness;
+pub mod tls;
 
 pub use client::PgClient;
 pub use lsn::Lsn;

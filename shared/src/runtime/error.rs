@@ -13,6 +13,12 @@ pub enum ErrorKind {
     Unauthorized,
     /// The body is larger than `runtime.max_body_bytes`.
     PayloadTooLarge,
+    /// HTTP host: no such path on this listener.
+    NotFound,
+    /// HTTP host: the path exists, the method does not.
+    MethodNotAllowed,
+    /// HTTP host: the body did not arrive within `runtime.body_timeout_secs`.
+    RequestTimeout,
     /// Lost a race that could not be retried within the deadline.
     Conflict,
     /// A dependency is down or timed out; retrying later may work.
@@ -29,6 +35,9 @@ impl ErrorKind {
             ErrorKind::BadRequest => 400,
             ErrorKind::Unauthorized => 401,
             ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::Conflict => 409,
             ErrorKind::Unavailable => 503,
             ErrorKind::Timeout => 504,
@@ -41,6 +50,9 @@ impl ErrorKind {
             ErrorKind::BadRequest => "BadRequest",
             ErrorKind::Unauthorized => "Unauthorized",
             ErrorKind::PayloadTooLarge => "PayloadTooLarge",
+            ErrorKind::NotFound => "NotFound",
+            ErrorKind::MethodNotAllowed => "MethodNotAllowed",
+            ErrorKind::RequestTimeout => "RequestTimeout",
             ErrorKind::Conflict => "Conflict",
             ErrorKind::Unavailable => "Unavailable",
             ErrorKind::Timeout => "Timeout",

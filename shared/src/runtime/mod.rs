@@ -94,6 +94,27 @@ where
     T: DeserializeOwned,
     H: Handler<T>,
 {
+    invoke_input(handler, ctx, Input::Bytes(body), limits).await
+}
+
+/// What a host hands [`invoke`]: the raw event bytes (CLI, runtime APIs), or a JSON value
+/// the host built itself (the HTTP host's envelope: the request body stays a string in
+/// it, so it is never decoded here — the handler authenticates before it parses it).
+pub(crate) enum Input<'a> {
+    Bytes(&'a [u8]),
+    Json(serde_json::Value),
+}
+
+pub(crate) async fn invoke_input<T, H>(
+    handler: &H,
+    ctx: Context,
+    body: Input<'_>,
+    limits: &Limits,
+) -> Result<serde_json::Value, FunctionError>
+where
+    T: DeserializeOwned,
+    H: Handler<T>,
+{
     let started = Instant::now();
     let (request_id, function, host) =
         (ctx.request_id.clone(), ctx.function_name.clone(), ctx.host);
@@ -164,29 +185,34 @@ pub(crate) fn log_invocation(
 async fn call<T, H>(
     handler: &H,
     ctx: Context,
-    body: &[u8],
+    body: Input<'_>,
     max_body_bytes: usize,
 ) -> Result<serde_json::Value, FunctionError>
 where
     T: DeserializeOwned,
     H: Handler<T>,
 {
-    if body.len() > max_body_bytes {
-        return Err(FunctionError::new(
-            ErrorKind::PayloadTooLarge,
-            format!(
-                "event is {} bytes; the limit (runtime.max_body_bytes) is {}",
-                body.len(),
-                max_body_bytes
-            ),
-        ));
-    }
-    let payload: T = serde_json::from_slice(body).map_err(|e| {
+    let not_json = |e: serde_json::Error| {
         FunctionError::new(
             ErrorKind::BadRequest,
             format!("event is not valid JSON for this function: {e}"),
         )
-    })?;
+    };
+    let payload: T = match body {
+        Input::Bytes(body) if body.len() > max_body_bytes => {
+            return Err(FunctionError::new(
+                ErrorKind::PayloadTooLarge,
+                format!(
+                    "event is {} bytes; the limit (runtime.max_body_bytes) is {}",
+                    body.len(),
+                    max_body_bytes
+                ),
+            ))
+        }
+        Input::Bytes(body) => serde_json::from_slice(body).map_err(not_json)?,
+        // The host measured the raw body against the limit before building this.
+        Input::Json(value) => serde_json::from_value(value).map_err(not_json)?,
+    };
     let remaining = ctx.remaining();
     let fut = AssertUnwindSafe(handler.call(LambdaEvent::new(payload, ctx))).catch_unwind();
     let response = match tokio::time::timeout(remaining, fut).await {
