@@ -20,6 +20,8 @@
 #                                                      data: the image or provider adds it)
 #   REPLICATION_PASSFILE  (none)                       or a pgpass file with it
 #   PRIMARY_SSLMODE       prefer                       disable|allow|prefer|require|verify-ca|verify-full
+#   PRIMARY_SSLROOTCERT   (libpq's default)            CA file (on this server) the primary's
+#                                                      certificate must chain to (verify-ca/-full)
 #   PRIMARY_SLOT_NAME     (none)                       physical slot on the primary
 #   CLUSTER_NAME          (hostname)                   cluster_name (process titles, logs)
 #   APPLICATION_NAME      CLUSTER_NAME                 name in the primary's pg_stat_replication
@@ -58,7 +60,7 @@ die() { say "error: $*"; exit 1; }
 bad() { say "bad parameters: $*"; exit 2; }
 
 KEYS=(PGDATA PRIMARY_HOST PRIMARY_PORT REPLICATION_USER REPLICATION_PASSWORD
-  REPLICATION_PASSFILE PRIMARY_SSLMODE PRIMARY_SLOT_NAME CLUSTER_NAME APPLICATION_NAME
+  REPLICATION_PASSFILE PRIMARY_SSLMODE PRIMARY_SSLROOTCERT PRIMARY_SLOT_NAME CLUSTER_NAME APPLICATION_NAME
   PORT LISTEN_ADDRESSES SOCKET_DIR HOT_STANDBY_FEEDBACK RESTORE_COMMAND
   RECOVERY_INIT_SYNC_METHOD PG_BIN PG_USER LOG_FILE START START_TIMEOUT)
 
@@ -94,6 +96,7 @@ REPLICATION_USER=$(need REPLICATION_USER)
 REPLICATION_PASSWORD=$(get REPLICATION_PASSWORD '')
 REPLICATION_PASSFILE=$(get REPLICATION_PASSFILE '')
 PRIMARY_SSLMODE=$(get PRIMARY_SSLMODE prefer)
+PRIMARY_SSLROOTCERT=$(get PRIMARY_SSLROOTCERT '')
 PRIMARY_SLOT_NAME=$(get PRIMARY_SLOT_NAME '')
 CLUSTER_NAME=$(get CLUSTER_NAME "$(hostname -s)")
 APPLICATION_NAME=$(get APPLICATION_NAME "$CLUSTER_NAME")
@@ -117,6 +120,7 @@ port_ok PORT "$PORT"
 match REPLICATION_USER "$REPLICATION_USER" '^[A-Za-z_][A-Za-z0-9_.-]{0,62}$' "a role name"
 [ -z "$REPLICATION_PASSFILE" ] || match REPLICATION_PASSFILE "$REPLICATION_PASSFILE" '^/' "an absolute path"
 match PRIMARY_SSLMODE "$PRIMARY_SSLMODE" '^(disable|allow|prefer|require|verify-ca|verify-full)$' "an sslmode"
+[ -z "$PRIMARY_SSLROOTCERT" ] || match PRIMARY_SSLROOTCERT "$PRIMARY_SSLROOTCERT" '^/[A-Za-z0-9._/-]*$' "an absolute path"
 [ -z "$PRIMARY_SLOT_NAME" ] || match PRIMARY_SLOT_NAME "$PRIMARY_SLOT_NAME" '^[a-z0-9_]{1,63}$' "a slot name"
 match CLUSTER_NAME "$CLUSTER_NAME" '^[A-Za-z0-9_.-]{1,63}$' "1-63 of A-Z a-z 0-9 _ . -"
 match APPLICATION_NAME "$APPLICATION_NAME" '^[A-Za-z0-9_.-]{1,63}$' "1-63 of A-Z a-z 0-9 _ . -"
@@ -166,6 +170,7 @@ conninfo="host=$(ci_quote "$PRIMARY_HOST") port=$PRIMARY_PORT user=$(ci_quote "$
 conninfo+=" application_name=$(ci_quote "$APPLICATION_NAME") sslmode=$PRIMARY_SSLMODE"
 [ -z "$REPLICATION_PASSWORD" ] || conninfo+=" password=$(ci_quote "$REPLICATION_PASSWORD")"
 [ -z "$REPLICATION_PASSFILE" ] || conninfo+=" passfile=$(ci_quote "$REPLICATION_PASSFILE")"
+[ -z "$PRIMARY_SSLROOTCERT" ] || conninfo+=" sslrootcert=$(ci_quote "$PRIMARY_SSLROOTCERT")"
 
 managed='port|listen_addresses|unix_socket_directories|cluster_name|primary_conninfo|primary_slot_name|restore_command|hot_standby|hot_standby_feedback|recovery_init_sync_method|recovery_target[a-z_]*'
 auto="$PGDATA/postgresql.auto.conf"

@@ -188,6 +188,10 @@ pub struct HaproxyConfig {
     /// password can come from `PGSURGE_HAPROXY__DATAPLANE_PASSWORD`).
     pub dataplane_user: String,
     pub dataplane_password: Option<Secret>,
+    /// PEM file of the CA(s) that sign `https://` Data Plane API certificates, for nodes
+    /// that set none themselves. When set, it is the only trust anchor (no public CAs);
+    /// unset, the public web PKI roots.
+    pub dataplane_ca_file: Option<PathBuf>,
     /// Weight of a new server (0..=256).
     pub weight: u16,
     /// Health-check new servers (the backend's `option pgsql-check`).
@@ -209,6 +213,7 @@ impl Default for HaproxyConfig {
             nodes: Vec::new(),
             dataplane_user: "admin".into(),
             dataplane_password: None,
+            dataplane_ca_file: None,
             weight: 100,
             check: true,
             slowstart_secs: 30,
@@ -233,6 +238,8 @@ pub struct HaproxyNodeConfig {
     pub dataplane_version: Option<String>,
     pub dataplane_user: Option<String>,
     pub dataplane_password: Option<Secret>,
+    /// This node's `dataplane_ca_file` (see `haproxy.dataplane_ca_file`).
+    pub dataplane_ca_file: Option<PathBuf>,
 }
 
 /// Which cloud the functions act on.
@@ -269,9 +276,20 @@ pub struct PostgresConfig {
     pub replication_user: String,
     /// Its password; `None` for trust, `.pgpass` or certificate authentication.
     pub password: Option<Secret>,
-    /// `sslmode` for replication and readiness connections (readiness speaks plain TCP:
-    /// `disable`, `allow` or `prefer`).
+    /// libpq `sslmode` towards the primary: pgsurge's own connections (readiness,
+    /// standby proofs) and every replica's `primary_conninfo`. `disable`, `allow`,
+    /// `prefer`, `require`, `verify-ca` or `verify-full` (see `postgres::tls`).
     pub sslmode: String,
+    /// PEM file of the CA certificates pgsurge trusts for its own connections; required
+    /// by `verify-ca` / `verify-full`, turns `require` into `verify-ca` (as in libpq).
+    pub sslrootcert: Option<PathBuf>,
+    /// `sslmode` of pgsurge's connections to replicas; empty = as `sslmode`. A clone
+    /// carries its seed's certificate whatever its address, so `verify-full` fits
+    /// replicas only when their certificates name each address: `verify-ca` usually does.
+    pub replica_sslmode: String,
+    /// `sslrootcert` in the replicas' `primary_conninfo`: a path on the replica's own
+    /// file system (the image ships it). Empty = libpq's default (`~/.postgresql/root.crt`).
+    pub primary_conninfo_sslrootcert: String,
     pub connect_timeout_secs: u64,
     /// A replica is caught up when its replay LSN is at most this many bytes behind the
     /// primary's current LSN...
@@ -290,6 +308,9 @@ impl Default for PostgresConfig {
             replication_user: "pgsurge".into(),
             password: None,
             sslmode: "prefer".into(),
+            sslrootcert: None,
+            replica_sslmode: String::new(),
+            primary_conninfo_sslrootcert: String::new(),
             connect_timeout_secs: 5,
             max_replay_lag_bytes: 16 * 1024 * 1024,
             max_replay_lag_secs: 10,
@@ -405,10 +426,37 @@ fn validate_postgres(p: &PostgresConfig) -> Result<(), ConfigError> {
             ));
         }
     }
-    if !matches!(p.sslmode.as_str(), "disable" | "allow" | "prefer") {
+    use crate::postgres::tls::{PgTls, SslMode};
+    let mode: SslMode = p
+        .sslmode
+        .parse()
+        .map_err(|m| invalid("postgres.sslmode", m))?;
+    let replica_mode: SslMode = match p.replica_sslmode.as_str() {
+        "" => mode,
+        m => m
+            .parse()
+            .map_err(|m| invalid("postgres.replica_sslmode", m))?,
+    };
+    if let Some(path) = &p.sslrootcert {
+        if !path.is_file() {
+            return Err(invalid(
+                "postgres.sslrootcert",
+                format!("{} is not a file", path.display()),
+            ));
+        }
+    }
+    // Read the CA file now: a wrong one fails here, not at the first readiness check.
+    for (key, m) in [
+        ("postgres.sslmode", mode),
+        ("postgres.replica_sslmode", replica_mode),
+    ] {
+        PgTls::new(m, p.sslrootcert.as_deref()).map_err(|e| invalid(key, e.to_string()))?;
+    }
+    let cert = &p.primary_conninfo_sslrootcert;
+    if !cert.is_empty() && (!cert.starts_with('/') || cert.contains(['\'', '\\', '\n', '\r', '\0'])) {
         return Err(invalid(
-            "postgres.sslmode",
-            format!("{:?} must be disable, allow or prefer", p.sslmode),
+            "postgres.primary_conninfo_sslrootcert",
+            format!("{cert:?} must be an absolute path without quotes, backslashes or line breaks"),
         ));
     }
     if !(1..=120).contains(&p.connect_timeout_secs) {
@@ -917,6 +965,16 @@ fn validate_haproxy(h: &HaproxyConfig) -> Result<(), ConfigError> {
                         &key("dataplane_url"),
                         "must be http(s)://host:port, without credentials in it",
                     ));
+                }
+                if let Some(ca) = n.dataplane_ca_file.as_ref().or(h.dataplane_ca_file.as_ref()) {
+                    if !url.starts_with("https://") {
+                        return Err(invalid(
+                            &key("dataplane_ca_file"),
+                            "is set but dataplane_url is not https://",
+                        ));
+                    }
+                    crate::balancer::dataplane::read_ca(ca)
+                        .map_err(|m| invalid(&key("dataplane_ca_file"), m))?;
                 }
                 if !matches!(
                     n.dataplane_version.as_deref(),

@@ -43,6 +43,7 @@ fn adapter(url: &str, password: &str, version: Option<ApiVersion>) -> DataPlane 
         timeout: Duration::from_secs(5),
         conflict_retries: 5,
         ready_wait: Duration::from_secs(15),
+        ca_file: None,
     })
     .unwrap()
 }

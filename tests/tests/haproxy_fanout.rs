@@ -177,6 +177,7 @@ async fn a_runtime_node_and_a_dataplane_node_are_kept_identical() {
             timeout: Duration::from_secs(5),
             conflict_retries: 5,
             ready_wait: Duration::from_secs(15),
+            ca_file: None,
         })
         .unwrap(),
     );

@@ -75,6 +75,20 @@ pub struct DataPlaneConfig {
     pub conflict_retries: u32,
     /// How long leaving maintenance waits for the server's first passing health check.
     pub ready_wait: Duration,
+    /// For `https://`: the only CA(s) trusted (PEM); `None` = the public web PKI roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// The certificates of a CA file (PEM bundle), or why not: for config validation and
+/// [`DataPlane::new`].
+pub fn read_ca(path: &std::path::Path) -> std::result::Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: holds no certificate", path.display()));
+    }
+    Ok(certs)
 }
 
 /// One HAProxy node's backend through its Data Plane API.
@@ -93,8 +107,18 @@ struct Answer {
 
 impl DataPlane {
     pub fn new(cfg: DataPlaneConfig) -> Result<DataPlane> {
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
+        let mut builder = reqwest::Client::builder().timeout(cfg.timeout);
+        if let Some(path) = &cfg.ca_file {
+            // A private CA replaces the public roots: the node's certificate must come
+            // from it, not from any CA on the internet.
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in read_ca(path).map_err(|m| {
+                BalancerError::Protocol(format!("{}: dataplane_ca_file {m}", cfg.node))
+            })? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| BalancerError::Protocol(format!("http client: {e}")))?;
         let version = OnceCell::new_with(cfg.version);
@@ -838,6 +862,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             conflict_retries: 3,
             ready_wait: Duration::from_secs(1),
+            ca_file: None,
         })
         .unwrap();
         assert!(!format!("{dp:?}").contains("hunter2"));

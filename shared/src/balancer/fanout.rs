@@ -136,6 +136,10 @@ impl FanOut {
                         timeout,
                         conflict_retries: 5,
                         ready_wait,
+                        ca_file: n
+                            .dataplane_ca_file
+                            .clone()
+                            .or_else(|| cfg.dataplane_ca_file.clone()),
                     })?));
                 }
                 _ => {

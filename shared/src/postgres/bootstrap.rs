@@ -22,6 +22,7 @@ pub const KEYS: &[&str] = &[
     "REPLICATION_PASSWORD",
     "REPLICATION_PASSFILE",
     "PRIMARY_SSLMODE",
+    "PRIMARY_SSLROOTCERT",
     "PRIMARY_SLOT_NAME",
     "CLUSTER_NAME",
     "APPLICATION_NAME",
@@ -157,6 +158,9 @@ impl UserData {
         ud.set("PRIMARY_PORT", pg.primary_port.to_string())?;
         ud.set("REPLICATION_USER", &pg.replication_user)?;
         ud.set("PRIMARY_SSLMODE", &pg.sslmode)?;
+        if !pg.primary_conninfo_sslrootcert.is_empty() {
+            ud.set("PRIMARY_SSLROOTCERT", &pg.primary_conninfo_sslrootcert)?;
+        }
         ud.set("CLUSTER_NAME", replica_name)?;
         ud.set("APPLICATION_NAME", replica_name)?;
         Ok(ud)

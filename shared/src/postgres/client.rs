@@ -1,19 +1,20 @@
 //! The [`Postgres`](super::Postgres) port over `tokio-postgres`.
 //!
 //! One short-lived connection per question: functions run for seconds, and a pool would
-//! outlive the invocation anyway. Connections are plain TCP (`sslmode` `disable`,
-//! `allow` or `prefer`); errors carry the server's message but never the password.
+//! outlive the invocation anyway. TLS follows `postgres.sslmode` towards the primary and
+//! `postgres.replica_sslmode` towards replicas (see [`super::tls`]); errors carry the
+//! server's message but never the password.
 
 use super::lsn::Lsn;
 use super::readiness::{PrimaryStatus, ReplicaStatus};
+use super::tls::{PgTls, SslMode, TlsError};
 use super::{PgError, Postgres};
 use crate::cloud::Endpoint;
 use crate::config::PostgresConfig;
 use crate::secret::Secret;
 use async_trait::async_trait;
 use std::time::Duration;
-use tokio_postgres::config::SslMode;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// Connects to the configured primary and to replicas with the same role and database.
 #[derive(Debug, Clone)]
@@ -22,12 +23,23 @@ pub struct PgClient {
     user: String,
     password: Option<Secret>,
     dbname: String,
-    sslmode: SslMode,
+    /// Towards the primary / towards replicas. Config validation already built both
+    /// from the same settings, so an error here is a CA file changed since.
+    primary_tls: Result<PgTls, TlsError>,
+    replica_tls: Result<PgTls, TlsError>,
     connect_timeout: Duration,
 }
 
 impl PgClient {
     pub fn new(c: &PostgresConfig) -> PgClient {
+        let tls = |mode: &str| {
+            let mode: SslMode = mode.parse().unwrap_or(SslMode::VerifyFull);
+            PgTls::new(mode, c.sslrootcert.as_deref())
+        };
+        let replica_mode = match c.replica_sslmode.as_str() {
+            "" => c.sslmode.as_str(),
+            m => m,
+        };
         PgClient {
             primary: Endpoint {
                 host: c.primary_host.clone(),
@@ -36,11 +48,8 @@ impl PgClient {
             user: c.replication_user.clone(),
             password: c.password.clone(),
             dbname: c.dbname.clone(),
-            // `allow` tries plain first, which is all this client does.
-            sslmode: match c.sslmode.as_str() {
-                "prefer" => SslMode::Prefer,
-                _ => SslMode::Disable,
-            },
+            primary_tls: tls(&c.sslmode),
+            replica_tls: tls(replica_mode),
             connect_timeout: Duration::from_secs(c.connect_timeout_secs),
         }
     }
@@ -51,28 +60,30 @@ impl PgClient {
 
     /// A session on `at`. The connection task runs until the client is dropped.
     pub async fn connect(&self, at: &Endpoint) -> Result<Client, PgError> {
+        let tls = if *at == self.primary {
+            &self.primary_tls
+        } else {
+            &self.replica_tls
+        };
+        let fail = |message: String| PgError::Connect {
+            endpoint: addr(at),
+            message,
+        };
+        let tls = tls.as_ref().map_err(|e| fail(e.to_string()))?;
         let mut cfg = tokio_postgres::Config::new();
         cfg.host(&at.host)
             .port(at.port)
             .user(&self.user)
             .dbname(&self.dbname)
             .application_name("pgsurge")
-            .ssl_mode(self.sslmode)
             .connect_timeout(self.connect_timeout);
         if let Some(pw) = &self.password {
             cfg.password(pw.expose());
         }
-        let fut = cfg.connect(NoTls);
-        let (client, connection) = tokio::time::timeout(self.connect_timeout, fut)
+        let (client, connection) = tokio::time::timeout(self.connect_timeout, tls.connect(&mut cfg))
             .await
-            .map_err(|_| PgError::Connect {
-                endpoint: addr(at),
-                message: format!("timed out after {:?}", self.connect_timeout),
-            })?
-            .map_err(|e| PgError::Connect {
-                endpoint: addr(at),
-                message: message(&e),
-            })?;
+            .map_err(|_| fail(format!("timed out after {:?}", self.connect_timeout)))?
+            .map_err(|e| fail(format!("{} (sslmode {})", message(&e), tls.mode())))?;
         tokio::spawn(async move {
             // Ends when the client is dropped or the server goes away; the next query
             // reports that, so nothing to do here.
@@ -87,12 +98,19 @@ pub fn addr(at: &Endpoint) -> String {
     format!("{}:{}", at.host, at.port)
 }
 
-/// The server's own message when there is one (`FATAL: ...`), else the client error.
+/// The server's own message when there is one (`FATAL: ...`), else the client error
+/// with its causes (tokio-postgres prints only "error performing TLS handshake").
 pub fn message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
     }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 fn query_err(at: &Endpoint) -> impl Fn(tokio_postgres::Error) -> PgError + '_ {

@@ -76,17 +76,22 @@ impl Drop for PgGuard {
 
 fn pg_err(what: &str, e: tokio_postgres::Error) -> StateError {
     // tokio_postgres errors never include the password; the conninfo is not echoed.
-    StateError::Lock(format!("{what}: {e}"))
+    StateError::Lock(format!("{what}: {}", crate::postgres::client::message(&e)))
 }
 
 #[async_trait]
 impl WriterLock for PgAdvisoryLock {
     async fn acquire(&self, key: &str) -> Result<Box<dyn WriterLockGuard>, StateError> {
-        let connect = tokio_postgres::connect(self.conninfo.expose(), tokio_postgres::NoTls);
-        let (client, connection) = tokio::time::timeout(self.timeout, connect)
+        // The conninfo is libpq's: its `sslmode` (up to verify-full) and `sslrootcert`
+        // are honoured, with the same TLS as pgsurge's other connections.
+        let (mut cfg, mode, rootcert) = crate::postgres::tls::split_conninfo(self.conninfo.expose())
+            .map_err(|m| StateError::Lock(format!("state.postgres_lock.conninfo: {m}")))?;
+        let tls = crate::postgres::tls::PgTls::new(mode, rootcert.as_deref())
+            .map_err(|e| StateError::Lock(format!("state.postgres_lock.conninfo: {e}")))?;
+        let (client, connection) = tokio::time::timeout(self.timeout, tls.connect(&mut cfg))
             .await
             .map_err(|_| StateError::Lock("connecting to PostgreSQL timed out".into()))?
-            .map_err(|e| pg_err("connecting to PostgreSQL", e))?;
+            .map_err(|e| pg_err(&format!("connecting to PostgreSQL (sslmode {mode})"), e))?;
         tokio::spawn(async move {
             let _ = connection.await;
         });

@@ -259,6 +259,10 @@ impl LocalCloud {
         ] {
             ud.set_default(k, v).map_err(bad)?;
         }
+        if !pg.primary_conninfo_sslrootcert.is_empty() {
+            ud.set_default("PRIMARY_SSLROOTCERT", &pg.primary_conninfo_sslrootcert)
+                .map_err(bad)?;
+        }
         if let Some(pw) = &pg.password {
             ud.set_default("REPLICATION_PASSWORD", pw.expose())
                 .map_err(bad)?;
