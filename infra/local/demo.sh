@@ -26,8 +26,9 @@
 #   DEMO_TABLES=4500        tables in the catalog dataset
 #   DEMO_SIZE_MB=256        approximate dataset size in MiB (~2x on disk with indexes and
 #                           4,500 tables' overhead); 256 keeps the demo at ~3-5 min on 2 cores
-#   DEMO_PORT_BASE=21000    ports used: base (primary), +1..+5 (functions), +11/+12 (HAProxy),
-#                           +100..+119 (replicas); all on 127.0.0.1, checked free first
+#   DEMO_PORT_BASE=21000    ports used: base (primary), +1..+5 (functions), +21..+25 (their
+#                           /metrics), +11/+12 (HAProxy), +100..+119 (replicas); all on
+#                           127.0.0.1, checked free first
 #   DEMO_READ_RATE=40       read transactions per second, in total over both HAProxy nodes
 #   DEMO_WRITE_RATE=20      write transactions per second on the primary (0: none)
 #   DEMO_HOLD_SECS=10       how long the surge serves before the scale-down alarm
@@ -73,7 +74,7 @@ HA_PORT=($((P + 11)) $((P + 12)))
 python3 - "$P" <<'EOF' || die "a port in DEMO_PORT_BASE's range is in use (set DEMO_PORT_BASE)"
 import socket, sys
 base = int(sys.argv[1])
-for p in [base + i for i in (0, 1, 2, 3, 4, 5, 11, 12)] + list(range(base + 100, base + 120)):
+for p in [base + i for i in (0, 1, 2, 3, 4, 5, 11, 12, 21, 22, 23, 24, 25)] + list(range(base + 100, base + 120)):
     s = socket.socket()
     # As the servers do: a port whose old connections sit in TIME_WAIT is free.
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -308,7 +309,9 @@ done
 
 step "the five functions as HTTP endpoints (token auth), config $CFG"
 for f in scale-up scale-down instance-ready instance-deleted reconcile; do
-  bg "$f" target/debug/$f --config "$CFG" serve --port "${PORT[$f]}"
+  # /metrics is never on the webhook port: each function serves it on port + 20.
+  bg "$f" env PGSURGE_RUNTIME__METRICS_LISTEN="127.0.0.1:$((PORT[$f] + 20))" \
+    target/debug/$f --config "$CFG" serve --port "${PORT[$f]}"
 done
 FUNCTIONS=(scale-up scale-down instance-ready instance-deleted reconcile)
 for f in "${FUNCTIONS[@]}"; do
@@ -435,7 +438,7 @@ left=$(find "$POOL/servers" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)
 echo
 echo "================================ pgsurge demo: results ================================"
 echo " per-phase durations (pgsurge_phase_duration_seconds from the functions' /metrics):"
-$STATUS timings "${PORT[scale-up]}" "${PORT[instance-ready]}" "${PORT[scale-down]}" "${PORT[reconcile]}"
+$STATUS timings $((PORT[scale-up] + 20)) $((PORT[instance-ready] + 20)) $((PORT[scale-down] + 20)) $((PORT[reconcile] + 20))
 echo " wall time, as the demo saw it:"
 printf '  %-52s %7ss\n' \
   "alarm -> scale-up answered (snapshot, clones, boots)" "$UP_ANSWER" \

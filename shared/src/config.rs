@@ -453,7 +453,8 @@ fn validate_postgres(p: &PostgresConfig) -> Result<(), ConfigError> {
         PgTls::new(m, p.sslrootcert.as_deref()).map_err(|e| invalid(key, e.to_string()))?;
     }
     let cert = &p.primary_conninfo_sslrootcert;
-    if !cert.is_empty() && (!cert.starts_with('/') || cert.contains(['\'', '\\', '\n', '\r', '\0'])) {
+    if !cert.is_empty() && (!cert.starts_with('/') || cert.contains(['\'', '\\', '\n', '\r', '\0']))
+    {
         return Err(invalid(
             "postgres.primary_conninfo_sslrootcert",
             format!("{cert:?} must be an absolute path without quotes, backslashes or line breaks"),
@@ -763,7 +764,12 @@ impl Config {
             ("runtime.header_timeout_secs", r.header_timeout_secs, 1, 300),
             ("runtime.body_timeout_secs", r.body_timeout_secs, 1, 900),
             ("runtime.idle_timeout_secs", r.idle_timeout_secs, 1, 3600),
-            ("runtime.max_connections", r.max_connections as u64, 1, 65_536),
+            (
+                "runtime.max_connections",
+                r.max_connections as u64,
+                1,
+                65_536,
+            ),
         ];
         for (key, v, lo, hi) in ranges {
             if !(lo..=hi).contains(&v) {
@@ -966,7 +972,11 @@ fn validate_haproxy(h: &HaproxyConfig) -> Result<(), ConfigError> {
                         "must be http(s)://host:port, without credentials in it",
                     ));
                 }
-                if let Some(ca) = n.dataplane_ca_file.as_ref().or(h.dataplane_ca_file.as_ref()) {
+                if let Some(ca) = n
+                    .dataplane_ca_file
+                    .as_ref()
+                    .or(h.dataplane_ca_file.as_ref())
+                {
                     if !url.starts_with("https://") {
                         return Err(invalid(
                             &key("dataplane_ca_file"),

@@ -33,6 +33,15 @@ fn specs() -> [Arc<Spec>; 2] {
 }
 
 fn adapter(url: &str, password: &str, version: Option<ApiVersion>) -> DataPlane {
+    adapter_with_ca(url, password, version, None)
+}
+
+fn adapter_with_ca(
+    url: &str,
+    password: &str,
+    version: Option<ApiVersion>,
+    ca_file: Option<std::path::PathBuf>,
+) -> DataPlane {
     DataPlane::new(DataPlaneConfig {
         node: "dpa-1".into(),
         url: url.into(),
@@ -43,7 +52,7 @@ fn adapter(url: &str, password: &str, version: Option<ApiVersion>) -> DataPlane 
         timeout: Duration::from_secs(5),
         conflict_retries: 5,
         ready_wait: Duration::from_secs(15),
-        ca_file: None,
+        ca_file,
     })
     .unwrap()
 }
@@ -558,4 +567,74 @@ async fn apply_keeps_a_stray_that_still_carries_sessions() {
     assert!(!node.servers_state().contains_key("pgsurge-t-stray"));
     let st = fake.state.lock().unwrap();
     assert!(st.violations.is_empty(), "{}", st.violations.join("\n"));
+}
+
+/// The Data Plane API over https, behind a TLS terminator with a certificate from a
+/// test CA: the adapter connects with `ca_file` = that CA, and refuses the node without
+/// it (public roots only) or with another CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adapter_speaks_https_to_a_data_plane_signed_by_its_ca_file() {
+    use pgsurge_tests::tls::{Terminator, TestCa};
+    let root = Scratch::new("i5-dpa-tls");
+    let node = HaproxyNode::start(
+        &root.0,
+        "h1",
+        BackendSpec::with_base(BE, pgsurge_tests::free_port()),
+    );
+    let fake = FakeDataPlane::start(3, &node, "admin", PASSWORD, specs()).await;
+    let plain: std::net::SocketAddr = fake.url.trim_start_matches("http://").parse().unwrap();
+    let certs = root.0.join("certs");
+    let ca = TestCa::new(&certs, "ca");
+    let other = TestCa::new(&certs, "other-ca");
+    let tls = Terminator::start(plain, &ca.issue("dataplane", &["IP:127.0.0.1"])).await;
+    let url = format!("https://{}", tls.addr);
+
+    let dp = adapter_with_ca(&url, PASSWORD, None, Some(ca.pem()));
+    assert_eq!(dp.api_version().await.unwrap(), ApiVersion::V3);
+    assert_eq!(
+        dp.put_server(&spec("pgsurge-t-tls", 6543, 10))
+            .await
+            .unwrap(),
+        PutOutcome::Created
+    );
+    assert!(fake
+        .state
+        .lock()
+        .unwrap()
+        .servers
+        .contains_key("pgsurge-t-tls"));
+
+    for ca_file in [None, Some(other.pem())] {
+        let e = adapter_with_ca(&url, PASSWORD, None, ca_file.clone())
+            .api_version()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invalid peer certificate") && e.contains("UnknownIssuer"),
+            "{ca_file:?}: {e}"
+        );
+    }
+    // The CA file is only for https URLs, and must hold a certificate.
+    let toml = |url: &str, ca: &std::path::Path| {
+        format!(
+            "[haproxy]\ndataplane_password = \"pw\"\ndataplane_ca_file = {:?}\n\
+             [[haproxy.nodes]]\nname = \"n\"\ndataplane_url = \"{url}\"\n",
+            ca.display().to_string()
+        )
+    };
+    pgsurge::config::Config::from_toml(&toml(&url, &ca.pem())).unwrap();
+    let e = pgsurge::config::Config::from_toml(&toml(&fake.url, &ca.pem()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("dataplane_ca_file") && e.contains("not https"),
+        "{e}"
+    );
+    let empty = certs.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let e = pgsurge::config::Config::from_toml(&toml(&url, &empty))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds no certificate"), "{e}");
 }

@@ -105,6 +105,7 @@ fn pg_config(primary: &Pg) -> PostgresConfig {
         connect_timeout_secs: 5,
         max_replay_lag_bytes: 16 << 20,
         max_replay_lag_secs: 10,
+        ..PostgresConfig::default()
     }
 }
 

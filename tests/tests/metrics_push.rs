@@ -62,8 +62,10 @@ async fn each_invocation_pushes_its_metrics_to_victoriametrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_host_serves_metrics_and_an_unreachable_push_target_is_not_fatal() {
     let port = free_port();
+    let metrics = format!("127.0.0.1:{}", free_port());
     let dead = format!("http://127.0.0.1:{}", free_port());
     let env = [
+        ("PGSURGE_RUNTIME__METRICS_LISTEN", metrics.clone()),
         (
             "PGSURGE_AUTH__TOKEN",
             "metrics-token-0123456789".to_string(),
@@ -86,7 +88,7 @@ async fn the_http_host_serves_metrics_and_an_unreachable_push_target_is_not_fata
         200,
         "a failing push does not fail the invocation"
     );
-    let text = reqwest::get(format!("{base}/metrics"))
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
         .await
         .unwrap()
         .text()

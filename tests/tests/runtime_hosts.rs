@@ -252,7 +252,7 @@ async fn http_host_status_codes_and_no_secret_in_logs() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200, "Bearer token is accepted too");
     let r = reqwest::get(format!("{base}/webhook")).await.unwrap();
-    assert_eq!(r.status().as_u16(), 400, "GET is refused");
+    assert_eq!(r.status().as_u16(), 405, "GET is refused");
 
     // Stop the server and read everything it logged: one JSON line per invocation, no token.
     let out = http.stop();

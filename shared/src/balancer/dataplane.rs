@@ -79,6 +79,21 @@ pub struct DataPlaneConfig {
     pub ca_file: Option<std::path::PathBuf>,
 }
 
+/// An error and its causes, `: `-separated.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        // hyper and reqwest repeat their cause in their own message at times.
+        if !text.ends_with(&c_text) {
+            text.push_str(&format!(": {c_text}"));
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// The certificates of a CA file (PEM bundle), or why not: for config validation and
 /// [`DataPlane::new`].
 pub fn read_ca(path: &std::path::Path) -> std::result::Result<Vec<reqwest::Certificate>, String> {
@@ -168,8 +183,9 @@ impl DataPlane {
         }
         let resp = req.send().await.map_err(|e| BalancerError::Unavailable {
             node: self.cfg.node.clone(),
-            // reqwest's error names the URL, never the credentials.
-            message: e.without_url().to_string(),
+            // reqwest's error names the URL, never the credentials; its causes say why
+            // (a refused connection, an untrusted certificate).
+            message: with_causes(&e.without_url()),
         })?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| BalancerError::Unavailable {

@@ -80,10 +80,11 @@ impl PgClient {
         if let Some(pw) = &self.password {
             cfg.password(pw.expose());
         }
-        let (client, connection) = tokio::time::timeout(self.connect_timeout, tls.connect(&mut cfg))
-            .await
-            .map_err(|_| fail(format!("timed out after {:?}", self.connect_timeout)))?
-            .map_err(|e| fail(format!("{} (sslmode {})", message(&e), tls.mode())))?;
+        let (client, connection) =
+            tokio::time::timeout(self.connect_timeout, tls.connect(&mut cfg))
+                .await
+                .map_err(|_| fail(format!("timed out after {:?}", self.connect_timeout)))?
+                .map_err(|e| fail(format!("{} (sslmode {})", message(&e), tls.mode())))?;
         tokio::spawn(async move {
             // Ends when the client is dropped or the server goes away; the next query
             // reports that, so nothing to do here.

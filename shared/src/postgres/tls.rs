@@ -18,7 +18,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -148,7 +150,10 @@ impl PgTls {
     ) -> Result<
         (
             tokio_postgres::Client,
-            tokio_postgres::Connection<tokio_postgres::Socket, RustlsStream<tokio_postgres::Socket>>,
+            tokio_postgres::Connection<
+                tokio_postgres::Socket,
+                RustlsStream<tokio_postgres::Socket>,
+            >,
         ),
         tokio_postgres::Error,
     > {
@@ -479,16 +484,24 @@ mod tests {
         assert_eq!(mode, SslMode::VerifyFull);
         assert_eq!(root, Some(PathBuf::from("/etc/ca.pem")));
         assert_eq!(cfg.get_ports(), &[5433]);
-        let (cfg, mode, root) =
-            split_conninfo("postgres://u@h:6000/db?sslmode=verify-ca&sslrootcert=%2Fca.pem&application_name=x")
-                .unwrap();
-        assert_eq!((mode, root), (SslMode::VerifyCa, Some(PathBuf::from("/ca.pem"))));
+        let (cfg, mode, root) = split_conninfo(
+            "postgres://u@h:6000/db?sslmode=verify-ca&sslrootcert=%2Fca.pem&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(
+            (mode, root),
+            (SslMode::VerifyCa, Some(PathBuf::from("/ca.pem")))
+        );
         assert_eq!(cfg.get_application_name(), Some("x"));
         assert_eq!(cfg.get_dbname(), Some("db"));
         let (_, mode, root) = split_conninfo("host=h user=u").unwrap();
         assert_eq!((mode, root), (SslMode::Prefer, None));
-        assert!(split_conninfo("host=h sslmode=sometimes").unwrap_err().contains("sslmode"));
-        assert!(split_conninfo("host='h").unwrap_err().contains("unterminated"));
+        assert!(split_conninfo("host=h sslmode=sometimes")
+            .unwrap_err()
+            .contains("sslmode"));
+        assert!(split_conninfo("host='h")
+            .unwrap_err()
+            .contains("unterminated"));
     }
 
     #[test]

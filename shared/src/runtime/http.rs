@@ -93,9 +93,7 @@ where
         idle: Duration::from_secs(rt.idle_timeout_secs),
         max_connections: rt.max_connections,
     };
-    let app = Router::new()
-        .fallback(webhook::<T, H>)
-        .with_state(shared);
+    let app = Router::new().fallback(webhook::<T, H>).with_state(shared);
     let listener = match TcpListener::bind((bind.as_str(), port)).await {
         Ok(l) => l,
         Err(e) => {
@@ -138,7 +136,13 @@ where
             max_connections: METRICS_MAX_CONNECTIONS,
             ..conn
         };
-        tokio::spawn(accept_loop(l, metrics_router(), limits, stop.clone(), grace))
+        tokio::spawn(accept_loop(
+            l,
+            metrics_router(),
+            limits,
+            stop.clone(),
+            grace,
+        ))
     });
     accept_loop(listener, app, conn, stop, grace).await;
     if let Some(t) = metrics_task {
@@ -272,11 +276,10 @@ async fn connection(
     let activity = watch.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let app = app.clone();
-        let activity = activity.clone();
-        activity.begin();
+        let busy = Busy::begin(activity.clone());
         async move {
             let response = tower::ServiceExt::oneshot(app, req.map(axum::body::Body::new)).await;
-            activity.end();
+            drop(busy);
             response
         }
     });
@@ -299,6 +302,8 @@ async fn connection(
                 conn.as_mut().graceful_shutdown();
                 draining = true;
             }
+            // A request began or ended, or a head began: the deadline moved.
+            _ = watch.changed.notified() => {}
             _ = tokio::time::sleep_until(deadline) => {
                 if let (_, Some(reason)) = watch.due(&limits) {
                     tracing::debug!(reason, "closing an HTTP connection");
@@ -322,6 +327,8 @@ struct Activity {
     head_from: AtomicU64,
     /// Last byte read or last response produced (ms).
     last: AtomicU64,
+    /// Wakes the connection's supervisor when its deadline may have moved.
+    changed: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -333,6 +340,7 @@ impl Activity {
             // client that connects and says nothing is a slow header, not an idle one.
             head_from: AtomicU64::new(1),
             last: AtomicU64::new(0),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -344,20 +352,25 @@ impl Activity {
         let t = self.now();
         self.last.store(t, Ordering::SeqCst);
         if !self.busy.load(Ordering::SeqCst) {
-            let _ = self
-                .head_from
-                .compare_exchange(0, t + 1, Ordering::SeqCst, Ordering::SeqCst);
+            let began =
+                self.head_from
+                    .compare_exchange(0, t + 1, Ordering::SeqCst, Ordering::SeqCst);
+            if began.is_ok() {
+                self.changed.notify_one();
+            }
         }
     }
 
     fn begin(&self) {
         self.busy.store(true, Ordering::SeqCst);
         self.head_from.store(0, Ordering::SeqCst);
+        self.changed.notify_one();
     }
 
     fn end(&self) {
         self.last.store(self.now(), Ordering::SeqCst);
         self.busy.store(false, Ordering::SeqCst);
+        self.changed.notify_one();
     }
 
     /// The next moment to look again, and the limit already passed, if any.
@@ -372,6 +385,23 @@ impl Activity {
             from => (at(from - 1, l.header), "header_timeout"),
         };
         (deadline, (now >= deadline).then_some(reason))
+    }
+}
+
+/// A request in flight; ends when the service's future completes or is dropped (the
+/// client went away mid-request).
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn begin(activity: Arc<Activity>) -> Busy {
+        activity.begin();
+        Busy(activity)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }
 

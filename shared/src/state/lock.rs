@@ -84,8 +84,9 @@ impl WriterLock for PgAdvisoryLock {
     async fn acquire(&self, key: &str) -> Result<Box<dyn WriterLockGuard>, StateError> {
         // The conninfo is libpq's: its `sslmode` (up to verify-full) and `sslrootcert`
         // are honoured, with the same TLS as pgsurge's other connections.
-        let (mut cfg, mode, rootcert) = crate::postgres::tls::split_conninfo(self.conninfo.expose())
-            .map_err(|m| StateError::Lock(format!("state.postgres_lock.conninfo: {m}")))?;
+        let (mut cfg, mode, rootcert) =
+            crate::postgres::tls::split_conninfo(self.conninfo.expose())
+                .map_err(|m| StateError::Lock(format!("state.postgres_lock.conninfo: {m}")))?;
         let tls = crate::postgres::tls::PgTls::new(mode, rootcert.as_deref())
             .map_err(|e| StateError::Lock(format!("state.postgres_lock.conninfo: {e}")))?;
         let (client, connection) = tokio::time::timeout(self.timeout, tls.connect(&mut cfg))
