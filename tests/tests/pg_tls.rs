@@ -134,7 +134,8 @@ async fn each_sslmode_against_a_tls_only_primary() {
         .await
         .unwrap_err();
     assert!(
-        e.contains("invalid peer certificate") && e.contains("NotValidForName"),
+        e.contains("invalid peer certificate")
+            && e.contains("certificate not valid for name \"localhost\""),
         "{e}"
     );
     assert_eq!(
