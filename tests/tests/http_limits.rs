@@ -159,7 +159,9 @@ async fn slow_headers_are_closed_within_the_header_timeout_and_their_fds_release
         after <= base_fds + 2,
         "fds: {base_fds} before, {held} held, {after} after"
     );
-    eprintln!("fds: {base_fds} idle, {held} with 100 slow-header clients, {after} after they were closed");
+    eprintln!(
+        "fds: {base_fds} idle, {held} with 100 slow-header clients, {after} after they were closed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

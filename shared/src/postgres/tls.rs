@@ -484,6 +484,7 @@ mod tests {
         assert_eq!(mode, SslMode::VerifyFull);
         assert_eq!(root, Some(PathBuf::from("/etc/ca.pem")));
         assert_eq!(cfg.get_ports(), &[5433]);
+        assert_eq!(cfg.get_password(), Some(&b"a b'c"[..]));
         let (cfg, mode, root) = split_conninfo(
             "postgres://u@h:6000/db?sslmode=verify-ca&sslrootcert=%2Fca.pem&application_name=x",
         )
