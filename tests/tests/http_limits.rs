@@ -18,9 +18,19 @@ struct Server {
 
 /// `scale-up serve` with short limits (seconds) and a metrics listener.
 async fn server(header: u64, body: u64, idle: u64, max_connections: usize) -> Server {
+    server_with(header, body, idle, max_connections, &[]).await
+}
+
+async fn server_with(
+    header: u64,
+    body: u64,
+    idle: u64,
+    max_connections: usize,
+    extra: &[(&str, String)],
+) -> Server {
     let port = free_port();
     let metrics_port = free_port();
-    let env = [
+    let mut env = vec![
         ("PGSURGE_AUTH__TOKEN", TOKEN.to_string()),
         ("PGSURGE_RUNTIME__HEADER_TIMEOUT_SECS", header.to_string()),
         ("PGSURGE_RUNTIME__BODY_TIMEOUT_SECS", body.to_string()),
@@ -34,6 +44,7 @@ async fn server(header: u64, body: u64, idle: u64, max_connections: usize) -> Se
             format!("127.0.0.1:{metrics_port}"),
         ),
     ];
+    env.extend(extra.iter().cloned());
     let proc = spawn("scale-up", &["serve", "--port", &port.to_string()], &env);
     let base = format!("http://127.0.0.1:{port}");
     wait_http_ok(&format!("{base}/healthz"), 20).await;
@@ -329,6 +340,13 @@ async fn metrics_are_served_only_on_their_own_listener_and_errors_are_json() {
             "{v}"
         );
     }
+    let r = http
+        .post(format!("{}/healthz", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_error_shape(&r.json().await.unwrap());
     // Other methods on the webhook listener: 405 in the same shape, with Allow.
     let r = http
         .get(format!("{}/webhook", srv.base))
@@ -415,4 +433,44 @@ async fn a_wrong_token_is_refused_before_the_body_is_read_or_parsed() {
     assert_eq!(error_body(&raw)["errorType"], "Unauthorized");
     let closed = closed.expect("closed after the refusal");
     assert!(closed < Duration::from_secs(2), "{closed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_hmac_signature_is_refused_before_the_body_is_parsed() {
+    let secret = "limits-hmac-secret-0123456789abcdef";
+    let srv = server_with(
+        10,
+        10,
+        10,
+        64,
+        &[("PGSURGE_AUTH__HMAC_SECRET", secret.to_string())],
+    )
+    .await;
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = ts.to_string();
+    let body = "{ not json";
+    let sign = |key: &str| pgsurge::events::hmac_signature(key.as_bytes(), ts, body);
+    let post = |signature: String| {
+        reqwest::Client::new()
+            .post(format!("{}/webhook", srv.base))
+            .header("x-pgsurge-timestamp", &now)
+            .header("x-pgsurge-signature", signature)
+            .body(body)
+            .send()
+    };
+    let r = post(sign("another-secret-0123456789abcdef-xx"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        401,
+        "judged by the signature, not the body"
+    );
+    let v: Value = r.json().await.unwrap();
+    assert_error_shape(&v);
+    // The right signature over the same bytes reaches the parser, which refuses them.
+    let r = post(sign(secret)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["errorMessage"].as_str().unwrap().contains("JSON"), "{v}");
 }
