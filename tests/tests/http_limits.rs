@@ -163,7 +163,7 @@ async fn slow_headers_are_closed_within_the_header_timeout_and_their_fds_release
         let closed = c.await.unwrap().expect("a slow header is closed, not kept");
         slowest = slowest.max(closed);
         assert!(
-            closed >= Duration::from_millis(1500) && closed < Duration::from_millis(4500),
+            closed >= Duration::from_millis(1500) && closed < Duration::from_millis(6000),
             "closed after {closed:?}; the header timeout is 2 s"
         );
     }
@@ -195,7 +195,7 @@ async fn a_half_sent_body_gets_a_json_408_and_is_closed_within_the_body_timeout(
     let (raw, closed) = read_until_closed(&mut s, started, Duration::from_secs(8)).await;
     let closed = closed.expect("a half-sent body is closed, not kept");
     assert!(
-        closed >= Duration::from_millis(1500) && closed < Duration::from_millis(4000),
+        closed >= Duration::from_millis(1500) && closed < Duration::from_millis(6000),
         "closed after {closed:?}; the body timeout is 2 s"
     );
     assert!(raw.starts_with("HTTP/1.1 408"), "{raw}");
@@ -235,7 +235,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let (_, closed) = read_until_closed(&mut s, answered_again, Duration::from_secs(8)).await;
     let closed = closed.expect("an idle keep-alive connection is closed");
     assert!(
-        closed >= Duration::from_millis(1500) && closed < Duration::from_millis(4000),
+        closed >= Duration::from_millis(1500) && closed < Duration::from_millis(6000),
         "closed {closed:?} after the last answer; the idle timeout is 2 s (first answer {:?} ago)",
         answered.elapsed()
     );
