@@ -362,12 +362,15 @@ impl SmnVerifier {
             None,
             None,
         )
-        .map_err(|e| {
-            bad(format!(
+        .map_err(|e| match e {
+            webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. } => bad(
+                format!("the signing certificate or an issuer of it is not valid now: {e:?}"),
+            ),
+            _ => bad(format!(
                 "the signing certificate (with {}) does not chain to a trusted root \
                  (system store or auth.smn.ca_file): {e}",
                 describe(cert)
-            ))
+            )),
         })?;
         let wanted: Vec<&str> = if self.cfg.signing_subjects.is_empty() {
             vec![host]

@@ -182,6 +182,16 @@ fn parse_der(der: &[u8]) -> Result<SigningCert, String> {
         (ECDSA_SHA256, Some(P384)) => (&signature::ECDSA_P384_SHA256_ASN1, "SHA256withECDSA"),
         (ECDSA_SHA384, Some(P256)) => (&signature::ECDSA_P256_SHA384_ASN1, "SHA384withECDSA"),
         (ECDSA_SHA384, Some(P384)) => (&signature::ECDSA_P384_SHA384_ASN1, "SHA384withECDSA"),
+        // The certificate's own algorithm is its issuer's: a key of another type than
+        // the issuer's (an EC key under an RSA CA) signs with its own type, SHA-256.
+        (_, None) if !is_rsa_sig(sig_oid) => {
+            (&signature::RSA_PKCS1_2048_8192_SHA256, "SHA256withRSA")
+        }
+        (ECDSA_SHA256 | ECDSA_SHA384, _) => {
+            return Err("unsupported signature algorithm / key combination".into())
+        }
+        (_, Some(P256)) => (&signature::ECDSA_P256_SHA256_ASN1, "SHA256withECDSA"),
+        (_, Some(P384)) => (&signature::ECDSA_P384_SHA384_ASN1, "SHA384withECDSA"),
         _ => return Err("unsupported signature algorithm / key combination".into()),
     };
     Ok(SigningCert {
@@ -254,6 +264,10 @@ fn san_dns_names(explicit: &[u8]) -> Result<Vec<String>, String> {
         }
     }
     Ok(out)
+}
+
+fn is_rsa_sig(oid: &[u8]) -> bool {
+    [SHA1_RSA, SHA256_RSA, SHA384_RSA, SHA512_RSA].contains(&oid)
 }
 
 fn der_time(tag: u8, content: &[u8]) -> Result<OffsetDateTime, String> {
