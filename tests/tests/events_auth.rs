@@ -233,7 +233,7 @@ async fn bearer_is_case_insensitive_and_a_wrong_token_names_the_header_used() {
         (
             "authorization",
             "Token wrong-token-of-16-chars".into(),
-            "missing token",
+            "or a token (the `x-pgsurge-token` header",
         ),
     ];
     for (header, value, says) in cases {
