@@ -143,6 +143,27 @@ async fn a_message_signed_with_a_certificate_from_the_test_ca_on_an_allowed_topi
         assert_eq!(served.asked().len(), 1, "{kind}");
         assert_eq!(r.smn().cached_certificates(), 1);
     }
+    // The cache is bounded: certificates at many URLs (a rotation, many regions, or
+    // someone cycling file names) never hold more than CERT_CACHE_MAX.
+    let smn = ca.issue("rsa", SMN_HOST, &[SMN_HOST]);
+    let (r, served) = receiver(smn_config(&ca), &smn.cert_pem);
+    let now = OffsetDateTime::now_utc();
+    for i in 0..pgsurge::events::smn_verify::CERT_CACHE_MAX + 4 {
+        let url = format!("https://{SMN_HOST}/smn/SMN_ru-moscow-1_{i}.pem");
+        r.receive(&via_http(&notification(&smn, now, &url, TOPIC)), now)
+            .await
+            .unwrap();
+        assert!(r.smn().cached_certificates() <= pgsurge::events::smn_verify::CERT_CACHE_MAX);
+    }
+    assert_eq!(
+        r.smn().cached_certificates(),
+        pgsurge::events::smn_verify::CERT_CACHE_MAX
+    );
+    assert_eq!(
+        served.asked().len(),
+        pgsurge::events::smn_verify::CERT_CACHE_MAX + 4
+    );
+
     // A certificate naming the SMN host only as its subject CN (no SAN) is accepted too.
     let cn_only = ca.issue("rsa", SMN_HOST, &[]);
     let (r, _) = receiver(smn_config(&ca), &cn_only.cert_pem);

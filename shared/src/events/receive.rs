@@ -166,7 +166,7 @@ impl Receiver {
                 "it was not authenticated by an SMN signature or the shared secret".into(),
             );
         }
-        if !cfg.topic_urns.iter().any(|t| *t == c.topic_urn) {
+        if !cfg.topic_urns.contains(&c.topic_urn) {
             return refused(format!(
                 "topic {} is not in auth.smn.topic_urns",
                 c.topic_urn
