@@ -469,3 +469,55 @@ async fn a_parameter_given_twice_with_different_values_is_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+/// End to end through the HTTP host (the real `scale-up` binary): the query string
+/// reaches the receiver, a token there authenticates, a wrong one is refused naming the
+/// query parameter, and neither ever appears in the host's logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_host_passes_the_url_token_to_the_function_and_never_logs_it() {
+    const TOKEN: &str = "a-url-token-of-16-chars-or-more";
+    let port = pgsurge_tests::free_port();
+    let p = pgsurge_tests::spawn(
+        "scale-up",
+        &["serve", "--port", &port.to_string()],
+        &[("PGSURGE_AUTH__TOKEN", TOKEN.to_string())],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    pgsurge_tests::wait_http_ok(&format!("{base}/healthz"), 20).await;
+    let post = |query: String| {
+        let url = format!("{base}/webhook{query}");
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .body(body("generic-alarm.json"))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, answer) = post(format!("?token={TOKEN}")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "accepted", "{answer}");
+    let (status, answer) = post("?token=wrong-url-token-value".into()).await;
+    assert_eq!(status, 401, "{answer}");
+    let message = answer["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("the `token` query parameter does not match"),
+        "{message}"
+    );
+    let (status, _) = post("?other=1".into()).await;
+    assert_eq!(status, 401);
+    let out = p.stop();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        logs.contains("invocation"),
+        "the host logged its invocations:\n{logs}"
+    );
+    assert!(!logs.contains(TOKEN), "token leaked into logs:\n{logs}");
+    assert!(
+        !logs.contains("wrong-url-token-value"),
+        "query leaked into logs:\n{logs}"
+    );
+}

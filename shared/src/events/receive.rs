@@ -158,6 +158,12 @@ impl Receiver {
         if !cfg.auto_confirm {
             return refused("auth.smn.auto_confirm is off".into());
         }
+        if !cfg.topic_urns.contains(&c.topic_urn) {
+            return refused(format!(
+                "topic {} is not in auth.smn.topic_urns",
+                c.topic_urn
+            ));
+        }
         if !matches!(
             how,
             Authenticated::SmnSignature | Authenticated::SharedSecret
@@ -165,12 +171,6 @@ impl Receiver {
             return refused(
                 "it was not authenticated by an SMN signature or the shared secret".into(),
             );
-        }
-        if !cfg.topic_urns.contains(&c.topic_urn) {
-            return refused(format!(
-                "topic {} is not in auth.smn.topic_urns",
-                c.topic_urn
-            ));
         }
         self.smn.confirm(c).await.map(|()| Confirmation::Confirmed)
     }
