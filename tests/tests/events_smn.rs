@@ -194,6 +194,21 @@ async fn the_reviews_forged_message_is_refused_with_a_clear_reason() {
         "{text}"
     );
 
+    // The review's configuration (verification on, `topic_urns = []`), which config
+    // validation now refuses: the verifier itself trusts no topic then.
+    let (open, _) = receiver(
+        SmnConfig {
+            topic_urns: vec![],
+            ..smn_config(&ca)
+        },
+        &attacker.cert_pem,
+    );
+    let text = refusal(open.receive(&via_http(&forged), now).await);
+    assert!(
+        text.contains("auth.smn.topic_urns is empty, so no topic is trusted"),
+        "{text}"
+    );
+
     // Each layer refuses on its own. On our topic, from the bucket:
     let on_our_topic = notification(&attacker, now, bucket_url, TOPIC);
     let text = refusal(r.receive(&via_http(&on_our_topic), now).await);
