@@ -123,6 +123,9 @@ pub struct AuthConfig {
     pub token: Option<Secret>,
     /// Header that carries the token.
     pub token_header: String,
+    /// Query parameter that may carry the token (`?token=...`, for SMN subscription
+    /// URLs: SMN sends no custom header). Empty: not accepted in the URL.
+    pub token_query_param: String,
     /// Accept unauthenticated HTTP webhooks. Only for a closed lab network.
     pub allow_unauthenticated: bool,
     /// HMAC-SHA256 key: requests sign "<timestamp>.<body>" (see `events::auth`).
@@ -142,6 +145,7 @@ impl Default for AuthConfig {
         AuthConfig {
             token: None,
             token_header: "x-pgsurge-token".into(),
+            token_query_param: "token".into(),
             allow_unauthenticated: false,
             hmac_secret: None,
             signature_header: "x-pgsurge-signature".into(),
@@ -881,20 +885,71 @@ fn validate_auth_signing(a: &AuthConfig) -> Result<(), ConfigError> {
             format!("{} is outside 1..=3600", a.replay_window_secs),
         ));
     }
-    if a.smn.verify_signature && a.smn.cert_hosts.is_empty() {
-        return Err(invalid(
-            "auth.smn.cert_hosts",
-            "must name at least one host when auth.smn.verify_signature is on",
-        ));
-    }
-    if let Some(h) = a
-        .smn
-        .cert_hosts
-        .iter()
-        .find(|h| h.is_empty() || h.contains('/') || h.starts_with('.'))
+    if !a
+        .token_query_param
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
         return Err(invalid(
-            "auth.smn.cert_hosts",
+            "auth.token_query_param",
+            format!("{:?} must be [A-Za-z0-9_-] (or empty)", a.token_query_param),
+        ));
+    }
+    validate_smn(a)
+}
+
+/// `[auth.smn]`: the keys that make an SMN signature mean "our topic, from SMN".
+fn validate_smn(a: &AuthConfig) -> Result<(), ConfigError> {
+    let smn = &a.smn;
+    if smn.verify_signature && smn.topic_urns.is_empty() {
+        return Err(invalid(
+            "auth.smn.topic_urns",
+            "must list the SMN topics to trust when auth.smn.verify_signature is on \
+             (any cloud account can create a topic and sign messages on it)",
+        ));
+    }
+    if let Some(t) = smn.topic_urns.iter().find(|t| {
+        let parts: Vec<&str> = t.split(':').collect();
+        parts.len() != 5 || parts[..2] != ["urn", "smn"] || parts.iter().any(|p| p.is_empty())
+    }) {
+        return Err(invalid(
+            "auth.smn.topic_urns",
+            format!("{t:?} is not urn:smn:<region>:<project id>:<topic name>"),
+        ));
+    }
+    if smn.verify_signature && smn.require_token && a.token.is_none() && a.hmac_secret.is_none() {
+        return Err(invalid(
+            "auth.smn.require_token",
+            "needs auth.token (or auth.hmac_secret) when auth.smn.verify_signature is on; \
+             set the token, or require_token = false to trust the signature alone",
+        ));
+    }
+    if smn.verify_signature && smn.domains.is_empty() {
+        return Err(invalid(
+            "auth.smn.domains",
+            "must name at least one domain when auth.smn.verify_signature is on",
+        ));
+    }
+    let host_ok = |h: &str| {
+        !h.is_empty()
+            && !h.starts_with('.')
+            && !h.ends_with('.')
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    if let Some(h) = smn.domains.iter().find(|h| !host_ok(h)) {
+        return Err(invalid(
+            "auth.smn.domains",
+            format!("{h:?} is not a domain name (e.g. \"myhuaweicloud.com\")"),
+        ));
+    }
+    if let Some(h) = smn
+        .signing_subjects
+        .iter()
+        .find(|h| h.is_empty() || h.contains(char::is_whitespace))
+    {
+        return Err(invalid(
+            "auth.smn.signing_subjects",
             format!("{h:?} is not a host name"),
         ));
     }

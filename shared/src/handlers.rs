@@ -210,31 +210,24 @@ async fn handle(
 ) -> Result<Outcome, FunctionError> {
     let webhook = ev.payload;
     let ctx = LambdaEvent::new((), ev.context);
-    let receiver = events::Receiver::new(
-        &config.auth,
-        config.policy.limits(),
-        config.runtime.max_body_bytes,
-    )?;
+    let receiver = ops::receiver(config)?;
     let (event, how) = receiver
         .receive_authenticated(&webhook, time::OffsetDateTime::now_utc())
         .await?;
     let (status, reason) = match &event {
-        Event::SubscriptionConfirmation(c) => {
-            if receiver.confirm(c, how).await? {
-                (
-                    Status::Accepted,
-                    format!("SMN subscription to {} confirmed", c.topic_urn),
-                )
-            } else {
-                (
-                    Status::Ignored,
-                    format!(
-                        "SMN (un)subscription message for {} not confirmed",
-                        c.topic_urn
-                    ),
-                )
-            }
-        }
+        Event::SubscriptionConfirmation(c) => match receiver.confirm(c, how).await? {
+            events::Confirmation::Confirmed => (
+                Status::Accepted,
+                format!("SMN subscription to {} confirmed", c.topic_urn),
+            ),
+            events::Confirmation::NotConfirmed(why) => (
+                Status::Ignored,
+                format!(
+                    "SMN (un)subscription message for {} not confirmed: {why}",
+                    c.topic_urn
+                ),
+            ),
+        },
         other => match accept(other) {
             Ok(why) => (Status::Accepted, why),
             Err(why) => (Status::Ignored, why),

@@ -47,14 +47,8 @@ fn body(name: &str) -> String {
 }
 
 fn http(body: &str, headers: &[(&str, String)]) -> Webhook {
-    Webhook {
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-        body: body.to_string(),
-        via_http: true,
-    }
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Webhook::http(&headers, body)
 }
 
 fn signed(body: &str, ts: i64) -> Webhook {
@@ -198,7 +192,98 @@ async fn missing_or_malformed_auth_headers_say_what_is_missing() {
     assert!(refuse(&wrong)
         .await
         .to_string()
-        .contains("token does not match"));
+        .contains("the token in the `x-pgsurge-token` header does not match"));
+}
+
+/// RFC 7235: the auth scheme is case-insensitive. A wrong token's refusal names where
+/// the request put it (and never the token).
+#[tokio::test]
+async fn bearer_is_case_insensitive_and_a_wrong_token_names_the_header_used() {
+    let b = body("generic-alarm.json");
+    let r = receiver(ParamLimits::default());
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let ok = http(
+            &b,
+            &[(
+                "Authorization",
+                format!("{scheme} a-token-of-16-chars-or-more"),
+            )],
+        );
+        r.receive(&ok, now()).await.unwrap();
+    }
+    let cases: [(&str, String, &str); 4] = [
+        (
+            "authorization",
+            "bearer wrong-token-of-16-chars".into(),
+            "the token in `Authorization: Bearer` does not match",
+        ),
+        (
+            "authorization",
+            format!("basic {}", {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode("u:wrong-token-of-16-chars")
+            }),
+            "the token in the password of `Authorization: Basic` does not match",
+        ),
+        (
+            "X-Pgsurge-Token",
+            "wrong-token-of-16-chars".into(),
+            "the token in the `x-pgsurge-token` header does not match",
+        ),
+        (
+            "authorization",
+            "Token wrong-token-of-16-chars".into(),
+            "or a token (the `x-pgsurge-token` header",
+        ),
+    ];
+    for (header, value, says) in cases {
+        let err = refuse(&http(&b, &[(header, value.clone())])).await;
+        let text = err.to_string();
+        assert!(matches!(err, EventError::Unauthenticated(_)), "{text}");
+        assert!(text.contains(says), "{header}: {value}: {text}");
+        assert!(
+            !text.contains("wrong-token") && !text.contains("or-more"),
+            "{text}"
+        );
+    }
+    // The query parameter (SMN subscription URLs): accepted, and named when wrong.
+    let mut q = http(&b, &[]);
+    q.query
+        .insert("token".into(), "a-token-of-16-chars-or-more".into());
+    r.receive(&q, now()).await.unwrap();
+    q.query
+        .insert("token".into(), "wrong-token-of-16-chars".into());
+    let text = refuse(&q).await.to_string();
+    assert!(
+        text.contains("the token in the `token` query parameter does not match"),
+        "{text}"
+    );
+    assert!(!text.contains("wrong-token"), "{text}");
+}
+
+/// The HTTP host hands the query string to the function in the envelope's
+/// `queryStringParameters` (as API gateways do): the token there authenticates.
+#[tokio::test]
+async fn the_token_in_an_envelopes_query_string_authenticates() {
+    let b = body("generic-alarm.json");
+    let envelope = serde_json::json!({
+        "httpMethod": "POST",
+        "path": "/",
+        "headers": {},
+        "queryStringParameters": {"token": "a-token-of-16-chars-or-more"},
+        "body": b,
+        "isBase64Encoded": false,
+    });
+    let w: Webhook = serde_json::from_value(envelope.clone()).unwrap();
+    assert!(w.via_http);
+    receiver(ParamLimits::default())
+        .receive(&w, now())
+        .await
+        .unwrap();
+    let mut without = envelope;
+    without["queryStringParameters"] = serde_json::Value::Null;
+    let w: Webhook = serde_json::from_value(without).unwrap();
+    assert!(refuse(&w).await.to_string().contains("query parameter"));
 }
 
 #[tokio::test]
@@ -383,4 +468,56 @@ async fn a_parameter_given_twice_with_different_values_is_refused() {
         Event::Alarms { alarms } => assert_eq!(alarms[0].params.az.as_deref(), Some("a")),
         other => panic!("{other:?}"),
     }
+}
+
+/// End to end through the HTTP host (the real `scale-up` binary): the query string
+/// reaches the receiver, a token there authenticates, a wrong one is refused naming the
+/// query parameter, and neither ever appears in the host's logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_host_passes_the_url_token_to_the_function_and_never_logs_it() {
+    const TOKEN: &str = "a-url-token-of-16-chars-or-more";
+    let port = pgsurge_tests::free_port();
+    let p = pgsurge_tests::spawn(
+        "scale-up",
+        &["serve", "--port", &port.to_string()],
+        &[("PGSURGE_AUTH__TOKEN", TOKEN.to_string())],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    pgsurge_tests::wait_http_ok(&format!("{base}/healthz"), 20).await;
+    let post = |query: String| {
+        let url = format!("{base}/webhook{query}");
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .body(body("generic-alarm.json"))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, answer) = post(format!("?token={TOKEN}")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "accepted", "{answer}");
+    let (status, answer) = post("?token=wrong-url-token-value".into()).await;
+    assert_eq!(status, 401, "{answer}");
+    let message = answer["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("the `token` query parameter does not match"),
+        "{message}"
+    );
+    let (status, _) = post("?other=1".into()).await;
+    assert_eq!(status, 401);
+    let out = p.stop();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        logs.contains("invocation"),
+        "the host logged its invocations:\n{logs}"
+    );
+    assert!(!logs.contains(TOKEN), "token leaked into logs:\n{logs}");
+    assert!(
+        !logs.contains("wrong-url-token-value"),
+        "query leaked into logs:\n{logs}"
+    );
 }

@@ -218,10 +218,17 @@ impl SmnFetcher for NoCert {
     }
 }
 
+/// Token, HMAC, and SMN verification on (for an allow-listed topic, both demanded): an
+/// SMN-shaped body can never pass here (no certificate), whatever secret it carries.
 fn secret_auth() -> AuthConfig {
     AuthConfig {
         hmac_secret: Some(Secret::new(SECRET)),
         token: Some(Secret::new(TOKEN)),
+        smn: SmnConfig {
+            verify_signature: true,
+            topic_urns: vec![pgsurge_tests::smn::TOPIC.into()],
+            ..SmnConfig::default()
+        },
         ..AuthConfig::default()
     }
 }
@@ -343,10 +350,21 @@ fn arb_body() -> impl Strategy<Value = String> {
     ]
 }
 
-/// What README "Webhook authentication" promises for a request with these headers:
-/// `Some(true)` authenticated, `Some(false)` refused. (SMN-shaped bodies without a
-/// shared secret go to the SMN verifier, which cannot succeed here: refused.)
-fn oracle(headers: &std::collections::BTreeMap<String, String>, body: &Value, text: &str) -> bool {
+/// What README "Webhook authentication" promises for a request with these headers
+/// and query: `true` authenticated, `false` refused. (SMN-shaped bodies go to the SMN
+/// verifier, which cannot succeed here: refused.)
+fn oracle(
+    headers: &std::collections::BTreeMap<String, String>,
+    query: Option<&str>,
+    body: &Value,
+    text: &str,
+) -> bool {
+    let smn_shaped = ["type", "topic_urn", "signature"]
+        .iter()
+        .all(|k| body.get(k).is_some_and(Value::is_string));
+    if smn_shaped {
+        return false;
+    }
     if let Some(sig) = headers.get("x-pgsurge-signature") {
         // Judged by the HMAC alone.
         let Some(ts) = headers
@@ -364,27 +382,31 @@ fn oracle(headers: &std::collections::BTreeMap<String, String>, body: &Value, te
         let right = hmac_signature(SECRET.as_bytes(), ts, text);
         return given.ok() == hex::decode(&right["sha256=".len()..]).ok();
     }
-    let presented = headers.get("x-pgsurge-token").cloned().or_else(|| {
-        let a = headers.get("authorization")?;
-        if let Some(t) = a.strip_prefix("Bearer ") {
-            return Some(t.trim().to_string());
+    // The first place that carries a token is judged: the token header, Authorization
+    // (schemes case-insensitive; Basic credentials that do not decode carry no
+    // password), the `token` query parameter.
+    let authorization = || -> Option<String> {
+        let a = headers.get("authorization")?.trim_start();
+        let (scheme, rest) = a.split_once([' ', '\t'])?;
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Some(rest.trim().to_string());
+        }
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
         }
         use base64::Engine;
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(a.strip_prefix("Basic ")?.trim())
-            .ok()?;
-        let text = String::from_utf8(raw).ok()?;
-        Some(text.split_once(':')?.1.to_string())
-    });
-    let smn_shaped = ["type", "topic_urn", "signature"]
-        .iter()
-        .all(|k| body.get(k).is_some_and(Value::is_string));
-    let presents_any = ["x-pgsurge-token", "authorization"]
-        .iter()
-        .any(|h| headers.contains_key(*h));
-    if smn_shaped && !presents_any {
-        return false;
-    }
+        let password = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|t| t.split_once(':').map(|(_, p)| p.to_string()));
+        Some(password.unwrap_or_default())
+    };
+    let presented = headers
+        .get("x-pgsurge-token")
+        .cloned()
+        .or_else(authorization)
+        .or_else(|| query.map(str::to_string));
     presented.as_deref() == Some(TOKEN)
 }
 
@@ -400,6 +422,9 @@ proptest! {
         signature in proptest::option::of(arb_signature()),
         // Header names arrive in any case; the receiver lower-cases them (Webhook::header).
         junk_header in proptest::option::of(("[a-z-]{1,12}", ".{0,30}")),
+        // `?token=` in the URL (SMN subscriptions), in any case of its scheme-less form.
+        query_token in proptest::option::of(arb_token()),
+        bearer_case in proptest::sample::select(vec!["Bearer", "bearer", "BEARER", "Basic", "basic"]),
     ) {
         let mut headers = std::collections::BTreeMap::new();
         if let Some(t) = &token {
@@ -409,9 +434,14 @@ proptest! {
             use base64::Engine;
             let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
             let v = match a {
+                // The scheme in some case: RFC 7235 says it is case-insensitive.
+                AuthorizationHeader::Bearer(t) if !bearer_case.eq_ignore_ascii_case("basic") => {
+                    format!("{bearer_case} {}", token_text(t))
+                }
                 AuthorizationHeader::Bearer(t) => format!("Bearer {}", token_text(t)),
                 AuthorizationHeader::Basic { user, password } => {
-                    format!("Basic {}", b64(format!("{user}:{}", token_text(password))))
+                    let scheme = if bearer_case.eq_ignore_ascii_case("basic") { bearer_case } else { "Basic" };
+                    format!("{scheme} {}", b64(format!("{user}:{}", token_text(password))))
                 }
                 AuthorizationHeader::BasicGarbage(g) => format!("Basic {g}"),
                 AuthorizationHeader::Random(r) => r.clone(),
@@ -450,7 +480,12 @@ proptest! {
         if let Some((k, v)) = &junk_header {
             headers.entry(format!("x-junk-{k}")).or_insert_with(|| v.clone());
         }
-        let w = Webhook { headers: headers.clone(), body: body.clone(), via_http: true };
+        let mut w = Webhook::http(&[], body.clone());
+        w.headers = headers.clone();
+        let query = query_token.as_ref().map(token_text);
+        if let Some(q) = &query {
+            w.query.insert("token".into(), q.clone());
+        }
         let now = OffsetDateTime::from_unix_timestamp(NOW).unwrap();
         let got = RT.block_on(SECRET_RECEIVER.receive_authenticated(&w, now));
 
@@ -462,7 +497,7 @@ proptest! {
             prop_assert!(matches!(got, Err(EventError::NotJson(_))), "{got:?}");
             return Ok(());
         };
-        if oracle(&headers, &json, &body) {
+        if oracle(&headers, query.as_deref(), &json, &body) {
             let direct = RT.block_on(SECRET_RECEIVER.receive(&Webhook::direct(body.clone()), now));
             match got {
                 Ok((event, how)) => {
@@ -495,82 +530,33 @@ proptest! {
 // unknown types, bad or stale timestamps, and keys of another format are refused.
 // ---------------------------------------------------------------------------------------
 
-const CERT_URL: &str = "https://smn.ru-moscow-1.hc.sbercloud.ru/smn/resources/cert/fuzz.crt";
+use pgsurge_tests::smn::{TestCa, CERT_URL, SMN_HOST, TOPIC};
 
 struct SmnKeys {
     ec: ring::signature::EcdsaKeyPair,
     rsa: ring::signature::RsaKeyPair,
     ec_cert: Vec<u8>,
     rsa_cert: Vec<u8>,
+    /// Kept alive: its `ca.pem` is the receivers' `auth.smn.ca_file`.
+    ca: TestCa,
 }
 
+/// Two SMN signing certificates (EC, RSA) issued by a test CA made by openssl.
 static SMN_KEYS: std::sync::LazyLock<SmnKeys> = std::sync::LazyLock::new(|| {
-    let dir = tempfile::Builder::new()
-        .prefix("pgsurge-i6-fuzz-smn")
-        .tempdir()
-        .unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .expect("the `openssl` command is needed (Debian package openssl)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    for (name, alg) in [
-        ("ec", "ec_paramgen_curve:P-256"),
-        ("rsa", "rsa_keygen_bits:2048"),
-    ] {
-        let algorithm = if name == "ec" { "EC" } else { "RSA" };
-        run(&[
-            "genpkey",
-            "-algorithm",
-            algorithm,
-            "-pkeyopt",
-            alg,
-            "-out",
-            &format!("{name}.pem"),
-        ]);
-        run(&[
-            "pkcs8",
-            "-topk8",
-            "-nocrypt",
-            "-in",
-            &format!("{name}.pem"),
-            "-outform",
-            "DER",
-            "-out",
-            &format!("{name}.der"),
-        ]);
-        run(&[
-            "req",
-            "-x509",
-            "-key",
-            &format!("{name}.pem"),
-            "-sha256",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=smn-fuzz",
-            "-out",
-            &format!("{name}.crt"),
-        ]);
-    }
-    let read = |f: &str| std::fs::read(dir.path().join(f)).unwrap();
+    let ca = TestCa::new();
+    let ec = ca.issue("ec", SMN_HOST, &[SMN_HOST]);
+    let rsa = ca.issue("rsa", SMN_HOST, &[SMN_HOST]);
     SmnKeys {
         ec: ring::signature::EcdsaKeyPair::from_pkcs8(
             &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-            &read("ec.der"),
+            &ec.pkcs8,
             &ring::rand::SystemRandom::new(),
         )
         .unwrap(),
-        rsa: ring::signature::RsaKeyPair::from_pkcs8(&read("rsa.der")).unwrap(),
-        ec_cert: read("ec.crt"),
-        rsa_cert: read("rsa.crt"),
+        rsa: ring::signature::RsaKeyPair::from_pkcs8(&rsa.pkcs8).unwrap(),
+        ec_cert: ec.cert_pem,
+        rsa_cert: rsa.cert_pem,
+        ca,
     }
 });
 
@@ -586,12 +572,19 @@ impl SmnFetcher for ServeCert {
     }
 }
 
-/// One receiver per key (SMN only: no shared secret configured), built once.
+/// One receiver per key (SMN only: no shared secret configured, the signature alone
+/// trusted for the allow-listed topic), built once.
 static SMN_RECEIVERS: std::sync::LazyLock<[Receiver; 2]> = std::sync::LazyLock::new(|| {
     let make = |cert: &[u8]| {
         Receiver::with_fetcher(
             &AuthConfig {
-                smn: SmnConfig::default(),
+                smn: SmnConfig {
+                    verify_signature: true,
+                    require_token: false,
+                    topic_urns: vec![TOPIC.into()],
+                    ca_file: Some(SMN_KEYS.ca.ca_file()),
+                    ..SmnConfig::default()
+                },
                 ..AuthConfig::default()
             },
             ParamLimits::default(),
@@ -663,7 +656,7 @@ proptest! {
         message in arb_message(),
         message_id in ".{0,40}",
         subject in proptest::option::of(".{0,40}"),
-        topic_urn in ".{0,60}",
+        topic_urn in prop_oneof![3 => Just(TOPIC.to_string()), 1 => ".{0,60}"],
         kind in prop_oneof![
             (0usize..3).prop_map(|i| SMN_TYPES[i].to_string()),
             ".{0,16}",
@@ -711,14 +704,16 @@ proptest! {
         if let Some(i) = foreign {
             m[markers[i]] = Value::from("injected");
         }
-        let w = Webhook { headers: Default::default(), body: m.to_string(), via_http: true };
+        let w = Webhook::http(&[], m.to_string());
         let got = RT.block_on(r.receive_authenticated(&w, now));
 
         let known_type = SMN_TYPES.contains(&kind.as_str());
         let changed = pgsurge_tests::smn::string_to_sign(&m) != signed_text;
         let age_ok = matches!(age, Ok(a) if (-300..=3600).contains(&a));
         let ts_ok = age.is_ok();
-        if !known_type || !ts_ok || changed {
+        // Only the allow-listed topic is trusted (checked before the timestamp).
+        let topic_ok = m["topic_urn"] == TOPIC;
+        if !known_type || !ts_ok || changed || !topic_ok {
             prop_assert!(matches!(got, Err(EventError::BadSignature(_)) | Err(EventError::StaleTimestamp { .. })),
                 "type {kind:?} ts_ok {ts_ok} changed {changed}: {got:?}");
         } else if !age_ok {

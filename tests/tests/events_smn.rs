@@ -1,86 +1,27 @@
-//! SMN message signatures and the subscription handshake, with certificates and
-//! signatures made by the `openssl` command (an implementation independent of ours).
+//! SMN message signatures and the subscription handshake, with a test CA, certificates
+//! and signatures made by the `openssl` command (an implementation independent of ours).
 //!
 //! The certificate reaches the verifier through the `SmnFetcher` trait (served from
-//! memory here), and once for real over HTTPS from `openssl s_server` with a private CA.
+//! memory here, loopback only), and once for real over HTTPS from `openssl s_server`
+//! with a private CA.
 
-use pgsurge::config::AuthConfig;
+use pgsurge::config::{AuthConfig, Config};
 use pgsurge::events::{
-    Authenticated, Event, EventError, HttpsFetcher, ParamLimits, Receiver, SmnConfig, SmnFetcher,
-    Webhook,
+    Authenticated, Confirmation, Event, EventError, HttpsFetcher, ParamLimits, Receiver, SmnConfig,
+    SmnFetcher, Webhook,
 };
+use pgsurge::secret::Secret;
+use pgsurge_tests::smn::{Signer, TestCa, CERT_URL, SMN_HOST, TOPIC};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-const CERT_URL: &str =
-    "https://smn.ru-moscow-1.hc.sbercloud.ru/smn/resources/cert/pgsurge-test.crt";
+const TOKEN: &str = "a-token-of-16-chars-or-more";
 
-fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the `openssl` command is needed (Debian package openssl; infra/local/deps.sh installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-struct Keys {
-    dir: tempfile::TempDir,
-}
-
-impl Keys {
-    /// A fresh key and self-signed certificate: `rsa` (SHA256withRSA) or `ec` (P-256).
-    fn new(kind: &str) -> Keys {
-        let dir = tempfile::Builder::new()
-            .prefix("pgsurge-i6-smn")
-            .tempdir()
-            .unwrap();
-        let newkey = if kind == "rsa" { "rsa:2048" } else { "ec" };
-        let mut args = vec!["req", "-x509", "-newkey", newkey];
-        if kind == "ec" {
-            args.extend(["-pkeyopt", "ec_paramgen_curve:P-256"]);
-        }
-        args.extend([
-            "-sha256",
-            "-nodes",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=smn-signing-test",
-        ]);
-        openssl(dir.path(), &args);
-        Keys { dir }
-    }
-
-    fn cert(&self) -> Vec<u8> {
-        std::fs::read(self.dir.path().join("cert.pem")).unwrap()
-    }
-
-    fn sign(&self, text: &str) -> String {
-        std::fs::write(self.dir.path().join("tosign"), text).unwrap();
-        let sig = openssl(
-            self.dir.path(),
-            &["dgst", "-sha256", "-sign", "key.pem", "tosign"],
-        );
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(sig)
-    }
-}
-
-/// Serves one certificate and records every URL asked for.
+/// Serves one certificate for every URL and records every URL asked for.
 struct Served {
     cert: Vec<u8>,
     asked: Mutex<Vec<String>>,
@@ -91,6 +32,12 @@ impl SmnFetcher for Served {
     async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
         self.asked.lock().unwrap().push(url.to_string());
         Ok(self.cert.clone())
+    }
+}
+
+impl Served {
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().unwrap().clone()
     }
 }
 
@@ -109,71 +56,303 @@ fn cloud_eye_message() -> String {
     example["message"].as_str().unwrap().to_string()
 }
 
-fn notification(keys: &Keys, at: OffsetDateTime, cert_url: &str) -> Value {
+fn notification(signer: &Signer, at: OffsetDateTime, cert_url: &str, topic: &str) -> Value {
     let mut m = json!({
         "type": "Notification",
-        "topic_urn": "urn:smn:ru-moscow-1:0a1b2c3d4e5f40718293a4b5c6d7e8f9:pgsurge-alarms",
+        "topic_urn": topic,
         "message_id": "a3c9f2d7e18b4c6f9d0e1f2a3b4c5d6e",
         "subject": "[Major alarm] pg-read-cpu-high",
         "message": cloud_eye_message(),
         "timestamp": ts(at),
         "signature_version": "v1",
         "signing_cert_url": cert_url,
-        "unsubscribe_url": "https://smn.ru-moscow-1.hc.sbercloud.ru/smn/subscription/unsubscribe?x=1",
+        "unsubscribe_url": "https://console.hc.sbercloud.ru/smn/subscription/unsubscribe?x=1",
     });
-    m["signature"] = keys.sign(&pgsurge_tests::smn::string_to_sign(&m)).into();
+    signer.sign_message(&mut m);
     m
 }
 
 fn via_http(m: &Value) -> Webhook {
-    Webhook {
-        headers: Default::default(),
-        body: m.to_string(),
-        via_http: true,
+    Webhook::http(&[], m.to_string())
+}
+
+/// With our token in the subscription URL's query string, as SMN sends it back.
+fn with_query_token(m: &Value, token: &str) -> Webhook {
+    let mut w = via_http(m);
+    w.query.insert("token".into(), token.into());
+    w
+}
+
+/// Verification on for our topic, the test CA trusted, the signature alone enough.
+fn smn_config(ca: &TestCa) -> SmnConfig {
+    SmnConfig {
+        verify_signature: true,
+        require_token: false,
+        topic_urns: vec![TOPIC.into()],
+        ca_file: Some(ca.ca_file()),
+        ..SmnConfig::default()
     }
 }
 
-fn receiver(keys: &Keys, smn: SmnConfig) -> (Receiver, Arc<Served>) {
+fn receiver_with(auth: AuthConfig, cert: &[u8]) -> (Receiver, Arc<Served>) {
     let served = Arc::new(Served {
-        cert: keys.cert(),
+        cert: cert.to_vec(),
         asked: Mutex::new(Vec::new()),
     });
-    let auth = AuthConfig {
-        smn,
-        ..AuthConfig::default()
-    };
     (
         Receiver::with_fetcher(&auth, ParamLimits::default(), 256 * 1024, served.clone()),
         served,
     )
 }
 
-#[tokio::test]
-async fn a_signed_notification_is_authenticated_by_its_signature_alone() {
-    for kind in ["rsa", "ec"] {
-        let keys = Keys::new(kind);
-        let (r, served) = receiver(&keys, SmnConfig::default());
-        let now = OffsetDateTime::now_utc();
-        let m = notification(&keys, now - Duration::seconds(30), CERT_URL);
-        // No token, no HMAC: SMN cannot send them; its signature is the proof.
-        let event = r.receive(&via_http(&m), now).await.unwrap();
-        match event {
-            Event::Alarms { alarms } => assert_eq!(alarms[0].name, "pg-read-cpu-high"),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(served.asked.lock().unwrap().as_slice(), [CERT_URL]);
-        // The certificate is cached: a second message fetches nothing.
-        r.receive(&via_http(&m), now).await.unwrap();
-        assert_eq!(served.asked.lock().unwrap().len(), 1, "{kind}");
+fn receiver(smn: SmnConfig, cert: &[u8]) -> (Receiver, Arc<Served>) {
+    receiver_with(
+        AuthConfig {
+            smn,
+            ..AuthConfig::default()
+        },
+        cert,
+    )
+}
+
+fn refusal(r: Result<Event, EventError>) -> String {
+    match r {
+        Err(e @ (EventError::BadSignature(_) | EventError::Unauthenticated(_))) => e.to_string(),
+        other => panic!("expected an authentication refusal, got {other:?}"),
     }
 }
 
 #[tokio::test]
-async fn tampering_wrong_keys_hosts_and_stale_messages_are_rejected() {
-    let keys = Keys::new("rsa");
-    let (r, _) = receiver(&keys, SmnConfig::default());
+async fn a_message_signed_with_a_certificate_from_the_test_ca_on_an_allowed_topic_is_accepted() {
+    let ca = TestCa::new();
+    for kind in ["rsa", "ec"] {
+        let smn = ca.issue(kind, SMN_HOST, &[SMN_HOST]);
+        let (r, served) = receiver(smn_config(&ca), &smn.cert_pem);
+        let now = OffsetDateTime::now_utc();
+        let m = notification(&smn, now - Duration::seconds(30), CERT_URL, TOPIC);
+        // No token, no HMAC (require_token = false): the signature is the proof.
+        let (event, how) = r.receive_authenticated(&via_http(&m), now).await.unwrap();
+        assert_eq!(how, Authenticated::SmnSignature);
+        match event {
+            Event::Alarms { alarms } => assert_eq!(alarms[0].name, "pg-read-cpu-high"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(served.asked(), [CERT_URL]);
+        // The certificate is cached: a second message fetches nothing.
+        r.receive(&via_http(&m), now).await.unwrap();
+        assert_eq!(served.asked().len(), 1, "{kind}");
+        assert_eq!(r.smn().cached_certificates(), 1);
+    }
+    // The cache is bounded: certificates at many URLs (a rotation, many regions, or
+    // someone cycling file names) never hold more than CERT_CACHE_MAX.
+    let smn = ca.issue("rsa", SMN_HOST, &[SMN_HOST]);
+    let (r, served) = receiver(smn_config(&ca), &smn.cert_pem);
     let now = OffsetDateTime::now_utc();
-    let good = notification(&keys, now, CERT_URL);
+    for i in 0..pgsurge::events::smn_verify::CERT_CACHE_MAX + 4 {
+        let url = format!("https://{SMN_HOST}/smn/SMN_ru-moscow-1_{i}.pem");
+        r.receive(&via_http(&notification(&smn, now, &url, TOPIC)), now)
+            .await
+            .unwrap();
+        assert!(r.smn().cached_certificates() <= pgsurge::events::smn_verify::CERT_CACHE_MAX);
+    }
+    assert_eq!(
+        r.smn().cached_certificates(),
+        pgsurge::events::smn_verify::CERT_CACHE_MAX
+    );
+    assert_eq!(
+        served.asked().len(),
+        pgsurge::events::smn_verify::CERT_CACHE_MAX + 4
+    );
+
+    // A certificate naming the SMN host only as its subject CN (no SAN) is accepted too.
+    let cn_only = ca.issue("rsa", SMN_HOST, &[]);
+    let (r, _) = receiver(smn_config(&ca), &cn_only.cert_pem);
+    let now = OffsetDateTime::now_utc();
+    let m = notification(&cn_only, now, CERT_URL, TOPIC);
+    r.receive(&via_http(&m), now).await.unwrap();
+}
+
+/// The review's attack: a self-signed certificate served from an object-storage bucket
+/// under the cloud's domain, a message on the attacker's own topic, no token.
+#[tokio::test]
+async fn the_reviews_forged_message_is_refused_with_a_clear_reason() {
+    let ca = TestCa::new();
+    let bucket_url = "https://attacker.obs.ru-moscow-1.hc.sbercloud.ru/SMN_ru-moscow-1_x.pem";
+    let attacker = ca.self_signed("rsa", "attacker.obs.ru-moscow-1.hc.sbercloud.ru");
+    let attackers_topic = "urn:smn:ru-moscow-1:99999999999999999999999999999999:evil";
+    let named_smn = ca.self_signed("rsa", SMN_HOST);
+    let now = OffsetDateTime::now_utc();
+    let (r, served) = receiver(smn_config(&ca), &attacker.cert_pem);
+
+    // Exactly as reviewed.
+    let forged = notification(&attacker, now, bucket_url, attackers_topic);
+    let text = refusal(r.receive(&via_http(&forged), now).await);
+    assert!(
+        text.contains(&format!(
+            "topic {attackers_topic:?} is not in auth.smn.topic_urns"
+        )),
+        "{text}"
+    );
+
+    // The review's configuration (verification on, `topic_urns = []`), which config
+    // validation now refuses: the verifier itself trusts no topic then.
+    let (open, _) = receiver(
+        SmnConfig {
+            topic_urns: vec![],
+            ..smn_config(&ca)
+        },
+        &attacker.cert_pem,
+    );
+    let text = refusal(open.receive(&via_http(&forged), now).await);
+    assert!(
+        text.contains("auth.smn.topic_urns is empty, so no topic is trusted"),
+        "{text}"
+    );
+
+    // Each layer refuses on its own. On our topic, from the bucket:
+    let on_our_topic = notification(&attacker, now, bucket_url, TOPIC);
+    let text = refusal(r.receive(&via_http(&on_our_topic), now).await);
+    assert!(text.contains("is not an SMN endpoint"), "{text}");
+    assert!(
+        text.contains("\"attacker.obs.ru-moscow-1.hc.sbercloud.ru\""),
+        "{text}"
+    );
+
+    // Look-alike hosts and shapes: never a subdomain, a port, another path or a query.
+    for (url, why) in [
+        (
+            "https://x.smn.ru-moscow-1.hc.sbercloud.ru.evil.com/smn/SMN_ru-moscow-1_x.pem",
+            "is not an SMN endpoint",
+        ),
+        (
+            "https://smn.ru-moscow-1.hc.sbercloud.ru.evil.com/smn/SMN_ru-moscow-1_x.pem",
+            "is not an SMN endpoint",
+        ),
+        (
+            "https://a.smn.ru-moscow-1.hc.sbercloud.ru/smn/SMN_ru-moscow-1_x.pem",
+            "is not an SMN endpoint",
+        ),
+        (
+            "https://smn.hc.sbercloud.ru/smn/SMN_ru-moscow-1_x.pem",
+            "is not an SMN endpoint",
+        ),
+        (
+            "https://smn.ru-moscow-2.hc.sbercloud.ru/smn/SMN_ru-moscow-1_x.pem",
+            "not the SMN endpoint of the topic's region \"ru-moscow-1\"",
+        ),
+        (
+            "http://smn.ru-moscow-1.hc.sbercloud.ru/smn/SMN_ru-moscow-1_x.pem",
+            "must be https://",
+        ),
+        (
+            "https://smn.ru-moscow-1.hc.sbercloud.ru:8443/smn/SMN_ru-moscow-1_x.pem",
+            "must not name a port",
+        ),
+        (
+            "https://smn.ru-moscow-1.hc.sbercloud.ru/bucket/SMN_ru-moscow-1_x.pem",
+            "is not an SMN certificate",
+        ),
+        (
+            "https://smn.ru-moscow-1.hc.sbercloud.ru/smn/a/../../x.pem",
+            "is not an SMN certificate",
+        ),
+        (
+            "https://smn.ru-moscow-1.hc.sbercloud.ru/smn/SMN_ru-moscow-1_x.pem?redirect=evil",
+            "is not an SMN certificate",
+        ),
+        (
+            "https://smn.ru-moscow-1.hc.sbercloud.ru/smn/SMN_ru-moscow-1_x.txt",
+            "is not an SMN certificate",
+        ),
+    ] {
+        let m = notification(&attacker, now, url, TOPIC);
+        let text = refusal(r.receive(&via_http(&m), now).await);
+        assert!(text.contains(why), "{url}: {text}");
+    }
+    assert!(
+        served.asked().is_empty(),
+        "nothing fetched from a refused URL"
+    );
+
+    // Served at the genuine URL (a compromised path, a poisoned resolver): the
+    // self-signed certificate chains to no trusted root.
+    let at_smn = notification(&attacker, now, CERT_URL, TOPIC);
+    let text = refusal(r.receive(&via_http(&at_smn), now).await);
+    assert!(text.contains("does not chain to a trusted root"), "{text}");
+    // Even self-signed in the SMN host's name.
+    let (r, _) = receiver(smn_config(&ca), &named_smn.cert_pem);
+    let m = notification(&named_smn, now, CERT_URL, TOPIC);
+    let text = refusal(r.receive(&via_http(&m), now).await);
+    assert!(text.contains("does not chain to a trusted root"), "{text}");
+    assert_eq!(
+        r.smn().cached_certificates(),
+        0,
+        "a refused certificate is not cached"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_from_the_test_ca_with_another_subject_is_refused() {
+    let ca = TestCa::new();
+    for (cn, dns) in [
+        // Another host under the same domain: a bucket.
+        (
+            "bucket.obs.ru-moscow-1.hc.sbercloud.ru",
+            vec!["bucket.obs.ru-moscow-1.hc.sbercloud.ru"],
+        ),
+        // Another region's SMN.
+        (
+            "smn.ru-moscow-2.hc.sbercloud.ru",
+            vec!["smn.ru-moscow-2.hc.sbercloud.ru"],
+        ),
+        // A wildcard is not the SMN host named exactly.
+        (
+            "*.ru-moscow-1.hc.sbercloud.ru",
+            vec!["*.ru-moscow-1.hc.sbercloud.ru"],
+        ),
+        // The right name as a suffix of another.
+        ("evil-smn.ru-moscow-1.hc.sbercloud.ru", vec![]),
+    ] {
+        let wrong = ca.issue("rsa", cn, &dns);
+        let now = OffsetDateTime::now_utc();
+        let (r, _) = receiver(smn_config(&ca), &wrong.cert_pem);
+        let m = notification(&wrong, now, CERT_URL, TOPIC);
+        let text = refusal(r.receive(&via_http(&m), now).await);
+        assert!(
+            text.contains("not the SMN service's") && text.contains(SMN_HOST),
+            "{cn}: {text}"
+        );
+        assert!(
+            text.contains(cn),
+            "names what the certificate carries: {text}"
+        );
+    }
+
+    // `signing_subjects` replaces the default (the URL's host) with an exact list.
+    let named = ca.issue("rsa", "SMN message signing ru-moscow-1", &[]);
+    let host_named = ca.issue("rsa", SMN_HOST, &[SMN_HOST]);
+    let now = OffsetDateTime::now_utc();
+    let listed = SmnConfig {
+        signing_subjects: vec!["smn message signing RU-MOSCOW-1".into()],
+        ..smn_config(&ca)
+    };
+    let (r, _) = receiver(listed.clone(), &named.cert_pem);
+    let m = notification(&named, now, CERT_URL, TOPIC);
+    r.receive(&via_http(&m), now).await.unwrap();
+    let (r, _) = receiver(listed, &host_named.cert_pem);
+    let m = notification(&host_named, now, CERT_URL, TOPIC);
+    let text = refusal(r.receive(&via_http(&m), now).await);
+    assert!(text.contains("auth.smn.signing_subjects"), "{text}");
+}
+
+#[tokio::test]
+async fn tampering_wrong_keys_and_stale_or_expired_messages_are_rejected() {
+    let ca = TestCa::new();
+    let smn = ca.issue("rsa", SMN_HOST, &[SMN_HOST]);
+    let (r, _) = receiver(smn_config(&ca), &smn.cert_pem);
+    let now = OffsetDateTime::now_utc();
+    let good = notification(&smn, now, CERT_URL, TOPIC);
+    r.receive(&via_http(&good), now).await.unwrap();
 
     let mut tampered = good.clone();
     tampered["message"] = good["message"]
@@ -196,37 +375,12 @@ async fn tampering_wrong_keys_hosts_and_stale_messages_are_rejected() {
         EventError::BadSignature(_)
     ));
 
-    // Signed by someone else's key, pointing at our certificate.
-    let other = Keys::new("rsa");
-    let forged = notification(&other, now, CERT_URL);
-    assert!(matches!(
-        r.receive(&via_http(&forged), now).await.unwrap_err(),
-        EventError::BadSignature(_)
-    ));
+    // Signed by another key from the same CA, pointing at our certificate.
+    let other = ca.issue("rsa", SMN_HOST, &[SMN_HOST]);
+    let forged = notification(&other, now, CERT_URL, TOPIC);
+    assert!(refusal(r.receive(&via_http(&forged), now).await).contains("does not match"));
 
-    // Certificates only from allowed hosts, over https.
-    let evil = notification(&keys, now, "https://smn.evil.example/cert.pem");
-    let err = r.receive(&via_http(&evil), now).await.unwrap_err();
-    assert!(
-        err.to_string().contains("is not in auth.smn.cert_hosts"),
-        "{err}"
-    );
-    let lookalike = notification(&keys, now, "https://evilhc.sbercloud.ru.example/c.pem");
-    assert!(r
-        .receive(&via_http(&lookalike), now)
-        .await
-        .unwrap_err()
-        .to_string()
-        .contains("cert_hosts"));
-    let plain = notification(&keys, now, "http://smn.ru-moscow-1.hc.sbercloud.ru/c.pem");
-    assert!(r
-        .receive(&via_http(&plain), now)
-        .await
-        .unwrap_err()
-        .to_string()
-        .contains("must be https://"));
-
-    let stale = notification(&keys, now - Duration::hours(2), CERT_URL);
+    let stale = notification(&smn, now - Duration::hours(2), CERT_URL, TOPIC);
     let err = r.receive(&via_http(&stale), now).await.unwrap_err();
     assert!(
         matches!(
@@ -241,70 +395,128 @@ async fn tampering_wrong_keys_hosts_and_stale_messages_are_rejected() {
 
     let mut unsigned = good.clone();
     unsigned["signature"] = "not base64!".into();
-    assert!(r
-        .receive(&via_http(&unsigned), now)
-        .await
-        .unwrap_err()
-        .to_string()
-        .contains("not base64"));
+    assert!(refusal(r.receive(&via_http(&unsigned), now).await).contains("not base64"));
 
-    // A message signed while the certificate was valid, checked after it expired.
+    // A message signed while the certificate was valid, checked after it expired (the
+    // cached certificate is re-checked on every use).
     let later = now + Duration::days(3);
-    let expired = notification(&keys, later, CERT_URL);
-    let err = r.receive(&via_http(&expired), later).await.unwrap_err();
-    assert!(err.to_string().contains("not valid now"), "{err}");
-
-    let only_other_topic = SmnConfig {
-        topic_urns: vec!["urn:smn:ru-moscow-1:x:other".into()],
-        ..SmnConfig::default()
-    };
-    let (r2, _) = receiver(&keys, only_other_topic);
-    assert!(r2
-        .receive(&via_http(&good), now)
-        .await
-        .unwrap_err()
-        .to_string()
-        .contains("auth.smn.topic_urns"));
+    let expired = notification(&smn, later, CERT_URL, TOPIC);
+    let text = refusal(r.receive(&via_http(&expired), later).await);
+    assert!(text.contains("not valid now"), "{text}");
 }
 
 #[tokio::test]
-async fn a_verified_subscription_is_confirmed_and_an_unsubscription_is_not() {
-    let keys = Keys::new("rsa");
-    let (r, served) = receiver(&keys, SmnConfig::default());
+async fn the_token_in_the_subscription_url_is_a_shared_secret_and_can_be_required_too() {
+    let ca = TestCa::new();
+    let smn = ca.issue("ec", SMN_HOST, &[SMN_HOST]);
     let now = OffsetDateTime::now_utc();
-    let subscribe_url = "https://smn.ru-moscow-1.hc.sbercloud.ru/smn/subscription/confirm?token=7c2f&topic_urn=urn:smn:x";
+    let m = notification(&smn, now, CERT_URL, TOPIC);
+    let auth = |smn: SmnConfig| AuthConfig {
+        token: Some(Secret::new(TOKEN)),
+        smn,
+        ..AuthConfig::default()
+    };
+
+    // Both demanded (the default require_token = true): a valid signature alone is not
+    // enough, nor is the token on a forged message.
+    let both = SmnConfig {
+        require_token: true,
+        ..smn_config(&ca)
+    };
+    let (r, _) = receiver_with(auth(both), &smn.cert_pem);
+    let text = refusal(r.receive(&via_http(&m), now).await);
+    assert!(
+        text.contains("auth.smn.require_token") && text.contains("?token=<token>"),
+        "{text}"
+    );
+    let (event, how) = r
+        .receive_authenticated(&with_query_token(&m, TOKEN), now)
+        .await
+        .unwrap();
+    assert_eq!(how, Authenticated::SmnSignature);
+    assert!(matches!(event, Event::Alarms { .. }));
+    let text = refusal(
+        r.receive(&with_query_token(&m, "wrong-token-value"), now)
+            .await,
+    );
+    assert!(text.contains("the `token` query parameter"), "{text}");
+    assert!(!text.contains("wrong-token-value") && !text.contains(TOKEN));
+    let mut tampered = m.clone();
+    tampered["message_id"] = "another".into();
+    assert!(
+        refusal(r.receive(&with_query_token(&tampered, TOKEN), now).await)
+            .contains("signature does not match")
+    );
+
+    // Signature verification off (the default): the token in the URL authenticates an
+    // SMN message like any webhook; without it the message is refused.
+    let (r, served) = receiver_with(auth(SmnConfig::default()), &smn.cert_pem);
+    let (_, how) = r
+        .receive_authenticated(&with_query_token(&m, TOKEN), now)
+        .await
+        .unwrap();
+    assert_eq!(how, Authenticated::SharedSecret);
+    let text = refusal(r.receive(&via_http(&m), now).await);
+    assert!(text.contains("`token` query parameter"), "{text}");
+    assert!(
+        served.asked().is_empty(),
+        "no signature checked when it is off"
+    );
+}
+
+fn subscription(signer: &Signer, now: OffsetDateTime, topic: &str, subscribe_url: &str) -> Value {
     let mut m = json!({
         "type": "SubscriptionConfirmation",
-        "topic_urn": "urn:smn:ru-moscow-1:0a1b2c3d4e5f40718293a4b5c6d7e8f9:pgsurge-alarms",
+        "topic_urn": topic,
         "message_id": "0d1e2f3a4b5c4d6e8f9a0b1c2d3e4f5a",
-        "message": "You are invited to subscribe to topic: urn:smn:x.",
+        "message": format!("You are invited to subscribe to topic: {topic}."),
         "subscribe_url": subscribe_url,
         "timestamp": ts(now),
         "signature_version": "v1",
         "signing_cert_url": CERT_URL,
     });
-    m["signature"] = keys.sign(&pgsurge_tests::smn::string_to_sign(&m)).into();
+    signer.sign_message(&mut m);
+    m
+}
+
+#[tokio::test]
+async fn subscriptions_are_confirmed_only_when_authenticated_for_an_allow_listed_topic() {
+    let ca = TestCa::new();
+    let smn = ca.issue("rsa", SMN_HOST, &[SMN_HOST]);
+    let (r, served) = receiver(smn_config(&ca), &smn.cert_pem);
+    let now = OffsetDateTime::now_utc();
+    let subscribe_url = format!(
+        "https://console.hc.sbercloud.ru/smn/subscription/confirm?token=7c2f&topic_urn={TOPIC}&region=ru-moscow-1"
+    );
+    let mut m = subscription(&smn, now, TOPIC, &subscribe_url);
     let (event, how) = r.receive_authenticated(&via_http(&m), now).await.unwrap();
     assert_eq!(how, Authenticated::SmnSignature);
     let Event::SubscriptionConfirmation(c) = event else {
         panic!("{event:?}")
     };
-    assert!(r.confirm(&c, how).await.unwrap());
-    assert_eq!(served.asked.lock().unwrap().last().unwrap(), subscribe_url);
+    assert_eq!(r.confirm(&c, how).await.unwrap(), Confirmation::Confirmed);
+    assert_eq!(served.asked().last().unwrap(), &subscribe_url);
+    // The regional SMN endpoint is a confirmation host too.
+    let regional = format!("https://{SMN_HOST}/smn/subscription/confirm?token=1");
+    let c2 = pgsurge::events::SubscriptionConfirmation {
+        subscribe_url: regional.clone(),
+        ..c.clone()
+    };
+    assert_eq!(r.confirm(&c2, how).await.unwrap(), Confirmation::Confirmed);
 
     m["type"] = "UnsubscribeConfirmation".into();
-    m["signature"] = keys.sign(&pgsurge_tests::smn::string_to_sign(&m)).into();
+    smn.sign_message(&mut m);
     let (event, how) = r.receive_authenticated(&via_http(&m), now).await.unwrap();
     let Event::SubscriptionConfirmation(c) = event else {
         panic!("{event:?}")
     };
     assert!(c.unsubscribe);
-    let asked = served.asked.lock().unwrap().len();
+    let asked = served.asked().len();
     assert!(
-        !r.confirm(&c, how).await.unwrap(),
+        matches!(r.confirm(&c, how).await.unwrap(), Confirmation::NotConfirmed(why) if why.contains("never")),
         "never re-subscribe on an unsubscribe message"
     );
-    // A confirmation that did not come with a verified SMN signature is never followed.
+    // A confirmation that did not come over HTTP authenticated is never followed.
     m["type"] = "SubscriptionConfirmation".into();
     let (event, how) = r
         .receive_authenticated(&Webhook::direct(m.to_string()), now)
@@ -314,17 +526,174 @@ async fn a_verified_subscription_is_confirmed_and_an_unsubscription_is_not() {
     let Event::SubscriptionConfirmation(c) = event else {
         panic!("{event:?}")
     };
-    assert!(!r.confirm(&c, how).await.unwrap());
-    assert_eq!(served.asked.lock().unwrap().len(), asked);
+    assert!(matches!(
+        r.confirm(&c, how).await.unwrap(),
+        Confirmation::NotConfirmed(_)
+    ));
+    assert_eq!(served.asked().len(), asked);
 
     // A forged subscription (tampered URL) is refused before anything is visited.
-    m["type"] = "SubscriptionConfirmation".into();
-    m["subscribe_url"] =
-        "https://smn.ru-moscow-1.hc.sbercloud.ru/smn/subscription/confirm?token=attacker".into();
-    assert!(matches!(
-        r.receive(&via_http(&m), now).await.unwrap_err(),
-        EventError::BadSignature(_)
+    let mut tampered = subscription(&smn, now, TOPIC, &subscribe_url);
+    tampered["subscribe_url"] = format!(
+        "https://console.hc.sbercloud.ru/smn/subscription/confirm?token=attacker&topic_urn={TOPIC}"
+    )
+    .into();
+    assert!(refusal(r.receive(&via_http(&tampered), now).await).contains("does not match"));
+
+    // Signed links that are not SMN confirmation links for this topic are not visited.
+    for (url, why) in [
+        (
+            "https://attacker.obs.ru-moscow-1.hc.sbercloud.ru/smn/subscription/confirm".to_string(),
+            "is not the SMN endpoint",
+        ),
+        (
+            "https://console.hc.sbercloud.ru.evil.com/smn/subscription/confirm".to_string(),
+            "is not the SMN endpoint",
+        ),
+        (
+            "https://console.hc.sbercloud.ru/smn/other".to_string(),
+            "is not /smn/subscription/confirm",
+        ),
+        (
+            "https://console.hc.sbercloud.ru/smn/subscription/confirm?topic_urn=urn:smn:ru-moscow-1:x:other"
+                .to_string(),
+            "names topic",
+        ),
+    ] {
+        let m = subscription(&smn, now, TOPIC, &url);
+        let (event, how) = r.receive_authenticated(&via_http(&m), now).await.unwrap();
+        let Event::SubscriptionConfirmation(c) = event else {
+            panic!("{event:?}")
+        };
+        let err = r.confirm(&c, how).await.unwrap_err().to_string();
+        assert!(err.contains(why), "{url}: {err}");
+    }
+    assert_eq!(served.asked().len(), asked);
+
+    // A topic that is not allow-listed: with verification on, refused outright; with
+    // the token (verification off), authenticated but not auto-confirmed.
+    let other_topic = "urn:smn:ru-moscow-1:99999999999999999999999999999999:other";
+    let foreign = subscription(
+        &smn,
+        now,
+        other_topic,
+        "https://console.hc.sbercloud.ru/smn/subscription/confirm?token=1",
+    );
+    assert!(refusal(r.receive(&via_http(&foreign), now).await).contains("auth.smn.topic_urns"));
+    let by_token = AuthConfig {
+        token: Some(Secret::new(TOKEN)),
+        smn: SmnConfig {
+            topic_urns: vec![TOPIC.into()],
+            ..SmnConfig::default()
+        },
+        ..AuthConfig::default()
+    };
+    let (r, served) = receiver_with(by_token, &smn.cert_pem);
+    let (event, how) = r
+        .receive_authenticated(&with_query_token(&foreign, TOKEN), now)
+        .await
+        .unwrap();
+    assert_eq!(how, Authenticated::SharedSecret);
+    let Event::SubscriptionConfirmation(c) = event else {
+        panic!("{event:?}")
+    };
+    match r.confirm(&c, how).await.unwrap() {
+        Confirmation::NotConfirmed(why) => {
+            assert!(why.contains("is not in auth.smn.topic_urns"), "{why}")
+        }
+        Confirmation::Confirmed => panic!("confirmed a topic that is not allow-listed"),
+    }
+    // The allow-listed topic, authenticated by the token, is confirmed.
+    let ours = subscription(&smn, now, TOPIC, &subscribe_url);
+    let (event, how) = r
+        .receive_authenticated(&with_query_token(&ours, TOKEN), now)
+        .await
+        .unwrap();
+    let Event::SubscriptionConfirmation(c) = event else {
+        panic!("{event:?}")
+    };
+    assert_eq!(r.confirm(&c, how).await.unwrap(), Confirmation::Confirmed);
+    assert_eq!(served.asked(), [subscribe_url]);
+}
+
+#[test]
+fn signature_verification_needs_allow_listed_topics_and_the_token_when_required() {
+    let load = |toml: &str| {
+        Config::from_toml(toml)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let err = load("[auth.smn]\nverify_signature = true\n").unwrap_err();
+    assert!(
+        err.contains("`auth.smn.topic_urns`") && err.contains("verify_signature is on"),
+        "{err}"
+    );
+    let err = load(&format!(
+        "[auth.smn]\nverify_signature = true\ntopic_urns = [\"{TOPIC}\"]\n"
+    ))
+    .unwrap_err();
+    assert!(err.contains("`auth.smn.require_token`"), "{err}");
+    load(&format!(
+        "[auth]\ntoken = \"{TOKEN}\"\n[auth.smn]\nverify_signature = true\ntopic_urns = [\"{TOPIC}\"]\n"
+    ))
+    .unwrap();
+    load(&format!(
+        "[auth.smn]\nverify_signature = true\nrequire_token = false\ntopic_urns = [\"{TOPIC}\"]\n"
+    ))
+    .unwrap();
+    let err = load("[auth.smn]\ntopic_urns = [\"pgsurge-alarms\"]\n").unwrap_err();
+    assert!(err.contains("urn:smn:<region>"), "{err}");
+    let err = load("[auth.smn]\ndomains = [\".hc.sbercloud.ru\"]\n").unwrap_err();
+    assert!(err.contains("`auth.smn.domains`"), "{err}");
+    let err = load("[auth]\ntoken_query_param = \"to ken\"\n").unwrap_err();
+    assert!(err.contains("`auth.token_query_param`"), "{err}");
+    // The old suffix list is gone, not silently reinterpreted.
+    let err = load("[auth.smn]\ncert_hosts = [\"hc.sbercloud.ru\"]\n").unwrap_err();
+    assert!(err.contains("cert_hosts"), "{err}");
+    // Off (the default), nothing SMN-specific is needed.
+    load("").unwrap();
+}
+
+/// One receiver per warm process: the handlers take it from `ops::receiver`, so the
+/// certificate cache survives across invocations. Counted through the handler layer
+/// with a fetcher that records every fetch.
+#[tokio::test]
+async fn the_certificate_cache_hits_across_invocations_of_a_warm_process() {
+    use pgsurge::runtime::{Context, Host, LambdaEvent};
+    let ca = TestCa::new();
+    let smn = ca.issue("rsa", SMN_HOST, &[SMN_HOST]);
+    let mut config = Config::default();
+    config.auth.smn = smn_config(&ca);
+    let config = Arc::new(config);
+    // The process builds the receiver once; the same one comes back.
+    let first = pgsurge::ops::receiver(&config).unwrap();
+    assert!(Arc::ptr_eq(
+        &first,
+        &pgsurge::ops::receiver(&config).unwrap()
     ));
+    // Swap in one whose fetcher counts (the real one would need the network).
+    let (r, served) = receiver(config.auth.smn.clone(), &smn.cert_pem);
+    pgsurge::ops::use_receiver(&config, Arc::new(r));
+    for i in 0..3 {
+        let now = OffsetDateTime::now_utc();
+        let m = notification(&smn, now, CERT_URL, TOPIC);
+        let ctx = Context::new(
+            format!("req-{i}"),
+            "scale-up",
+            Host::Http,
+            std::time::Duration::from_secs(30),
+        );
+        // Authenticated (a refusal would be an Err); what the function then decides
+        // does not matter here.
+        pgsurge::handlers::scale_up(config.clone(), LambdaEvent::new(via_http(&m), ctx))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        served.asked(),
+        [CERT_URL],
+        "fetched once for three invocations"
+    );
 }
 
 /// `openssl s_server -WWW` serving a directory over TLS; killed on drop.
@@ -336,29 +705,25 @@ impl Drop for TlsServer {
     }
 }
 
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn the_real_fetcher_gets_the_certificate_over_verified_https() {
-    let keys = Keys::new("rsa");
-    let d: PathBuf = keys.dir.path().to_path_buf();
-    // A private CA and a server certificate for 127.0.0.1.
-    openssl(
-        &d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=pgsurge-test-ca",
-        ],
-    );
+    let ca = TestCa::new();
+    let smn = ca.issue("rsa", SMN_HOST, &[SMN_HOST]);
+    let d: PathBuf = ca.dir.path().to_path_buf();
+    // A TLS server certificate for 127.0.0.1 from the same test CA.
     openssl(
         &d,
         &[
@@ -375,7 +740,7 @@ async fn the_real_fetcher_gets_the_certificate_over_verified_https() {
         ],
     );
     std::fs::write(
-        d.join("ext.cnf"),
+        d.join("srv.ext"),
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
@@ -390,18 +755,19 @@ async fn the_real_fetcher_gets_the_certificate_over_verified_https() {
             "ca.pem",
             "-CAkey",
             "ca.key",
-            "-CAcreateserial",
+            "-set_serial",
+            "999",
             "-days",
             "2",
             "-extfile",
-            "ext.cnf",
+            "srv.ext",
             "-out",
             "srv.pem",
         ],
     );
     let www = d.join("www");
     std::fs::create_dir_all(&www).unwrap();
-    std::fs::copy(d.join("cert.pem"), www.join("smn.crt")).unwrap();
+    std::fs::write(www.join("smn.pem"), &smn.cert_pem).unwrap();
     let port = pgsurge_tests::free_port();
     let _server = TlsServer(
         Command::new("openssl")
@@ -429,32 +795,23 @@ async fn the_real_fetcher_gets_the_certificate_over_verified_https() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let smn = SmnConfig {
-        cert_hosts: vec!["127.0.0.1".into()],
-        ca_file: Some(d.join("ca.pem")),
-        ..SmnConfig::default()
-    };
-    let cert_url = format!("https://127.0.0.1:{port}/smn.crt");
-    let auth = AuthConfig {
-        smn: smn.clone(),
-        ..AuthConfig::default()
-    };
-    let r = Receiver::new(&auth, ParamLimits::default(), 256 * 1024).unwrap();
+    let cert_url = format!("https://127.0.0.1:{port}/smn.pem");
+    let fetcher = HttpsFetcher::new(&smn_config(&ca)).unwrap();
+    let got = fetcher.get(&cert_url).await.unwrap();
+    assert_eq!(got, smn.cert_pem);
+    // What it fetched verifies a message (served from memory at the SMN URL).
+    let (r, _) = receiver(smn_config(&ca), &got);
     let now = OffsetDateTime::now_utc();
-    let m = notification(&keys, now, &cert_url);
-    let event = r.receive(&via_http(&m), now).await.unwrap();
-    assert!(matches!(event, Event::Alarms { .. }), "{event:?}");
+    r.receive(&via_http(&notification(&smn, now, CERT_URL, TOPIC)), now)
+        .await
+        .unwrap();
 
     // Without the private CA the same fetch fails TLS verification.
-    let strict = HttpsFetcher::new(&SmnConfig {
-        ca_file: None,
-        ..smn
-    })
-    .unwrap();
+    let strict = HttpsFetcher::new(&SmnConfig::default()).unwrap();
     let err = strict.get(&cert_url).await.unwrap_err();
     assert!(err.contains(&cert_url), "{err}");
     let err = strict
-        .get(&format!("http://127.0.0.1:{port}/smn.crt"))
+        .get(&format!("http://127.0.0.1:{port}/smn.pem"))
         .await
         .unwrap_err();
     assert!(!err.is_empty());
@@ -465,10 +822,11 @@ async fn the_real_fetcher_gets_the_certificate_over_verified_https() {
 /// format: each variant is refused, names the injected keys, and yields no alarm.
 #[tokio::test]
 async fn a_signed_message_with_injected_keys_of_another_format_is_refused() {
-    let keys = Keys::new("rsa");
-    let (r, _) = receiver(&keys, SmnConfig::default());
+    let ca = TestCa::new();
+    let smn = ca.issue("rsa", SMN_HOST, &[SMN_HOST]);
+    let (r, _) = receiver(smn_config(&ca), &smn.cert_pem);
     let now = OffsetDateTime::now_utc();
-    let genuine = notification(&keys, now - Duration::minutes(10), CERT_URL);
+    let genuine = notification(&smn, now - Duration::minutes(10), CERT_URL, TOPIC);
     // The genuine message itself is accepted (so the refusals below are due to the keys).
     let (event, how) = r
         .receive_authenticated(&via_http(&genuine), now)

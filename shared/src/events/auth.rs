@@ -6,10 +6,13 @@
 //! own signature instead (see [`super::smn_verify`]); [`super::Receiver`] picks which
 //! check applies.
 //!
-//! * **Token**: `auth.token` in `auth.token_header`, `Authorization: Bearer <token>`, or
-//!   as the password of `Authorization: Basic` (Aodh sends the userinfo of its action
-//!   URL that way). Both sides are hashed and compared in constant time, so not even the
-//!   length leaks.
+//! * **Token**: `auth.token` in `auth.token_header`, `Authorization: Bearer <token>`, as
+//!   the password of `Authorization: Basic` (Aodh sends the userinfo of its action URL
+//!   that way), or in the query parameter `auth.token_query_param` (`?token=<token>`:
+//!   for SMN, which can send no header but keeps the subscription URL's query string) —
+//!   the first of these the request carries is judged. Auth schemes are
+//!   case-insensitive (RFC 7235). Both sides are hashed and compared in constant time,
+//!   so not even the length leaks; the token is never logged or put in an error.
 //! * **HMAC**: `x-pgsurge-timestamp: <Unix seconds>` and
 //!   `x-pgsurge-signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">` with
 //!   `auth.hmac_secret`. The timestamp must be within `auth.replay_window_secs` of now
@@ -49,13 +52,13 @@ pub fn authenticate_at(
         }
     }
     if let Some(token) = &cfg.token {
-        if let Some(p) = presented_token(w, &cfg.token_header) {
-            return if constant_time_eq(p.as_bytes(), token.expose().as_bytes()) {
+        if let Some((place, p)) = presented_token(w, cfg) {
+            return if matches_token(place, &p, token.expose().as_bytes()) {
                 Ok(())
             } else {
                 Err(EventError::Unauthenticated(format!(
-                    "the `{}` token does not match",
-                    cfg.token_header
+                    "the token in {} does not match auth.token",
+                    place.describe(cfg)
                 )))
             };
         }
@@ -68,35 +71,132 @@ pub fn authenticate_at(
                 .into(),
         )),
         (Some(_), None) => Err(EventError::Unauthenticated(format!(
-            "missing `{}` header (or Authorization: Bearer / Basic)",
-            cfg.token_header
+            "missing token: send it in the `{}` header, Authorization: Bearer / Basic{}",
+            cfg.token_header,
+            query_hint(cfg)
         ))),
         (None, Some(_)) => Err(EventError::Unauthenticated(format!(
             "missing `{}` header (HMAC-SHA256 signature)",
             cfg.signature_header
         ))),
         (Some(_), Some(_)) => Err(EventError::Unauthenticated(format!(
-            "missing `{}` (HMAC-SHA256 signature) or `{}` (token) header",
-            cfg.signature_header, cfg.token_header
+            "missing `{}` (HMAC-SHA256 signature) or a token (the `{}` header, \
+             Authorization: Bearer / Basic{})",
+            cfg.signature_header,
+            cfg.token_header,
+            query_hint(cfg)
         ))),
     }
 }
 
-fn presented_token<'a>(w: &'a Webhook, header: &str) -> Option<std::borrow::Cow<'a, str>> {
-    if let Some(t) = w.header(header) {
-        return Some(t.into());
+fn query_hint(cfg: &AuthConfig) -> String {
+    if cfg.token_query_param.is_empty() {
+        String::new()
+    } else {
+        format!(", or the `{}` query parameter", cfg.token_query_param)
     }
-    let auth = w.header("authorization")?;
-    if let Some(t) = auth.strip_prefix("Bearer ") {
-        return Some(t.trim().into());
+}
+
+/// Where a request carried its token; named in errors (never the token itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Header,
+    Bearer,
+    Basic,
+    Query,
+}
+
+impl Place {
+    fn describe(self, cfg: &AuthConfig) -> String {
+        match self {
+            Place::Header => format!("the `{}` header", cfg.token_header),
+            Place::Bearer => "`Authorization: Bearer`".into(),
+            Place::Basic => "the password of `Authorization: Basic`".into(),
+            Place::Query => format!("the `{}` query parameter", cfg.token_query_param),
+        }
     }
-    let basic = auth.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(basic.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (_, password) = text.split_once(':')?;
-    Some(password.to_string().into())
+}
+
+/// `Authorization: <scheme> <credentials>` with the scheme compared case-insensitively.
+fn credentials<'a>(authorization: &'a str, scheme: &str) -> Option<&'a str> {
+    let (s, rest) = authorization.trim_start().split_once([' ', '\t'])?;
+    s.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+}
+
+fn presented_token<'a>(
+    w: &'a Webhook,
+    cfg: &AuthConfig,
+) -> Option<(Place, std::borrow::Cow<'a, str>)> {
+    if let Some(t) = w.header(&cfg.token_header) {
+        return Some((Place::Header, t.into()));
+    }
+    if let Some(auth) = w.header("authorization") {
+        if let Some(t) = credentials(auth, "Bearer") {
+            return Some((Place::Bearer, t.into()));
+        }
+        if let Some(basic) = credentials(auth, "Basic") {
+            // Undecodable Basic credentials carry no password: a wrong token.
+            let password = base64::engine::general_purpose::STANDARD
+                .decode(basic)
+                .ok()
+                .and_then(|d| String::from_utf8(d).ok())
+                .and_then(|text| text.split_once(':').map(|(_, p)| p.to_string()))
+                .unwrap_or_default();
+            return Some((Place::Basic, password.into()));
+        }
+    }
+    if cfg.token_query_param.is_empty() {
+        return None;
+    }
+    w.query
+        .get(&cfg.token_query_param)
+        .map(|t| (Place::Query, t.as_str().into()))
+}
+
+/// A query value may arrive percent-encoded (the HTTP host passes the raw query) or
+/// decoded (API gateways): either form of the right token matches.
+fn matches_token(place: Place, presented: &str, token: &[u8]) -> bool {
+    let raw = constant_time_eq(presented.as_bytes(), token);
+    let decoded = place == Place::Query
+        && presented.contains('%')
+        && constant_time_eq(&percent_decode(presented), token);
+    raw | decoded
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Whether the request presents any shared secret this configuration knows of (the
+/// token's header, `Authorization`, the token query parameter, the HMAC signature).
+pub(crate) fn presents_secret(w: &Webhook, cfg: &AuthConfig) -> bool {
+    [
+        cfg.token_header.as_str(),
+        "authorization",
+        cfg.signature_header.as_str(),
+    ]
+    .iter()
+    .any(|h| w.header(h).is_some())
+        || (!cfg.token_query_param.is_empty() && w.query.contains_key(&cfg.token_query_param))
 }
 
 fn verify_hmac(
@@ -175,14 +275,7 @@ mod tests {
     use crate::secret::Secret;
 
     fn http(headers: &[(&str, &str)]) -> Webhook {
-        Webhook {
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: "{}".into(),
-            via_http: true,
-        }
+        Webhook::http(headers, "{}")
     }
 
     fn cfg() -> AuthConfig {
@@ -209,6 +302,46 @@ mod tests {
         let wrong = authenticate(&http(&[("x-pgsurge-token", "nope")]), &cfg()).unwrap_err();
         assert!(!wrong.to_string().contains("0123456789abcdef"));
         assert!(authenticate(&http(&[]), &cfg()).is_err());
+    }
+
+    #[test]
+    fn schemes_are_case_insensitive_and_errors_name_the_place() {
+        for scheme in ["bearer", "BEARER", "Bearer", "bEaReR"] {
+            let h = format!("{scheme}  0123456789abcdef ");
+            assert!(
+                authenticate(&http(&[("authorization", &h)]), &cfg()).is_ok(),
+                "{h}"
+            );
+        }
+        let basic = base64::engine::general_purpose::STANDARD.encode("aodh:0123456789abcdef");
+        assert!(authenticate(
+            &http(&[("authorization", &format!("basic {basic}"))]),
+            &cfg()
+        )
+        .is_ok());
+        let wrong = |h: &[(&str, &str)]| authenticate(&http(h), &cfg()).unwrap_err().to_string();
+        assert!(wrong(&[("authorization", "bearer nope")]).contains("`Authorization: Bearer`"));
+        assert!(wrong(&[("x-pgsurge-token", "nope")]).contains("the `x-pgsurge-token` header"));
+        assert!(wrong(&[("authorization", "Basic !!")]).contains("`Authorization: Basic`"));
+        let mut q = http(&[]);
+        q.query.insert("token".into(), "nope".into());
+        assert!(authenticate(&q, &cfg())
+            .unwrap_err()
+            .to_string()
+            .contains("the `token` query parameter"));
+        q.query.insert("token".into(), "0123456789abcdef".into());
+        assert!(authenticate(&q, &cfg()).is_ok());
+        // Percent-encoded as the raw query string carries it.
+        q.query.insert("token".into(), "0123456789%61bcdef".into());
+        assert!(authenticate(&q, &cfg()).is_ok());
+        let off = AuthConfig {
+            token_query_param: String::new(),
+            ..cfg()
+        };
+        assert!(authenticate(&q, &off)
+            .unwrap_err()
+            .to_string()
+            .contains("missing token"));
     }
 
     #[test]

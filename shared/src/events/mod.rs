@@ -24,7 +24,7 @@ pub mod x509;
 
 pub use auth::{authenticate, authenticate_at, hmac_signature};
 pub use params::{validate_params, ParamLimits};
-pub use receive::{Authenticated, Receiver};
+pub use receive::{Authenticated, Confirmation, Receiver};
 pub use smn_verify::{HttpsFetcher, SmnConfig, SmnFetcher, SmnVerifier};
 
 use base64::Engine;
@@ -76,14 +76,18 @@ impl From<EventError> for crate::runtime::FunctionError {
     }
 }
 
-/// The raw webhook as the function received it: headers (lower-cased) and body.
+/// The raw webhook as the function received it: headers (lower-cased), query
+/// parameters and body.
 ///
-/// Deserialises from either an API-gateway envelope (`httpMethod`, `headers`, `body`,
-/// `isBase64Encoded` — what the HTTP host and FunctionGraph APIG triggers deliver) or
-/// any other JSON, which is taken as the body itself (CLI, direct invocation).
+/// Deserialises from either an API-gateway envelope (`httpMethod`, `headers`,
+/// `queryStringParameters`, `body`, `isBase64Encoded` — what the HTTP host, FunctionGraph
+/// APIG triggers and Lambda proxy integrations deliver) or any other JSON, which is taken
+/// as the body itself (CLI, direct invocation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub headers: BTreeMap<String, String>,
+    /// The request URL's query parameters (may carry the token: `auth.token_query_param`).
+    pub query: BTreeMap<String, String>,
     pub body: String,
     /// True when it came through an HTTP envelope, i.e. from the network.
     pub via_http: bool,
@@ -94,8 +98,22 @@ impl Webhook {
     pub fn direct(body: impl Into<String>) -> Self {
         Webhook {
             headers: BTreeMap::new(),
+            query: BTreeMap::new(),
             body: body.into(),
             via_http: false,
+        }
+    }
+
+    /// A webhook that arrived over HTTP with these headers (names any case) and body.
+    pub fn http(headers: &[(&str, &str)], body: impl Into<String>) -> Self {
+        Webhook {
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                .collect(),
+            query: BTreeMap::new(),
+            body: body.into(),
+            via_http: true,
         }
     }
 
@@ -124,6 +142,16 @@ impl<'de> Deserialize<'de> for Webhook {
                     .collect()
             })
             .unwrap_or_default();
+        // A JSON null when there is no query string (API Gateway); strings only.
+        let query = value
+            .get("queryStringParameters")
+            .and_then(|q| q.as_object())
+            .map(|q| {
+                q.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
         let raw = match value.get("body") {
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(serde_json::Value::Null) | None => String::new(),
@@ -145,6 +173,7 @@ impl<'de> Deserialize<'de> for Webhook {
         };
         Ok(Webhook {
             headers,
+            query,
             body,
             via_http: true,
         })

@@ -64,10 +64,13 @@ impl Receiver {
 
     /// Size limit → authentication → parse → per-alarm parameter limits.
     ///
-    /// An HTTP webhook that presents a shared secret (token or HMAC headers) is judged by
-    /// it. One that presents none and whose body is an SMN message (`type`, `topic_urn`,
-    /// `signature`) is authenticated by its SMN signature when `auth.smn.verify_signature`
-    /// is on — SMN cannot send our token.
+    /// An HTTP webhook whose body is an SMN message (`type`, `topic_urn`, `signature`
+    /// strings) is judged by its SMN signature when `auth.smn.verify_signature` is on;
+    /// it must then also present the shared secret when `auth.smn.require_token` is on,
+    /// and a secret it presents is checked in any case. Every other HTTP webhook is
+    /// judged by its shared secret (token in a header, `Authorization`, or the
+    /// `auth.token_query_param` query parameter — SMN sends the subscription URL's query
+    /// string, so it can carry the token; or the HMAC headers).
     pub async fn receive(&self, w: &Webhook, now: OffsetDateTime) -> Result<Event, EventError> {
         self.receive_authenticated(w, now).await.map(|(e, _)| e)
     }
@@ -92,15 +95,22 @@ impl Receiver {
             let smn_shaped = ["type", "topic_urn", "signature"]
                 .iter()
                 .all(|k| value.get(k).is_some_and(|v| v.is_string()));
-            let presents_secret = [
-                self.auth.token_header.as_str(),
-                "authorization",
-                self.auth.signature_header.as_str(),
-            ]
-            .iter()
-            .any(|h| w.header(h).is_some());
-            if smn_shaped && self.auth.smn.verify_signature && !presents_secret {
+            let presents_secret = auth::presents_secret(w, &self.auth);
+            if smn_shaped && self.auth.smn.verify_signature {
                 self.smn.verify(&value, now).await?;
+                if presents_secret || self.auth.smn.require_token {
+                    auth::authenticate_at(w, &self.auth, now).map_err(|e| match e {
+                        EventError::Unauthenticated(m) if !presents_secret => {
+                            EventError::Unauthenticated(format!(
+                                "the SMN signature verified, but auth.smn.require_token \
+                                 demands the shared secret too (put the token in the \
+                                 subscription URL: ?{}=<token>): {m}",
+                                self.auth.token_query_param
+                            ))
+                        }
+                        other => other,
+                    })?;
+                }
                 Authenticated::SmnSignature
             } else {
                 auth::authenticate_at(w, &self.auth, now)?;
@@ -128,17 +138,54 @@ impl Receiver {
         Ok((event, how))
     }
 
-    /// Visit an SMN subscription link — only for a `SubscriptionConfirmation` whose SMN
-    /// signature was verified (`how`), and only when `auth.smn.auto_confirm`: pgsurge
-    /// never follows a link it cannot attribute to SMN. Returns whether it confirmed.
+    /// Visit an SMN subscription link, or say why not. Only for a
+    /// `SubscriptionConfirmation` (never an unsubscription) that was authenticated over
+    /// HTTP — by its verified SMN signature or by our shared secret (SMN sends the token
+    /// in the subscription URL) — for a topic in `auth.smn.topic_urns`, with
+    /// `auth.smn.auto_confirm` on, and whose link is an SMN confirmation link for that
+    /// topic: pgsurge never follows a link it cannot attribute to SMN, nor subscribes to
+    /// a topic the operator did not list.
     pub async fn confirm(
         &self,
         c: &SubscriptionConfirmation,
         how: Authenticated,
-    ) -> Result<bool, EventError> {
-        if c.unsubscribe || !self.auth.smn.auto_confirm || how != Authenticated::SmnSignature {
-            return Ok(false);
+    ) -> Result<Confirmation, EventError> {
+        let cfg = &self.auth.smn;
+        let refused = |why: String| Ok(Confirmation::NotConfirmed(why));
+        if c.unsubscribe {
+            return refused("an unsubscription is never confirmed".into());
         }
-        self.smn.confirm(c).await.map(|()| true)
+        if !cfg.auto_confirm {
+            return refused("auth.smn.auto_confirm is off".into());
+        }
+        if !cfg.topic_urns.contains(&c.topic_urn) {
+            return refused(format!(
+                "topic {} is not in auth.smn.topic_urns",
+                c.topic_urn
+            ));
+        }
+        if !matches!(
+            how,
+            Authenticated::SmnSignature | Authenticated::SharedSecret
+        ) {
+            return refused(
+                "it was not authenticated by an SMN signature or the shared secret".into(),
+            );
+        }
+        self.smn.confirm(c).await.map(|()| Confirmation::Confirmed)
     }
+
+    /// The SMN verifier (its certificate cache), for diagnostics and tests.
+    pub fn smn(&self) -> &SmnVerifier {
+        &self.smn
+    }
+}
+
+/// What [`Receiver::confirm`] did with a subscription message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The subscription link was visited.
+    Confirmed,
+    /// Not visited, and why.
+    NotConfirmed(String),
 }

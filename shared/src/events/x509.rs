@@ -1,11 +1,13 @@
 //! Just enough X.509 to verify an SMN message: the signing certificate's public key,
 //! its signature algorithm (SMN signs messages with the algorithm its certificate names,
-//! as Huawei's sample code does with `cert.getSigAlgName()`), and its validity period.
+//! as Huawei's sample code does with `cert.getSigAlgName()`), its validity period, and
+//! the names it was issued to (subject CN and SAN dNSNames).
 //!
-//! A small DER reader rather than a full X.509 stack: we do not build chains — the
-//! certificate is trusted because it was fetched over verified HTTPS from an allowed
-//! SMN host — so only these three fields matter. Every length is bounds-checked;
-//! malformed input is an error, never a panic (the parsers are fuzzed).
+//! A small DER reader for these fields; the chain to a trusted root is checked by
+//! `rustls-webpki` in [`super::smn_verify`], which does not expose the subject CN (and
+//! matches SAN wildcards, which we do not want: the subject must be named exactly).
+//! Every length is bounds-checked; malformed input is an error, never a panic (the
+//! parsers are fuzzed).
 
 use base64::Engine;
 use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
@@ -19,6 +21,8 @@ pub struct SigningCert {
     public_key: Vec<u8>,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
+    /// The subject's common names, then its SAN dNSNames, as written (not lower-cased).
+    pub names: Vec<String>,
 }
 
 impl PartialEq for SigningCert {
@@ -74,29 +78,47 @@ const P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
 const ECDSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
 const ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
 
-/// Accept a PEM (`-----BEGIN CERTIFICATE-----`) or DER certificate.
+/// Accept a PEM (`-----BEGIN CERTIFICATE-----`) or DER certificate (the first one of
+/// a PEM bundle).
 pub fn parse_cert(bytes: &[u8]) -> Result<SigningCert, String> {
-    let der;
+    let chain = der_chain(bytes)?;
+    parse_der(&chain[0])
+}
+
+/// The certificates in `bytes`: one DER certificate, or every `CERTIFICATE` block of a
+/// PEM bundle in order (the signing certificate first, then any intermediates). Never
+/// empty.
+pub fn der_chain(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     // DER starts with a SEQUENCE tag; anything else must be PEM.
-    let der_ref: &[u8] = if bytes.first() != Some(&SEQ) {
-        let text = std::str::from_utf8(bytes).map_err(|_| "PEM is not UTF-8")?;
-        let begin = "-----BEGIN CERTIFICATE-----";
-        let start = text.find(begin).ok_or("no BEGIN CERTIFICATE in PEM")? + begin.len();
-        let end = text[start..]
-            .find("-----END CERTIFICATE-----")
-            .ok_or("no END CERTIFICATE in PEM")?;
-        let b64: String = text[start..start + end]
+    if bytes.first() == Some(&SEQ) {
+        return Ok(vec![bytes.to_vec()]);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| "PEM is not UTF-8")?;
+    let (begin, end) = ("-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----");
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(begin) {
+        let body = &rest[at + begin.len()..];
+        let stop = body.find(end).ok_or("no END CERTIFICATE in PEM")?;
+        let b64: String = body[..stop]
             .chars()
             .filter(|c| !c.is_whitespace())
             .collect();
-        der = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|e| format!("PEM body is not base64: {e}"))?;
-        &der
-    } else {
-        bytes
-    };
-    parse_der(der_ref)
+        out.push(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| format!("PEM body is not base64: {e}"))?,
+        );
+        rest = &body[stop + end.len()..];
+        // A chain is the signing certificate and a few intermediates; more is not SMN.
+        if out.len() > 8 {
+            return Err("more than 8 certificates in the PEM".into());
+        }
+    }
+    if out.is_empty() {
+        return Err("no BEGIN CERTIFICATE in PEM".into());
+    }
+    Ok(out)
 }
 
 fn parse_der(der: &[u8]) -> Result<SigningCert, String> {
@@ -115,8 +137,17 @@ fn parse_der(der: &[u8]) -> Result<SigningCert, String> {
     let (_, _, rest) = tlv(rest)?; // signature AlgorithmIdentifier
     let (_, _, rest) = tlv(rest)?; // issuer
     let (validity, rest) = expect(rest, SEQ, "validity")?;
-    let (_, _, rest) = tlv(rest)?; // subject
-    let (spki, _) = expect(rest, SEQ, "subjectPublicKeyInfo")?;
+    let (subject, rest) = expect(rest, SEQ, "subject")?;
+    let (spki, mut rest) = expect(rest, SEQ, "subjectPublicKeyInfo")?;
+    let mut names = common_names(subject)?;
+    // issuerUniqueID [1], subjectUniqueID [2], extensions [3] (v3 only).
+    while !rest.is_empty() {
+        let (tag, content, after) = tlv(rest)?;
+        if tag == 0xa3 {
+            names.extend(san_dns_names(content)?);
+        }
+        rest = after;
+    }
 
     let (nb_tag, nb, after) = tlv(validity)?;
     let (na_tag, na, _) = tlv(after)?;
@@ -151,6 +182,16 @@ fn parse_der(der: &[u8]) -> Result<SigningCert, String> {
         (ECDSA_SHA256, Some(P384)) => (&signature::ECDSA_P384_SHA256_ASN1, "SHA256withECDSA"),
         (ECDSA_SHA384, Some(P256)) => (&signature::ECDSA_P256_SHA384_ASN1, "SHA384withECDSA"),
         (ECDSA_SHA384, Some(P384)) => (&signature::ECDSA_P384_SHA384_ASN1, "SHA384withECDSA"),
+        // The certificate's own algorithm is its issuer's: a key of another type than
+        // the issuer's (an EC key under an RSA CA) signs with its own type, SHA-256.
+        (_, None) if !is_rsa_sig(sig_oid) => {
+            (&signature::RSA_PKCS1_2048_8192_SHA256, "SHA256withRSA")
+        }
+        (ECDSA_SHA256 | ECDSA_SHA384, _) => {
+            return Err("unsupported signature algorithm / key combination".into())
+        }
+        (_, Some(P256)) => (&signature::ECDSA_P256_SHA256_ASN1, "SHA256withECDSA"),
+        (_, Some(P384)) => (&signature::ECDSA_P384_SHA384_ASN1, "SHA384withECDSA"),
         _ => return Err("unsupported signature algorithm / key combination".into()),
     };
     Ok(SigningCert {
@@ -159,7 +200,74 @@ fn parse_der(der: &[u8]) -> Result<SigningCert, String> {
         public_key: public_key.to_vec(),
         not_before,
         not_after,
+        names,
     })
+}
+
+const SET: u8 = 0x31;
+const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
+
+/// The CN values of a Name (SEQUENCE OF SET OF AttributeTypeAndValue).
+fn common_names(mut name: &[u8]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    while !name.is_empty() {
+        let (mut rdn, rest) = expect(name, SET, "subject RDN")?;
+        while !rdn.is_empty() {
+            let (atv, more) = expect(rdn, SEQ, "subject attribute")?;
+            let (oid, value) = expect(atv, OID, "subject attribute type")?;
+            let (tag, text, _) = tlv(value)?;
+            // UTF8String, PrintableString, IA5String; other string types are not names
+            // a host could be matched against.
+            if oid == COMMON_NAME && matches!(tag, 0x0c | 0x13 | 0x16) {
+                let cn = std::str::from_utf8(text).map_err(|_| "subject CN is not UTF-8")?;
+                out.push(cn.to_string());
+            }
+            rdn = more;
+        }
+        name = rest;
+    }
+    Ok(out)
+}
+
+/// The dNSName entries of the subjectAltName extension, if any.
+fn san_dns_names(explicit: &[u8]) -> Result<Vec<String>, String> {
+    let (mut exts, _) = expect(explicit, SEQ, "extensions")?;
+    let mut out = Vec::new();
+    while !exts.is_empty() {
+        let (ext, more) = expect(exts, SEQ, "extension")?;
+        exts = more;
+        let (oid, rest) = expect(ext, OID, "extension id")?;
+        if oid != SUBJECT_ALT_NAME {
+            continue;
+        }
+        // critical BOOLEAN DEFAULT FALSE, then the OCTET STRING holding GeneralNames.
+        let (tag, value, after) = tlv(rest)?;
+        let (tag, value) = if tag == 0x01 {
+            let (t, v, _) = tlv(after)?;
+            (t, v)
+        } else {
+            (tag, value)
+        };
+        if tag != 0x04 {
+            return Err("subjectAltName value is not an OCTET STRING".into());
+        }
+        let (mut general, _) = expect(value, SEQ, "subjectAltName")?;
+        while !general.is_empty() {
+            let (tag, name, more) = tlv(general)?;
+            // dNSName [2] IMPLICIT IA5String.
+            if tag == 0x82 {
+                let dns = std::str::from_utf8(name).map_err(|_| "SAN dNSName is not ASCII")?;
+                out.push(dns.to_string());
+            }
+            general = more;
+        }
+    }
+    Ok(out)
+}
+
+fn is_rsa_sig(oid: &[u8]) -> bool {
+    [SHA1_RSA, SHA256_RSA, SHA384_RSA, SHA512_RSA].contains(&oid)
 }
 
 fn der_time(tag: u8, content: &[u8]) -> Result<OffsetDateTime, String> {

@@ -5,6 +5,7 @@ use crate::balancer::fanout::FanOut;
 use crate::balancer::DesiredSet;
 use crate::cloud::Cloud;
 use crate::config::{CloudProvider, Config};
+use crate::events::{EventError, Receiver};
 use crate::postgres::{LagBounds, PgClient};
 use crate::runtime::Credentials;
 use std::sync::Arc;
@@ -18,6 +19,39 @@ struct Built {
 }
 
 static BUILT: Mutex<Option<Built>> = Mutex::const_new(None);
+
+/// The webhook receiver a warm process built last, with the configuration it is for.
+static RECEIVER: std::sync::Mutex<Option<(Arc<Config>, Arc<Receiver>)>> =
+    std::sync::Mutex::new(None);
+
+/// The webhook [`Receiver`] for this configuration, built once per process.
+///
+/// Why: it holds the SMN certificate cache and an HTTPS client whose construction reads
+/// the system CA store (~150 files, ~20 ms); built per invocation, the cache never hit
+/// and every SMN message fetched its certificate again. Unlike the ports it does not
+/// depend on the host's credentials, so it is kept apart from them and survives their
+/// rotation; it is rebuilt only for another configuration (by identity).
+pub fn receiver(config: &Arc<Config>) -> Result<Arc<Receiver>, EventError> {
+    let mut cached = RECEIVER.lock().expect("not poisoned");
+    if let Some((c, r)) = cached.as_ref() {
+        if Arc::ptr_eq(c, config) {
+            return Ok(r.clone());
+        }
+    }
+    let r = Arc::new(Receiver::new(
+        &config.auth,
+        config.policy.limits(),
+        config.runtime.max_body_bytes,
+    )?);
+    *cached = Some((config.clone(), r.clone()));
+    Ok(r)
+}
+
+/// Make `receiver` the one this process uses for `config` (an embedding that brings
+/// its own certificate fetcher; the tests, to count fetches across invocations).
+pub fn use_receiver(config: &Arc<Config>, receiver: Arc<Receiver>) {
+    *RECEIVER.lock().expect("not poisoned") = Some((config.clone(), receiver));
+}
 
 /// The ports for this configuration and these credentials, built once per process.
 ///

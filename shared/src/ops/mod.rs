@@ -24,7 +24,7 @@ mod scale_down;
 mod scale_up;
 pub mod status;
 
-pub use build::{build, ports};
+pub use build::{build, ports, receiver, use_receiver};
 pub use config::OpsConfig;
 pub use decide::op_id;
 pub use deleted::instance_deleted;
