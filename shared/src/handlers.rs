@@ -214,11 +214,19 @@ async fn handle(
         &config.auth,
         config.policy.limits(),
         config.runtime.max_body_bytes,
-    )?;
+    )?
+    .scoped(events::ClusterScope::new(&config.cluster));
     let (event, how) = receiver
         .receive_authenticated(&webhook, time::OffsetDateTime::now_utc())
         .await?;
+    // Cluster scoping, before `accept`: every function sees only this cluster's alarms.
+    let events::Scoped {
+        event,
+        in_scope,
+        ignored,
+    } = events::ClusterScope::new(&config.cluster).apply(event);
     let (status, reason) = match &event {
+        _ if !in_scope => (Status::Ignored, ignored.join("; ")),
         Event::SubscriptionConfirmation(c) => {
             if receiver.confirm(c, how).await? {
                 (
@@ -236,7 +244,11 @@ async fn handle(
             }
         }
         other => match accept(other) {
-            Ok(why) => (Status::Accepted, why),
+            Ok(why) if ignored.is_empty() => (Status::Accepted, why),
+            Ok(why) => (
+                Status::Accepted,
+                format!("{why}; left out: {}", ignored.join("; ")),
+            ),
             Err(why) => (Status::Ignored, why),
         },
     };
