@@ -1101,6 +1101,13 @@ mod tests {
                 _ => {}
             }
         }
+        for (key, e) in &example {
+            if !default.contains_key(key) {
+                wrong.push(format!(
+                    "`{key}`: the example gives {e}, Config::default() has none"
+                ));
+            }
+        }
         let mentioned = example_mentions(&text);
         for key in default.keys() {
             if !mentioned.contains(key) {
