@@ -941,7 +941,7 @@ fn apply_env(
         // A string key takes the value verbatim: read as TOML, the token `0x10` became
         // the integer 16, `"abc"` lost its quotes and `a #b` its comment — silently, and
         // for secrets, the wrong secret.
-        let value = if takes_string(&path) {
+        let value = if takes_string(&path, &raw) {
             toml::Value::String(raw)
         } else {
             format!("v = {raw}")
@@ -971,11 +971,11 @@ fn apply_env(
     Ok(())
 }
 
-/// Whether the key at `path` is string-typed: a one-key document holding a string there
-/// deserialises. Asking the types themselves keeps this right for every key, including
-/// ones added later, without a list to keep in step.
-fn takes_string(path: &[String]) -> bool {
-    let mut value = toml::Value::String("x".into());
+/// Whether the key at `path` takes `raw` as a string: a one-key document holding it
+/// there deserialises. Asking the types themselves keeps this right for every key,
+/// including ones added later, without a list to keep in step.
+fn takes_string(path: &[String], raw: &str) -> bool {
+    let mut value = toml::Value::String(raw.to_string());
     for p in path.iter().rev() {
         let mut t = toml::Table::new();
         t.insert(p.clone(), value);
