@@ -192,7 +192,9 @@ def alarm(direction, ident):
     name = "PgReadLoadHigh" if direction == "up" else "PgReadLoadLow"
     summary = ("Read replicas above 75% CPU" if direction == "up"
                else "Read replicas below 20% CPU")
-    labels = {"alertname": name, "cluster": os.environ.get("DEMO_CLUSTER", "demo"),
+    # The cluster is named by `pgsurge_cluster`: an alert that names another cluster, or
+    # none (cluster.require_label = true), is ignored by the functions.
+    labels = {"alertname": name, "pgsurge_cluster": os.environ.get("DEMO_CLUSTER", "demo"),
               "severity": "page", "pgsurge_replicas": "2"}
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     print(json.dumps({

@@ -7,7 +7,8 @@
 //! 2. the TOML file given by `--config` or `PGSURGE_CONFIG`;
 //! 3. environment variables `PGSURGE_<SECTION>__<KEY>` (double underscore between
 //!    levels), e.g. `PGSURGE_AUTH__TOKEN`, `PGSURGE_RUNTIME__TIMEOUT_SECS=120`.
-//!    Values are read as TOML scalars when they parse as one, else as strings.
+//!    A key that takes a string (tokens, passwords, keys, names, paths) gets the value
+//!    verbatim; any other key reads it as a TOML value (`120`, `true`, `["a", "b"]`).
 //!
 //! The documented example is `config/pgsurge.example.toml`; a test loads it.
 
@@ -59,14 +60,19 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// Short name used in every resource name (`pgsurge-<name>-<replica>`) and state key.
+    /// Short name used in every resource name (`pgsurge-<name>-<replica>`) and state key,
+    /// and the name alarms must carry (`pgsurge_cluster`; `events::scope`).
     pub name: String,
+    /// An alarm that names no cluster is ignored (true) or taken as this cluster's
+    /// (false: only when nothing else can ever send to this deployment's webhooks).
+    pub require_label: bool,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             name: "main".into(),
+            require_label: true,
         }
     }
 }
@@ -1096,11 +1102,18 @@ fn apply_env(
                 message: "expected PGSURGE_<SECTION>__<KEY>".into(),
             });
         }
-        let value = format!("v = {raw}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or(toml::Value::String(raw));
+        // A string key takes the value verbatim: read as TOML, the token `0x10` became
+        // the integer 16, `"abc"` lost its quotes and `a #b` its comment — silently, and
+        // for secrets, the wrong secret.
+        let value = if takes_string(&path, &raw) {
+            toml::Value::String(raw)
+        } else {
+            format!("v = {raw}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(raw))
+        };
         let (leaf, parents) = path.split_last().expect("len >= 2");
         let mut table = &mut *doc;
         for p in parents {
@@ -1122,6 +1135,19 @@ fn apply_env(
     Ok(())
 }
 
+/// Whether the key at `path` takes `raw` as a string: a one-key document holding it
+/// there deserialises. Asking the types themselves keeps this right for every key,
+/// including ones added later, without a list to keep in step.
+fn takes_string(path: &[String], raw: &str) -> bool {
+    let mut value = toml::Value::String(raw.to_string());
+    for p in path.iter().rev() {
+        let mut t = toml::Table::new();
+        t.insert(p.clone(), value);
+        value = toml::Value::Table(t);
+    }
+    Config::deserialize(value).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1139,6 +1165,127 @@ mod tests {
         );
         let text = std::fs::read_to_string(path).unwrap();
         Config::from_toml(&text).unwrap();
+    }
+
+    /// `{:#?}` of a config, flattened to `section.key` → value (list items and the
+    /// inside of `Some(..)` joined under the key that holds them). Debug is the one view
+    /// every config type already has; its field names are the TOML keys.
+    fn debug_leaves(config: &Config) -> std::collections::BTreeMap<String, String> {
+        let text = format!("{config:#?}");
+        // (key, the path its value is recorded under when it is a list or an option)
+        let mut stack: Vec<(String, Option<String>)> = Vec::new();
+        let mut out = std::collections::BTreeMap::<String, String>::new();
+        for line in text.lines() {
+            let t = line.trim();
+            let t = t.strip_suffix(',').unwrap_or(t);
+            if t.starts_with(['}', ']', ')']) {
+                if let Some((_, Some(path))) = stack.pop() {
+                    out.entry(path).or_default().push_str(&format!(" {t}"));
+                }
+                continue;
+            }
+            let (name, rest) = match t.split_once(": ") {
+                Some((n, r)) if n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+                    (Some(n), r)
+                }
+                _ => (None, t),
+            };
+            let mut path: Vec<&str> = stack.iter().map(|(k, _)| k.as_str()).collect();
+            path.extend(name);
+            let path = path
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join(".");
+            if rest.ends_with(['{', '[', '(']) {
+                // A struct's type name says nothing by itself; an opened list or option
+                // is recorded so that `[]` vs `[..]` and `None` vs `Some` differ.
+                let recorded = (!rest.ends_with('{')).then(|| path.clone());
+                if recorded.is_some() {
+                    out.entry(path).or_default().push_str(rest);
+                }
+                stack.push((name.unwrap_or("").to_string(), recorded));
+            } else if !path.is_empty() {
+                let v = out.entry(path).or_default();
+                if !v.is_empty() {
+                    v.push(' ');
+                }
+                v.push_str(rest);
+            }
+        }
+        out
+    }
+
+    /// The keys `config/pgsurge.example.toml` sets or shows commented out
+    /// (`# key = ...`, `# [[section]]`), as `section.key`.
+    fn example_mentions(text: &str) -> std::collections::BTreeSet<String> {
+        let mut section = String::new();
+        let mut out = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            let active = line.trim();
+            let t = active.trim_start_matches('#').trim();
+            if let Some(h) = t.strip_prefix('[') {
+                let h = h.trim_matches(|c| c == '[' || c == ']').to_string();
+                out.insert(h.clone());
+                if !active.starts_with('#') {
+                    section = h;
+                }
+            } else if let Some((k, _)) = t.split_once('=') {
+                let k = k.trim();
+                if !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                    out.insert(format!("{section}.{k}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// The example claims "every key, with its default": every value it sets is the
+    /// code's default, and every key of `Config` is in it (set, or commented out when
+    /// it has no default value to show). Fails naming the key when a default changes
+    /// in one place only.
+    #[test]
+    fn example_config_is_every_key_with_its_default() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/pgsurge.example.toml"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let example = debug_leaves(&Config::from_toml(&text).unwrap());
+        let default = debug_leaves(&Config::default());
+        let mut wrong = Vec::new();
+        for (key, d) in &default {
+            match example.get(key) {
+                Some(e) if e != d => wrong.push(format!(
+                    "`{key}`: the example gives {e}, Config::default() has {d}"
+                )),
+                None => wrong.push(format!(
+                    "`{key}`: in Config::default() ({d}), not in the example's config"
+                )),
+                _ => {}
+            }
+        }
+        for (key, e) in &example {
+            if !default.contains_key(key) {
+                wrong.push(format!(
+                    "`{key}`: the example gives {e}, Config::default() has none"
+                ));
+            }
+        }
+        let mentioned = example_mentions(&text);
+        for key in default.keys() {
+            if !mentioned.contains(key) {
+                wrong.push(format!(
+                    "`{key}`: not in config/pgsurge.example.toml (add it, commented out if \
+                     it has no default to show)"
+                ));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "config/pgsurge.example.toml disagrees with the code:\n{}",
+            wrong.join("\n")
+        );
     }
 
     #[test]
@@ -1290,6 +1437,68 @@ mod tests {
         let c = Config::from_table(doc).unwrap();
         assert_eq!(c.runtime.timeout_secs, 120);
         assert_eq!(c.auth.token.unwrap().expose(), "0123456789abcdef0123");
+    }
+
+    /// Secrets (and every other string key) from the environment are taken verbatim:
+    /// `0x10` was parsed as TOML and became 16, `true` a boolean (then refused), `1e3`
+    /// a float, `"quoted"` lost its quotes and ` #...` was cut as a comment.
+    #[test]
+    fn string_keys_from_the_environment_are_literal() {
+        let values = [
+            "0x10",
+            "true",
+            "1e3",
+            "\"quoted\"",
+            "'single'",
+            "pass #not-a-comment",
+            "[1, 2]",
+            "1979-05-27",
+        ];
+        for raw in values {
+            // Long enough for the token and HMAC minimum lengths.
+            let long = format!("{raw}{}", "-".repeat(32));
+            let vars = [
+                ("PGSURGE_AUTH__TOKEN", long.as_str()),
+                ("PGSURGE_AUTH__HMAC_SECRET", long.as_str()),
+                ("PGSURGE_POSTGRES__PASSWORD", raw),
+                ("PGSURGE_HAPROXY__DATAPLANE_PASSWORD", raw),
+                ("PGSURGE_STATE__S3__SECRET_ACCESS_KEY", raw),
+                ("PGSURGE_STATE__S3__ACCESS_KEY_ID", raw),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+            let mut doc = toml::Table::new();
+            apply_env(&mut doc, vars.into_iter()).unwrap();
+            let c = Config::from_table(doc).unwrap_or_else(|e| panic!("{raw:?}: {e}"));
+            assert_eq!(c.auth.token.unwrap().expose(), long, "{raw:?}");
+            assert_eq!(c.auth.hmac_secret.unwrap().expose(), long, "{raw:?}");
+            assert_eq!(c.postgres.password.unwrap().expose(), raw, "{raw:?}");
+            assert_eq!(c.haproxy.dataplane_password.unwrap().expose(), raw);
+            assert_eq!(c.state.s3.access_key_id.as_deref(), Some(raw));
+            assert_eq!(c.state.s3.secret_access_key.unwrap().expose(), raw);
+        }
+        // Not only secrets: any string key (a name, a path) is verbatim too...
+        let vars = [
+            ("PGSURGE_METRICS__JOB", "1e3"),
+            ("PGSURGE_LOCAL__POOL_DIR", "/pool #1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let mut doc = toml::Table::new();
+        apply_env(&mut doc, vars.into_iter()).unwrap();
+        assert_eq!(doc["metrics"]["job"].as_str(), Some("1e3"));
+        assert_eq!(doc["local"]["pool_dir"].as_str(), Some("/pool #1"));
+        // ...while numbers, booleans and lists keep their TOML reading.
+        let vars = [
+            ("PGSURGE_RUNTIME__TIMEOUT_SECS", "0x10"),
+            ("PGSURGE_POLICY__SCALE_DOWN_ON_RESOLVED", "true"),
+            ("PGSURGE_AUTH__SMN__CERT_HOSTS", "[\"a.example\"]"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let mut doc = toml::Table::new();
+        apply_env(&mut doc, vars.into_iter()).unwrap();
+        let c = Config::from_table(doc).unwrap();
+        assert_eq!(c.runtime.timeout_secs, 16);
+        assert!(c.policy.scale_down_on_resolved);
+        assert_eq!(c.auth.smn.cert_hosts, vec!["a.example".to_string()]);
     }
 
     #[test]

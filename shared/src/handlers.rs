@@ -214,7 +214,14 @@ async fn handle(
     let (event, how) = receiver
         .receive_authenticated(&webhook, time::OffsetDateTime::now_utc())
         .await?;
+    // Cluster scoping, before `accept`: every function sees only this cluster's alarms.
+    let events::Scoped {
+        event,
+        in_scope,
+        ignored,
+    } = events::ClusterScope::new(&config.cluster).apply(event);
     let (status, reason) = match &event {
+        _ if !in_scope => (Status::Ignored, ignored.join("; ")),
         Event::SubscriptionConfirmation(c) => match receiver.confirm(c, how).await? {
             events::Confirmation::Confirmed => (
                 Status::Accepted,
@@ -229,7 +236,11 @@ async fn handle(
             ),
         },
         other => match accept(other) {
-            Ok(why) => (Status::Accepted, why),
+            Ok(why) if ignored.is_empty() => (Status::Accepted, why),
+            Ok(why) => (
+                Status::Accepted,
+                format!("{why}; left out: {}", ignored.join("; ")),
+            ),
             Err(why) => (Status::Ignored, why),
         },
     };

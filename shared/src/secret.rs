@@ -34,20 +34,12 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Accepts a string, or a number (an all-digit token set through an environment
-/// variable arrives as a TOML integer).
+/// A string only. (It used to take an integer too, because an all-digit token from an
+/// environment variable arrived as one; the loader now hands string keys over verbatim,
+/// and a number would be the secret in another spelling: `0x10` read as 16.)
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            S(String),
-            I(i64),
-        }
-        Ok(Secret(match Raw::deserialize(d)? {
-            Raw::S(s) => s,
-            Raw::I(i) => i.to_string(),
-        }))
+        String::deserialize(d).map(Secret)
     }
 }
 

@@ -18,6 +18,21 @@ const STATE: &str = r#"{"schema_version":1,"cluster":"catalog","replicas":[
  {"id":"s0","role":"surge","phase":"serving","created_at":"2026-11-25T07:00:00Z"},
  {"id":"s1","role":"surge","phase":"serving","created_at":"2026-11-25T07:05:00Z"}]}"#;
 
+/// The policy these plans run under: a weekday-morning pre-scale window (floor 6).
+/// (Not config/pgsurge.example.toml: that one is every key at its default, no window.)
+const CONFIG: &str = r#"
+[cluster]
+name = "catalog"
+[policy]
+min_replicas = 2
+max_replicas = 12
+[[policy.schedule]]
+name = "weekday-morning-peak"
+cron = "30 8 * * 1-5"
+duration_mins = 120
+min_replicas = 6
+"#;
+
 #[test]
 fn plan_prints_the_decision_and_its_reason() {
     let dir = tempfile::Builder::new()
@@ -27,13 +42,16 @@ fn plan_prints_the_decision_and_its_reason() {
     let state = dir.path().join("state.json");
     std::fs::write(&state, STATE).unwrap();
     let state = state.to_str().unwrap();
+    let config = dir.path().join("pgsurge.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let config = config.to_str().unwrap();
     let out = plan(&[
         "--event",
         "tests/events/alertmanager-firing.json",
         "--state",
         state,
         "--config",
-        "config/pgsurge.example.toml",
+        config,
         "--now",
         "2026-11-25T09:00:00Z",
     ]);
@@ -52,7 +70,7 @@ fn plan_prints_the_decision_and_its_reason() {
         "{stdout}"
     );
 
-    // A scale-down alarm through the scale-down function, inside the example's weekday
+    // A scale-down alarm through the scale-down function, inside the weekday
     // morning window (floor 6): nothing; after it: newest surge replicas first.
     let down = |now: &str| {
         plan(&[
@@ -61,7 +79,7 @@ fn plan_prints_the_decision_and_its_reason() {
             "--state",
             state,
             "--config",
-            "config/pgsurge.example.toml",
+            config,
             "--now",
             now,
             "--function",

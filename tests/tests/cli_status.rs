@@ -63,7 +63,8 @@ fn status_sees_agreement_then_each_disagreement_then_repair() {
     let env = E2e::start("status", 22000, "");
     env.invoke(
         "scale-up",
-        &json!({"pgsurge": 1, "kind": "alarm", "id": "st-1", "name": "load", "state": "firing"}),
+        &json!({"pgsurge": 1, "kind": "alarm", "id": "st-1", "name": "load", "state": "firing",
+                "params": {"cluster": CLUSTER}}),
     );
     env.tick_until_serving(2);
 
@@ -156,7 +157,8 @@ fn status_sees_agreement_then_each_disagreement_then_repair() {
     // Clean up through pgsurge: back to the seed alone, still agreeing.
     let down = env.invoke(
         "scale-down",
-        &json!({"pgsurge": 1, "kind": "alarm", "id": "st-2", "name": "low", "state": "firing"}),
+        &json!({"pgsurge": 1, "kind": "alarm", "id": "st-2", "name": "low", "state": "firing",
+                "params": {"cluster": CLUSTER}}),
     );
     let (code, r) = report(env.cfg());
     assert_eq!(

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 const LEASE_SECS: u64 = 2;
 
 fn alarm(id: &str) -> Value {
-    json!({"pgsurge": 1, "kind": "alarm", "id": id, "name": "load", "state": "firing"})
+    json!({"pgsurge": 1, "kind": "alarm", "id": id, "name": "load", "state": "firing",
+           "params": {"cluster": CLUSTER}})
 }
 
 fn tick() -> Value {

@@ -21,7 +21,8 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 fn alarm(id: &str, name: &str) -> Value {
-    json!({"pgsurge": 1, "kind": "alarm", "id": id, "name": name, "state": "firing"})
+    json!({"pgsurge": 1, "kind": "alarm", "id": id, "name": name, "state": "firing",
+           "params": {"cluster": CLUSTER}})
 }
 
 /// A real VictoriaMetrics on loopback; returns its base URL.

@@ -436,7 +436,7 @@ async fn a_parameter_given_twice_with_different_values_is_refused() {
     assert!(
         err.to_string().contains(
             "parameter `replicas` is given twice with different values: \
-             pgsurge_replicas=\"2\" and pgsurge.replicas=\"3\""
+             label pgsurge_replicas=\"2\" and annotation pgsurge.replicas=\"3\""
         ),
         "{err}"
     );
@@ -456,7 +456,8 @@ async fn a_parameter_given_twice_with_different_values_is_refused() {
     .unwrap_err();
     assert!(
         err.to_string().contains(
-            "`az` is given twice with different values: pgsurge.az=\"a\" and pgsurge.az=\"b\""
+            "`az` is given twice with different values: \
+             reason pgsurge.az=\"a\" and reason pgsurge.az=\"b\""
         ),
         "{err}"
     );

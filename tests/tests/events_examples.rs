@@ -2,7 +2,7 @@
 //! event, and the malformed one is refused with a precise error.
 
 use pgsurge::events::{
-    parse, Alarm, AlarmParams, AlarmState, Event, EventError, InstanceEvent, InstanceKind, Source,
+    parse, Alarm, AlarmParams, AlarmState, Event, EventError, InstanceKind, Source,
     SubscriptionConfirmation,
 };
 use std::collections::BTreeMap;
@@ -40,14 +40,11 @@ fn alertmanager_firing() {
             metric: None,
             value: Some(82.4),
             threshold: Some(75.0),
-            resource: map(&[
-                ("alertname", "PgReadLoadHigh"),
-                ("cluster", "catalog"),
-                ("severity", "page")
-            ]),
+            resource: map(&[("alertname", "PgReadLoadHigh"), ("severity", "page")]),
             at: Some("2026-11-25T09:00:00.000Z".into()),
             params: AlarmParams {
                 multiplier: Some(2),
+                cluster: Some("main".into()),
                 ..AlarmParams::default()
             },
         }]
@@ -60,7 +57,13 @@ fn alertmanager_resolved_is_the_same_occurrence() {
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].state, AlarmState::Resolved);
     assert_eq!(a[0].id, "6b3a1f0c9d2e4a17@2026-11-25T09:00:00.000Z");
-    assert_eq!(a[0].params, AlarmParams::default());
+    assert_eq!(
+        a[0].params,
+        AlarmParams {
+            cluster: Some("main".into()),
+            ..AlarmParams::default()
+        }
+    );
 }
 
 #[test]
@@ -75,6 +78,9 @@ fn alertmanager_grouped_alerts_each_count() {
     assert_eq!(a[1].id, "0f1e2d3c4b5a6978@2026-11-25T08:40:00Z");
     assert_eq!(a[1].state, AlarmState::Resolved);
     assert_eq!(a[1].value, Some(41.0));
+    assert!(a
+        .iter()
+        .all(|a| a.params.cluster.as_deref() == Some("main")));
 }
 
 #[test]
@@ -84,7 +90,7 @@ fn aodh_alarm_and_ok() {
         vec![Alarm {
             source: Source::Aodh,
             id: "7e8c1b2a-5d4f-4c3b-9a1e-0f2d3c4b5a69:ok->alarm:86.2".into(),
-            name: "pg-read-cpu-high".into(),
+            name: "pg-read-cpu-high pgsurge.cluster=main".into(),
             state: AlarmState::Firing,
             metric: None,
             value: Some(86.2),
@@ -97,6 +103,7 @@ fn aodh_alarm_and_ok() {
             at: None,
             params: AlarmParams {
                 replicas: Some(2),
+                cluster: Some("main".into()),
                 ..AlarmParams::default()
             },
         }]
@@ -133,6 +140,7 @@ fn cloud_eye_through_an_smn_subscription_and_a_functiongraph_trigger() {
         alarms("cloudeye-smn-alarm.json"),
         vec![cloud_eye(AlarmParams {
             multiplier: Some(2),
+            cluster: Some("main".into()),
             ..AlarmParams::default()
         })]
     );
@@ -140,6 +148,7 @@ fn cloud_eye_through_an_smn_subscription_and_a_functiongraph_trigger() {
         alarms("functiongraph-smn-trigger.json"),
         vec![cloud_eye(AlarmParams {
             replicas: Some(2),
+            cluster: Some("main".into()),
             ..AlarmParams::default()
         })]
     );
@@ -157,36 +166,38 @@ fn smn_subscription_confirmation() {
     );
 }
 
+/// AS lifecycle hooks are refused: pgsurge cannot answer them (no AS API client), and
+/// accepting one meant reading the `lifecycle_action_key` and dropping it while the
+/// instance stayed suspended. The refusal says why and what to send instead.
 #[test]
-fn auto_scaling_lifecycle_hook() {
-    assert_eq!(
-        example("as-lifecycle-launching.json").unwrap(),
-        Event::Instance(InstanceEvent {
-            source: Source::AsLifecycle,
-            kind: InstanceKind::Launching,
-            server_id: Some("3f1e2d4c-5b6a-4798-8a9b-0c1d2e3f4a5b".into()),
-            replica_id: None,
-            at: Some("2026-11-25T09:03:10Z".into()),
-            lifecycle_action_key: Some("23880867-6288-4470-98a8-f8bda096b6c4".into()),
-        })
-    );
-}
-
-/// Scale-in: the hook holds the instance in "Wait (Removing from AS group)" until
-/// someone answers with the action key, so the key must come through.
-#[test]
-fn auto_scaling_lifecycle_hook_terminating() {
-    assert_eq!(
-        example("as-lifecycle-terminating.json").unwrap(),
-        Event::Instance(InstanceEvent {
-            source: Source::AsLifecycle,
-            kind: InstanceKind::Terminating,
-            server_id: Some("8a2c4e6f-1b3d-4f5a-9c7e-0d2f4a6b8c0e".into()),
-            replica_id: None,
-            at: Some("2026-11-25T10:40:05Z".into()),
-            lifecycle_action_key: Some("7d4e0a52-9c1b-4f6e-b3a8-2e5d7c9f0a14".into()),
-        })
-    );
+fn auto_scaling_lifecycle_hooks_are_refused_saying_why() {
+    for name in [
+        "unsupported-as-lifecycle-launching.json",
+        "unsupported-as-lifecycle-terminating.json",
+    ] {
+        let err = example(name).unwrap_err();
+        assert!(matches!(err, EventError::Unsupported(_)), "{name}: {err}");
+        let text = err.to_string();
+        for part in [
+            "Auto Scaling lifecycle hooks are not supported",
+            "complete the lifecycle action",
+            "\"kind\": \"instance\"",
+        ] {
+            assert!(text.contains(part), "{name}: {text}");
+        }
+    }
+    // The examples come through SMN (the way AS delivers them); posted bare, the same.
+    let via_smn: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            pgsurge_tests::workspace_root()
+                .join("tests/events/unsupported-as-lifecycle-launching.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let bare = via_smn["message"].as_str().unwrap();
+    let err = parse(bare).unwrap_err();
+    assert!(matches!(err, EventError::Unsupported(_)), "{err}");
 }
 
 #[test]
@@ -205,6 +216,7 @@ fn generic_forms() {
             at: None,
             params: AlarmParams {
                 replicas: Some(2),
+                cluster: Some("main".into()),
                 ..AlarmParams::default()
             },
         }]
@@ -214,6 +226,7 @@ fn generic_forms() {
         Event::Instance(i) => {
             assert_eq!(i.kind, InstanceKind::Ready);
             assert_eq!(i.replica_id.as_deref(), Some("r-20261125-0900-1"));
+            assert_eq!(i.cluster.as_deref(), Some("main"));
         }
         other => panic!("{other:?}"),
     }
@@ -236,10 +249,80 @@ fn every_example_file_is_covered() {
     let mut n = 0;
     for e in std::fs::read_dir(dir).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        if name.ends_with(".json") && !name.starts_with("malformed") {
+        if name.ends_with(".json")
+            && !name.starts_with("malformed")
+            && !name.starts_with("unsupported")
+        {
             example(&name).unwrap_or_else(|e| panic!("{name}: {e}"));
             n += 1;
         }
     }
-    assert!(n >= 14, "only {n} examples");
+    assert!(n >= 12, "only {n} examples");
+}
+
+/// A field of the wrong type is named as such, not reported "missing".
+#[test]
+fn a_number_where_a_string_belongs_is_named_not_missing() {
+    let cases = [
+        (
+            r#"{"version":"4","alerts":[{"status":"firing","labels":{"alertname":"A"},"startsAt":5}]}"#,
+            "`startsAt` must be a string, not a number",
+        ),
+        (
+            r#"{"version":4,"alerts":[]}"#,
+            "`version` must be a string, not a number",
+        ),
+        (
+            r#"{"version":"4","alerts":[{"status":"firing","labels":{"alertname":"A","pgsurge_replicas":2},"startsAt":"t"}]}"#,
+            "`labels.pgsurge_replicas` must be a string, not a number",
+        ),
+        (
+            r#"{"alarm_id":"a","current":"alarm","alarm_name":7}"#,
+            "`alarm_name` must be a string, not a number",
+        ),
+        (
+            r#"{"alarm_id":1,"current":"alarm"}"#,
+            "`alarm_id` must be a string, not a number",
+        ),
+        (
+            r#"{"type":"Notification","topic_urn":"u","message":"{\"alarm_id\":\"x\",\"alarm_status\":1}"}"#,
+            "`alarm_status` must be a string, not a number",
+        ),
+        (
+            r#"{"type":"Notification","topic_urn":"u","message":5}"#,
+            "`message` must be a string (or an object), not a number",
+        ),
+    ];
+    for (body, expected) in cases {
+        let err = parse(body).unwrap_err().to_string();
+        assert!(err.contains(expected), "{body}: {err}");
+        assert!(!err.contains("missing"), "{body}: {err}");
+    }
+}
+
+/// `pgsurge_replicas="xxx2"` was read as 2 (every leading `x` stripped). Counts are
+/// digits only; the multiplier may carry one `x`.
+#[test]
+fn counts_are_digits_only() {
+    let am = |labels: &str| {
+        format!(
+            r#"{{"version":"4","alerts":[{{"status":"firing","labels":{{"alertname":"A",{labels}}},"startsAt":"t"}}]}}"#
+        )
+    };
+    for bad in [
+        r#""pgsurge_replicas":"xxx2""#,
+        r#""pgsurge_replicas":"x2""#,
+        r#""pgsurge_replicas":"+2""#,
+        r#""pgsurge_multiplier":"xx2""#,
+    ] {
+        let err = parse(&am(bad)).unwrap_err().to_string();
+        assert!(
+            err.contains("label pgsurge_") && err.contains("expected a positive integer"),
+            "{bad}: {err}"
+        );
+    }
+    match parse(&am(r#""pgsurge_multiplier":"x3""#)).unwrap() {
+        Event::Alarms { alarms } => assert_eq!(alarms[0].params.multiplier, Some(3)),
+        other => panic!("{other:?}"),
+    }
 }

@@ -25,7 +25,10 @@ fn events() -> Vec<PathBuf> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| {
-            p.extension().is_some_and(|x| x == "json") && !p.to_string_lossy().contains("malformed")
+            let name = p.to_string_lossy();
+            p.extension().is_some_and(|x| x == "json")
+                && !name.contains("malformed")
+                && !name.contains("unsupported")
         })
         .collect();
     v.sort();
@@ -136,12 +139,20 @@ async fn example_events_normalise_as_documented() {
     assert_eq!(ce["event"]["alarms"][0]["metric"], "cpu_util");
     assert_eq!(ce["event"]["alarms"][0]["value"], 83.6);
     assert_eq!(ce["event"]["alarms"][0]["threshold"], 75.0);
-    let lc = run("instance-ready", "as-lifecycle-launching.json");
-    assert_eq!(lc["status"], "accepted");
-    assert_eq!(lc["event"]["kind"], "launching");
-    assert_eq!(
-        lc["event"]["lifecycle_action_key"],
-        "23880867-6288-4470-98a8-f8bda096b6c4"
+    // AS lifecycle hooks: refused, saying why (pgsurge cannot answer them).
+    let (code, lc, _) = invoke_cli(
+        "instance-ready",
+        &dir.join("unsupported-as-lifecycle-launching.json"),
+        &[],
+    );
+    assert_eq!(code, 1, "{lc}");
+    assert_eq!(lc["errorType"], "BadRequest", "{lc}");
+    assert!(
+        lc["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Auto Scaling lifecycle hooks are not supported"),
+        "{lc}"
     );
     assert_eq!(
         run("instance-deleted", "generic-instance-deleted.json")["status"],

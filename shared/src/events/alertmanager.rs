@@ -3,9 +3,14 @@
 //! A notification groups several alerts; each one counts as an [`Alarm`]. The alarm id
 //! is `fingerprint@startsAt`: stable across re-notifications of the same firing, new
 //! for the next one. Parameters come from labels (`pgsurge_replicas`) or annotations
-//! (`pgsurge.replicas`).
+//! (`pgsurge.replicas`); the cluster an alert is for, from the `pgsurge_cluster` label
+//! (or the `pgsurge.cluster` annotation) — not from `cluster`, which Prometheus setups
+//! commonly use as an external label naming the *Prometheus* or Kubernetes cluster.
 
-use super::{malformed, params_from_map, str_field, Alarm, AlarmState, Event, EventError, Source};
+use super::{
+    json_type, malformed, opt_str_field, params_from_map, str_field, Alarm, AlarmState, Event,
+    EventError, Source,
+};
 use std::collections::BTreeMap;
 
 const NAME: &str = "alertmanager";
@@ -36,10 +41,16 @@ fn string_map(v: &serde_json::Value, key: &str) -> Result<BTreeMap<String, Strin
             .iter()
             .map(|(k, v)| match v.as_str() {
                 Some(s) => Ok((k.clone(), s.to_string())),
-                None => Err(malformed(NAME, format!("`{key}.{k}` is not a string"))),
+                None => Err(malformed(
+                    NAME,
+                    format!("`{key}.{k}` must be a string, not {}", json_type(v)),
+                )),
             })
             .collect(),
-        Some(_) => Err(malformed(NAME, format!("`{key}` is not an object"))),
+        Some(other) => Err(malformed(
+            NAME,
+            format!("`{key}` must be an object, not {}", json_type(other)),
+        )),
     }
 }
 
@@ -61,16 +72,17 @@ fn alert(a: &serde_json::Value) -> Result<Alarm, EventError> {
         .cloned()
         .ok_or_else(|| malformed(NAME, "alert has no `alertname` label"))?;
     let starts_at = str_field(NAME, a, "startsAt")?;
-    let fingerprint = a
-        .get("fingerprint")
-        .and_then(|f| f.as_str())
-        .unwrap_or(&name);
+    let fingerprint = opt_str_field(NAME, a, "fingerprint")?.unwrap_or(&name);
     let params = params_from_map(
         NAME,
         labels
             .iter()
-            .chain(annotations.iter())
-            .map(|(k, v)| (k.as_str(), v.as_str())),
+            .map(|(k, v)| ("label", k.as_str(), v.as_str()))
+            .chain(
+                annotations
+                    .iter()
+                    .map(|(k, v)| ("annotation", k.as_str(), v.as_str())),
+            ),
     )?;
     let number = |k: &str| {
         annotations

@@ -9,7 +9,8 @@
 //! `composite`, ...), so it is kept as the `alarm_type` dimension, not as the metric.
 
 use super::{
-    malformed, num_field, params_from_text, str_field, Alarm, AlarmState, Event, EventError, Source,
+    malformed, num_field, opt_str_field, params_from_map, str_field, text_pairs, Alarm, AlarmState,
+    Event, EventError, Source,
 };
 
 const NAME: &str = "aodh";
@@ -27,13 +28,20 @@ pub(super) fn parse(v: serde_json::Value) -> Result<Event, EventError> {
             ))
         }
     };
-    let name = v
-        .get("alarm_name")
-        .and_then(|n| n.as_str())
+    let name = opt_str_field(NAME, &v, "alarm_name")?
         .unwrap_or(alarm_id)
         .to_string();
-    let previous = v.get("previous").and_then(|p| p.as_str()).unwrap_or("");
-    let reason = v.get("reason").and_then(|r| r.as_str()).unwrap_or("");
+    let previous = opt_str_field(NAME, &v, "previous")?.unwrap_or("");
+    let reason = opt_str_field(NAME, &v, "reason")?.unwrap_or("");
+    // Aodh has no labels and its body carries no description: parameters, the cluster
+    // among them, live in the alarm name (`pg-read-cpu pgsurge.cluster=catalog`) or the
+    // reason text.
+    let params = params_from_map(
+        NAME,
+        text_pairs("alarm name", &name)
+            .into_iter()
+            .chain(text_pairs("reason", reason)),
+    )?;
     let data = v.get("reason_data").cloned().unwrap_or_default();
     let most_recent = num_field(&data, "most_recent");
     let id = match most_recent {
@@ -62,8 +70,7 @@ pub(super) fn parse(v: serde_json::Value) -> Result<Event, EventError> {
             .flatten()
             .collect(),
             at: None,
-            // Aodh has no labels: parameters live in the alarm name or the reason text.
-            params: params_from_text(NAME, &format!("{name} {reason}"))?,
+            params,
         }],
     })
 }

@@ -3,7 +3,7 @@
 //!
 //! ```json
 //! {"pgsurge": 1, "kind": "alarm", "id": "manual-1", "name": "read-load", "state": "firing",
-//!  "metric": "cpu", "value": 91.5, "threshold": 80, "params": {"replicas": 2}}
+//!  "metric": "cpu", "value": 91.5, "threshold": 80, "params": {"replicas": 2, "cluster": "main"}}
 //! {"pgsurge": 1, "kind": "instance", "event": "ready", "replica_id": "r3", "server_id": "..."}
 //! {"pgsurge": 1, "kind": "tick"}
 //! ```
@@ -42,6 +42,8 @@ enum Generic {
         server_id: Option<String>,
         replica_id: Option<String>,
         at: Option<String>,
+        /// The cluster the server belongs to (optional; another cluster's is ignored).
+        cluster: Option<String>,
     },
     Tick {
         pgsurge: u32,
@@ -102,6 +104,7 @@ pub(super) fn parse(v: serde_json::Value) -> Result<Event, EventError> {
             server_id,
             replica_id,
             at,
+            cluster,
             ..
         } => {
             if server_id.is_none() && replica_id.is_none() {
@@ -116,7 +119,7 @@ pub(super) fn parse(v: serde_json::Value) -> Result<Event, EventError> {
                 server_id,
                 replica_id,
                 at,
-                lifecycle_action_key: None,
+                cluster,
             })
         }
         Generic::Tick { .. } => Event::Tick,

@@ -1,46 +1,27 @@
-//! Auto Scaling lifecycle hook notifications (instance launching / terminating).
+//! Auto Scaling lifecycle hooks (instance launching / terminating): recognised, and
+//! refused.
 //!
-//! Delivered through an SMN topic (or posted directly). The hook suspends the instance
-//! until someone calls back with `lifecycle_action_key`; we keep the key so the
-//! orchestration can answer CONTINUE / ABANDON.
+//! A lifecycle hook suspends the instance until someone answers it with the
+//! notification's `lifecycle_action_key` (AS API: complete the lifecycle action,
+//! CONTINUE / ABANDON). pgsurge has no AS API client, so it could only read the hook and
+//! leave the instance suspended until the hook's timeout, then let the default result
+//! happen — which looked like handling while deciding nothing. And pgsurge does not
+//! manage Auto Scaling groups: it creates and deletes its replicas itself. So the format
+//! is refused with a message that says so and what to send instead, rather than
+//! accepted and dropped.
 
-use super::{malformed, Event, EventError, InstanceEvent, InstanceKind, Source};
+use super::EventError;
 
-const NAME: &str = "as-lifecycle";
-
-pub(super) fn parse(m: &serde_json::Value) -> Result<Event, EventError> {
-    let s = |k: &str| {
-        m.get(k)
-            .and_then(|v| v.as_str())
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    };
-    let action = s("lifecycle_hook_type")
-        .or_else(|| s("lifecycle_action"))
-        .or_else(|| s("instance_lifecycle_status"))
-        .ok_or_else(|| {
-            malformed(
-                NAME,
-                "missing `lifecycle_hook_type` (INSTANCE_LAUNCHING / INSTANCE_TERMINATING)",
-            )
-        })?;
-    let kind = match action.to_ascii_uppercase().as_str() {
-        "INSTANCE_LAUNCHING" | "PENDING_WAIT" => InstanceKind::Launching,
-        "INSTANCE_TERMINATING" | "REMOVING_WAIT" => InstanceKind::Terminating,
-        other => {
-            return Err(malformed(
-                NAME,
-                format!("unknown lifecycle action {other:?}"),
-            ))
-        }
-    };
-    let server_id = s("instance_id").ok_or_else(|| malformed(NAME, "missing `instance_id`"))?;
-    Ok(Event::Instance(InstanceEvent {
-        source: Source::AsLifecycle,
-        kind,
-        server_id: Some(server_id),
-        replica_id: None,
-        at: s("timestamp").or_else(|| s("time")),
-        lifecycle_action_key: s("lifecycle_action_key"),
-    }))
+/// The refusal of any AS lifecycle hook notification (posted directly or through SMN).
+pub(super) fn refuse() -> EventError {
+    EventError::Unsupported(
+        "Auto Scaling lifecycle hooks are not supported: pgsurge cannot answer the hook \
+         (it does not call the AS API to complete the lifecycle action), so the instance \
+         would stay suspended until the hook times out. pgsurge creates and removes its \
+         replicas itself: send scale alarms to scale-up / scale-down, and to report a \
+         server use the generic form ({\"pgsurge\": 1, \"kind\": \"instance\", \"event\": \
+         \"ready\" | \"deleted\", \"server_id\": ...}); remove the lifecycle hook's \
+         subscription to this endpoint"
+            .into(),
+    )
 }

@@ -1,9 +1,10 @@
 //! Incoming webhooks → one normalised [`Event`].
 //!
 //! Every source (Alertmanager/vmalert, OpenStack Aodh, Cloud Eye through an SMN
-//! subscription or a FunctionGraph SMN trigger, Auto Scaling lifecycle hooks, and
-//! pgsurge's own generic JSON) is recognised by its shape, authenticated, and turned
-//! into [`Alarm`]s or an [`InstanceEvent`].
+//! subscription or a FunctionGraph SMN trigger, and pgsurge's own generic JSON) is
+//! recognised by its shape, authenticated, and turned into [`Alarm`]s or an
+//! [`InstanceEvent`]. Auto Scaling lifecycle hooks are recognised and refused (see
+//! `lifecycle.rs`). [`scope`] then keeps the alarms that name this cluster.
 //!
 //! [`parse`] is pure (and fuzzed). [`Receiver::receive`] is the whole front door: body
 //! size limit, authentication (token / HMAC in [`auth`], SMN signatures in
@@ -18,6 +19,7 @@ mod generic;
 mod lifecycle;
 pub mod params;
 mod receive;
+pub mod scope;
 mod smn;
 pub mod smn_verify;
 pub mod x509;
@@ -25,6 +27,7 @@ pub mod x509;
 pub use auth::{authenticate, authenticate_at, hmac_signature};
 pub use params::{validate_params, ParamLimits};
 pub use receive::{Authenticated, Confirmation, Receiver};
+pub use scope::{ClusterScope, Scoped};
 pub use smn_verify::{HttpsFetcher, SmnConfig, SmnFetcher, SmnVerifier};
 
 use base64::Engine;
@@ -59,6 +62,10 @@ pub enum EventError {
     /// Authentication needed a service that did not answer (the SMN certificate host).
     #[error("cannot authenticate now: {0}")]
     Unavailable(String),
+    /// A recognised format pgsurge deliberately does not act on; the message says why
+    /// and what to use instead.
+    #[error("unsupported event: {0}")]
+    Unsupported(String),
 }
 
 impl From<EventError> for crate::runtime::FunctionError {
@@ -187,7 +194,6 @@ pub enum Source {
     Alertmanager,
     Aodh,
     CloudEye,
-    AsLifecycle,
     Generic,
 }
 
@@ -220,6 +226,12 @@ pub struct AlarmParams {
     /// Explicit direction, when the alarm says which way to scale.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<Direction>,
+    /// The pgsurge cluster (`cluster.name`) the alarm is for. One Alertmanager or SMN
+    /// topic commonly serves many clusters: an alarm for another one is ignored, and
+    /// one that names none only counts with `cluster.require_label = false`
+    /// ([`ClusterScope`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,9 +272,9 @@ pub enum InstanceKind {
     Ready,
     /// The server is gone (or going).
     Deleted,
-    /// An Auto Scaling group is launching an instance.
+    /// A server is being launched (generic form; read as `ready`).
     Launching,
-    /// An Auto Scaling group is terminating an instance.
+    /// A server is being terminated (generic form; read as `deleted`).
     Terminating,
 }
 
@@ -277,9 +289,10 @@ pub struct InstanceEvent {
     pub replica_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
-    /// For lifecycle hooks: what must be echoed back to complete the action.
+    /// The cluster the sender says the server belongs to; another cluster's is ignored
+    /// (one without is read against this cluster's state, which knows its own servers).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub lifecycle_action_key: Option<String>,
+    pub cluster: Option<String>,
 }
 
 /// An SMN subscription handshake: the subscriber must visit `subscribe_url`.
@@ -345,7 +358,7 @@ pub fn parse_value(value: serde_json::Value) -> Result<Event, EventError> {
     } else if obj.get("record").is_some_and(|r| r.is_array()) {
         smn::parse_trigger(&value)
     } else if obj.contains_key("lifecycle_action_key") || obj.contains_key("lifecycle_hook_name") {
-        lifecycle::parse(&value)
+        Err(lifecycle::refuse())
     } else if obj.get("type").and_then(|t| t.as_str()) == Some("Timer")
         || obj.contains_key("trigger_type")
     {
@@ -353,26 +366,32 @@ pub fn parse_value(value: serde_json::Value) -> Result<Event, EventError> {
     } else {
         Err(EventError::Unrecognised(
             "not Alertmanager (alerts+version), Aodh (alarm_id+current), SMN (type+topic_urn), \
-             a FunctionGraph SMN trigger (record), an AS lifecycle hook (lifecycle_action_key), \
-             or pgsurge generic (pgsurge)"
+             a FunctionGraph SMN trigger (record), or pgsurge generic (pgsurge)"
                 .into(),
         ))
     }
 }
 
+/// Where a parameter was written, for error messages: `label`, `annotation`, `alarm
+/// description`, ... A parameter given in two places with different values is refused
+/// naming both, so the operator knows which one to fix.
+pub(crate) type Origin = &'static str;
+
 /// Read `pgsurge.*` parameters from a flat string map (labels, annotations, or
-/// `key=value` pairs found in an alarm description). Unknown `pgsurge.*` keys are errors
-/// so a typo does not silently scale by the default. A parameter given more than once
-/// (a label and an annotation, `pgsurge.x` and `pgsurge_x`, twice in a description) must
-/// say the same thing each time: which one wins would otherwise be an accident of order.
+/// `key=value` pairs found in an alarm description), each pair with where it was
+/// written. Unknown `pgsurge.*` keys are errors so a typo does not silently scale by the
+/// default. A parameter given more than once (a label and an annotation, `pgsurge.x` and
+/// `pgsurge_x`, twice in a description) must say the same thing each time: which one
+/// wins would otherwise be an accident of order.
 pub(crate) fn params_from_map<'a>(
     source_name: &'static str,
-    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    pairs: impl Iterator<Item = (Origin, &'a str, &'a str)>,
 ) -> Result<AlarmParams, EventError> {
     let mut p = AlarmParams::default();
-    // Parameter name → (the key as written, its value as written), for the conflict error.
-    let mut seen: BTreeMap<&'static str, (&'a str, &'a str)> = BTreeMap::new();
-    for (k, v) in pairs {
+    // Parameter name → (where, the key as written, its value as written), for the
+    // conflict error.
+    let mut seen: BTreeMap<&'static str, (Origin, &'a str, &'a str)> = BTreeMap::new();
+    for (origin, k, v) in pairs {
         let before = p.clone();
         let Some(key) = k
             .strip_prefix("pgsurge.")
@@ -382,19 +401,27 @@ pub(crate) fn params_from_map<'a>(
         };
         let bad = |what: &str| EventError::Malformed {
             source_name,
-            message: format!("{k}={v:?}: {what}"),
-        };
-        let int = || {
-            v.trim()
-                .trim_start_matches('x')
-                .parse::<u32>()
-                .map_err(|_| bad("expected a positive integer"))
+            message: format!("{} {k}={v:?}: {what}", origin),
         };
         match key {
-            "replicas" => p.replicas = Some(int()?),
-            "multiplier" => p.multiplier = Some(int()?),
+            "replicas" => {
+                p.replicas = Some(strict_u32(v).ok_or_else(|| bad("expected a positive integer"))?)
+            }
+            "multiplier" => {
+                // `x3` reads as "times three"; one `x`, no more (`xxx2` is a typo, not 2).
+                let digits = v.trim().strip_prefix('x').unwrap_or(v.trim());
+                p.multiplier = Some(strict_u32(digits).ok_or_else(|| {
+                    bad("expected a positive integer, optionally prefixed by one `x`")
+                })?)
+            }
             "flavor" => p.flavor = Some(v.to_string()),
             "az" => p.az = Some(v.to_string()),
+            "cluster" => {
+                if v.trim().is_empty() {
+                    return Err(bad("expected a cluster name"));
+                }
+                p.cluster = Some(v.trim().to_string())
+            }
             "action" => {
                 p.action = Some(match v.trim() {
                     "scale-up" | "scale_up" | "up" => Direction::ScaleUp,
@@ -404,7 +431,7 @@ pub(crate) fn params_from_map<'a>(
             }
             _ => {
                 return Err(bad(
-                    "unknown pgsurge parameter (replicas, multiplier, flavor, az, action)",
+                    "unknown pgsurge parameter (replicas, multiplier, flavor, az, action, cluster)",
                 ))
             }
         }
@@ -414,38 +441,45 @@ pub(crate) fn params_from_map<'a>(
             "multiplier" => ("multiplier", before.multiplier == p.multiplier),
             "flavor" => ("flavor", before.flavor == p.flavor),
             "az" => ("az", before.az == p.az),
+            "cluster" => ("cluster", before.cluster == p.cluster),
             _ => ("action", before.action == p.action),
         };
         match seen.get(name) {
-            Some((k0, v0)) if !same => {
+            Some((o0, k0, v0)) if !same => {
                 return Err(EventError::Malformed {
                     source_name,
                     message: format!(
                         "parameter `{name}` is given twice with different values: \
-                         {k0}={v0:?} and {k}={v:?}"
+                         {o0} {k0}={v0:?} and {origin} {k}={v:?}"
                     ),
                 })
             }
             Some(_) => {}
             None => {
-                seen.insert(name, (k, v));
+                seen.insert(name, (origin, k, v));
             }
         }
     }
     Ok(p)
 }
 
-/// Parameters written as `pgsurge.key=value` words inside free text (alarm descriptions).
-pub(crate) fn params_from_text(
-    source_name: &'static str,
-    text: &str,
-) -> Result<AlarmParams, EventError> {
-    let pairs: Vec<(&str, &str)> = text
-        .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+/// A count written as decimal digits only: `u32::from_str` alone would also take `+2`,
+/// and the old `trim_start_matches('x')` took `xxx2` as 2.
+fn strict_u32(v: &str) -> Option<u32> {
+    let v = v.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+/// The `pgsurge.key=value` words of a free text, each tagged with where it was written.
+pub(crate) fn text_pairs(origin: Origin, text: &str) -> Vec<(Origin, &str, &str)> {
+    text.split(|c: char| c.is_whitespace() || c == ',' || c == ';')
         .filter_map(|w| w.split_once('='))
         .filter(|(k, _)| k.starts_with("pgsurge.") || k.starts_with("pgsurge_"))
-        .collect();
-    params_from_map(source_name, pairs.into_iter())
+        .map(|(k, v)| (origin, k, v))
+        .collect()
 }
 
 pub(crate) fn malformed(source_name: &'static str, message: impl Into<String>) -> EventError {
@@ -460,10 +494,43 @@ pub(crate) fn str_field<'a>(
     v: &'a serde_json::Value,
     key: &str,
 ) -> Result<&'a str, EventError> {
-    v.get(key)
-        .and_then(|x| x.as_str())
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| malformed(source_name, format!("missing string field `{key}`")))
+    match opt_str_field(source_name, v, key)? {
+        Some("") => Err(malformed(source_name, format!("`{key}` is empty"))),
+        Some(s) => Ok(s),
+        None => Err(malformed(
+            source_name,
+            format!("missing string field `{key}`"),
+        )),
+    }
+}
+
+/// An optional string field: absent or `null` is `None`; any other non-string is an
+/// error that says so (a number where a string belongs is not "missing").
+pub(crate) fn opt_str_field<'a>(
+    source_name: &'static str,
+    v: &'a serde_json::Value,
+    key: &str,
+) -> Result<Option<&'a str>, EventError> {
+    match v.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(malformed(
+            source_name,
+            format!("`{key}` must be a string, not {}", json_type(other)),
+        )),
+    }
+}
+
+/// The JSON type of a value, for messages.
+pub(crate) fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 pub(crate) fn num_field(v: &serde_json::Value, key: &str) -> Option<f64> {
@@ -491,20 +558,78 @@ mod tests {
         assert_eq!(direct, Webhook::direct(r#"{"a":1}"#));
     }
 
+    fn params_from_text(text: &str) -> Result<AlarmParams, EventError> {
+        params_from_map("t", text_pairs("description", text).into_iter())
+    }
+
     #[test]
     fn params_are_validated() {
-        let ok =
-            params_from_text("t", "CPU high. pgsurge.replicas=3 pgsurge.action=scale-up").unwrap();
+        let ok = params_from_text("CPU high. pgsurge.replicas=3 pgsurge.action=scale-up").unwrap();
         assert_eq!(ok.replicas, Some(3));
         assert_eq!(ok.action, Some(Direction::ScaleUp));
         assert_eq!(
-            params_from_text("t", "pgsurge.multiplier=x3")
+            params_from_text("pgsurge.multiplier=x3")
                 .unwrap()
                 .multiplier,
             Some(3)
         );
-        assert!(params_from_text("t", "pgsurge.replica=3").is_err());
-        assert!(params_from_text("t", "pgsurge.replicas=-1").is_err());
+        assert!(params_from_text("pgsurge.replica=3").is_err());
+        assert!(params_from_text("pgsurge.replicas=-1").is_err());
+        assert_eq!(
+            params_from_text("pgsurge.cluster=billing")
+                .unwrap()
+                .cluster
+                .as_deref(),
+            Some("billing")
+        );
+    }
+
+    /// Counts are digits only: `xxx2` was read as 2 (leading `x`s were all stripped),
+    /// and `+2` or `2x` are typos too. The multiplier takes one `x` prefix, no more.
+    #[test]
+    fn counts_are_parsed_strictly() {
+        for bad in [
+            "pgsurge.replicas=xxx2",
+            "pgsurge.replicas=x2",
+            "pgsurge.replicas=+2",
+            "pgsurge.replicas=2x",
+            "pgsurge.replicas=",
+            "pgsurge.multiplier=xx2",
+            "pgsurge.multiplier=xxx2",
+            "pgsurge.multiplier=x",
+            "pgsurge.multiplier=+3",
+        ] {
+            let err = params_from_text(bad).unwrap_err().to_string();
+            assert!(err.contains("expected a positive integer"), "{bad}: {err}");
+            assert!(err.contains(bad.split_once('=').unwrap().0), "{bad}: {err}");
+        }
+        assert_eq!(strict_u32(" 2 "), Some(2));
+        assert_eq!(
+            params_from_text("pgsurge.multiplier=x2")
+                .unwrap()
+                .multiplier,
+            Some(2)
+        );
+        assert_eq!(
+            params_from_text("pgsurge.multiplier=2").unwrap().multiplier,
+            Some(2)
+        );
+    }
+
+    /// The old message was "missing string field" for a field that is there with the
+    /// wrong type.
+    #[test]
+    fn a_number_where_a_string_belongs_says_so() {
+        let v = serde_json::json!({"a": 5, "b": "", "c": "x", "d": null});
+        let msg = |k| str_field("t", &v, k).unwrap_err().to_string();
+        assert_eq!(
+            msg("a"),
+            "t event is malformed: `a` must be a string, not a number"
+        );
+        assert_eq!(msg("b"), "t event is malformed: `b` is empty");
+        assert_eq!(msg("d"), "t event is malformed: missing string field `d`");
+        assert_eq!(msg("z"), "t event is malformed: missing string field `z`");
+        assert_eq!(str_field("t", &v, "c").unwrap(), "x");
     }
 
     #[test]

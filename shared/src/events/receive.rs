@@ -2,8 +2,8 @@
 
 use super::smn_verify::{HttpsFetcher, SmnFetcher, SmnVerifier};
 use super::{
-    auth, params, parse_value, smn, Event, EventError, ParamLimits, SubscriptionConfirmation,
-    Webhook,
+    auth, params, parse_value, smn, ClusterScope, Event, EventError, ParamLimits,
+    SubscriptionConfirmation, Webhook,
 };
 use crate::config::AuthConfig;
 use std::sync::Arc;
@@ -29,6 +29,8 @@ pub struct Receiver {
     limits: ParamLimits,
     max_body_bytes: usize,
     smn: SmnVerifier,
+    /// When set, parameter limits are checked only for alarms of this cluster.
+    scope: Option<ClusterScope>,
 }
 
 impl Receiver {
@@ -59,7 +61,17 @@ impl Receiver {
             limits,
             max_body_bytes,
             smn: SmnVerifier::new(auth.smn.clone(), fetcher),
+            scope: None,
         }
+    }
+
+    /// Check parameter limits only for alarms `scope` admits: another cluster's alarm
+    /// is ignored later (`ClusterScope::apply`), and its parameters answer to that
+    /// cluster's limits, not ours — refusing the whole delivery over them would drop
+    /// this cluster's alarms grouped with it.
+    pub fn scoped(mut self, scope: ClusterScope) -> Self {
+        self.scope = Some(scope);
+        self
     }
 
     /// Size limit → authentication → parse → per-alarm parameter limits.
@@ -132,6 +144,9 @@ impl Receiver {
         };
         if let Event::Alarms { alarms } = &event {
             for a in alarms {
+                if self.scope.as_ref().is_some_and(|s| s.refuses(a).is_some()) {
+                    continue;
+                }
                 params::validate_params(a, &self.limits)?;
             }
         }

@@ -1,10 +1,11 @@
 //! Simple Message Notification (SMN) HTTP(S) subscription messages.
 //!
-//! Cloud Eye alarms and Auto Scaling lifecycle hooks reach an HTTP endpoint through an
+//! Cloud Eye alarms (and Auto Scaling lifecycle hooks, refused) reach an HTTP endpoint through an
 //! SMN topic. SMN wraps them: `type` (`SubscriptionConfirmation`, `Notification`,
 //! `UnsubscribeConfirmation`), `topic_urn`, `message_id`, `message` (the payload as a
 //! string), `timestamp`, `signature`, `signing_cert_url`, `subscribe_url`.
-//! A `Notification`'s `message` is parsed as a Cloud Eye alarm or a lifecycle hook.
+//! A `Notification`'s `message` is parsed as a Cloud Eye alarm; a lifecycle hook is
+//! refused (`lifecycle.rs` says why).
 //! (Some documentation pretty-prints `message` as an object; both forms are accepted.)
 //!
 //! A FunctionGraph SMN trigger delivers the same messages differently:
@@ -12,8 +13,8 @@
 //! ...}}], ...}` — one record per message; each is parsed the same way.
 
 use super::{
-    lifecycle, malformed, num_field, params_from_text, str_field, Alarm, AlarmState, Event,
-    EventError, Source, SubscriptionConfirmation,
+    lifecycle, malformed, num_field, opt_str_field, params_from_map, str_field, text_pairs, Alarm,
+    AlarmState, Event, EventError, Source, SubscriptionConfirmation,
 };
 use std::collections::BTreeMap;
 
@@ -79,19 +80,18 @@ pub(super) fn parse_trigger(v: &serde_json::Value) -> Result<Event, EventError> 
             .ok_or_else(|| malformed(TRIGGER, format!("record[{i}] has no `smn` object")))?;
         match notification(smn.get("message"))? {
             Event::Alarms { alarms: more } => alarms.extend(more),
-            // Lifecycle hooks come one per message; several records of them would be a
-            // batch pgsurge has no use for.
-            other if records.len() == 1 => return Ok(other),
-            _ => return Err(malformed(
-                TRIGGER,
-                "several records that are not all alarms; send one lifecycle hook per invocation",
-            )),
+            other => {
+                return Err(malformed(
+                    TRIGGER,
+                    format!("record[{i}] is not an alarm ({other:?})"),
+                ))
+            }
         }
     }
     Ok(Event::Alarms { alarms })
 }
 
-/// The payload of an SMN notification: a Cloud Eye alarm or a lifecycle hook.
+/// The payload of an SMN notification: a Cloud Eye alarm (a lifecycle hook is refused).
 fn notification(message: Option<&serde_json::Value>) -> Result<Event, EventError> {
     let owned;
     let inner: &serde_json::Value = match message {
@@ -105,14 +105,23 @@ fn notification(message: Option<&serde_json::Value>) -> Result<Event, EventError
             &owned
         }
         Some(obj @ serde_json::Value::Object(_)) => obj,
-        _ => return Err(malformed(NAME, "missing `message`")),
+        None | Some(serde_json::Value::Null) => return Err(malformed(NAME, "missing `message`")),
+        Some(other) => {
+            return Err(malformed(
+                NAME,
+                format!(
+                    "`message` must be a string (or an object), not {}",
+                    super::json_type(other)
+                ),
+            ))
+        }
     };
     if inner.get("alarm_id").is_some() {
         cloud_eye(inner)
     } else if inner.get("lifecycle_action_key").is_some()
         || inner.get("lifecycle_hook_name").is_some()
     {
-        lifecycle::parse(inner)
+        Err(lifecycle::refuse())
     } else {
         Err(malformed(
             NAME,
@@ -124,11 +133,11 @@ fn notification(message: Option<&serde_json::Value>) -> Result<Event, EventError
 /// A Cloud Eye alarm notification (JSON template).
 fn cloud_eye(m: &serde_json::Value) -> Result<Event, EventError> {
     let alarm_id = str_field(CLOUD_EYE, m, "alarm_id")?;
-    let status = m
-        .get("alarm_status")
-        .or_else(|| m.get("alarm_state"))
-        .and_then(|s| s.as_str())
-        .ok_or_else(|| malformed(CLOUD_EYE, "missing `alarm_status`"))?;
+    let status = match opt_str_field(CLOUD_EYE, m, "alarm_status")? {
+        Some(s) => s,
+        None => opt_str_field(CLOUD_EYE, m, "alarm_state")?
+            .ok_or_else(|| malformed(CLOUD_EYE, "missing `alarm_status`"))?,
+    };
     let state = match status.to_ascii_lowercase().as_str() {
         "alarm" | "firing" => AlarmState::Firing,
         "ok" | "resolved" | "insufficient_data" | "invalid" => AlarmState::Resolved,
@@ -139,9 +148,7 @@ fn cloud_eye(m: &serde_json::Value) -> Result<Event, EventError> {
             ))
         }
     };
-    let name = m
-        .get("alarm_name")
-        .and_then(|n| n.as_str())
+    let name = opt_str_field(CLOUD_EYE, m, "alarm_name")?
         .unwrap_or(alarm_id)
         .to_string();
     // `time` is milliseconds since the epoch; kept verbatim in the id, as RFC 3339 in `at`.
@@ -162,21 +169,32 @@ fn cloud_eye(m: &serde_json::Value) -> Result<Event, EventError> {
             .unwrap_or_else(|| t.to_string())
     });
     let mut resource = BTreeMap::new();
-    if let Some(ns) = m.get("namespace").and_then(|n| n.as_str()) {
+    if let Some(ns) = opt_str_field(CLOUD_EYE, m, "namespace")? {
         resource.insert("namespace".to_string(), ns.to_string());
     }
     // Dimensions come as "name:value" (several joined by ',').
-    if let Some(dims) = m.get("dimension").and_then(|d| d.as_str()) {
+    if let Some(dims) = opt_str_field(CLOUD_EYE, m, "dimension")? {
         for d in dims.split(',') {
             if let Some((k, v)) = d.split_once(':').or_else(|| d.split_once('=')) {
                 resource.insert(k.trim().to_string(), v.trim().to_string());
             }
         }
     }
-    let description = m
-        .get("alarm_description")
-        .and_then(|d| d.as_str())
-        .unwrap_or("");
+    let description = opt_str_field(CLOUD_EYE, m, "alarm_description")?.unwrap_or("");
+    // Parameters are words of the description; the cluster may also be a dimension
+    // `pgsurge_cluster` (custom metrics can carry one; SYS.* metrics cannot), and both
+    // must agree when both are given.
+    let cluster_dim = resource.get("pgsurge_cluster").cloned();
+    let params = params_from_map(
+        CLOUD_EYE,
+        text_pairs("alarm description", description)
+            .into_iter()
+            .chain(
+                cluster_dim
+                    .as_deref()
+                    .map(|c| ("dimension", "pgsurge_cluster", c)),
+            ),
+    )?;
     let value = m
         .get("alarmValue")
         .and_then(|a| a.as_array())
@@ -192,15 +210,12 @@ fn cloud_eye(m: &serde_json::Value) -> Result<Event, EventError> {
             },
             name,
             state,
-            metric: m
-                .get("metric_name")
-                .and_then(|x| x.as_str())
-                .map(str::to_string),
+            metric: opt_str_field(CLOUD_EYE, m, "metric_name")?.map(str::to_string),
             value,
             threshold: num_field(m, "value"),
             resource,
             at,
-            params: params_from_text(CLOUD_EYE, description)?,
+            params,
         }],
     })
 }
