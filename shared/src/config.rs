@@ -1490,7 +1490,7 @@ mod tests {
         let vars = [
             ("PGSURGE_RUNTIME__TIMEOUT_SECS", "0x10"),
             ("PGSURGE_POLICY__SCALE_DOWN_ON_RESOLVED", "true"),
-            ("PGSURGE_AUTH__SMN__CERT_HOSTS", "[\"a.example\"]"),
+            ("PGSURGE_AUTH__SMN__DOMAINS", "[\"a.example\"]"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
         let mut doc = toml::Table::new();
@@ -1498,7 +1498,7 @@ mod tests {
         let c = Config::from_table(doc).unwrap();
         assert_eq!(c.runtime.timeout_secs, 16);
         assert!(c.policy.scale_down_on_resolved);
-        assert_eq!(c.auth.smn.cert_hosts, vec!["a.example".to_string()]);
+        assert_eq!(c.auth.smn.domains, vec!["a.example".to_string()]);
     }
 
     #[test]

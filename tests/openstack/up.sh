@@ -360,9 +360,10 @@ daemon() {
 }
 # wsgi NAME PORT FILE: a WSGI app under uwsgi on loopback. uwsgi's http-socket resets pooled
 # keep-alive connections at random, so every answer says `Connection: close`.
+# PROCS/THREADS (default 1/4) per service: see nova-api below.
 wsgi() {
   start "$1" uwsgi-core --plugin python3 --http-socket "127.0.0.1:$2" --wsgi-file "$3" \
-    --master --processes 1 --threads 4 --buffer-size 65535 --die-on-term --need-app \
+    --master --processes "${PROCS:-1}" --threads "${THREADS:-4}" --buffer-size 65535 --die-on-term --need-app \
     --thunder-lock --enable-threads --add-header "Connection: close" --procname-prefix "$1-"
 }
 # wait_http URL SECS NAME
@@ -493,7 +494,11 @@ daemon neutron-server neutron.cmd.eventlet.server /etc/neutron/neutron.conf \
   "sys.path.insert(0, '$HERE/neutron'); import neutron.db.models.port_forwarding; "
 daemon nova-conductor nova.cmd.conductor /etc/nova/nova.conf
 daemon nova-scheduler nova.cmd.scheduler /etc/nova/nova.conf
-wsgi nova-api 8774 "$W/nova-api.py"
+# nova-api monkey-patches eventlet: with several threads per process a lock's waiter can be
+# woken from another thread's hub ("greenlet.error: cannot switch to a different thread"),
+# and the worker hangs for good with requests piling up (seen on a loaded box). One thread
+# per process, two processes.
+PROCS=2 THREADS=1 wsgi nova-api 8774 "$W/nova-api.py"
 daemon cinder-scheduler cinder.cmd.scheduler /etc/cinder/cinder.conf
 daemon cinder-volume cinder.cmd.volume /etc/cinder/cinder.conf
 wsgi cinder-api 8776 "$W/cinder-api.py"
