@@ -204,3 +204,48 @@ pub(crate) fn phase_metric(phase: &str, secs: f64) {
         std::time::Duration::from_secs_f64(secs),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::labelled_surge;
+    use crate::cloud::{Metadata, META_CLUSTER, META_REPLICA, META_ROLE};
+
+    fn meta(pairs: &[(&str, &str)]) -> Metadata {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn only_all_three_labels_prove_a_surge_replica() {
+        let ok = meta(&[
+            (META_CLUSTER, "c"),
+            (META_ROLE, "surge"),
+            (META_REPLICA, "r1"),
+        ]);
+        assert_eq!(labelled_surge(&ok, "c", "r1"), Ok(()));
+        assert_eq!(
+            labelled_surge(&ok, "d", "r1").unwrap_err(),
+            r#"labelled pgsurge_cluster="c", not "d""#
+        );
+        assert_eq!(
+            labelled_surge(&ok, "c", "r2").unwrap_err(),
+            r#"labelled pgsurge_replica="r1", not "r2""#
+        );
+        let base = meta(&[
+            (META_CLUSTER, "c"),
+            (META_ROLE, "base"),
+            (META_REPLICA, "r1"),
+        ]);
+        assert_eq!(
+            labelled_surge(&base, "c", "r1").unwrap_err(),
+            r#"labelled pgsurge_role="base", not "surge""#
+        );
+        let bare = meta(&[(META_CLUSTER, "c")]);
+        assert_eq!(
+            labelled_surge(&bare, "c", "r1").unwrap_err(),
+            r#"has no pgsurge_role label (expected "surge")"#
+        );
+    }
+}
