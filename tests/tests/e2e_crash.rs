@@ -94,6 +94,11 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
         group("scale_down."),
         group("deleted."),
     );
+    // Inside the local provider's server delete (postmaster stopped / record removed):
+    // scale-down killed there, the reconcile timer must still finish the replica.
+    down.extend(group("local.delete_server."));
+    // The OpenStack provider's own points need the OpenStack cloud: not in this matrix.
+    let elsewhere = group("openstack.");
     let mut haproxy: VecDeque<_> = ["reconcile.before_haproxy", "reconcile.after_haproxy"].into();
     let mut orphan: VecDeque<_> = [
         "reconcile.before_delete_orphan",
@@ -109,7 +114,11 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
     .iter()
     .map(|g| g.len())
     .sum();
-    assert_eq!(planned, ALL.len(), "every failpoint has a scenario here");
+    assert_eq!(
+        planned + elsewhere.len(),
+        ALL.len(),
+        "every failpoint has a scenario here"
+    );
 
     let mut killed = Vec::new();
     let mut cycle = 0;
@@ -242,7 +251,11 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
     }
 
     killed.sort();
-    let mut all: Vec<&str> = ALL.to_vec();
+    let mut all: Vec<&str> = ALL
+        .iter()
+        .copied()
+        .filter(|p| !elsewhere.contains(p))
+        .collect();
     all.sort();
     assert_eq!(killed, all, "every failpoint was hit exactly once");
     // No lease left behind, no snapshot beyond the kept one.

@@ -17,7 +17,8 @@ pub struct OpsConfig {
     pub ready_wait_secs: u64,
     /// A replica still `creating` after this long is rolled back by reconcile.
     pub creating_deadline_secs: u64,
-    /// Resources tagged as ours but unknown to the state are deleted after this long.
+    /// Surge resources labelled as ours but unknown to the state are deleted this long
+    /// after reconcile first saw them unknown (`ClusterState::unknown_since`).
     pub orphan_grace_secs: u64,
     /// Length of a work lease (see ops::lease): how long a killed invocation's work
     /// waits before another takes it over. Renewed every third of it while working.
