@@ -141,8 +141,8 @@ pub fn capacity(state: &ClusterState, now: OffsetDateTime, cfg: &PolicyConfig) -
     c
 }
 
-/// The floor in force at `now`, and why.
-fn floor(now: OffsetDateTime, cfg: &PolicyConfig) -> (u32, String) {
+/// The floor in force at `now`, and why (`min_replicas`, or the open window that raises it).
+pub fn floor(now: OffsetDateTime, cfg: &PolicyConfig) -> (u32, String) {
     let mut best = (cfg.min_replicas, "min_replicas".to_string());
     for w in &cfg.schedule {
         if w.min_replicas > best.0 && w.is_open(now) {
