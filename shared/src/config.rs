@@ -497,8 +497,9 @@ pub struct OpenStackConfig {
     pub server_group: String,
     /// `anti-affinity`, `soft-anti-affinity`, `affinity` or `soft-affinity`.
     pub server_group_policy: String,
-    /// Availability zone for servers; empty = the cloud's choice. Volumes always go to the
-    /// AZ of the snapshot they are cloned from.
+    /// Availability zone for a server whose volume reports none; empty = the cloud's
+    /// choice. A server boots in its clone's zone (see `ops::scale_up`); clones go to
+    /// their snapshot's zone, or to an alarm's `az`.
     pub availability_zone: String,
     /// Volume type for cloned volumes; empty = the snapshot's.
     pub volume_type: String,
