@@ -258,9 +258,9 @@ mod tests {
             "zones".to_string(),
             "name=db.example.&type=private".to_string(),
         );
-        assert_eq!(q(DnsZoneType::Public), [plain.clone()]);
-        assert_eq!(q(DnsZoneType::Private), [private.clone()]);
-        assert_eq!(q(DnsZoneType::Auto), [plain, private]);
+        assert_eq!(q(DnsZoneType::Auto), [plain.clone(), private.clone()]);
+        assert_eq!(q(DnsZoneType::Public), [plain]);
+        assert_eq!(q(DnsZoneType::Private), [private]);
     }
 
     #[test]
