@@ -61,7 +61,7 @@ pub async fn scale_up(
 /// Replica `extra` key: the flavor the decision asked for (absent: the provider's
 /// configured one). Recorded with the replica, so a scale-up resumed by another run (or
 /// by reconcile) boots the server with the flavor that was decided, not a default.
-pub(crate) const EXTRA_FLAVOR: &str = "flavor";
+const EXTRA_FLAVOR: &str = "flavor";
 
 /// The flavor recorded for a replica, if the decision named one.
 fn flavor_of(r: &Replica) -> Option<String> {

@@ -32,7 +32,7 @@ use time::OffsetDateTime;
 
 /// Operation `extra` key: which floor a tick's scale-up was for (`min_replicas`, or the
 /// window), for `pgsurge status` and for humans reading the document.
-pub(crate) const EXTRA_FLOOR: &str = "floor";
+const EXTRA_FLOOR: &str = "floor";
 
 /// Decide on the tick and record a scale-up up to the floor; the creating is left to
 /// reconcile's next step. See the module documentation.
