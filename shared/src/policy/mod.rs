@@ -21,7 +21,9 @@
 //!   base replica; never while a scale-up is in flight; never below the minimum.
 //! * **Resolved** alarms do not scale down unless `scale_down_on_resolved`.
 //! * **Duplicates**: an alarm occurrence id already decided decides nothing.
-//! * **Ticks** enforce the floor (min / open windows) and the ceiling (max) only.
+//! * **Ticks** enforce the floor (min / open windows) and the ceiling (max) only. The
+//!   reconcile timer acts on the floor (`ops::scheduled`); a trim above the ceiling is
+//!   shown by `pgsurge plan` and left to scale-down alarms.
 
 mod config;
 mod schedule;
