@@ -576,8 +576,9 @@ pub struct OpenStackConfig {
     pub server_group: String,
     /// `anti-affinity`, `soft-anti-affinity`, `affinity` or `soft-affinity`.
     pub server_group_policy: String,
-    /// Availability zone for servers; empty = the cloud's choice. Volumes always go to the
-    /// AZ of the snapshot they are cloned from.
+    /// Availability zone for a server whose volume reports none; empty = the cloud's
+    /// choice. A server boots in its clone's zone (see `ops::scale_up`); clones go to
+    /// their snapshot's zone, or to an alarm's `az`.
     pub availability_zone: String,
     /// Volume type for cloned volumes; empty = the snapshot's.
     pub volume_type: String,
@@ -593,6 +594,8 @@ pub struct OpenStackConfig {
     pub max_retries: u32,
     /// Designate zone (`example.org.`) for one A record per replica; empty = no DNS.
     pub dns_zone: String,
+    /// How `dns_zone` is looked up: see [`DnsZoneType`].
+    pub dns_zone_type: DnsZoneType,
     /// TTL of those records.
     pub dns_ttl: u32,
 }
@@ -620,9 +623,24 @@ impl Default for OpenStackConfig {
             connect_timeout_secs: 5,
             max_retries: 4,
             dns_zone: String::new(),
+            dns_zone_type: DnsZoneType::Auto,
             dns_ttl: 60,
         }
     }
+}
+
+/// Which zones `openstack.dns_zone` is looked up among. Huawei Cloud and SberCloud list
+/// private zones only when asked for `type=private`; plain Designate has no such type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsZoneType {
+    /// Ask both ways (one extra listing, once per process); a name found twice (a public
+    /// and a private zone) is an error asking for one of the two below.
+    Auto,
+    /// Only the plain listing: plain Designate, or a Huawei public zone.
+    Public,
+    /// Only `type=private`: a Huawei Cloud / SberCloud private zone.
+    Private,
 }
 
 fn validate_openstack(o: &OpenStackConfig) -> Result<(), ConfigError> {
@@ -728,11 +746,14 @@ impl Config {
     }
 
     fn from_table(doc: toml::Table) -> Result<Config, ConfigError> {
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(doc))
+            .map_err(|e| {
                 let key = e.path().to_string();
                 invalid(&key, e.into_inner().to_string())
             })?;
+        // The alarm limits allow the flavor servers boot with anyway (see PolicyConfig).
+        config.policy.configured_flavor = (config.cloud.provider == CloudProvider::Openstack)
+            .then(|| config.openstack.flavor.clone());
         config.validate()?;
         Ok(config)
     }

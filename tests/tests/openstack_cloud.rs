@@ -7,16 +7,23 @@
 //! and error paths. Each test uses its own cluster name, so they run in parallel and
 //! every listing they assert on sees only their own resources.
 
+use pgsurge::cloud::openstack::designate::DnsZoneType;
 use pgsurge::cloud::openstack::request::{Request, ServiceType};
 use pgsurge::cloud::openstack::{OpenStack, Source};
+use pgsurge::cloud::Endpoint;
 use pgsurge::cloud::{
     ensure_server, ensure_snapshot, ensure_volume, resource_name, wait_ready, wait_server_ready,
     Cloud, CloudError, Filter, Metadata, Server, ServerRequest, Snapshot, SnapshotRequest, Status,
     Volume, VolumeRequest, META_CLUSTER, META_OP, META_REPLICA, META_ROLE,
 };
 use pgsurge::config::OpenStackConfig;
+use pgsurge::events::{validate_params, Event};
+use pgsurge::ops::Ports;
+use pgsurge::policy::PolicyConfig;
+use pgsurge::postgres::{LagBounds, PgError, Postgres, PrimaryStatus, ReplicaStatus};
 use pgsurge::runtime::Credentials;
 use pgsurge::secret::Secret;
+use pgsurge::state::{MemoryStore, Phase, Replica, Role, StateRepo};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -1045,7 +1052,11 @@ async fn dns_records_follow_the_replica() {
     let (_, servers) = scale_up(&os, cluster, &snap, &["r1", "r2"], "op-d", None).await;
     let ip = servers[0].endpoint.as_ref().expect("address").host.clone();
     let zone_records = || async {
-        let zone = os.caller().zone_id("db.pgsurge.test.").await.unwrap();
+        let zone = os
+            .caller()
+            .zone_id("db.pgsurge.test.", DnsZoneType::Auto)
+            .await
+            .unwrap();
         let all = os
             .caller()
             .send(
@@ -1112,6 +1123,165 @@ async fn dns_records_follow_the_replica() {
     os.delete_server(&servers[0].id).await.unwrap();
     os.unpublish_server(&name2).await.unwrap();
     assert_eq!(zone_records().await, before, "no record of ours left");
+    clean_up(&os, cluster).await;
+}
+
+/// The zone lookup `openstack.dns_zone_type` chooses, on plain Designate: its `type`
+/// filter is the zone kind (PRIMARY / SECONDARY), so the `type=private` listing Huawei
+/// Cloud and SberCloud need is accepted and finds nothing here; `auto` (the default)
+/// still finds the zone by the plain listing.
+#[tokio::test]
+async fn dns_zone_lookup_in_each_mode_on_plain_designate() {
+    let os = connect("pgsurge", "it-zone").await;
+    os.caller().discover(&ServiceType::Dns).await.unwrap();
+    let zone = "db.pgsurge.test.";
+    let auto = os.caller().zone_id(zone, DnsZoneType::Auto).await.unwrap();
+    let public = os
+        .caller()
+        .zone_id(zone, DnsZoneType::Public)
+        .await
+        .unwrap();
+    assert_eq!(auto, public);
+    assert!(!auto.is_empty());
+    assert_eq!(
+        os.caller()
+            .zone_id(zone, DnsZoneType::Private)
+            .await
+            .unwrap_err(),
+        CloudError::NotFound {
+            kind: "dns zone",
+            id: zone.into()
+        }
+    );
+    // The listing with the parameter really reached Designate and was answered.
+    let private = os
+        .caller()
+        .send(
+            "private zones",
+            Request::get(ServiceType::Dns, "zones").query("type", "private"),
+        )
+        .await
+        .unwrap()
+        .json(Some("zones"))
+        .unwrap();
+    assert_eq!(private, json!([]));
+}
+
+/// Scale-up never asks PostgreSQL anything (readiness is instance-ready's).
+struct NoPostgres;
+
+#[async_trait::async_trait]
+impl Postgres for NoPostgres {
+    async fn primary_status(&self) -> Result<PrimaryStatus, PgError> {
+        Err(PgError::Query {
+            endpoint: "primary".into(),
+            message: "not asked by scale-up".into(),
+        })
+    }
+    async fn replica_status(&self, at: &Endpoint) -> Result<ReplicaStatus, PgError> {
+        Err(PgError::Query {
+            endpoint: format!("{}:{}", at.host, at.port),
+            message: "not asked by scale-up".into(),
+        })
+    }
+}
+
+/// The whole scale-up (decision, snapshot, clone, boot) on the test cloud, for an alarm
+/// asking for `m1.small` when `openstack.flavor` is `m1.tiny`, with an
+/// `openstack.availability_zone` that does not exist: the server boots with the alarm's
+/// flavor, in its clone's zone (Nova refuses the configured one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_up_boots_the_alarms_flavor_in_the_clones_zone() {
+    let cluster = "it-flavor";
+    let os = connect("pgsurge", cluster).await;
+    clean_up(&os, cluster).await;
+    let base = base_volume(&os, cluster).await;
+    let zone = base.az.clone().expect("Cinder reports the volume's zone");
+    let cfg = OpenStackConfig {
+        availability_zone: "az-nowhere".into(),
+        ..config("pgsurge", cluster)
+    };
+    let cloud = std::sync::Arc::new(OpenStack::connect(&cfg, None).await.unwrap());
+    let now = time::OffsetDateTime::now_utc();
+    let policy = PolicyConfig {
+        allowed_flavors: vec!["m1.small".into()],
+        configured_flavor: Some(cfg.flavor.clone()),
+        scale_up_cooldown_secs: 0,
+        ..PolicyConfig::default()
+    };
+    let ports = Ports {
+        cluster: cluster.into(),
+        cloud: cloud.clone(),
+        nodes: Vec::new(),
+        state: StateRepo::new(std::sync::Arc::new(MemoryStore::new()), cluster, 5),
+        pg: std::sync::Arc::new(NoPostgres),
+        policy,
+        ops: Default::default(),
+        lag: LagBounds {
+            max_bytes: 0,
+            max_age: Duration::ZERO,
+        },
+        haproxy: Default::default(),
+        bootstrap: Default::default(),
+    };
+    ports
+        .state
+        .update(now, |s| -> Result<(), std::convert::Infallible> {
+            s.replicas.push(Replica {
+                id: "base".into(),
+                role: Role::Base,
+                phase: Phase::Serving,
+                server_id: None,
+                volume_id: Some(base.id.clone()),
+                az: None,
+                address: Some("10.99.0.5:5432".into()),
+                created_at: now,
+                op_id: None,
+                extra: Default::default(),
+            });
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let body = json!({"pgsurge": 1, "kind": "alarm", "id": "it-flavor-1", "name": "load",
+        "state": "firing", "params": {"replicas": 1, "flavor": "m1.small"}});
+    let Event::Alarms { alarms } = pgsurge::events::parse(&body.to_string()).unwrap() else {
+        panic!("not an alarm");
+    };
+    // As the receiver checks it: m1.small is allowed, a size nobody listed is not.
+    validate_params(&alarms[0], &ports.policy.limits()).unwrap();
+    let mut big = alarms[0].clone();
+    big.params.flavor = Some("m1.xlarge".into());
+    assert!(validate_params(&big, &ports.policy.limits()).is_err());
+
+    let report = pgsurge::ops::scale_up(&ports, &alarms, now).await.unwrap();
+    assert!(report.pending.is_empty(), "{report:?}");
+    let state = ports.state.load().await.unwrap().state;
+    let r = state
+        .replicas
+        .iter()
+        .find(|r| r.role == Role::Surge)
+        .expect("a surge replica");
+    let server = wait_server(&os, r.server_id.as_deref().unwrap()).await;
+    assert_eq!(server.az.as_deref(), Some(zone.as_str()));
+    assert_eq!(
+        r.az.as_deref(),
+        Some(zone.as_str()),
+        "the state says where it is"
+    );
+    // Nova's own word for the flavor (2.47+: the flavor is embedded, with its name).
+    let v = os
+        .caller()
+        .send(
+            "show server",
+            Request::get(ServiceType::Compute, format!("servers/{}", server.id))
+                .microversion(2, 52),
+        )
+        .await
+        .unwrap()
+        .json(Some("server"))
+        .unwrap();
+    assert_eq!(v["flavor"]["original_name"], "m1.small", "{v}");
     clean_up(&os, cluster).await;
 }
 

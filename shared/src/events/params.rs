@@ -14,7 +14,9 @@ use super::{Alarm, AlarmParams, EventError};
 pub struct ParamLimits {
     pub max_step: u32,
     pub max_multiplier: u32,
-    /// Empty: any flavor.
+    /// Exactly these (empty: none). Built by [`crate::policy::PolicyConfig::limits`] from
+    /// `policy.allowed_flavors` plus the provider's configured flavor: an alarm must not
+    /// pick a server size the operator never named.
     pub allowed_flavors: Vec<String>,
     /// Empty: any availability zone.
     pub allowed_azs: Vec<String>,
@@ -38,6 +40,13 @@ pub fn validate_params(alarm: &Alarm, limits: &ParamLimits) -> Result<(), EventE
         message,
     };
     let p: &AlarmParams = &alarm.params;
+    let valid_name = |what: &str, v: &str| {
+        if v.is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
+            Err(bad(format!("{what} {v:?} is not a valid name")))
+        } else {
+            Ok(())
+        }
+    };
     if p.replicas.is_some() && p.multiplier.is_some() {
         return Err(bad("give either replicas or multiplier, not both".into()));
     }
@@ -57,22 +66,30 @@ pub fn validate_params(alarm: &Alarm, limits: &ParamLimits) -> Result<(), EventE
             )));
         }
     }
-    let allowed = |what: &str, v: &Option<String>, list: &[String], key: &str| match v {
-        Some(v) if v.is_empty() || v.len() > 128 || v.chars().any(char::is_control) => {
-            Err(bad(format!("{what} {v:?} is not a valid name")))
+    if let Some(v) = &p.flavor {
+        valid_name("flavor", v)?;
+        if !limits.allowed_flavors.iter().any(|a| a == v) {
+            return Err(bad(if limits.allowed_flavors.is_empty() {
+                format!(
+                    "flavor {v:?} is not allowed: policy.allowed_flavors is empty, which \
+                     allows only the configured flavor, and this provider configures none"
+                )
+            } else {
+                format!(
+                    "flavor {v:?} is not in policy.allowed_flavors or the configured flavor ({})",
+                    limits.allowed_flavors.join(", ")
+                )
+            }));
         }
-        Some(v) if !list.is_empty() && !list.iter().any(|a| a == v) => Err(bad(format!(
-            "{what} {v:?} is not in {key} ({})",
-            list.join(", ")
-        ))),
-        _ => Ok(()),
-    };
-    allowed(
-        "flavor",
-        &p.flavor,
-        &limits.allowed_flavors,
-        "policy.allowed_flavors",
-    )?;
-    allowed("az", &p.az, &limits.allowed_azs, "policy.allowed_azs")?;
+    }
+    if let Some(v) = &p.az {
+        valid_name("az", v)?;
+        if !limits.allowed_azs.is_empty() && !limits.allowed_azs.iter().any(|a| a == v) {
+            return Err(bad(format!(
+                "az {v:?} is not in policy.allowed_azs ({})",
+                limits.allowed_azs.join(", ")
+            )));
+        }
+    }
     Ok(())
 }

@@ -22,6 +22,7 @@ mod ready;
 mod reconcile;
 mod scale_down;
 mod scale_up;
+mod scheduled;
 pub mod status;
 
 pub use build::{build, ports, receiver, use_receiver};

@@ -36,6 +36,7 @@ pub async fn reconcile(ports: &Ports, now: OffsetDateTime) -> Result<Report, Ops
     // Each step under the lease of its kind of work, so it never runs beside a
     // scale-up / instance-ready / scale-down doing the same (see ops::lease).
     with_lease(ports, "remove", &mut report, || vanished(ports, now)).await?;
+    report.absorb(super::scheduled::enforce_floor(ports, now).await?);
     with_lease(ports, "create", &mut report, || creations(ports, now)).await?;
     report.absorb(check_pending(ports, now, Duration::ZERO).await?);
     with_lease(ports, "remove", &mut report, || drive_draining(ports, now)).await?;

@@ -55,9 +55,16 @@ pub struct PolicyConfig {
     /// Per-alarm parameter limits.
     pub max_step: u32,
     pub max_multiplier: u32,
+    /// Flavors an alarm may ask for besides the configured one. Empty: only the
+    /// configured flavor (`configured_flavor`), never any.
     pub allowed_flavors: Vec<String>,
     pub allowed_azs: Vec<String>,
     pub schedule: Vec<ScheduleWindow>,
+    /// The flavor servers boot with when an alarm names none (`openstack.flavor`; `None`
+    /// on the local provider, which has no sizes). Not a key of `[policy]`: filled in by
+    /// [`crate::config::Config`] when it loads, so the alarm limits can allow it.
+    #[serde(skip)]
+    pub configured_flavor: Option<String>,
 }
 
 impl Default for PolicyConfig {
@@ -78,17 +85,27 @@ impl Default for PolicyConfig {
             allowed_flavors: Vec::new(),
             allowed_azs: Vec::new(),
             schedule: Vec::new(),
+            configured_flavor: None,
         }
     }
 }
 
 impl PolicyConfig {
-    /// Limits alarms' own parameters are validated against.
+    /// Limits alarms' own parameters are validated against. Flavors: `allowed_flavors`
+    /// plus the configured flavor (asking for the size servers get anyway grants nothing),
+    /// so an empty `allowed_flavors` allows only the configured one — and none at all
+    /// where the provider configures none.
     pub fn limits(&self) -> ParamLimits {
+        let mut flavors = self.allowed_flavors.clone();
+        if let Some(f) = self.configured_flavor.as_ref().filter(|f| !f.is_empty()) {
+            if !flavors.contains(f) {
+                flavors.push(f.clone());
+            }
+        }
         ParamLimits {
             max_step: self.max_step,
             max_multiplier: self.max_multiplier,
-            allowed_flavors: self.allowed_flavors.clone(),
+            allowed_flavors: flavors,
             allowed_azs: self.allowed_azs.clone(),
         }
     }

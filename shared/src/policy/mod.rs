@@ -21,7 +21,9 @@
 //!   base replica; never while a scale-up is in flight; never below the minimum.
 //! * **Resolved** alarms do not scale down unless `scale_down_on_resolved`.
 //! * **Duplicates**: an alarm occurrence id already decided decides nothing.
-//! * **Ticks** enforce the floor (min / open windows) and the ceiling (max) only.
+//! * **Ticks** enforce the floor (min / open windows) and the ceiling (max) only. The
+//!   reconcile timer acts on the floor (`ops::scheduled`); a trim above the ceiling is
+//!   shown by `pgsurge plan` and left to scale-down alarms.
 
 mod config;
 mod schedule;
@@ -141,8 +143,8 @@ pub fn capacity(state: &ClusterState, now: OffsetDateTime, cfg: &PolicyConfig) -
     c
 }
 
-/// The floor in force at `now`, and why.
-fn floor(now: OffsetDateTime, cfg: &PolicyConfig) -> (u32, String) {
+/// The floor in force at `now`, and why (`min_replicas`, or the open window that raises it).
+pub fn floor(now: OffsetDateTime, cfg: &PolicyConfig) -> (u32, String) {
     let mut best = (cfg.min_replicas, "min_replicas".to_string());
     for w in &cfg.schedule {
         if w.min_replicas > best.0 && w.is_open(now) {

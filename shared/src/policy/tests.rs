@@ -805,3 +805,102 @@ fn a_nothing_with_a_false_reason_is_caught() {
     )
     .is_ok());
 }
+
+// ---- alarm flavors: `allowed_flavors` plus the configured flavor, nothing else ----
+
+fn with_flavor(flavor: &str) -> Alarm {
+    let mut a = alarm("f", AlarmState::Firing);
+    a.params.flavor = Some(flavor.into());
+    a
+}
+
+fn flavor_verdict(c: &PolicyConfig, flavor: &str) -> Result<(), String> {
+    crate::events::validate_params(&with_flavor(flavor), &c.limits()).map_err(|e| e.to_string())
+}
+
+#[test]
+fn an_empty_allowed_flavors_allows_only_the_configured_flavor() {
+    let c = PolicyConfig {
+        configured_flavor: Some("m1.tiny".into()),
+        ..cfg()
+    };
+    assert!(c.allowed_flavors.is_empty());
+    flavor_verdict(&c, "m1.tiny").unwrap();
+    let err = flavor_verdict(&c, "m1.xlarge").unwrap_err();
+    assert!(
+        err.contains(
+            "\"m1.xlarge\" is not in policy.allowed_flavors or the configured flavor (m1.tiny)"
+        ),
+        "{err}"
+    );
+    // No configured flavor (the local provider): an empty list allows none at all.
+    let local = cfg();
+    let err = flavor_verdict(&local, "m1.tiny").unwrap_err();
+    assert!(
+        err.contains("allows only the configured flavor, and this provider configures none"),
+        "{err}"
+    );
+    // An alarm without a flavor is not affected.
+    crate::events::validate_params(&alarm("n", AlarmState::Firing), &local.limits()).unwrap();
+}
+
+#[test]
+fn listed_flavors_are_allowed_besides_the_configured_one() {
+    let c = PolicyConfig {
+        allowed_flavors: vec!["m1.small".into(), "m1.medium".into()],
+        configured_flavor: Some("m1.tiny".into()),
+        ..cfg()
+    };
+    for ok in ["m1.small", "m1.medium", "m1.tiny"] {
+        flavor_verdict(&c, ok).unwrap();
+    }
+    assert_eq!(
+        c.limits().allowed_flavors,
+        ["m1.small", "m1.medium", "m1.tiny"]
+    );
+    let err = flavor_verdict(&c, "m1.large").unwrap_err();
+    assert!(err.contains("(m1.small, m1.medium, m1.tiny)"), "{err}");
+    // Without a configured flavor, exactly the list.
+    let listed = PolicyConfig {
+        configured_flavor: None,
+        ..c
+    };
+    flavor_verdict(&listed, "m1.small").unwrap();
+    assert!(flavor_verdict(&listed, "m1.tiny").is_err());
+}
+
+#[test]
+fn a_scale_up_decision_carries_the_alarms_flavor_and_a_tick_none() {
+    let c = PolicyConfig {
+        allowed_flavors: vec!["m1.small".into()],
+        ..cfg()
+    };
+    let a = with_flavor("m1.small");
+    let d = decide(&cluster(2, 0), up(&a), NOW, &c);
+    assert!(
+        matches!(&d.action, Action::ScaleUp { flavor: Some(f), .. } if f == "m1.small"),
+        "{d:?}"
+    );
+    let d = decide(&cluster(1, 0), Trigger::Tick, NOW, &c);
+    assert!(
+        matches!(&d.action, Action::ScaleUp { flavor: None, .. }),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn the_configured_flavor_comes_from_the_provider_when_the_config_loads() {
+    let os = crate::config::Config::from_toml(
+        "[cloud]\nprovider = \"openstack\"\n[openstack]\nflavor = \"m1.tiny\"",
+    )
+    .unwrap();
+    assert_eq!(os.policy.configured_flavor.as_deref(), Some("m1.tiny"));
+    assert_eq!(os.policy.limits().allowed_flavors, ["m1.tiny"]);
+    // The local provider has no sizes: nothing configured, so nothing allowed by default.
+    let local = crate::config::Config::from_toml("[cloud]\nprovider = \"local\"").unwrap();
+    assert_eq!(local.policy.configured_flavor, None);
+    assert!(local.policy.limits().allowed_flavors.is_empty());
+    // A `[policy]` key of that name does not exist: it cannot be set by hand.
+    let err = crate::config::Config::from_toml("[policy]\nconfigured_flavor = \"x\"").unwrap_err();
+    assert!(err.to_string().contains("policy"), "{err}");
+}

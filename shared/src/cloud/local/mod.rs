@@ -594,6 +594,7 @@ impl Cloud for LocalCloud {
             host: self.host.to_string(),
             port,
             created_at: pool::now(),
+            flavor: req.flavor.clone(),
         };
         let created = (|| {
             let work = self.pool.work_dir(&id)?;
@@ -617,8 +618,11 @@ impl Cloud for LocalCloud {
             server::detach(&self.pool, &vol.id, &id);
             return Err(e);
         }
-        if req.flavor.is_some() {
-            tracing::debug!(server = %id, "flavor ignored by the local provider");
+        if let Some(flavor) = &req.flavor {
+            // Every local server is a postgres process on this machine: there is no size
+            // to choose. Recorded in the server's meta.json (so a test can see the
+            // decision reached the cloud), and said once here.
+            tracing::info!(server = %id, flavor = %flavor, "flavor recorded, not applied: local servers have no sizes");
         }
         let started = Instant::now();
         let timeout = Duration::from_secs(self.cfg.start_timeout_secs + 30);

@@ -74,6 +74,10 @@ pub struct ServerInfo {
     pub host: String,
     pub port: u16,
     pub created_at: String,
+    /// The flavor the request named. Recorded, not applied: a local server has no size
+    /// (see `LocalCloud::create_server`). Absent in records made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavor: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +292,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 6500,
             created_at: now(),
+            flavor: Some("m1.small".into()),
         };
         Pool::write_meta(&work, &rec).unwrap();
         assert!(matches!(

@@ -5,6 +5,10 @@
 //! the server. Reads never write here. Every step is idempotent: a record that already says
 //! the right thing is left alone, a record already gone is success.
 //!
+//! The zone is looked up by name once per process; `openstack.dns_zone_type` says how
+//! ([`zone_queries`]): Huawei Cloud / SberCloud show private zones only to a listing
+//! that asks for `type=private`.
+//!
 //! The record's name comes from the replica's deterministic server name, and its
 //! description names the server id ([`description`]): so the record can be removed by
 //! name (a replica that vanished) or by server id (a server deleted behind our back,
@@ -14,6 +18,7 @@ use super::cinder::text;
 use super::errors::Caller;
 use super::request::Request;
 use crate::cloud::{CloudError, Result};
+pub use crate::config::DnsZoneType;
 use openstack_sdk::types::ServiceType;
 use serde_json::{json, Value};
 
@@ -55,23 +60,58 @@ fn parse(v: &Value) -> ARecord {
     }
 }
 
+/// The zone listings that find `zone` for `kind`. Plain Designate lists every zone the
+/// project owns (its `type` filter is PRIMARY / SECONDARY, which `private` never
+/// matches); Huawei Cloud and SberCloud list only *public* zones unless asked for
+/// `type=private`. `Auto` asks both ways.
+pub fn zone_queries(zone: &str, kind: DnsZoneType) -> Vec<Request> {
+    let plain = || Request::get(ServiceType::Dns, "zones").query("name", zone);
+    match kind {
+        DnsZoneType::Public => vec![plain()],
+        DnsZoneType::Private => vec![plain().query("type", "private")],
+        DnsZoneType::Auto => vec![plain(), plain().query("type", "private")],
+    }
+}
+
 impl Caller {
-    /// The id of a zone the project can see, by name.
-    pub async fn zone_id(&self, zone: &str) -> Result<String> {
-        let req = Request::get(ServiceType::Dns, "zones").query("name", zone);
-        let zones = self
-            .send(&format!("find zone {zone}"), req)
-            .await?
-            .json(Some("zones"))?;
-        match zones.as_array().map(Vec::as_slice) {
-            Some([z]) => Ok(text(z, "id")),
-            Some([]) | None => Err(CloudError::NotFound {
+    /// The id of a zone the project can see, by name, looked up as `kind` says
+    /// ([`zone_queries`]). Found in no listing: `NotFound`; more than one zone of that
+    /// name (Huawei allows a public and a private one): `Conflict`, naming the knob.
+    pub async fn zone_id(&self, zone: &str, kind: DnsZoneType) -> Result<String> {
+        let mut found: Vec<(String, String)> = Vec::new();
+        for req in zone_queries(zone, kind) {
+            let zones = self
+                .send(&format!("find zone {zone}"), req)
+                .await?
+                .json(Some("zones"))?;
+            for z in zones.as_array().into_iter().flatten() {
+                // `name` filters accept wildcards: keep exact matches only.
+                let (id, name) = (text(z, "id"), text(z, "name"));
+                if name == zone && !found.iter().any(|(i, _)| *i == id) {
+                    // Huawei says `zone_type` (public / private), Designate `type`.
+                    let kind = z.get("zone_type").or_else(|| z.get("type"));
+                    let visibility = match kind.and_then(Value::as_str) {
+                        Some(t) => t.to_lowercase(),
+                        None => "zone".into(),
+                    };
+                    found.push((id, visibility));
+                }
+            }
+        }
+        match found.as_slice() {
+            [(id, _)] => Ok(id.clone()),
+            [] => Err(CloudError::NotFound {
                 kind: "dns zone",
                 id: zone.to_string(),
             }),
-            Some(many) => Err(CloudError::Conflict(format!(
-                "{} zones are named {zone}",
-                many.len()
+            many => Err(CloudError::Conflict(format!(
+                "{} zones are named {zone} ({}): set openstack.dns_zone_type to \
+                 \"public\" or \"private\"",
+                many.len(),
+                many.iter()
+                    .map(|(id, t)| format!("{t} {id}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }
@@ -195,6 +235,33 @@ impl Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openstack_sdk::api::rest_endpoint::RestEndpoint;
+
+    /// The query string a request is sent with.
+    fn query(r: &Request) -> String {
+        let mut url = reqwest::Url::parse("http://dns.example/v2/zones").unwrap();
+        r.parameters().add_to_url(&mut url);
+        url.query().unwrap_or_default().to_string()
+    }
+
+    #[test]
+    fn zone_lookups_ask_for_private_zones_where_configured() {
+        let z = "db.example.";
+        let q = |kind| {
+            zone_queries(z, kind)
+                .iter()
+                .map(|r| (r.endpoint().to_string(), query(r)))
+                .collect::<Vec<_>>()
+        };
+        let plain = ("zones".to_string(), "name=db.example.".to_string());
+        let private = (
+            "zones".to_string(),
+            "name=db.example.&type=private".to_string(),
+        );
+        assert_eq!(q(DnsZoneType::Auto), [plain.clone(), private.clone()]);
+        assert_eq!(q(DnsZoneType::Public), [plain]);
+        assert_eq!(q(DnsZoneType::Private), [private]);
+    }
 
     #[test]
     fn recordsets_parse() {

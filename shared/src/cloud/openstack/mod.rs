@@ -195,7 +195,10 @@ impl OpenStack {
                     return Ok(None);
                 }
                 self.caller.discover(&ServiceType::Dns).await?;
-                self.caller.zone_id(&self.cfg.dns_zone).await.map(Some)
+                self.caller
+                    .zone_id(&self.cfg.dns_zone, self.cfg.dns_zone_type)
+                    .await
+                    .map(Some)
             })
             .await?;
         Ok(z.as_deref())
