@@ -71,7 +71,8 @@ fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
     env.env
         .push(("PGSURGE_METRICS__PUSH_URL".into(), vm_url.clone()));
     // Reads through both nodes, new connection per transaction, the whole time.
-    let load: Vec<_> = [&env.h1, &env.h2]
+    let load_started = std::time::Instant::now();
+    let mut load: Vec<_> = [&env.h1, &env.h2]
         .iter()
         .map(|h| {
             pgsurge_tests::Proc::spawn_cmd(
@@ -119,8 +120,18 @@ fn alarm_to_serving_replicas_on_both_haproxy_nodes_and_back() {
     assert_eq!(ids, ["seed"], "{down}");
     let seen = env.surge_everywhere();
     assert!(seen.agree_on(0), "something left behind: {seen:?}");
+    // The load was still running when the scale-down finished: otherwise a slow box
+    // could scale down after pgbench stopped and its 0 failed reads would prove nothing.
+    let down_at = load_started.elapsed();
+    for (h, p) in [&env.h1, &env.h2].iter().zip(load.iter_mut()) {
+        assert!(
+            p.running(),
+            "pgbench via {} ended before the scale-down finished at {down_at:.1?}",
+            h.name
+        );
+    }
 
-    // Zero failed reads through both nodes (the load outlasts the scale-down).
+    // Zero failed reads through both nodes (the load outlasted the scale-down).
     for p in load {
         let out = p.wait();
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
