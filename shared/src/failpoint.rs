@@ -51,6 +51,7 @@ pub const ALL: &[&str] = &[
     "scale_up.before_volume",
     "scale_up.after_volume",
     "scale_up.before_server",
+    "local.create_server.while_bootstrapping",
     "scale_up.after_server",
     "scale_up.after_record",
     "ready.before_publish",

@@ -483,3 +483,31 @@ pub fn replica_port(r: &Replica) -> u16 {
         .and_then(|(_, p)| p.parse().ok())
         .unwrap_or_else(|| panic!("not host:port: {address}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Everywhere;
+
+    fn seen(snapshots: &[&str], state_snapshots: &[&str]) -> Everywhere {
+        let two = vec!["pgsurge-e2e-a".to_string(), "pgsurge-e2e-b".to_string()];
+        Everywhere {
+            servers: two.clone(),
+            volumes: two.clone(),
+            state: two.clone(),
+            snapshots: snapshots.iter().map(|s| s.to_string()).collect(),
+            state_snapshots: state_snapshots.iter().map(|s| s.to_string()).collect(),
+            h1: two.clone(),
+            h2: two,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_the_state_does_not_record_is_a_leak_and_a_disagreement() {
+        assert!(seen(&["s1"], &["s1"]).agree_on(2));
+        // Recorded but already gone from the pool: rotation copes, nothing leaks.
+        assert!(seen(&[], &["s1"]).agree_on(2));
+        let leaked = seen(&["s1", "s2"], &["s1"]);
+        assert_eq!(leaked.leaked_snapshots(), ["s2"]);
+        assert!(!leaked.agree_on(2));
+    }
+}

@@ -110,7 +110,13 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
         ]
         .map(|(k, v)| (k.to_string(), v)),
     );
-    let (mut up, mut ready, mut deleted) = (group("scale_up."), group("ready."), group("deleted."));
+    // Scale-up's own points and the local provider's inside its server creation.
+    let mut up: VecDeque<_> = ALL
+        .iter()
+        .copied()
+        .filter(|p| p.starts_with("scale_up.") || p.starts_with("local.create_server."))
+        .collect();
+    let (mut ready, mut deleted) = (group("ready."), group("deleted."));
     let mut down: VecDeque<&[&str]> = DOWN_CHAINS.iter().copied().collect();
     let chained: Vec<&str> = DOWN_CHAINS.concat();
     assert_eq!(
@@ -193,11 +199,14 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
             assert_agree(&env, 0, point);
         }
 
-        // Scale up (killed, then the sender's retry of the same delivery).
+        // Scale up (killed, the sender's retry of the same delivery killed again further
+        // on — it resumes where the dead one stopped — then a retry that finishes).
         let a = alarm(&format!("up-{cycle}"));
-        if let Some(point) = up.pop_front() {
-            kill_at(&env, "scale-up", &a, point);
-            killed.push(point);
+        for _ in 0..2 {
+            if let Some(point) = up.pop_front() {
+                kill_at(&env, "scale-up", &a, point);
+                killed.push(point);
+            }
         }
         env.invoke("scale-up", &a);
         if let Some(point) = ready.pop_front() {

@@ -12,7 +12,7 @@
 //! converged within its bound; failed reads are counted over the whole run. A round that
 //! does not converge is counted, then cleared by hand so the next ones still measure.
 //!
-//! Knobs: `SOAK_ROUNDS` (default 5: one per function, the short run in `./just test`;
+//! Knobs: `SOAK_ROUNDS` (default 10: two per function, the short run in `./just test`;
 //! `./just soak` runs 50), `SOAK_SEED` (printed at the start: set it to replay a run),
 //! `SOAK_BOUND_SECS` (per round, default 90). A summary table is printed at the end,
 //! then the test fails on any leak, duplicate, non-converged round or failed read.
@@ -265,6 +265,8 @@ struct Soak {
     estimate: BTreeMap<&'static str, Duration>,
     bound: Duration,
     log: String,
+    /// When this round's kill happened: convergence time counts from there.
+    killed_at: Instant,
 }
 
 impl Soak {
@@ -284,6 +286,7 @@ impl Soak {
         let call = self.env.rt.spawn(self.fleet.post(function, body));
         std::thread::sleep(delay);
         let working = !call.is_finished();
+        self.killed_at = Instant::now();
         self.fleet.kill_and_restart(&self.env.rt, function);
         let answer = self.env.rt.block_on(call).unwrap();
         if !working {
@@ -296,7 +299,16 @@ impl Soak {
                 answer.map(|a| a.0)
             );
         } else {
-            let _ = writeln!(self.log, "  {function}: killed at {delay:.2?}, working");
+            let phases: Vec<String> = self
+                .env
+                .surge_replicas()
+                .iter()
+                .map(|r| format!("{} {:?}", r.id, r.phase))
+                .collect();
+            let _ = writeln!(
+                self.log,
+                "  {function}: killed at {delay:.2?}, working (state then: {phases:?})"
+            );
         }
         // The dead holder's work lease must lapse before anyone resumes its work.
         std::thread::sleep(Duration::from_millis(LEASE_SECS * 1000 + 300));
@@ -308,21 +320,46 @@ impl Soak {
         self.env.rt.block_on(self.fleet.post(function, body))
     }
 
-    /// Ticks (instance-ready, reconcile) until `done` holds or the bound passes.
-    fn converge(&self, mut done: impl FnMut(&Soak) -> bool, tally: &mut Tally) -> bool {
-        let started = Instant::now();
+    /// Ticks (instance-ready, reconcile) until `done` holds or the bound (counted from
+    /// the kill) passes.
+    fn converge(&mut self, done: impl FnMut(&Soak) -> bool, tally: &mut Tally) -> bool {
+        let ticks = [("instance-ready", tick()), ("reconcile", tick())];
+        self.converge_by(done, &ticks, tally)
+    }
+
+    /// Until `done` holds or the bound passes, send `nudges` (ticks, or a delivery
+    /// again as a sender retries until it gets a 2xx).
+    fn converge_by(
+        &mut self,
+        mut done: impl FnMut(&Soak) -> bool,
+        nudges: &[(&str, Value)],
+        tally: &mut Tally,
+    ) -> bool {
         loop {
             if done(self) {
                 tally.converged += 1;
-                tally.slowest = tally.slowest.max(started.elapsed());
+                tally.slowest = tally.slowest.max(self.killed_at.elapsed());
                 return true;
             }
-            if started.elapsed() > self.bound {
+            if self.killed_at.elapsed() > self.bound {
+                // What is stuck, in the functions' own words.
+                let answer = self.call("reconcile", &tick());
+                let phases: Vec<String> = self
+                    .env
+                    .surge_replicas()
+                    .iter()
+                    .map(|r| format!("{} {:?}", r.id, r.phase))
+                    .collect();
+                let _ = writeln!(
+                    self.log,
+                    "  stuck: replicas {phases:?}; operations {:?}; reconcile says {answer:?}",
+                    self.env.state().operations
+                );
                 return false;
             }
-            for f in ["instance-ready", "reconcile"] {
-                if let Err(e) = self.call(f, &tick()) {
-                    eprintln!("tick {f}: {e}");
+            for (f, body) in nudges {
+                if let Err(e) = self.call(f, body) {
+                    eprintln!("{f}: {e}");
                 }
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -411,26 +448,32 @@ impl Soak {
                     .surge_replicas()
                     .first()
                     .and_then(|r| r.op_id.clone());
-                // Created: every replica has its server and volume, none is `creating`.
-                let ok = self.converge(
+                // Created and booted: every replica has its server and volume, none is
+                // `creating`, each PostgreSQL accepts connections. No tick here (they
+                // would register the replicas: the next round's work); the sender's
+                // retries instead, as Alertmanager repeats a firing alert.
+                let ok = self.converge_by(
                     |s| {
                         let r = s.env.surge_replicas();
                         let seen = s.env.surge_everywhere();
                         r.len() == 2
-                            && r.iter().all(|r| r.phase != Phase::Creating)
+                            && r.iter().all(|r| {
+                                r.phase != Phase::Creating
+                                    && r.address.is_some()
+                                    && accepting(replica_port(r))
+                            })
                             && seen.servers.len() == 2
                             && seen.servers == seen.volumes
                             && seen.leaked_snapshots().is_empty()
                     },
+                    &[(function, a.clone())],
                     tally,
                 );
                 (2, op, ok)
             }
             "instance-ready" => {
-                // Work to interrupt: the replicas answer, so the tick registers them.
-                for r in self.env.surge_replicas() {
-                    wait_accepting(replica_port(&r));
-                }
+                // Work to interrupt: the replicas answer (the scale-up round waited for
+                // that), so the tick registers them.
                 let working = self.kill_during(function, &tick());
                 self.tally_kill(working, tally);
                 let ok = self.converge(|s| s.serving() == 2 && s.agrees(2), tally);
@@ -517,24 +560,17 @@ impl Soak {
     }
 }
 
-/// Wait (bounded) until PostgreSQL on `port` accepts connections.
-fn wait_accepting(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let ok = Command::new("pg_isready")
-            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+/// Whether PostgreSQL on `port` accepts connections.
+fn accepting(port: u16) -> bool {
+    Command::new("pg_isready")
+        .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 #[test]
 fn soak_short() {
-    let rounds = env_num("SOAK_ROUNDS", 5);
+    let rounds = env_num("SOAK_ROUNDS", 10);
     let seed = env_num(
         "SOAK_SEED",
         std::time::SystemTime::now()
@@ -594,6 +630,7 @@ fn soak_short() {
         .collect(),
         bound,
         log: String::new(),
+        killed_at: Instant::now(),
     };
     let mut per: BTreeMap<&str, Tally> = BTreeMap::new();
     let mut next = 0;
@@ -628,9 +665,11 @@ fn soak_short() {
     let reads = reads.lock().unwrap().clone();
     let mut total = Tally::default();
     let mut table = format!(
-        "\nsoak summary (SOAK_SEED={seed}, {rounds} rounds, {:.0?} wall)\n\
+        "\nsoak summary (SOAK_SEED={seed}, {rounds} rounds, {:.0?} wall; servers, volumes, \
+         snapshots: leaked; converged: within {}s of the kill; slowest: kill to converged)\n\
          {:<17}{:>7}{:>9}{:>6}{:>11}{:>9}{:>9}{:>11}{:>6}{:>10}\n",
         wall.elapsed(),
+        bound.as_secs(),
         "function",
         "rounds",
         "working",
@@ -650,8 +689,7 @@ fn soak_short() {
     table += &row("total", &total);
     let _ = writeln!(
         table,
-        "reads through HAProxy: {} ok, {} failed, {} aborted clients ({} pgbench runs); \
-         servers/volumes/snapshots = leaked",
+        "reads through HAProxy: {} ok, {} failed, {} aborted clients ({} pgbench runs)",
         reads.ok, reads.failed, reads.aborted, reads.runs
     );
     eprintln!("{table}");
