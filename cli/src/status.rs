@@ -16,7 +16,9 @@ pub const DISAGREE: i32 = 3;
 #[derive(Args)]
 #[command(
     after_help = "Exit status: 0 when state, cloud and every HAProxy node agree; \
-    3 when there is any disagreement (an unreachable node counts); \
+    3 when there is any disagreement (an unreachable node, a replica reconcile \
+    refuses to move on every run, an operation past its deadline, and a missing state \
+    document beside labelled resources count); \
     1 on error (bad configuration, state or cloud unreadable)."
 )]
 pub struct StatusArgs {

@@ -210,3 +210,94 @@ fn a_bad_config_or_a_corrupt_state_is_exit_1_with_a_precise_message() {
         "{stderr}"
     );
 }
+
+/// Issue 19. Scale-down is killed inside the local provider's server delete, after the
+/// postmaster stopped and before the server record went: the replica stays `deleting`
+/// and its standby proof can never be given again. Scale-down recorded the proofs before
+/// the stop, so reconcile finishes it without a live PostgreSQL. A replica never proven
+/// (marked `deleting` by a build that did not record proofs) still refuses, on every run,
+/// and `status` names it as stuck (exit 3) instead of saying all agree.
+#[test]
+fn a_deleting_replica_whose_postgres_was_stopped_is_finished_or_reported_stuck() {
+    let mut env = E2e::start("status-stuck", 23400, "");
+    env.env.push(("PGSURGE_OPS__LEASE_SECS".into(), "2".into()));
+    let alarm =
+        |id: &str| json!({"pgsurge": 1, "kind": "alarm", "id": id, "name": "x", "state": "firing"});
+    env.invoke("scale-up", &alarm("stuck-up"));
+    env.tick_until_serving(2);
+
+    env.invoke_killed_at(
+        "scale-down",
+        &alarm("stuck-down"),
+        "local.delete_server.after_stop",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2300)); // the dead run's lease
+    let victim = env
+        .state()
+        .replicas
+        .into_iter()
+        .find(|r| r.phase == pgsurge::state::Phase::Deleting)
+        .expect("the replica being deleted when the kill came");
+    let server_id = victim.server_id.clone().unwrap();
+    let server = env.rt.block_on(env.cloud.get_server(&server_id)).unwrap();
+    assert_eq!(
+        server.status,
+        pgsurge::cloud::Status::Error,
+        "its record stays, its PostgreSQL is stopped"
+    );
+    let proof = victim
+        .delete_proof()
+        .expect("proofs recorded before the stop");
+    assert_eq!(proof.server_id, server_id);
+
+    // 1. Never proven: every run refuses, as before; status says so, exit 3.
+    let forget_proof = |s: &mut pgsurge::state::ClusterState| {
+        let r = s.replicas.iter_mut().find(|r| r.id == victim.id).unwrap();
+        r.set_delete_proof(None);
+    };
+    env.edit_state(forget_proof);
+    for run in 1..=3 {
+        let answer = env.invoke("reconcile", &json!({"pgsurge": 1, "kind": "tick"}));
+        assert!(
+            answer
+                .to_string()
+                .contains("cannot prove it is a standby, not deleting"),
+            "run {run}: {answer}"
+        );
+    }
+    let (code, r) = report(env.cfg());
+    assert_eq!(code, 3, "{r:#}");
+    let stuck: Vec<_> = disagreements(&r)
+        .into_iter()
+        .filter(|(_, kind, _)| kind == "stuck")
+        .collect();
+    assert_eq!(stuck.len(), 1, "{r:#}");
+    assert_eq!(stuck[0].0, victim.id);
+    assert!(
+        stuck[0].2.starts_with(
+            "deleting in state, and reconcile cannot move it: refused 3 times in a row since "
+        ) && stuck[0].2.contains("cannot prove it is a standby"),
+        "{}",
+        stuck[0].2
+    );
+    let (code, text, _) = status(env.cfg(), false);
+    eprintln!("--- status, stuck ---\n{text}");
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("reconcile cannot move it"), "{text}");
+
+    // 2. Proven before the stop (what scale-down recorded): reconcile finishes it.
+    env.edit_state(|s| {
+        let r = s.replicas.iter_mut().find(|r| r.id == victim.id).unwrap();
+        r.set_delete_proof(Some(&proof));
+    });
+    let answer = env.invoke("reconcile", &json!({"pgsurge": 1, "kind": "tick"}));
+    let seen = env.surge_everywhere();
+    assert!(seen.agree_on(0), "{answer}\n{seen:?}");
+    let (code, r) = report(env.cfg());
+    assert_eq!(
+        (code, replica_ids(&r)),
+        (0, vec!["seed".to_string()]),
+        "{r:#}"
+    );
+    env.delete_seed();
+}

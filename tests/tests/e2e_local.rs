@@ -368,3 +368,288 @@ fn vanished_servers_leave_haproxy_and_a_primary_is_never_removed() {
     });
     env.delete_seed();
 }
+
+// ---- issue 12 §2: the two proofs on every destructive path ----
+
+fn tick() -> Value {
+    json!({"pgsurge": 1, "kind": "tick"})
+}
+
+/// Labels of a resource that names replica `replica` with role `role`, made by scale-up
+/// long ago (so only the first-seen grace can keep it).
+fn labels(role: &str, replica: &str) -> pgsurge::cloud::Metadata {
+    use pgsurge::cloud::{META_CLUSTER, META_REPLICA, META_ROLE};
+    [
+        (META_CLUSTER.to_string(), CLUSTER.to_string()),
+        (META_ROLE.to_string(), role.to_string()),
+        (META_REPLICA.to_string(), replica.to_string()),
+        (
+            pgsurge::ops::META_CREATED.to_string(),
+            "2026-01-01T00:00:00Z".to_string(),
+        ),
+    ]
+    .into()
+}
+
+/// A replica record the way a bad edit or a bug could leave one.
+fn record(id: &str, role: Role, phase: Phase) -> pgsurge::state::Replica {
+    pgsurge::state::Replica {
+        id: id.into(),
+        role,
+        phase,
+        server_id: None,
+        volume_id: None,
+        az: None,
+        address: None,
+        created_at: time::OffsetDateTime::now_utc() - time::Duration::hours(2),
+        op_id: None,
+        extra: Default::default(),
+    }
+}
+
+fn seed_intact(env: &E2e) {
+    env.rt.block_on(async {
+        env.cloud
+            .get_server(&env.seed_srv.id)
+            .await
+            .expect("seed server kept");
+        env.cloud
+            .get_volume(&env.seed_vol.id)
+            .await
+            .expect("seed volume kept");
+    });
+    assert!(env.state().replica("seed").is_some(), "seed forgotten");
+}
+
+/// Roll-back (reconcile's stuck `creating`, instance-ready's server in ERROR) deletes only
+/// a surge replica, and only what the cloud labels as that replica: a base replica
+/// recorded `creating` or booting into an error, and a surge record whose name matches a
+/// resource labelled otherwise, are refused with the reason and left as they are.
+#[test]
+fn roll_back_takes_only_a_surge_replica_the_cloud_labels_as_it() {
+    let env = E2e::start("e2e-rollback", 23100, "");
+
+    // 1. The seed (base) recorded as `creating`, past the creating deadline.
+    env.edit_state(|s| {
+        let seed = s.replicas.iter_mut().find(|r| r.id == "seed").unwrap();
+        seed.phase = Phase::Creating;
+        seed.created_at -= time::Duration::hours(2);
+    });
+    let answer = env.invoke("reconcile", &tick());
+    assert!(
+        answer
+            .to_string()
+            .contains("a base replica is never rolled back"),
+        "{answer}"
+    );
+    seed_intact(&env);
+    let refusal = env.state().replica("seed").unwrap().refusal().unwrap();
+    assert!(refusal.reason.contains("never rolled back"), "{refusal:?}");
+
+    // 2. A surge record whose name matches a volume the cloud labels as a base replica.
+    env.edit_state(|s| {
+        s.replicas[0].phase = Phase::Serving;
+        s.replicas
+            .push(record("imposter", Role::Surge, Phase::Creating));
+    });
+    let volume = env
+        .rt
+        .block_on(env.cloud.create_empty_volume(
+            &resource_name(CLUSTER, "imposter"),
+            &labels("base", "imposter"),
+        ))
+        .unwrap();
+    let answer = env.invoke("reconcile", &tick());
+    let text = answer.to_string();
+    assert!(
+        text.contains(&format!("volume {}", volume.id)) && text.contains("pgsurge_role"),
+        "{answer}"
+    );
+    env.rt
+        .block_on(env.cloud.get_volume(&volume.id))
+        .expect("the base-labelled volume is kept");
+    assert!(env.state().replica("imposter").is_some());
+    env.edit_state(|s| s.replicas.retain(|r| r.id != "imposter"));
+    env.rt
+        .block_on(env.cloud.delete_volume(&volume.id))
+        .unwrap();
+
+    // 3. The seed recorded as booting, and its server goes into error (its postmaster
+    //    dies): instance-ready does not roll it back.
+    env.edit_state(|s| s.replicas[0].phase = Phase::Booting);
+    let port = env.seed_srv.endpoint.as_ref().unwrap().port;
+    let pids = std::process::Command::new("fuser")
+        .arg(format!("{port}/tcp"))
+        .output()
+        .expect("fuser (psmisc)");
+    let pids = String::from_utf8_lossy(&pids.stdout).into_owned();
+    assert!(!pids.trim().is_empty(), "no process listens on {port}");
+    for pid in pids.split_whitespace() {
+        std::process::Command::new("kill")
+            .args(["-9", pid])
+            .status()
+            .unwrap();
+    }
+    let answer = env.invoke("instance-ready", &tick());
+    let text = answer.to_string();
+    assert!(
+        text.contains("is in error") && text.contains("a base replica is never rolled back"),
+        "{answer}"
+    );
+    seed_intact(&env);
+    env.delete_seed();
+}
+
+/// A state document that is absent is not an empty cluster: with labelled resources in
+/// the cloud reconcile refuses everything (no HAProxy convergence, no orphan deletion, no
+/// write) and `status` says why (exit 3). A document that starts again from nothing does
+/// not make the replicas orphans at once either: their grace runs from when reconcile
+/// first saw them unknown (recorded in the state), and HAProxy keeps serving them until
+/// it ends.
+#[test]
+fn a_missing_state_document_is_not_an_empty_cluster() {
+    let env = E2e::start("e2e-nostate", 23200, "");
+    env.invoke("scale-up", &alarm("ns-1", "read-load"));
+    env.tick_until_serving(2);
+    let serving = env.surge_everywhere();
+    assert!(serving.agree_on(2), "{serving:?}");
+
+    // 1. The document disappears (a wrong prefix, a lifecycle rule, a slip of the hand).
+    let doc = env.root.0.join("state").join(CLUSTER).join("state.json");
+    std::fs::remove_file(&doc).unwrap();
+    let answer = env.invoke("reconcile", &tick());
+    let text = answer.to_string();
+    assert!(
+        text.contains("refused") && text.contains("is absent"),
+        "{answer}"
+    );
+    assert!(!doc.exists(), "reconcile wrote a document: {answer}");
+    let seen = env.surge_everywhere();
+    assert_eq!(
+        (&seen.servers, &seen.h1, &seen.h2),
+        (&serving.servers, &serving.servers, &serving.servers),
+        "nothing removed"
+    );
+    let out = pgsurge_tests::command(
+        "pgsurge",
+        &["--config", env.cfg().to_str().unwrap(), "status"],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("no state document, but the cloud holds 3 server(s)"),
+        "{stdout}"
+    );
+
+    // 2. A document starts again from nothing (here: only the seed), and a stray volume
+    //    made by scale-up long ago appears. Nothing is deleted or unregistered yet: the
+    //    grace (600 s) runs from now.
+    env.edit_state(|s| {
+        s.replicas.clear();
+    });
+    env.edit_state(|s| {
+        let mut seed = record("seed", Role::Base, Phase::Serving);
+        seed.server_id = Some(env.seed_srv.id.clone());
+        seed.volume_id = Some(env.seed_vol.id.clone());
+        seed.address = Some(format!(
+            "127.0.0.1:{}",
+            env.seed_srv.endpoint.as_ref().unwrap().port
+        ));
+        s.replicas = vec![seed];
+    });
+    let stray = env
+        .rt
+        .block_on(
+            env.cloud
+                .create_empty_volume(&resource_name(CLUSTER, "stray"), &labels("surge", "stray")),
+        )
+        .unwrap();
+    let answer = env.invoke("reconcile", &tick());
+    assert!(
+        answer.to_string().contains("not converging HAProxy"),
+        "{answer}"
+    );
+    let seen = env.surge_everywhere();
+    assert_eq!(
+        (&seen.h1, &seen.h2),
+        (&serving.servers, &serving.servers),
+        "still served"
+    );
+    assert_eq!(seen.servers, serving.servers);
+    env.rt
+        .block_on(env.cloud.get_volume(&stray.id))
+        .expect("stray volume within its grace");
+    let first_seen = env.state().unknown_since;
+    assert_eq!(first_seen.len(), 5, "2 servers + 3 volumes: {first_seen:?}");
+
+    // 3. The grace ends: orphans out of HAProxy, deleted.
+    env.edit_state(|s| {
+        for t in s.unknown_since.values_mut() {
+            t.0 -= time::Duration::hours(1);
+        }
+    });
+    env.invoke("reconcile", &tick());
+    let seen = env.surge_everywhere();
+    assert!(seen.agree_on(0), "{seen:?}");
+    assert!(env.rt.block_on(env.cloud.get_volume(&stray.id)).is_err());
+    assert!(env.state().unknown_since.is_empty());
+    env.delete_seed();
+}
+
+/// Scale-down and instance-deleted delete a volume by the id the state records, with no
+/// server to vouch for it: only when the volume's own labels say it is that surge
+/// replica's. Here the id points at a volume labelled as a base replica.
+#[test]
+fn a_volume_is_deleted_by_its_recorded_id_only_when_its_labels_say_so() {
+    let env = E2e::start("e2e-volume", 23300, "");
+    let keep = env
+        .rt
+        .block_on(
+            env.cloud
+                .create_empty_volume(&resource_name(CLUSTER, "keep"), &labels("base", "keep")),
+        )
+        .unwrap();
+    let mut gone = record("x-gone", Role::Surge, Phase::Booting);
+    gone.server_id = Some("no-such-server".into());
+    gone.volume_id = Some(keep.id.clone());
+    let mut draining = record("x-draining", Role::Surge, Phase::Draining);
+    draining.volume_id = Some(keep.id.clone());
+    env.edit_state(|s| s.replicas.push(gone.clone()));
+
+    // instance-deleted: the server is gone, the volume is not this replica's.
+    let ev = json!({"pgsurge": 1, "kind": "instance", "event": "deleted", "server_id": "no-such-server"});
+    let answer = env.invoke("instance-deleted", &ev);
+    assert!(
+        answer
+            .to_string()
+            .contains("refusing to delete it as surge replica x-gone"),
+        "{answer}"
+    );
+    env.rt
+        .block_on(env.cloud.get_volume(&keep.id))
+        .expect("kept by instance-deleted");
+    assert!(env.state().replica("x-gone").is_some());
+
+    // scale-down's resumable half (reconcile), for a replica with no server id.
+    env.edit_state(|s| {
+        s.replicas.retain(|r| r.id != "x-gone");
+        s.replicas.push(draining.clone());
+    });
+    let answer = env.invoke("reconcile", &tick());
+    assert!(
+        answer
+            .to_string()
+            .contains("refusing to delete it as surge replica x-draining"),
+        "{answer}"
+    );
+    env.rt
+        .block_on(env.cloud.get_volume(&keep.id))
+        .expect("kept by scale-down");
+    assert!(env.state().replica("x-draining").is_some());
+    env.edit_state(|s| s.replicas.retain(|r| r.id != "x-draining"));
+    env.rt.block_on(env.cloud.delete_volume(&keep.id)).unwrap();
+    env.delete_seed();
+}

@@ -2,8 +2,8 @@
 //! unregister it everywhere, delete its volume if it is ours, forget it.
 
 use super::lease::with_lease;
-use super::scale_down::{delete_volume_when_detached, forget};
-use super::{OpsError, Ports, Report};
+use super::scale_down::{delete_replica_volume, forget};
+use super::{refused, OpsError, Ports, Report};
 use crate::cloud::{resource_name, CloudError};
 use crate::events::InstanceEvent;
 use crate::failpoint;
@@ -75,7 +75,14 @@ pub(crate) async fn forget_vanished(
     }
     if let Some(v) = volume {
         failpoint::hit("deleted.before_delete_volume");
-        delete_volume_when_detached(ports, v).await?;
+        // By the id in the state, with no server left to vouch for it: only when the
+        // volume's own labels say it is this surge replica's. Otherwise the replica stays
+        // (refused, recorded), so status shows it and a human decides.
+        match delete_replica_volume(ports, id, v).await {
+            Ok(()) => {}
+            Err(OpsError::Refused(why)) => return refused(ports, id, &why, now, report).await,
+            Err(e) => return Err(e),
+        }
         failpoint::hit("deleted.after_delete_volume");
     }
     // What the provider made beside the server (a DNS record): by name, since the

@@ -143,6 +143,53 @@ impl Report {
     }
 }
 
+/// The first of the two proofs before anything is deleted: the cloud's own labels say the
+/// resource is surge replica `replica` of `cluster`. The state is our memory, not the
+/// truth; a bad edit, a bug or a name that happens to match must not delete a base
+/// replica, a primary or someone else's resource. `Err` names the label that differs.
+pub(crate) fn labelled_surge(
+    meta: &crate::cloud::Metadata,
+    cluster: &str,
+    replica: &str,
+) -> Result<(), String> {
+    use crate::cloud::{META_CLUSTER, META_REPLICA, META_ROLE};
+    for (key, want) in [
+        (META_CLUSTER, cluster),
+        (META_ROLE, "surge"),
+        (META_REPLICA, replica),
+    ] {
+        match meta.get(key) {
+            Some(v) if v == want => {}
+            Some(v) => return Err(format!("labelled {key}={v:?}, not {want:?}")),
+            None => return Err(format!("has no {key} label (expected {want:?})")),
+        }
+    }
+    Ok(())
+}
+
+/// Report a refusal to act on replica `id` and record it on the replica, so a refusal
+/// that repeats run after run shows in `status` as a replica reconcile cannot move.
+pub(crate) async fn refused(
+    ports: &Ports,
+    id: &str,
+    why: &str,
+    now: OffsetDateTime,
+    report: &mut Report,
+) -> Result<(), OpsError> {
+    tracing::warn!(replica = id, reason = why, "refused");
+    report.later(format!("{id}: refused: {why}"));
+    ports
+        .state
+        .update(now, |s| -> Result<_, std::convert::Infallible> {
+            if let Some(x) = s.replicas.iter_mut().find(|x| x.id == id) {
+                x.note_refusal(why, now);
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
 /// Seconds between two instants, for phase durations.
 pub(crate) fn secs_between(a: OffsetDateTime, b: OffsetDateTime) -> f64 {
     (b - a).as_seconds_f64().max(0.0)

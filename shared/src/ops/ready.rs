@@ -4,7 +4,7 @@
 use super::desired::split_address;
 use super::lease::with_lease;
 use super::scale_up::rfc3339;
-use super::{phase_metric, secs_between, OpsError, Ports, Report};
+use super::{phase_metric, refused, secs_between, OpsError, Ports, Report};
 use crate::balancer::{AdminState, ServerSpec};
 use crate::cloud::{resource_name, CloudError, Endpoint, Status};
 use crate::failpoint;
@@ -49,8 +49,10 @@ async fn check_pending_leased(
         let mut still = Vec::new();
         for r in &pending {
             match check_one(ports, r, now).await? {
-                Some(done) => report.did(done),
-                None => still.push(r.id.clone()),
+                Checked::Done(done) => report.did(done),
+                Checked::NotYet => still.push(r.id.clone()),
+                // Not retried in this run: nothing about it changes by waiting.
+                Checked::Refused(why) => refused(ports, &r.id, &why, now, &mut report).await?,
             }
         }
         if still.is_empty() {
@@ -64,20 +66,24 @@ async fn check_pending_leased(
     }
 }
 
-/// `Some(what was done)` when the replica was registered (or, its server in error, rolled
-/// back); `None` when not ready yet.
-async fn check_one(
-    ports: &Ports,
-    r: &Replica,
-    now: OffsetDateTime,
-) -> Result<Option<String>, OpsError> {
+/// What one look at a replica coming up found.
+enum Checked {
+    /// Registered (or, its server in error, rolled back): what was done.
+    Done(String),
+    /// Not ready yet.
+    NotYet,
+    /// Its server is in error but rolling it back was refused: why.
+    Refused(String),
+}
+
+async fn check_one(ports: &Ports, r: &Replica, now: OffsetDateTime) -> Result<Checked, OpsError> {
     let Some(server_id) = &r.server_id else {
-        return Ok(None);
+        return Ok(Checked::NotYet);
     };
     let server = match ports.cloud.get_server(server_id).await {
         Ok(s) => s,
         // Gone while booting: instance-deleted / reconcile clean it up.
-        Err(CloudError::NotFound { .. }) => return Ok(None),
+        Err(CloudError::NotFound { .. }) => return Ok(Checked::NotYet),
         Err(e) => return Err(e.into()),
     };
     if server.status == Status::Error {
@@ -89,11 +95,18 @@ async fn check_one(
             .as_deref()
             .unwrap_or("the provider gave no reason");
         tracing::error!(replica = %r.id, server = %server.id, %fault, "server went into error; rolling the replica back");
-        super::reconcile::roll_back(ports, &r.id, now).await?;
-        return Ok(Some(format!(
-            "rolled back {}: its server {} went into error ({fault})",
-            r.id, server.id
-        )));
+        // Only a surge replica whose resources the cloud labels as it (see roll_back).
+        return match super::reconcile::roll_back(ports, r, now).await {
+            Ok(()) => Ok(Checked::Done(format!(
+                "rolled back {}: its server {} went into error ({fault})",
+                r.id, server.id
+            ))),
+            Err(OpsError::Refused(why)) => Ok(Checked::Refused(format!(
+                "its server {} is in error ({fault}), but {why}",
+                server.id
+            ))),
+            Err(e) => Err(e),
+        };
     }
     let endpoint = match (
         &server.endpoint,
@@ -101,7 +114,7 @@ async fn check_one(
     ) {
         (Some(e), _) => e.clone(),
         (None, Some((host, port))) => Endpoint { host, port },
-        (None, None) => return Ok(None),
+        (None, None) => return Ok(Checked::NotYet),
     };
     let readiness = postgres::check(ports.pg.as_ref(), &endpoint, &ports.lag).await?;
     if !readiness.is_ready() {
@@ -117,7 +130,7 @@ async fn check_one(
                 phase_metric("boot", secs_between(since, OffsetDateTime::now_utc()));
             }
         }
-        return Ok(None);
+        return Ok(Checked::NotYet);
     }
     let name = resource_name(&ports.cluster, &r.id);
     let spec = ServerSpec {
@@ -181,7 +194,7 @@ async fn check_one(
             Ok(())
         })
         .await?;
-    Ok(Some(format!(
+    Ok(Checked::Done(format!(
         "{name} verified ({readiness}) and registered in HAProxy"
     )))
 }

@@ -5,22 +5,34 @@
 //! their deadline are rolled back, the others resumed, old snapshots rotate; pending
 //! replicas are verified and registered; draining ones are finished; every HAProxy
 //! node gets the desired set (this restores dynamic servers after an HAProxy reload);
-//! resources tagged as ours but unknown to the state are deleted after a grace period.
-//! Each step holds the work lease of its kind (see `lease.rs`).
+//! resources tagged as ours but unknown to the state are deleted after a grace period
+//! counted from when reconcile first saw them unknown. Each step holds the work lease of
+//! its kind (see `lease.rs`).
+//!
+//! An absent state document is not an empty cluster: while resources labelled with the
+//! cluster exist, reconcile refuses to run at all (see [`absent_state`]).
 
 use super::deleted::forget_vanished;
 use super::lease::with_lease;
 use super::scale_down::{delete_volume_when_detached, drive_draining, forget};
 use super::scale_up::{drive_creating, META_CREATED};
-use super::{check_pending, OpsError, Ports, Report};
-use crate::cloud::{CloudError, Filter, Metadata, META_CLUSTER};
+use super::{check_pending, labelled_surge, refused, OpsError, Ports, Report};
+use crate::cloud::{CloudError, Filter, Metadata, Server, Volume, META_CLUSTER, META_REPLICA};
 use crate::failpoint;
-use crate::state::{Phase, Role};
+use crate::state::{ClusterState, Phase, Replica, Role, Timestamp};
 use std::time::Duration;
 use time::OffsetDateTime;
 
 pub async fn reconcile(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsError> {
     let mut report = Report::default();
+    if let Some(why) = absent_state(ports).await? {
+        // Return before any step: each takes a lease, and the lease's write would create
+        // the document, after which the next tick would take the empty document for the
+        // truth. With no document every other step has nothing to do anyway.
+        tracing::error!(reason = %why, "reconcile refused");
+        report.later(format!("refused: {why}"));
+        return Ok(report);
+    }
     // Each step under the lease of its kind of work, so it never runs beside a
     // scale-up / instance-ready / scale-down doing the same (see ops::lease).
     with_lease(ports, "remove", &mut report, || vanished(ports, now)).await?;
@@ -29,6 +41,49 @@ pub async fn reconcile(ports: &Ports, now: OffsetDateTime) -> Result<Report, Ops
     with_lease(ports, "remove", &mut report, || drive_draining(ports, now)).await?;
     with_lease(ports, "reconcile", &mut report, || housekeeping(ports, now)).await?;
     Ok(report)
+}
+
+/// `Some(why)` when no state document is stored while the cloud holds resources labelled
+/// with this cluster. Read as an empty cluster, that would converge every HAProxy node to
+/// the empty set and make every replica an orphan: a wrong bucket or prefix, a lifecycle
+/// rule or a slip of the hand would empty the read tier. `status` reports the same.
+pub(crate) async fn absent_state(ports: &Ports) -> Result<Option<String>, OpsError> {
+    if ports.state.load().await?.version.is_some() {
+        return Ok(None);
+    }
+    let filter = Filter {
+        name: None,
+        metadata: ours(ports),
+    };
+    let servers = ports.cloud.list_servers(&filter).await?;
+    let volumes = ports.cloud.list_volumes(&filter).await?;
+    if servers.is_empty() && volumes.is_empty() {
+        // A new cluster: nothing to lose.
+        return Ok(None);
+    }
+    Ok(Some(absent_state_message(
+        &ports.state.describe(),
+        ports.state.key(),
+        &ports.cluster,
+        servers.len(),
+        volumes.len(),
+    )))
+}
+
+/// The words for an absent state document beside labelled resources (also `status`'s).
+pub(crate) fn absent_state_message(
+    store: &str,
+    key: &str,
+    cluster: &str,
+    servers: usize,
+    volumes: usize,
+) -> String {
+    format!(
+        "the state document {key} is absent from {store}, but the cloud holds {servers} \
+         server(s) and {volumes} volume(s) labelled {META_CLUSTER}={cluster}: not converging \
+         HAProxy nodes and not deleting orphans (an absent document is not an empty cluster); \
+         restore the document, or check the state bucket and prefix"
+    )
 }
 
 /// Step 1: servers gone behind our back: out of HAProxy, volume deleted, forgotten.
@@ -56,11 +111,14 @@ async fn creations(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsErro
         .iter()
         .filter(|r| r.phase == Phase::Creating && now - r.created_at > deadline)
     {
-        roll_back(ports, &r.id, now).await?;
-        report.did(format!(
-            "rolled back {} (creating for over {}s)",
-            r.id, ports.ops.creating_deadline_secs
-        ));
+        match roll_back(ports, r, now).await {
+            Ok(()) => report.did(format!(
+                "rolled back {} (creating for over {}s)",
+                r.id, ports.ops.creating_deadline_secs
+            )),
+            Err(OpsError::Refused(why)) => refused(ports, &r.id, &why, now, &mut report).await?,
+            Err(e) => return Err(e),
+        }
     }
     report.absorb(drive_creating(ports, now).await?);
     report.absorb(rotate_snapshots(ports, now).await?);
@@ -68,120 +126,244 @@ async fn creations(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsErro
 }
 
 /// Steps 4 and 5: every HAProxy node to the desired set (after a reload, or a node that was
-/// down); resources tagged as ours, unknown to the state and older than the grace
-/// period are deleted.
+/// down); resources labelled as our surge replicas, unknown to the state for longer than
+/// the grace period, are deleted.
 async fn housekeeping(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsError> {
-    let mut report = Report::default();
-    let state = ports.state.load().await?.state;
-    failpoint::hit("reconcile.before_haproxy");
-    let rep = ports.fanout(&state).converge_all().await;
-    failpoint::hit("reconcile.after_haproxy");
-    if rep.all_ok() {
-        report.did(format!(
-            "HAProxy: {} node(s) match the desired set",
-            rep.succeeded()
-        ));
-    } else {
-        report.later(format!("HAProxy nodes to repair: {:?}", rep.failed()));
-    }
-    report.absorb(delete_orphans(ports, &state, now).await?);
-    Ok(report)
-}
-
-/// Delete whatever exists of replica `id` (found by name) and forget it.
-pub(crate) async fn roll_back(
-    ports: &Ports,
-    id: &str,
-    now: OffsetDateTime,
-) -> Result<(), OpsError> {
-    let name = crate::cloud::resource_name(&ports.cluster, id);
-    let by_name = Filter {
-        name: Some(name),
-        metadata: ours(ports),
-    };
-    failpoint::hit("reconcile.before_rollback");
-    for s in ports.cloud.list_servers(&by_name).await? {
-        ports.cloud.delete_server(&s.id).await?;
-    }
-    for v in ports.cloud.list_volumes(&by_name).await? {
-        delete_volume_when_detached(ports, &v.id).await?;
-    }
-    // A DNS record made at ready outlives a server that was already gone.
-    failpoint::hit("reconcile.before_unpublish");
-    ports
-        .cloud
-        .unpublish_server(&crate::cloud::resource_name(&ports.cluster, id))
-        .await?;
-    failpoint::hit("reconcile.after_rollback");
-    forget(ports, id, now).await
-}
-
-fn ours(ports: &Ports) -> Metadata {
-    [(META_CLUSTER.to_string(), ports.cluster.clone())].into()
-}
-
-fn older_than_grace(meta: &Metadata, now: OffsetDateTime, grace: u64) -> bool {
-    meta.get(META_CREATED)
-        .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
-        .map(|t| (now - t).whole_seconds() >= grace as i64)
-        // No timestamp: not made by this code path; leave it to a human.
-        .unwrap_or(false)
-}
-
-async fn delete_orphans(
-    ports: &Ports,
-    state: &crate::state::ClusterState,
-    now: OffsetDateTime,
-) -> Result<Report, OpsError> {
     let mut report = Report::default();
     let filter = Filter {
         name: None,
         metadata: ours(ports),
     };
-    let grace = ports.ops.orphan_grace_secs;
-    let known_servers: Vec<&str> = state
-        .replicas
-        .iter()
-        .filter_map(|r| r.server_id.as_deref())
-        .collect();
-    let known_volumes: Vec<&str> = state
-        .replicas
-        .iter()
-        .filter_map(|r| r.volume_id.as_deref())
-        .collect();
-    let known_replicas: Vec<&str> = state.replicas.iter().map(|r| r.id.as_str()).collect();
-    let is_known = |meta: &Metadata| {
-        meta.get(crate::cloud::META_REPLICA)
-            .map(|r| known_replicas.contains(&r.as_str()))
-            .unwrap_or(false)
+    let servers = ports.cloud.list_servers(&filter).await?;
+    let volumes = ports.cloud.list_volumes(&filter).await?;
+    let state = note_unknown(ports, &servers, &volumes, now).await?;
+    let grace = time::Duration::seconds(ports.ops.orphan_grace_secs as i64);
+    let past_grace = |kind: &str, id: &str| {
+        state
+            .unknown_since
+            .get(&unknown_key(kind, id))
+            .is_some_and(|t| now - t.0 >= grace)
     };
-    for s in ports.cloud.list_servers(&filter).await? {
-        if !known_servers.contains(&s.id.as_str())
-            && !is_known(&s.metadata)
-            && older_than_grace(&s.metadata, now, grace)
-        {
+    // A server we do not know yet may be serving (the state was lost or replaced):
+    // the desired set does not hold it, so convergence would take it out of HAProxy.
+    // Not before its grace ends, like the server itself.
+    let young: Vec<&str> = servers
+        .iter()
+        .filter(|s| {
+            is_unknown(&state, "server", &s.id, &s.metadata) && !past_grace("server", &s.id)
+        })
+        .map(|s| s.name.as_str())
+        .collect();
+    let held = held_by_nodes(ports, &young).await;
+    if !held.is_empty() {
+        report.later(format!(
+            "refused: not converging HAProxy nodes: they hold {} of server(s) labelled \
+             {META_CLUSTER}={} that the state does not know, within their orphan grace \
+             ({}s from when first seen unknown)",
+            held.join(", "),
+            ports.cluster,
+            ports.ops.orphan_grace_secs
+        ));
+    } else {
+        failpoint::hit("reconcile.before_haproxy");
+        let rep = ports.fanout(&state).converge_all().await;
+        failpoint::hit("reconcile.after_haproxy");
+        if rep.all_ok() {
+            report.did(format!(
+                "HAProxy: {} node(s) match the desired set",
+                rep.succeeded()
+            ));
+        } else {
+            report.later(format!("HAProxy nodes to repair: {:?}", rep.failed()));
+        }
+    }
+    let mut deleted = Vec::new();
+    for s in &servers {
+        if is_unknown(&state, "server", &s.id, &s.metadata) && past_grace("server", &s.id) {
+            if let Some(why) = not_an_orphan(&ports.cluster, &s.metadata) {
+                report.later(format!(
+                    "server {} unknown to the state, left: {why}",
+                    s.name
+                ));
+                continue;
+            }
             failpoint::hit("reconcile.before_delete_orphan");
             ports.cloud.delete_server(&s.id).await?;
             failpoint::hit("reconcile.after_delete_orphan");
+            deleted.push(unknown_key("server", &s.id));
             report.did(format!("deleted orphan server {}", s.name));
         }
     }
-    for v in ports.cloud.list_volumes(&filter).await? {
-        if !known_volumes.contains(&v.id.as_str())
-            && !is_known(&v.metadata)
-            && older_than_grace(&v.metadata, now, grace)
-        {
+    for v in &volumes {
+        if is_unknown(&state, "volume", &v.id, &v.metadata) && past_grace("volume", &v.id) {
+            if let Some(why) = not_an_orphan(&ports.cluster, &v.metadata) {
+                report.later(format!(
+                    "volume {} unknown to the state, left: {why}",
+                    v.name
+                ));
+                continue;
+            }
             failpoint::hit("reconcile.before_delete_orphan");
             match delete_volume_when_detached(ports, &v.id).await {
                 Ok(()) => {
                     failpoint::hit("reconcile.after_delete_orphan");
+                    deleted.push(unknown_key("volume", &v.id));
                     report.did(format!("deleted orphan volume {}", v.name))
                 }
                 Err(e) => report.later(format!("orphan volume {}: {e}", v.name)),
             }
         }
     }
+    if !deleted.is_empty() {
+        ports
+            .state
+            .update(now, |s| -> Result<_, std::convert::Infallible> {
+                s.unknown_since.retain(|k, _| !deleted.contains(k));
+                Ok(())
+            })
+            .await?;
+    }
     Ok(report)
+}
+
+/// Delete whatever exists of replica `r` (found by name and cluster label) and forget
+/// it. Only a surge replica, and only resources whose own labels say they are that
+/// replica's: anything else is refused (`OpsError::Refused`) and left as it is.
+pub(crate) async fn roll_back(
+    ports: &Ports,
+    r: &Replica,
+    now: OffsetDateTime,
+) -> Result<(), OpsError> {
+    let name = crate::cloud::resource_name(&ports.cluster, &r.id);
+    if r.role != Role::Surge {
+        return Err(OpsError::Refused(format!(
+            "{name}: a {} replica is never rolled back, only surge replicas: fix it by hand",
+            r.role.as_str()
+        )));
+    }
+    let by_name = Filter {
+        name: Some(name.clone()),
+        metadata: ours(ports),
+    };
+    let servers = ports.cloud.list_servers(&by_name).await?;
+    let volumes = ports.cloud.list_volumes(&by_name).await?;
+    // Every resource proven before any is deleted: half a roll-back of something that
+    // is not ours would be worse than none.
+    let proven = servers
+        .iter()
+        .map(|s| ("server", &s.id, &s.metadata))
+        .chain(volumes.iter().map(|v| ("volume", &v.id, &v.metadata)));
+    for (kind, id, meta) in proven {
+        labelled_surge(meta, &ports.cluster, &r.id).map_err(|why| {
+            OpsError::Refused(format!(
+                "{name}: {kind} {id} {why}: not rolling back what the cloud does not say is this surge replica"
+            ))
+        })?;
+    }
+    failpoint::hit("reconcile.before_rollback");
+    for s in &servers {
+        ports.cloud.delete_server(&s.id).await?;
+    }
+    for v in &volumes {
+        delete_volume_when_detached(ports, &v.id).await?;
+    }
+    // A DNS record made at ready outlives a server that was already gone.
+    failpoint::hit("reconcile.before_unpublish");
+    ports.cloud.unpublish_server(&name).await?;
+    failpoint::hit("reconcile.after_rollback");
+    forget(ports, &r.id, now).await
+}
+
+fn ours(ports: &Ports) -> Metadata {
+    [(META_CLUSTER.to_string(), ports.cluster.clone())].into()
+}
+
+fn unknown_key(kind: &str, id: &str) -> String {
+    format!("{kind}:{id}")
+}
+
+/// A labelled resource the state knows neither by id nor by the replica it names.
+fn is_unknown(state: &ClusterState, kind: &str, id: &str, meta: &Metadata) -> bool {
+    let recorded = state.replicas.iter().any(|r| {
+        let rid = if kind == "server" {
+            &r.server_id
+        } else {
+            &r.volume_id
+        };
+        rid.as_deref() == Some(id)
+    });
+    let named = meta
+        .get(META_REPLICA)
+        .is_some_and(|n| state.replica(n).is_some());
+    !recorded && !named
+}
+
+/// Record when each labelled resource was first seen unknown to the state (and forget
+/// those no longer unknown). Returns the state as written.
+async fn note_unknown(
+    ports: &Ports,
+    servers: &[Server],
+    volumes: &[Volume],
+    now: OffsetDateTime,
+) -> Result<ClusterState, OpsError> {
+    let (_, written) = ports
+        .state
+        .update(now, |s| -> Result<_, std::convert::Infallible> {
+            let unknown: Vec<String> = servers
+                .iter()
+                .filter(|x| is_unknown(s, "server", &x.id, &x.metadata))
+                .map(|x| unknown_key("server", &x.id))
+                .chain(
+                    volumes
+                        .iter()
+                        .filter(|x| is_unknown(s, "volume", &x.id, &x.metadata))
+                        .map(|x| unknown_key("volume", &x.id)),
+                )
+                .collect();
+            s.unknown_since.retain(|k, _| unknown.contains(k));
+            for k in unknown {
+                s.unknown_since.entry(k).or_insert(Timestamp(now));
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(written.state)
+}
+
+/// Why an unknown labelled resource is still not deleted as an orphan, if it is not:
+/// only what scale-up made (a creation time) and labels as a surge replica qualifies.
+fn not_an_orphan(cluster: &str, meta: &Metadata) -> Option<String> {
+    let replica = meta.get(META_REPLICA).map(String::as_str).unwrap_or("");
+    if let Err(why) = labelled_surge(meta, cluster, replica) {
+        return Some(format!("not labelled as a surge replica ({why})"));
+    }
+    // No timestamp: not made by scale-up; leave it to a human.
+    if !meta.contains_key(META_CREATED) {
+        return Some(format!(
+            "no {META_CREATED} label: not made by pgsurge's scale-up"
+        ));
+    }
+    None
+}
+
+/// The names in `names` that some reachable HAProxy node holds.
+async fn held_by_nodes(ports: &Ports, names: &[&str]) -> Vec<String> {
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let mut held = Vec::new();
+    for n in &ports.nodes {
+        // An unreachable node is the fan-out's business; it holds nothing we can see.
+        if let Ok(list) = n.list_servers().await {
+            for s in list {
+                if names.contains(&s.name.as_str()) && !held.contains(&s.name) {
+                    held.push(s.name);
+                }
+            }
+        }
+    }
+    held.sort();
+    held
 }
 
 async fn rotate_snapshots(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsError> {

@@ -4,13 +4,13 @@
 use super::decide::decide_and_record;
 use super::desired::split_address;
 use super::lease::with_lease;
-use super::{phase_metric, secs_between, OpsError, Ports, Report};
+use super::{labelled_surge, phase_metric, refused, secs_between, OpsError, Ports, Report};
 use crate::balancer::drain::{self, DrainOptions};
 use crate::balancer::BalancerError;
-use crate::cloud::{resource_name, CloudError, Endpoint, META_CLUSTER, META_REPLICA, META_ROLE};
+use crate::cloud::{resource_name, CloudError, Endpoint};
 use crate::events::{Alarm, Direction};
 use crate::failpoint;
-use crate::state::{Phase, Replica, Role};
+use crate::state::{DeleteProof, Phase, Replica, Role};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -51,6 +51,7 @@ pub(crate) async fn drive_draining(ports: &Ports, now: OffsetDateTime) -> Result
     for r in draining {
         match remove_replica(ports, &r, now).await {
             Ok(done) => report.did(done),
+            Err(OpsError::Refused(why)) => refused(ports, &r.id, &why, now, &mut report).await?,
             Err(e) => report.later(format!("{}: {e}", r.id)),
         }
     }
@@ -102,39 +103,26 @@ async fn remove_replica(
                 // The cloud's own labels must say this is our surge replica: the state
                 // alone may be wrong (a bad edit, a bug), and deleting a base replica
                 // or anything else is not undoable.
-                let label = |k: &str| server.metadata.get(k).map(String::as_str);
-                if label(META_CLUSTER) != Some(ports.cluster.as_str())
-                    || label(META_ROLE) != Some("surge")
-                    || label(META_REPLICA) != Some(r.id.as_str())
-                {
-                    return Err(OpsError::Refused(format!(
-                        "{name}: server {server_id} is not labelled as surge replica {} of cluster {} in the cloud: refusing to delete it",
-                        r.id, ports.cluster
-                    )));
-                }
-                let endpoint = server
-                    .endpoint
-                    .clone()
-                    .or_else(|| {
-                        r.address
-                            .as_deref()
-                            .and_then(split_address)
-                            .map(|(host, port)| Endpoint { host, port })
-                    })
-                    .ok_or_else(|| {
-                        OpsError::Refused(format!("{name}: no address to verify it is a standby"))
-                    })?;
-                // The last line of defence: a server that is not in recovery is a primary
-                // (or was promoted): refuse, whatever the state says.
-                let status = ports.pg.replica_status(&endpoint).await.map_err(|e| {
+                labelled_surge(&server.metadata, &ports.cluster, &r.id).map_err(|why| {
                     OpsError::Refused(format!(
-                        "{name}: cannot prove it is a standby, not deleting: {e}"
+                        "{name}: server {server_id} is not labelled as surge replica {} of cluster {} in the cloud ({why}): refusing to delete it",
+                        r.id, ports.cluster
                     ))
                 })?;
-                if !status.in_recovery {
-                    return Err(OpsError::Refused(format!(
-                        "{name} is NOT in recovery (a primary?): refusing to delete it"
-                    )));
+                // The last line of defence: a server that is not in recovery is a primary
+                // (or was promoted): refuse, whatever the state says.
+                match standby_proof(ports, r, &server, &name).await {
+                    Ok(()) => {}
+                    // Proven before an earlier run stopped it (its PostgreSQL is down for
+                    // good now): the proof stands; the labels were checked again above.
+                    Err(Unproven::Unreachable(why)) if proven_for(r, server_id).is_some() => {
+                        let at = proven_for(r, server_id).map(|p| p.at);
+                        tracing::info!(replica = %r.id, server = %server_id, reason = %why, proven_at = ?at,
+                            "cannot prove it is a standby again; proven before it was stopped: finishing the delete");
+                    }
+                    Err(Unproven::Unreachable(why)) | Err(Unproven::NotStandby(why)) => {
+                        return Err(OpsError::Refused(why))
+                    }
                 }
                 failpoint::hit("scale_down.before_mark_deleting");
                 mark_deleting(ports, &r.id, now).await?;
@@ -157,7 +145,7 @@ async fn remove_replica(
     }
     if let Some(volume_id) = &r.volume_id {
         failpoint::hit("scale_down.before_delete_volume");
-        delete_volume_when_detached(ports, volume_id).await?;
+        delete_replica_volume(ports, &r.id, volume_id).await?;
         failpoint::hit("scale_down.after_delete_volume");
     }
     phase_metric("delete", secs_between(started, OffsetDateTime::now_utc()));
@@ -191,6 +179,75 @@ pub(crate) fn still_routed(remove: &crate::balancer::fanout::Report) -> Option<S
     })
 }
 
+/// Why the standby proof could not be given.
+enum Unproven {
+    /// Nothing answered (no address, cannot connect): stopped, or not up.
+    Unreachable(String),
+    /// PostgreSQL answered and is not in recovery: a primary. Never deleted.
+    NotStandby(String),
+}
+
+/// The second proof: PostgreSQL on the server is in recovery (a standby).
+async fn standby_proof(
+    ports: &Ports,
+    r: &Replica,
+    server: &crate::cloud::Server,
+    name: &str,
+) -> Result<(), Unproven> {
+    let endpoint = server
+        .endpoint
+        .clone()
+        .or_else(|| {
+            r.address
+                .as_deref()
+                .and_then(split_address)
+                .map(|(host, port)| Endpoint { host, port })
+        })
+        .ok_or_else(|| {
+            Unproven::Unreachable(format!("{name}: no address to verify it is a standby"))
+        })?;
+    let status = ports.pg.replica_status(&endpoint).await.map_err(|e| {
+        Unproven::Unreachable(format!(
+            "{name}: cannot prove it is a standby, not deleting: {e}"
+        ))
+    })?;
+    if !status.in_recovery {
+        return Err(Unproven::NotStandby(format!(
+            "{name} is NOT in recovery (a primary?): refusing to delete it"
+        )));
+    }
+    Ok(())
+}
+
+/// The proof recorded for this replica's server, when it is `deleting` (the proof is
+/// recorded in the same write that marks it so, before the server is stopped).
+fn proven_for(r: &Replica, server_id: &str) -> Option<DeleteProof> {
+    r.delete_proof()
+        .filter(|p| r.phase == Phase::Deleting && p.server_id == server_id)
+}
+
+/// Delete a replica's volume by the id the state records, only if the volume's own labels
+/// say it is that surge replica's: the server that would have vouched for it may be gone
+/// or never recorded, and the id in the state may be wrong. Already gone: done.
+pub(crate) async fn delete_replica_volume(
+    ports: &Ports,
+    replica: &str,
+    volume_id: &str,
+) -> Result<(), OpsError> {
+    let volume = match ports.cloud.get_volume(volume_id).await {
+        Ok(v) => v,
+        Err(CloudError::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    labelled_surge(&volume.metadata, &ports.cluster, replica).map_err(|why| {
+        OpsError::Refused(format!(
+            "volume {volume_id} ({}) {why}: refusing to delete it as surge replica {replica}'s",
+            volume.name
+        ))
+    })?;
+    delete_volume_when_detached(ports, volume_id).await
+}
+
 /// A volume cannot be deleted while its server still holds it: retry briefly.
 pub(crate) async fn delete_volume_when_detached(
     ports: &Ports,
@@ -211,12 +268,20 @@ pub(crate) async fn delete_volume_when_detached(
     }
 }
 
+/// `deleting`, with the proofs just given recorded in the same write: once the server is
+/// stopped the standby proof cannot be given again, and a run killed after the stop must
+/// still be able to finish (see [`DeleteProof`]).
 async fn mark_deleting(ports: &Ports, id: &str, now: OffsetDateTime) -> Result<(), OpsError> {
     ports
         .state
         .update(now, |s| -> Result<_, std::convert::Infallible> {
             if let Some(x) = s.replicas.iter_mut().find(|x| x.id == id) {
                 x.phase = Phase::Deleting;
+                if let Some(server_id) = x.server_id.clone() {
+                    if x.delete_proof().map(|p| p.server_id) != Some(server_id.clone()) {
+                        x.set_delete_proof(Some(&DeleteProof { server_id, at: now }));
+                    }
+                }
             }
             Ok(())
         })
@@ -306,6 +371,16 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
+    fn labels_of_a() -> crate::cloud::Metadata {
+        use crate::cloud::{META_CLUSTER, META_REPLICA, META_ROLE};
+        [
+            (META_CLUSTER.to_string(), "c".to_string()),
+            (META_ROLE.to_string(), "surge".to_string()),
+            (META_REPLICA.to_string(), "a".to_string()),
+        ]
+        .into()
+    }
+
     /// Holds surge replica `a`'s server and volume; records deletions.
     #[derive(Default)]
     struct TestCloud {
@@ -336,8 +411,16 @@ mod tests {
         async fn create_volume(&self, _: &VolumeRequest) -> CResult<Volume> {
             unused()
         }
-        async fn get_volume(&self, _: &str) -> CResult<Volume> {
-            unused()
+        async fn get_volume(&self, id: &str) -> CResult<Volume> {
+            Ok(Volume {
+                id: id.into(),
+                name: resource_name("c", "a"),
+                status: Status::Ready,
+                size_gb: 1,
+                az: None,
+                snapshot_id: None,
+                metadata: labels_of_a(),
+            })
         }
         async fn list_volumes(&self, _: &Filter) -> CResult<Vec<Volume>> {
             unused()
@@ -355,12 +438,7 @@ mod tests {
                 name: resource_name("c", "a"),
                 status: Status::Ready,
                 az: None,
-                metadata: [
-                    (META_CLUSTER.to_string(), "c".to_string()),
-                    (META_ROLE.to_string(), "surge".to_string()),
-                    (META_REPLICA.to_string(), "a".to_string()),
-                ]
-                .into(),
+                metadata: labels_of_a(),
                 volume_ids: vec!["vol-a".into()],
                 endpoint: None,
                 fault: None,

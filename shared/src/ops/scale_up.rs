@@ -111,10 +111,12 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
 pub(crate) async fn drive_creating(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsError> {
     let mut report = Report::default();
     let current = ports.state.load().await?.state;
+    // Only surge replicas are made here; a base replica recorded `creating` (a bad edit)
+    // is not adopted as one.
     let creating: Vec<Replica> = current
         .replicas
         .iter()
-        .filter(|r| r.phase == Phase::Creating)
+        .filter(|r| r.phase == Phase::Creating && r.role == Role::Surge)
         .cloned()
         .collect();
     if creating.is_empty() {

@@ -49,7 +49,15 @@ pub struct Views<'a> {
     /// [`super::desired_set`] of `state`.
     pub desired: &'a DesiredSet,
     pub now: OffsetDateTime,
+    /// No state document is stored (`state` is the empty one read in its place).
+    pub state_absent: bool,
+    /// An operation still working after this long is overdue (`ops.creating_deadline_secs`).
+    pub operation_deadline: time::Duration,
 }
+
+/// A replica refused this many runs in a row for the same reason is one reconcile cannot
+/// move: a disagreement. Fewer may be a passing condition (a node still busy draining).
+pub const STUCK_AFTER_REFUSALS: u32 = 3;
 
 /// What the cloud has for one replica.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,6 +179,13 @@ pub enum Kind {
     SnapshotOrphan,
     /// A node could not be read: agreement cannot be claimed.
     NodeUnreachable,
+    /// Refused on every run: reconcile cannot move this replica.
+    Stuck,
+    /// An operation still working past its deadline.
+    OperationOverdue,
+    /// No state document, while the cloud holds resources labelled with the cluster:
+    /// reconcile refuses its destructive steps.
+    StateAbsent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -383,6 +398,25 @@ pub fn compare(v: &Views) -> StatusReport {
     }
 
     let snapshots = snapshot_rows(v, &mut disagreements);
+    overdue_operations(v, &mut disagreements);
+    if v.state_absent && !(v.servers.is_empty() && v.volumes.is_empty()) {
+        disagreements.insert(
+            0,
+            Disagreement {
+                subject: "state".into(),
+                kind: Kind::StateAbsent,
+                message: format!(
+                    "no state document, but the cloud holds {} server(s) and {} volume(s) \
+                     labelled {}={}: reconcile refuses to converge HAProxy or delete \
+                     orphans until the document is restored",
+                    v.servers.len(),
+                    v.volumes.len(),
+                    cloud::META_CLUSTER,
+                    v.cluster
+                ),
+            },
+        );
+    }
     let leases = v
         .state
         .leases
@@ -482,7 +516,20 @@ fn row_disagreements(v: &Views, row: &RowBuild, prefix: &str) -> Vec<Disagreemen
     };
 
     let phase = r.phase.as_str();
-    // Deleting: server and volume going away is the plan, not a disagreement.
+    if let Some(refusal) = r.refusal().filter(|x| x.count >= STUCK_AFTER_REFUSALS) {
+        say(
+            Kind::Stuck,
+            format!(
+                "{phase} in state, and reconcile cannot move it: refused {} times in a row \
+                 since {}: {}",
+                refusal.count,
+                rfc3339(refusal.first_at),
+                refusal.reason
+            ),
+        );
+    }
+    // Deleting: server and volume going away is the plan, not a disagreement (unless it
+    // never gets there: a repeated refusal, above).
     let settled = !matches!(r.phase, Phase::Deleting);
     let server_here = |id: &str| row.servers.iter().find(|s| s.id == id);
     let server_gone = match r.server_id.as_deref() {
@@ -628,6 +675,46 @@ fn row_disagreements(v: &Views, row: &RowBuild, prefix: &str) -> Vec<Disagreemen
         }
     }
     out
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Operations past their deadline with work left: a replica of theirs not serving yet
+/// (scale-up) or not gone yet (scale-down), or nothing recorded for them at all.
+fn overdue_operations(v: &Views, disagreements: &mut Vec<Disagreement>) {
+    for o in &v.state.operations {
+        if v.now - o.started_at <= v.operation_deadline {
+            continue;
+        }
+        let unfinished: Vec<String> = v
+            .state
+            .replicas
+            .iter()
+            .filter(|r| o.replicas.contains(&r.id) && r.phase != Phase::Serving)
+            .map(|r| format!("{} {}", r.id, r.phase.as_str()))
+            .collect();
+        if unfinished.is_empty() && !o.replicas.is_empty() {
+            continue;
+        }
+        let left = if unfinished.is_empty() {
+            "none of its replicas recorded".to_string()
+        } else {
+            unfinished.join(", ")
+        };
+        disagreements.push(Disagreement {
+            subject: o.id.clone(),
+            kind: Kind::OperationOverdue,
+            message: format!(
+                "{} operation started {} is not finished after {}s ({left})",
+                o.kind.as_str(),
+                rfc3339(o.started_at),
+                v.operation_deadline.whole_seconds()
+            ),
+        });
+    }
 }
 
 fn snapshot_rows(v: &Views, disagreements: &mut Vec<Disagreement>) -> Vec<SnapshotRow> {

@@ -56,6 +56,13 @@ pub struct ClusterState {
     /// holding one is the only one doing that kind of cloud/HAProxy work (see ops::lease).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub leases: BTreeMap<String, Lease>,
+    /// Resources labelled with this cluster that the state did not know, by
+    /// `<kind>:<id>` (`server:…`, `volume:…`), with when reconcile first saw them so.
+    /// The orphan grace period runs from here, not from the resource's creation: a
+    /// state document that was lost or replaced must not make every long-lived replica
+    /// an orphan past its grace at once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unknown_since: BTreeMap<String, Timestamp>,
     /// Fields written by a newer pgsurge: preserved untouched.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
@@ -64,6 +71,10 @@ pub struct ClusterState {
 fn one() -> u32 {
     1
 }
+
+/// An instant, serialised as RFC 3339 (a newtype so maps and options of it serialise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Timestamp(#[serde(with = "time::serde::rfc3339")] pub OffsetDateTime);
 
 /// A time-limited claim on one kind of work, renewed while the holder works.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +109,96 @@ pub struct Replica {
     pub op_id: Option<String>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
+}
+
+/// Scale-down's two proofs, recorded before the first destructive step: the cloud's
+/// labels said this server is the cluster's surge replica of this id, and PostgreSQL on
+/// it was in recovery. Stopping the server makes the second proof impossible to give
+/// again (nothing answers), so a `deleting` replica carrying this record may be finished
+/// without a live PostgreSQL; the labels, still readable, are checked again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteProof {
+    /// The server the proofs were given for (a different id proves nothing).
+    pub server_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// The last refusal to act on a replica, and how often it has been given in a row: a
+/// refusal that repeats means reconcile cannot move the replica (`status` says so).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub reason: String,
+    /// Times this same reason was given in a row.
+    pub count: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_at: OffsetDateTime,
+}
+
+/// Keys in [`Replica::extra`] for the typed records below. Kept there rather than as
+/// struct fields so documents of either version load and round-trip unchanged (an
+/// older reader keeps them as unknown fields) and every `Replica { .. }` stays valid.
+const DELETE_PROOF: &str = "delete_proof";
+const REFUSAL: &str = "refusal";
+
+impl Replica {
+    fn typed<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        // A malformed value (a bad hand edit) reads as absent: the conservative answer
+        // for both records (no proof; no refusal history).
+        self.extra
+            .get(key)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
+    fn set_typed<T: Serialize>(&mut self, key: &str, value: Option<&T>) {
+        match value.map(serde_json::to_value) {
+            Some(Ok(v)) => {
+                self.extra.insert(key.to_string(), v);
+            }
+            _ => {
+                self.extra.remove(key);
+            }
+        }
+    }
+
+    /// The recorded proof that this replica may be deleted, if any.
+    pub fn delete_proof(&self) -> Option<DeleteProof> {
+        self.typed(DELETE_PROOF)
+    }
+
+    pub fn set_delete_proof(&mut self, proof: Option<&DeleteProof>) {
+        self.set_typed(DELETE_PROOF, proof)
+    }
+
+    /// The last refusal recorded for this replica, if any.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.typed(REFUSAL)
+    }
+
+    /// Record that acting on it was refused for `reason` at `now` (counting repeats of
+    /// the same reason; a new reason starts a new count).
+    pub fn note_refusal(&mut self, reason: &str, now: OffsetDateTime) {
+        let next = match self.refusal() {
+            Some(r) if r.reason == reason => Refusal {
+                count: r.count.saturating_add(1),
+                last_at: now,
+                ..r
+            },
+            _ => Refusal {
+                reason: reason.to_string(),
+                count: 1,
+                first_at: now,
+                last_at: now,
+            },
+        };
+        self.set_typed(REFUSAL, Some(&next))
+    }
+
+    pub fn clear_refusal(&mut self) {
+        self.extra.remove(REFUSAL);
+    }
 }
 
 /// A block-storage snapshot pgsurge made (or adopted) to clone replicas from.
@@ -250,6 +351,7 @@ impl ClusterState {
             last_scale_down_at: None,
             decided_alarms: Vec::new(),
             leases: BTreeMap::new(),
+            unknown_since: BTreeMap::new(),
             extra: BTreeMap::new(),
         }
     }
@@ -346,6 +448,75 @@ mod tests {
         );
         let err = ClusterState::from_slice("k", b"{\"cluster\": 1}").unwrap_err();
         assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+    }
+
+    /// A document as 0dc29b6 wrote it (before proofs, refusals and first-seen times).
+    const WRITTEN_BY_0DC29B6: &str = r#"{
+      "schema_version": 1, "min_reader_version": 1, "cluster": "c", "revision": 4,
+      "write_id": "w", "updated_at": "2026-11-25T09:00:00Z",
+      "replicas": [
+        {"id": "seed", "role": "base", "phase": "serving", "server_id": "s0",
+         "volume_id": "v0", "address": "127.0.0.1:6000",
+         "created_at": "2026-11-25T08:00:00Z"},
+        {"id": "s1-1", "role": "surge", "phase": "deleting", "server_id": "s1",
+         "volume_id": "v1", "created_at": "2026-11-25T08:30:00Z", "op_id": "1",
+         "serving_since": "2026-11-25T08:31:00Z"}
+      ],
+      "snapshots": [], "operations": [], "decided_alarms": [],
+      "leases": {"remove": {"holder": "1-a", "until": "2026-11-25T09:00:30Z"}}
+    }"#;
+
+    #[test]
+    fn a_document_written_before_proofs_and_first_seen_times_still_loads() {
+        let doc = ClusterState::from_slice("k", WRITTEN_BY_0DC29B6.as_bytes()).unwrap();
+        assert!(doc.unknown_since.is_empty());
+        let r = doc.replica("s1-1").unwrap();
+        // Never proven (written by code that did not record proofs): refuses as before.
+        assert_eq!(r.delete_proof(), None);
+        assert_eq!(r.refusal(), None);
+        assert_eq!(r.extra["serving_since"], "2026-11-25T08:31:00Z");
+        // Rewritten unchanged: no new key appears until something is recorded.
+        let back: Value = serde_json::from_slice(&doc.to_vec()).unwrap();
+        assert!(back.get("unknown_since").is_none(), "{back}");
+        assert!(back["replicas"][1].get("delete_proof").is_none(), "{back}");
+    }
+
+    #[test]
+    fn proofs_refusals_and_first_seen_times_round_trip() {
+        let t = |s: &str| {
+            OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+        };
+        let mut doc = ClusterState::from_slice("k", WRITTEN_BY_0DC29B6.as_bytes()).unwrap();
+        doc.unknown_since
+            .insert("server:x".into(), Timestamp(t("2026-11-25T09:01:00Z")));
+        let r = &mut doc.replicas[1];
+        let proof = DeleteProof {
+            server_id: "s1".into(),
+            at: t("2026-11-25T09:02:00Z"),
+        };
+        r.set_delete_proof(Some(&proof));
+        r.note_refusal("cannot connect", t("2026-11-25T09:03:00Z"));
+        r.note_refusal("cannot connect", t("2026-11-25T09:04:00Z"));
+        let back = ClusterState::from_slice("k", &doc.to_vec()).unwrap();
+        assert_eq!(back, doc);
+        let r = back.replica("s1-1").unwrap();
+        assert_eq!(r.delete_proof(), Some(proof));
+        let refusal = r.refusal().unwrap();
+        assert_eq!(
+            (refusal.count, refusal.first_at, refusal.last_at),
+            (2, t("2026-11-25T09:03:00Z"), t("2026-11-25T09:04:00Z"))
+        );
+        // Another reason starts a new count.
+        let mut r = r.clone();
+        r.note_refusal("labels differ", t("2026-11-25T09:05:00Z"));
+        assert_eq!(r.refusal().unwrap().count, 1);
+        r.clear_refusal();
+        assert_eq!(r.refusal(), None);
+        // A reader of 0dc29b6 sees the new records as unknown fields and keeps them:
+        // they are plain JSON keys of the replica and of the document.
+        let v: Value = serde_json::from_slice(&back.to_vec()).unwrap();
+        assert_eq!(v["replicas"][1]["delete_proof"]["server_id"], "s1");
+        assert_eq!(v["unknown_since"]["server:x"], "2026-11-25T09:01:00Z");
     }
 
     #[test]

@@ -29,8 +29,8 @@ mod s3;
 
 pub use config::{validate_state, Concurrency, PgLockConfig, S3Config, StateBackend, StateConfig};
 pub use document::{
-    ClusterState, DecidedAlarm, Lease, OpKind, Operation, Phase, Replica, Role, Snapshot,
-    DECIDED_ALARMS_KEPT, SCHEMA_VERSION,
+    ClusterState, DecidedAlarm, DeleteProof, Lease, OpKind, Operation, Phase, Refusal, Replica,
+    Role, Snapshot, Timestamp, DECIDED_ALARMS_KEPT, SCHEMA_VERSION,
 };
 pub use local::LocalStore;
 pub use lock::{LockedStore, PgAdvisoryLock, WriterLock, WriterLockGuard};

@@ -685,7 +685,13 @@ impl Cloud for LocalCloud {
             Duration::from_secs(self.cfg.stop_timeout_secs),
         )
         .await?;
+        // Killed here: the record stays, its PostgreSQL is stopped for good (the server
+        // reads as `error`); only a caller that recorded its proofs beforehand can finish.
+        crate::failpoint::hit("local.delete_server.after_stop");
         self.pool.remove(Kind::Server, id)?;
+        // Killed here: the port claim and the volume's attachment are stale (their owner
+        // is gone), which `claim_port` and `attached_to` recognise.
+        crate::failpoint::hit("local.delete_server.after_record");
         server::release_port(&self.pool, info.port, id);
         server::detach(&self.pool, &info.volume_id, id);
         tracing::info!(server = %id, name = %info.name, port = info.port, "server deleted");

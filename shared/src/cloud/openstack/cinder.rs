@@ -323,6 +323,8 @@ impl Caller {
     /// is busy: that is a [`CloudError::Conflict`] with Cinder's reason, plus what to do when
     /// Nova holds it (since the CVE-2023-2088 fix only Nova may detach its attachments).
     pub async fn delete_volume(&self, id: &str) -> Result<()> {
+        // Between the server's delete (Nova detaches the volume) and the volume's own.
+        crate::failpoint::hit("openstack.delete_volume.before_request");
         let ep = volume::delete::Request::builder()
             .id(id)
             .build()

@@ -361,7 +361,12 @@ impl Caller {
     pub async fn delete_server(&self, id: &str) -> Result<()> {
         let ep = Request::delete(ServiceType::Compute, format!("servers/{id}"));
         match self.send(&format!("delete server {id}"), ep).await {
-            Ok(_) | Err(CloudError::NotFound { .. }) => Ok(()),
+            Ok(_) => {
+                // Accepted (204), not gone: Nova deletes and detaches the volume later.
+                crate::failpoint::hit("openstack.delete_server.accepted");
+                Ok(())
+            }
+            Err(CloudError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }

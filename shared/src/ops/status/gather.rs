@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 /// Read the three views and compare them. Fails only when the state or the cloud cannot
 /// be read (there is nothing to compare against then).
 pub async fn gather(ports: &Ports, now: OffsetDateTime) -> Result<StatusReport, OpsError> {
-    let state = ports.state.load().await?.state;
+    let loaded = ports.state.load().await?;
+    let (state, state_absent) = (loaded.state, loaded.version.is_none());
     let ours = Filter {
         name: None,
         metadata: [(META_CLUSTER.to_string(), ports.cluster.clone())].into(),
@@ -67,6 +68,8 @@ pub async fn gather(ports: &Ports, now: OffsetDateTime) -> Result<StatusReport, 
         nodes: &nodes,
         desired: &desired,
         now,
+        state_absent,
+        operation_deadline: time::Duration::seconds(ports.ops.creating_deadline_secs as i64),
     }))
 }
 

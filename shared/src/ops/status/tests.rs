@@ -79,6 +79,8 @@ struct World {
     volumes: Vec<Volume>,
     snapshots: Vec<cloud::Snapshot>,
     nodes: Vec<NodeView>,
+    /// No document stored (the state above is the empty one read in its place).
+    absent: bool,
 }
 
 impl World {
@@ -118,6 +120,7 @@ impl World {
                 metadata: meta("seed"),
             }],
             nodes: vec![node("haproxy1"), node("haproxy2")],
+            absent: false,
         }
     }
 
@@ -132,6 +135,8 @@ impl World {
             nodes: &self.nodes,
             desired: &desired,
             now: OffsetDateTime::UNIX_EPOCH + time::Duration::hours(1),
+            state_absent: self.absent,
+            operation_deadline: time::Duration::minutes(30),
         })
     }
 
@@ -490,4 +495,95 @@ fn the_report_round_trips_as_json() {
     let text = serde_json::to_string(&r).unwrap();
     let back: StatusReport = serde_json::from_str(&text).unwrap();
     assert_eq!(back, r);
+}
+
+#[test]
+fn a_replica_refused_on_every_run_is_stuck() {
+    // Issue 19: scale-down killed after the server's PostgreSQL stopped; every run
+    // refuses the same way. `deleting` is work in progress, but not one that never moves.
+    let mut w = World::agreeing();
+    let mut d = replica("d", Role::Surge, Phase::Deleting, 6004);
+    let t = OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(10);
+    let why = "pgsurge-c-d: cannot prove it is a standby, not deleting: cannot connect";
+    for i in 0..STUCK_AFTER_REFUSALS - 1 {
+        d.note_refusal(why, t + time::Duration::minutes(i as i64));
+    }
+    w.state.replicas.push(d);
+    w.servers.push(server("d"));
+    w.volumes.push(volume("d"));
+    assert!(w.report().agrees(), "{:?}", w.report().disagreements);
+
+    w.state.replicas[3].note_refusal(why, t + time::Duration::minutes(5));
+    assert_eq!(
+        said(&w.report()),
+        one(
+            "d",
+            Kind::Stuck,
+            &format!(
+                "deleting in state, and reconcile cannot move it: refused 3 times in a row \
+                 since 1970-01-01T00:10:00Z: {why}"
+            )
+        )
+    );
+    assert_eq!(w.report().replicas[3].disagreements.len(), 1);
+}
+
+#[test]
+fn an_operation_past_its_deadline_with_work_left_is_overdue() {
+    let mut w = World::agreeing();
+    let op = |id: &str, kind, replicas: Vec<String>, mins| Operation {
+        id: id.into(),
+        kind,
+        count: replicas.len().max(1) as u32,
+        replicas,
+        started_at: OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(mins),
+        alarm_id: None,
+        extra: Default::default(),
+    };
+    // Finished long ago (its replicas serve): not overdue. Working, within its deadline:
+    // not overdue.
+    w.state
+        .operations
+        .push(op("up1", OpKind::ScaleUp, vec!["a".into(), "b".into()], 0));
+    w.state
+        .replicas
+        .push(replica("e", Role::Surge, Phase::Deleting, 6005));
+    w.servers.push(server("e"));
+    w.volumes.push(volume("e"));
+    w.state
+        .operations
+        .push(op("down1", OpKind::ScaleDown, vec!["e".into()], 40));
+    assert!(w.report().agrees(), "{:?}", w.report().disagreements);
+    // The same scale-down, 35 minutes old with a deadline of 30.
+    w.state.operations[1].started_at = OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(25);
+    assert_eq!(
+        said(&w.report()),
+        one(
+            "down1",
+            Kind::OperationOverdue,
+            "scale-down operation started 1970-01-01T00:25:00Z is not finished after 1800s \
+             (e deleting)"
+        )
+    );
+}
+
+#[test]
+fn an_absent_document_beside_labelled_resources_is_said_first() {
+    let mut w = World::agreeing();
+    w.state = ClusterState::new(C);
+    w.absent = true;
+    w.nodes.clear();
+    let r = w.report();
+    assert_eq!(r.disagreements[0].kind, Kind::StateAbsent, "{r:?}");
+    assert_eq!(
+        r.disagreements[0].message,
+        "no state document, but the cloud holds 3 server(s) and 3 volume(s) labelled \
+         pgsurge_cluster=c: reconcile refuses to converge HAProxy or delete orphans until \
+         the document is restored"
+    );
+    // An empty cloud with no document is a new cluster, not a disagreement.
+    w.servers.clear();
+    w.volumes.clear();
+    w.snapshots.clear();
+    assert!(w.report().agrees(), "{:?}", w.report().disagreements);
 }
