@@ -421,38 +421,21 @@ fn seed_intact(env: &E2e) {
     assert!(env.state().replica("seed").is_some(), "seed forgotten");
 }
 
-/// Roll-back (reconcile's stuck `creating`, instance-ready's server in ERROR) deletes only
-/// a surge replica, and only what the cloud labels as that replica: a base replica
-/// recorded `creating` or booting into an error, and a surge record whose name matches a
-/// resource labelled otherwise, are refused with the reason and left as they are.
+/// Reconcile's roll-back of a `creating` replica past its deadline deletes only a surge
+/// replica, and only what the cloud labels as that replica: the seed (a base replica)
+/// recorded `creating`, and a surge record whose name matches a volume labelled as a
+/// base replica, are refused with the reason and left as they are.
 #[test]
-fn roll_back_takes_only_a_surge_replica_the_cloud_labels_as_it() {
+fn reconcile_rolls_back_only_a_surge_replica_the_cloud_labels_as_it() {
     let env = E2e::start("e2e-rollback", 23100, "");
-
-    // 1. The seed (base) recorded as `creating`, past the creating deadline.
     env.edit_state(|s| {
         let seed = s.replicas.iter_mut().find(|r| r.id == "seed").unwrap();
         seed.phase = Phase::Creating;
         seed.created_at -= time::Duration::hours(2);
-    });
-    let answer = env.invoke("reconcile", &tick());
-    assert!(
-        answer
-            .to_string()
-            .contains("a base replica is never rolled back"),
-        "{answer}"
-    );
-    seed_intact(&env);
-    let refusal = env.state().replica("seed").unwrap().refusal().unwrap();
-    assert!(refusal.reason.contains("never rolled back"), "{refusal:?}");
-
-    // 2. A surge record whose name matches a volume the cloud labels as a base replica.
-    env.edit_state(|s| {
-        s.replicas[0].phase = Phase::Serving;
         s.replicas
             .push(record("imposter", Role::Surge, Phase::Creating));
     });
-    let volume = env
+    let imposter = env
         .rt
         .block_on(env.cloud.create_empty_volume(
             &resource_name(CLUSTER, "imposter"),
@@ -460,22 +443,52 @@ fn roll_back_takes_only_a_surge_replica_the_cloud_labels_as_it() {
         ))
         .unwrap();
     let answer = env.invoke("reconcile", &tick());
+    let exists = |r: Result<(), pgsurge::cloud::CloudError>| r.is_ok();
+    let kept = env.rt.block_on(async {
+        (
+            exists(env.cloud.get_server(&env.seed_srv.id).await.map(drop)),
+            exists(env.cloud.get_volume(&env.seed_vol.id).await.map(drop)),
+            exists(env.cloud.get_volume(&imposter.id).await.map(drop)),
+        )
+    });
+    assert_eq!(
+        kept,
+        (true, true, true),
+        "(seed server, seed volume, base-labelled volume) kept: {answer}"
+    );
     let text = answer.to_string();
     assert!(
-        text.contains(&format!("volume {}", volume.id)) && text.contains("pgsurge_role"),
+        text.contains("a base replica is never rolled back"),
         "{answer}"
     );
-    env.rt
-        .block_on(env.cloud.get_volume(&volume.id))
-        .expect("the base-labelled volume is kept");
-    assert!(env.state().replica("imposter").is_some());
-    env.edit_state(|s| s.replicas.retain(|r| r.id != "imposter"));
-    env.rt
-        .block_on(env.cloud.delete_volume(&volume.id))
-        .unwrap();
+    assert!(
+        text.contains(&format!(
+            "volume {} labelled pgsurge_role=\\\"base\\\"",
+            imposter.id
+        )),
+        "{answer}"
+    );
+    let state = env.state();
+    assert!(state.replica("imposter").is_some());
+    let refusal = state.replica("seed").unwrap().refusal().unwrap();
+    assert!(refusal.reason.contains("never rolled back"), "{refusal:?}");
 
-    // 3. The seed recorded as booting, and its server goes into error (its postmaster
-    //    dies): instance-ready does not roll it back.
+    env.edit_state(|s| {
+        s.replicas.retain(|r| r.id != "imposter");
+        s.replicas[0].phase = Phase::Serving;
+    });
+    env.rt
+        .block_on(env.cloud.delete_volume(&imposter.id))
+        .unwrap();
+    env.delete_seed();
+}
+
+/// instance-ready rolls back a replica whose server went into error only when it is a
+/// surge replica: the seed recorded as booting, its postmaster dead (the local server
+/// reads as `error`), is refused and kept.
+#[test]
+fn instance_ready_never_rolls_back_a_base_replica_whose_server_is_in_error() {
+    let env = E2e::start("e2e-error", 23500, "");
     env.edit_state(|s| s.replicas[0].phase = Phase::Booting);
     let port = env.seed_srv.endpoint.as_ref().unwrap().port;
     let pids = std::process::Command::new("fuser")
@@ -491,12 +504,12 @@ fn roll_back_takes_only_a_surge_replica_the_cloud_labels_as_it() {
             .unwrap();
     }
     let answer = env.invoke("instance-ready", &tick());
+    seed_intact(&env);
     let text = answer.to_string();
     assert!(
         text.contains("is in error") && text.contains("a base replica is never rolled back"),
         "{answer}"
     );
-    seed_intact(&env);
     env.delete_seed();
 }
 
@@ -518,18 +531,18 @@ fn a_missing_state_document_is_not_an_empty_cluster() {
     let doc = env.root.0.join("state").join(CLUSTER).join("state.json");
     std::fs::remove_file(&doc).unwrap();
     let answer = env.invoke("reconcile", &tick());
+    let seen = env.surge_everywhere();
+    assert_eq!(
+        (&seen.servers, &seen.h1, &seen.h2),
+        (&serving.servers, &serving.servers, &serving.servers),
+        "nothing removed: {answer}"
+    );
     let text = answer.to_string();
     assert!(
         text.contains("refused") && text.contains("is absent"),
         "{answer}"
     );
     assert!(!doc.exists(), "reconcile wrote a document: {answer}");
-    let seen = env.surge_everywhere();
-    assert_eq!(
-        (&seen.servers, &seen.h1, &seen.h2),
-        (&serving.servers, &serving.servers, &serving.servers),
-        "nothing removed"
-    );
     let out = pgsurge_tests::command(
         "pgsurge",
         &["--config", env.cfg().to_str().unwrap(), "status"],
@@ -568,20 +581,17 @@ fn a_missing_state_document_is_not_an_empty_cluster() {
         )
         .unwrap();
     let answer = env.invoke("reconcile", &tick());
+    let seen = env.surge_everywhere();
+    let stray_kept = env.rt.block_on(env.cloud.get_volume(&stray.id)).is_ok();
+    assert_eq!(
+        (&seen.h1, &seen.h2, &seen.servers, stray_kept),
+        (&serving.servers, &serving.servers, &serving.servers, true),
+        "(haproxy1, haproxy2, servers, stray volume) still there: {answer}"
+    );
     assert!(
         answer.to_string().contains("not converging HAProxy"),
         "{answer}"
     );
-    let seen = env.surge_everywhere();
-    assert_eq!(
-        (&seen.h1, &seen.h2),
-        (&serving.servers, &serving.servers),
-        "still served"
-    );
-    assert_eq!(seen.servers, serving.servers);
-    env.rt
-        .block_on(env.cloud.get_volume(&stray.id))
-        .expect("stray volume within its grace");
     let first_seen = env.state().unknown_since;
     assert_eq!(first_seen.len(), 5, "2 servers + 3 volumes: {first_seen:?}");
 
@@ -599,57 +609,75 @@ fn a_missing_state_document_is_not_an_empty_cluster() {
     env.delete_seed();
 }
 
-/// Scale-down and instance-deleted delete a volume by the id the state records, with no
-/// server to vouch for it: only when the volume's own labels say it is that surge
-/// replica's. Here the id points at a volume labelled as a base replica.
+/// Scale-down, instance-deleted and reconcile (a vanished server) delete a volume by the
+/// id the state records, with no server to vouch for it: only when the volume's own
+/// labels say it is that surge replica's. Here each id points at a volume labelled as a
+/// base replica: all three are refused and kept.
 #[test]
 fn a_volume_is_deleted_by_its_recorded_id_only_when_its_labels_say_so() {
     let env = E2e::start("e2e-volume", 23300, "");
-    let keep = env
-        .rt
-        .block_on(
-            env.cloud
-                .create_empty_volume(&resource_name(CLUSTER, "keep"), &labels("base", "keep")),
-        )
-        .unwrap();
+    let base_volume = |name: &str| {
+        env.rt
+            .block_on(
+                env.cloud
+                    .create_empty_volume(&resource_name(CLUSTER, name), &labels("base", name)),
+            )
+            .unwrap()
+    };
+    let (for_event, for_vanished, for_draining) = (
+        base_volume("keep-a"),
+        base_volume("keep-b"),
+        base_volume("keep-c"),
+    );
+    // The server is gone (instance-deleted; reconcile's vanished step).
     let mut gone = record("x-gone", Role::Surge, Phase::Booting);
-    gone.server_id = Some("no-such-server".into());
-    gone.volume_id = Some(keep.id.clone());
+    gone.server_id = Some("no-such-server-a".into());
+    gone.volume_id = Some(for_event.id.clone());
+    let mut vanished = record("x-vanished", Role::Surge, Phase::Booting);
+    vanished.server_id = Some("no-such-server-b".into());
+    vanished.volume_id = Some(for_vanished.id.clone());
+    // No server recorded (scale-down's resumable half, in reconcile).
     let mut draining = record("x-draining", Role::Surge, Phase::Draining);
-    draining.volume_id = Some(keep.id.clone());
-    env.edit_state(|s| s.replicas.push(gone.clone()));
+    draining.volume_id = Some(for_draining.id.clone());
+    env.edit_state(|s| {
+        s.replicas
+            .extend([gone.clone(), vanished.clone(), draining.clone()])
+    });
+    let exists = |id: &str| env.rt.block_on(env.cloud.get_volume(id)).is_ok();
 
-    // instance-deleted: the server is gone, the volume is not this replica's.
-    let ev = json!({"pgsurge": 1, "kind": "instance", "event": "deleted", "server_id": "no-such-server"});
-    let answer = env.invoke("instance-deleted", &ev);
+    let ev = json!({"pgsurge": 1, "kind": "instance", "event": "deleted", "server_id": "no-such-server-a"});
+    let event = env.invoke("instance-deleted", &ev);
+    let kept_by_event = exists(&for_event.id);
+    let tick = env.invoke("reconcile", &tick());
+    assert_eq!(
+        (
+            kept_by_event,
+            exists(&for_vanished.id),
+            exists(&for_draining.id)
+        ),
+        (true, true, true),
+        "kept by (instance-deleted, reconcile of a vanished server, scale-down): {event}\n{tick}"
+    );
     assert!(
-        answer
+        event
             .to_string()
             .contains("refusing to delete it as surge replica x-gone"),
-        "{answer}"
+        "{event}"
     );
-    env.rt
-        .block_on(env.cloud.get_volume(&keep.id))
-        .expect("kept by instance-deleted");
-    assert!(env.state().replica("x-gone").is_some());
-
-    // scale-down's resumable half (reconcile), for a replica with no server id.
-    env.edit_state(|s| {
-        s.replicas.retain(|r| r.id != "x-gone");
-        s.replicas.push(draining.clone());
-    });
-    let answer = env.invoke("reconcile", &tick());
-    assert!(
-        answer
-            .to_string()
-            .contains("refusing to delete it as surge replica x-draining"),
-        "{answer}"
-    );
-    env.rt
-        .block_on(env.cloud.get_volume(&keep.id))
-        .expect("kept by scale-down");
-    assert!(env.state().replica("x-draining").is_some());
-    env.edit_state(|s| s.replicas.retain(|r| r.id != "x-draining"));
-    env.rt.block_on(env.cloud.delete_volume(&keep.id)).unwrap();
+    for id in ["x-vanished", "x-draining"] {
+        assert!(
+            tick.to_string()
+                .contains(&format!("refusing to delete it as surge replica {id}")),
+            "{tick}"
+        );
+    }
+    let state = env.state();
+    for id in ["x-gone", "x-vanished", "x-draining"] {
+        assert!(state.replica(id).is_some(), "{id} forgotten");
+    }
+    env.edit_state(|s| s.replicas.retain(|r| !r.id.starts_with("x-")));
+    for v in [for_event, for_vanished, for_draining] {
+        env.rt.block_on(env.cloud.delete_volume(&v.id)).unwrap();
+    }
     env.delete_seed();
 }

@@ -1465,3 +1465,98 @@ async fn caller_retries_transient_answers_only_and_never_resends_a_create_that_m
     assert!(e.is_retryable(), "{e}");
     assert_eq!(script.hits("down"), 5, "1 + max_retries (4)");
 }
+
+/// Run `op` (`delete-server <id>` / `delete-volume <id>`) in a child process with the
+/// failpoint `point` armed: it must die there (abort, like `kill -9`).
+fn killed_at(point: &str, op: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "failpoint_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(pgsurge::failpoint::ENV, point)
+        .env("PGSURGE_FAILPOINT_CHILD", op)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains(&format!("failpoint {point}: aborting")),
+        "{op} did not die at {point} ({}): {}\n{stderr}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Issue 19, on OpenStack: the provider killed inside its multi-step deletes — after Nova
+/// accepted a server delete (the server is not gone yet; Nova goes on and detaches the
+/// volume), and before the volume's own delete request — leaves nothing a rerun cannot
+/// finish: the server goes (a repeated delete is fine), the volume is deleted on the next
+/// try, nothing of the cluster is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_inside_a_server_or_volume_delete_a_rerun_finishes_it() {
+    let cluster = "it-killed";
+    let os = connect("pgsurge", cluster).await;
+    clean_up(&os, cluster).await;
+    let base = base_volume(&os, cluster).await;
+    let sreq = SnapshotRequest {
+        name: resource_name(cluster, "snap-1"),
+        volume_id: base.id.clone(),
+        metadata: meta(cluster, "surge", "snap-1", "op-9"),
+        force: false,
+    };
+    let snap = ensure_snapshot(&os, &sreq).await.unwrap();
+    let snap = wait_snapshot(&os, &snap.id).await;
+    let (vols, servers) = scale_up(&os, cluster, &snap, &["r1"], "op-9", None).await;
+    let (vol, server) = (&vols[0], &servers[0]);
+
+    killed_at(
+        "openstack.delete_server.accepted",
+        &format!("delete-server {}", server.id),
+    );
+    // The rerun: delete again (accepted or already gone), then the volume once detached.
+    os.delete_server(&server.id).await.unwrap();
+    os.wait_server_gone(&server.id, READY).await.unwrap();
+    let deadline = Instant::now() + READY;
+    while cinder_status(&os, &vol.id).await != "available" {
+        assert!(
+            Instant::now() < deadline,
+            "volume {} never detached",
+            vol.id
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    killed_at(
+        "openstack.delete_volume.before_request",
+        &format!("delete-volume {}", vol.id),
+    );
+    assert_eq!(
+        cinder_status(&os, &vol.id).await,
+        "available",
+        "killed before the request: the volume is untouched"
+    );
+    os.delete_volume(&vol.id).await.unwrap();
+    let deadline = Instant::now() + READY;
+    while os.get_volume(&vol.id).await.is_ok() {
+        assert!(Instant::now() < deadline, "volume {} never went", vol.id);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    clean_up(&os, cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run as a child process by killed_inside_a_server_or_volume_delete_a_rerun_finishes_it"]
+async fn failpoint_child() {
+    let op = std::env::var("PGSURGE_FAILPOINT_CHILD")
+        .expect("only meaningful as the child of killed_inside_a_server_or_volume_delete_a_rerun_finishes_it");
+    let os = connect("pgsurge", "it-killed").await;
+    match op.split_once(' ') {
+        Some(("delete-server", id)) => os.delete_server(id).await.unwrap(),
+        Some(("delete-volume", id)) => os.delete_volume(id).await.unwrap(),
+        _ => panic!("unknown operation {op:?}"),
+    }
+    println!("FAILPOINT_CHILD: {op} returned");
+}

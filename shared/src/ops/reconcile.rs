@@ -61,29 +61,17 @@ pub(crate) async fn absent_state(ports: &Ports) -> Result<Option<String>, OpsErr
         // A new cluster: nothing to lose.
         return Ok(None);
     }
-    Ok(Some(absent_state_message(
-        &ports.state.describe(),
+    Ok(Some(format!(
+        "the state document {} is absent from {}, but the cloud holds {} server(s) and {} \
+         volume(s) labelled {META_CLUSTER}={}: not converging HAProxy nodes and not deleting \
+         orphans (an absent document is not an empty cluster); restore the document, or \
+         check the state store's bucket and prefix",
         ports.state.key(),
-        &ports.cluster,
+        ports.state.describe(),
         servers.len(),
         volumes.len(),
+        ports.cluster
     )))
-}
-
-/// The words for an absent state document beside labelled resources (also `status`'s).
-pub(crate) fn absent_state_message(
-    store: &str,
-    key: &str,
-    cluster: &str,
-    servers: usize,
-    volumes: usize,
-) -> String {
-    format!(
-        "the state document {key} is absent from {store}, but the cloud holds {servers} \
-         server(s) and {volumes} volume(s) labelled {META_CLUSTER}={cluster}: not converging \
-         HAProxy nodes and not deleting orphans (an absent document is not an empty cluster); \
-         restore the document, or check the state bucket and prefix"
-    )
 }
 
 /// Step 1: servers gone behind our back: out of HAProxy, volume deleted, forgotten.

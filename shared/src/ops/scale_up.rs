@@ -112,11 +112,15 @@ pub(crate) async fn drive_creating(ports: &Ports, now: OffsetDateTime) -> Result
     let mut report = Report::default();
     let current = ports.state.load().await?.state;
     // Only surge replicas are made here; a base replica recorded `creating` (a bad edit)
-    // is not adopted as one.
+    // is not adopted as one. Past the creating deadline a replica is reconcile's to roll
+    // back (or, refused, for a human), not to resume.
+    let deadline = time::Duration::seconds(ports.ops.creating_deadline_secs as i64);
     let creating: Vec<Replica> = current
         .replicas
         .iter()
-        .filter(|r| r.phase == Phase::Creating && r.role == Role::Surge)
+        .filter(|r| {
+            r.phase == Phase::Creating && r.role == Role::Surge && now - r.created_at <= deadline
+        })
         .cloned()
         .collect();
     if creating.is_empty() {
