@@ -283,19 +283,24 @@ impl Soak {
     fn kill_during(&mut self, function: &'static str, body: &Value) -> bool {
         let delay = self.rng.below(self.estimate[function]);
         let started = Instant::now();
-        let call = self.env.rt.spawn(self.fleet.post(function, body));
+        let post = self.fleet.post(function, body);
+        // When the answer came, not when we looked: the restart takes its own time.
+        let call = self
+            .env
+            .rt
+            .spawn(async move { (post.await, Instant::now()) });
         std::thread::sleep(delay);
         let working = !call.is_finished();
         self.killed_at = Instant::now();
         self.fleet.kill_and_restart(&self.env.rt, function);
-        let answer = self.env.rt.block_on(call).unwrap();
+        let (answer, answered_at) = self.env.rt.block_on(call).unwrap();
         if !working {
             // It answered before the kill: that is how long a whole invocation takes.
-            let took = started.elapsed();
+            let took = answered_at - started;
             self.estimate.insert(function, took.mul_f32(1.1));
             let _ = writeln!(
                 self.log,
-                "  {function}: answered {:?} before the kill at {delay:.2?}",
+                "  {function}: answered {:?} after {took:.2?}, before the kill at {delay:.2?}",
                 answer.map(|a| a.0)
             );
         } else {
