@@ -25,6 +25,10 @@ test: deps build
     # A single-node Ceph OSD on a loaded 2-core box occasionally fails to come up: retry twice from scratch.
     trap 'bash infra/s3/rgw-down.sh --purge; bash tests/openstack/down.sh' EXIT; bash infra/s3/rgw-up.sh || bash infra/s3/rgw-up.sh --fresh || { sleep 5; bash infra/s3/rgw-up.sh --fresh; }; bash tests/openstack/up.sh; cargo test --workspace --no-fail-fast
 
+# The random-kill soak, long (README "Crash safety"): `SOAK_ROUNDS=50 SOAK_SEED=<n> ./just soak`.
+soak: deps build
+    SOAK_ROUNDS=${SOAK_ROUNDS:-50} cargo test -p pgsurge-tests --test soak -- --nocapture
+
 # The OpenStack provider's tests against a real OpenStack test cloud (Debian packages, as
 # root): brings the cloud up, runs them, brings it down even when they fail.
 test-openstack:

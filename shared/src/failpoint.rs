@@ -5,20 +5,28 @@
 //! process at once — no destructors, no flush, exactly like a killed function. Tests run a
 //! function with each name, then run it (or reconcile) again and assert convergence.
 //! Without the variable a failpoint is one atomic load.
+//!
+//! A side effect directly followed by the next one shares the point between them: the
+//! `after_` of the first would be the `before_` of the second with nothing in between
+//! (`scale_down.before_delete_server` is also "after `mark_deleting`").
+//!
+//! Only with the cargo feature `failpoints` (the tests crate turns it on, so a workspace
+//! build has it): without it `hit` is empty and the variable is ignored, so no release
+//! build (`cargo build --release -p <function>`) can be made to abort by its environment.
 
-use std::sync::OnceLock;
-
-/// The environment variable that arms a failpoint.
+/// The environment variable that arms a failpoint (with the `failpoints` feature).
 pub const ENV: &str = "PGSURGE_FAILPOINT";
 
+#[cfg(feature = "failpoints")]
 fn armed() -> Option<&'static str> {
-    static ARMED: OnceLock<Option<String>> = OnceLock::new();
+    static ARMED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     ARMED
         .get_or_init(|| std::env::var(ENV).ok().filter(|v| !v.is_empty()))
         .as_deref()
 }
 
 /// Abort the process here if `name` is the armed failpoint.
+#[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {
     if armed() == Some(name) {
         // Visible in the test's captured stderr; then die like `kill -9` would leave us.
@@ -27,6 +35,11 @@ pub fn hit(name: &str) {
     }
 }
 
+/// Without the `failpoints` feature: nothing, whatever the environment says.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit(_name: &str) {}
+
 /// Every failpoint in the orchestration, in the order an operation meets them. The crash
 /// test iterates over this list; a unit test below keeps it equal to the `hit` calls in
 /// the source, so a new side effect cannot slip out of the crash test.
@@ -34,29 +47,39 @@ pub const ALL: &[&str] = &[
     "scale_up.after_decision",
     "scale_up.before_snapshot",
     "scale_up.after_snapshot",
+    "scale_up.after_snapshot_record",
     "scale_up.before_volume",
     "scale_up.after_volume",
     "scale_up.before_server",
+    "local.create_server.while_bootstrapping",
     "scale_up.after_server",
     "scale_up.after_record",
+    "ready.before_publish",
     "ready.before_register",
     "ready.after_register",
     "scale_down.after_decision",
     "scale_down.before_drain",
     "scale_down.after_drain",
+    "scale_down.before_mark_deleting",
     "scale_down.before_delete_server",
     "local.delete_server.after_stop",
     "local.delete_server.after_record",
     "openstack.delete_server.accepted",
     "scale_down.after_delete_server",
+    "scale_down.before_unpublish",
+    "scale_down.after_unpublish",
     "scale_down.before_delete_volume",
     "openstack.delete_volume.before_request",
     "scale_down.after_delete_volume",
+    "scale_down.after_forget",
     "deleted.before_unregister",
     "deleted.after_unregister",
     "deleted.before_delete_volume",
     "deleted.after_delete_volume",
+    "deleted.before_unpublish",
+    "deleted.after_unpublish",
     "reconcile.before_rollback",
+    "reconcile.before_unpublish",
     "reconcile.after_rollback",
     "reconcile.before_haproxy",
     "reconcile.after_haproxy",

@@ -284,8 +284,15 @@ impl E2e {
         if stderr.contains(&format!("failpoint {failpoint}: aborting")) && !out.status.success() {
             Ok(())
         } else {
+            // A binary built alone (`cargo build -p <function>`) has no failpoints: say so
+            // rather than "never reached".
+            let hint = if failpoints_built(function) {
+                ""
+            } else {
+                "; THIS BINARY HAS NO FAILPOINTS: build with `cargo build --workspace --bins`"
+            };
             Err(format!(
-                "{function} did not die at {failpoint} ({}): {}\n{stderr}",
+                "{function} did not die at {failpoint} ({}{hint}): {}\n{stderr}",
                 out.status,
                 String::from_utf8_lossy(&out.stdout)
             ))
@@ -356,33 +363,46 @@ impl E2e {
         }
     }
 
-    /// Surge servers and volumes in the pool (by metadata), and managed servers per node.
+    /// Surge servers and volumes in the pool (by metadata), the cluster's snapshots, and
+    /// managed servers per node.
     pub fn surge_everywhere(&self) -> Everywhere {
         let f = Filter {
             name: None,
             metadata: [(META_ROLE.to_string(), "surge".to_string())].into(),
         };
-        let (servers, volumes) = self.rt.block_on(async {
+        // Snapshots carry the cluster label, not a role (they are of a base replica).
+        let ours = Filter {
+            name: None,
+            metadata: [(META_CLUSTER.to_string(), CLUSTER.to_string())].into(),
+        };
+        let (servers, volumes, snapshots) = self.rt.block_on(async {
             (
                 self.cloud.list_servers(&f).await.unwrap(),
                 self.cloud.list_volumes(&f).await.unwrap(),
+                self.cloud.list_snapshots(&ours).await.unwrap(),
             )
         });
         let mut servers: Vec<String> = servers.into_iter().map(|s| s.name).collect();
         let mut volumes: Vec<String> = volumes.into_iter().map(|v| v.name).collect();
         servers.sort();
         volumes.sort();
-        let state: Vec<String> = self
-            .state()
+        let mut snapshots: Vec<String> = snapshots.into_iter().map(|s| s.id).collect();
+        snapshots.sort();
+        let doc = self.state();
+        let state: Vec<String> = doc
             .replicas
-            .into_iter()
+            .iter()
             .filter(|r| r.role == Role::Surge)
             .map(|r| resource_name(CLUSTER, &r.id))
             .collect();
+        let mut state_snapshots: Vec<String> = doc.snapshots.into_iter().map(|s| s.id).collect();
+        state_snapshots.sort();
         Everywhere {
             servers,
             volumes,
             state,
+            snapshots,
+            state_snapshots,
             h1: managed_servers(&self.h1),
             h2: managed_servers(&self.h2),
         }
@@ -397,19 +417,30 @@ impl E2e {
     }
 }
 
+/// Whether a function binary was built with the `failpoints` feature (its abort message
+/// is in the executable).
+pub fn failpoints_built(function: &str) -> bool {
+    let exe = std::fs::read(crate::bin(function)).unwrap();
+    let marker = b": aborting";
+    exe.windows(marker.len()).any(|w| w == marker)
+}
+
 /// Surge replicas as each of the three sources of truth see them (names, sorted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Everywhere {
     pub servers: Vec<String>,
     pub volumes: Vec<String>,
     pub state: Vec<String>,
+    /// The cluster's snapshots in the pool, and those the state records (ids, sorted).
+    pub snapshots: Vec<String>,
+    pub state_snapshots: Vec<String>,
     pub h1: Vec<String>,
     pub h2: Vec<String>,
 }
 
 impl Everywhere {
     /// The same `n` surge replicas in the pool (servers and volumes), the state and on
-    /// both HAProxy nodes.
+    /// both HAProxy nodes, and no leaked snapshot.
     pub fn agree_on(&self, n: usize) -> bool {
         let mut state = self.state.clone();
         state.sort();
@@ -418,6 +449,17 @@ impl Everywhere {
             && self.servers == state
             && self.servers == self.h1
             && self.servers == self.h2
+            && self.leaked_snapshots().is_empty()
+    }
+
+    /// Snapshots in the pool the state does not record: nothing would ever rotate them
+    /// out (reconcile deletes only recorded snapshots), so each is a leak.
+    pub fn leaked_snapshots(&self) -> Vec<&str> {
+        self.snapshots
+            .iter()
+            .filter(|s| !self.state_snapshots.contains(s))
+            .map(String::as_str)
+            .collect()
     }
 }
 
@@ -440,4 +482,32 @@ pub fn replica_port(r: &Replica) -> u16 {
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse().ok())
         .unwrap_or_else(|| panic!("not host:port: {address}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Everywhere;
+
+    fn seen(snapshots: &[&str], state_snapshots: &[&str]) -> Everywhere {
+        let two = vec!["pgsurge-e2e-a".to_string(), "pgsurge-e2e-b".to_string()];
+        Everywhere {
+            servers: two.clone(),
+            volumes: two.clone(),
+            state: two.clone(),
+            snapshots: snapshots.iter().map(|s| s.to_string()).collect(),
+            state_snapshots: state_snapshots.iter().map(|s| s.to_string()).collect(),
+            h1: two.clone(),
+            h2: two,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_the_state_does_not_record_is_a_leak_and_a_disagreement() {
+        assert!(seen(&["s1"], &["s1"]).agree_on(2));
+        // Recorded but already gone from the pool: rotation copes, nothing leaks.
+        assert!(seen(&[], &["s1"]).agree_on(2));
+        let leaked = seen(&["s1", "s2"], &["s1"]);
+        assert_eq!(leaked.leaked_snapshots(), ["s2"]);
+        assert!(!leaked.agree_on(2));
+    }
 }

@@ -66,6 +66,13 @@ impl Proc {
         self.0.as_ref().map(Child::id).unwrap_or(0)
     }
 
+    /// Whether it has not exited yet.
+    pub fn running(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| c.try_wait().expect("try_wait").is_none())
+    }
+
     /// Wait for the process to exit by itself.
     pub fn wait(mut self) -> std::process::Output {
         self.0

@@ -1,11 +1,13 @@
 //! Crash safety, for every failpoint: kill the function exactly there (the process
 //! aborts, like `kill -9`), then let the next delivery, tick or the reconcile timer run,
 //! and assert that the pool, the state and both HAProxy nodes agree on the intended set
-//! of surge replicas — no duplicate, no leaked server, volume, snapshot or HAProxy entry.
+//! of surge replicas — no duplicate, no leaked server, volume, snapshot or HAProxy entry
+//! (checked after every scenario, snapshots included).
 //!
 //! One test walks `pgsurge::failpoint::ALL` (a unit test keeps that list equal to the
 //! `failpoint::hit` calls in the source), a few failpoints per scale-up/scale-down
 //! cycle. Leases are 2 s here so a killed holder's work is taken over quickly.
+//! The function binaries need the `failpoints` feature: `cargo build --workspace --bins`.
 
 use pgsurge::cloud::{
     resource_name, Cloud, Filter, Metadata, META_CLUSTER, META_REPLICA, META_ROLE,
@@ -67,6 +69,34 @@ fn assert_agree(env: &E2e, n: usize, after: &str) {
     );
 }
 
+/// Scale-down's failpoints in chains: the first kills the scale-down of a fresh alarm,
+/// each next one the sender's retry of that same delivery (which resumes the removal
+/// where the dead one stopped), so one cycle covers several points and a resumed removal
+/// is killed again. The `unpublish` points are met only by a retry that finds the server
+/// already deleted, hence after `after_delete_server`. The `local.delete_server.*` points
+/// are inside the provider's server delete.
+const DOWN_CHAINS: &[&[&str]] = &[
+    &["scale_down.after_decision", "scale_down.before_drain"],
+    &["scale_down.after_drain", "scale_down.before_mark_deleting"],
+    // Inside the local provider's server delete (postmaster stopped / record removed):
+    // the retry must finish the replica without a PostgreSQL to prove it a standby again.
+    &[
+        "scale_down.before_delete_server",
+        "local.delete_server.after_stop",
+        "local.delete_server.after_record",
+    ],
+    &[
+        "scale_down.after_delete_server",
+        "scale_down.before_unpublish",
+        "scale_down.after_unpublish",
+    ],
+    &[
+        "scale_down.before_delete_volume",
+        "scale_down.after_delete_volume",
+        "scale_down.after_forget",
+    ],
+];
+
 fn ours() -> Filter {
     Filter {
         name: None,
@@ -88,15 +118,23 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
         ]
         .map(|(k, v)| (k.to_string(), v)),
     );
-    let (mut up, mut ready, mut down, mut deleted) = (
-        group("scale_up."),
-        group("ready."),
-        group("scale_down."),
-        group("deleted."),
+    // Scale-up's own points and the local provider's inside its server creation.
+    let mut up: VecDeque<_> = ALL
+        .iter()
+        .copied()
+        .filter(|p| p.starts_with("scale_up.") || p.starts_with("local.create_server."))
+        .collect();
+    let (mut ready, mut deleted) = (group("ready."), group("deleted."));
+    let mut down: VecDeque<&[&str]> = DOWN_CHAINS.iter().copied().collect();
+    let chained: Vec<&str> = DOWN_CHAINS.concat();
+    assert_eq!(
+        chained,
+        ALL.iter()
+            .copied()
+            .filter(|p| p.starts_with("scale_down.") || p.starts_with("local.delete_server."))
+            .collect::<Vec<_>>(),
+        "the chains hold every scale-down failpoint once, in order"
     );
-    // Inside the local provider's server delete (postmaster stopped / record removed):
-    // scale-down killed there, the reconcile timer must still finish the replica.
-    down.extend(group("local.delete_server."));
     // The OpenStack provider's own points need the OpenStack cloud: not in this matrix.
     let elsewhere = group("openstack.");
     let mut haproxy: VecDeque<_> = ["reconcile.before_haproxy", "reconcile.after_haproxy"].into();
@@ -106,14 +144,17 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
     ]
     .into();
     let mut rotate: VecDeque<_> = ["reconcile.before_rotate", "reconcile.after_rotate"].into();
-    let mut rollback: VecDeque<_> =
-        ["reconcile.before_rollback", "reconcile.after_rollback"].into();
-    let planned: usize = [
-        &up, &ready, &down, &deleted, &haproxy, &orphan, &rotate, &rollback,
+    let mut rollback: VecDeque<_> = [
+        "reconcile.before_rollback",
+        "reconcile.before_unpublish",
+        "reconcile.after_rollback",
     ]
-    .iter()
-    .map(|g| g.len())
-    .sum();
+    .into();
+    let planned: usize = [&up, &ready, &deleted, &haproxy, &orphan, &rotate, &rollback]
+        .iter()
+        .map(|g| g.len())
+        .sum::<usize>()
+        + chained.len();
     assert_eq!(
         planned + elsewhere.len(),
         ALL.len(),
@@ -122,11 +163,10 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
 
     let mut killed = Vec::new();
     let mut cycle = 0;
-    while [
-        &up, &ready, &down, &deleted, &haproxy, &orphan, &rotate, &rollback,
-    ]
-    .iter()
-    .any(|g| !g.is_empty())
+    while !down.is_empty()
+        || [&up, &ready, &deleted, &haproxy, &orphan, &rotate, &rollback]
+            .iter()
+            .any(|g| !g.is_empty())
     {
         cycle += 1;
         eprintln!("=== cycle {cycle}");
@@ -156,6 +196,7 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
                 !left.iter().any(|v| v.name == name),
                 "orphan volume left after a crash at {point}"
             );
+            assert_agree(&env, 0, point);
         }
 
         // A stuck creation: scale-up dies after making a volume; its replicas stay
@@ -175,11 +216,14 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
             assert_agree(&env, 0, point);
         }
 
-        // Scale up (killed, then the sender's retry of the same delivery).
+        // Scale up (killed, the sender's retry of the same delivery killed again further
+        // on — it resumes where the dead one stopped — then a retry that finishes).
         let a = alarm(&format!("up-{cycle}"));
-        if let Some(point) = up.pop_front() {
-            kill_at(&env, "scale-up", &a, point);
-            killed.push(point);
+        for _ in 0..2 {
+            if let Some(point) = up.pop_front() {
+                kill_at(&env, "scale-up", &a, point);
+                killed.push(point);
+            }
         }
         env.invoke("scale-up", &a);
         if let Some(point) = ready.pop_front() {
@@ -236,11 +280,14 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
             assert_agree(&env, left, point);
         }
 
-        // Scale down (killed, then the reconcile timer finishes it).
+        // Scale down (killed, its retries killed further on, then the reconcile timer
+        // finishes it).
         let d = alarm(&format!("down-{cycle}"));
-        if let Some(point) = down.pop_front() {
-            kill_at(&env, "scale-down", &d, point);
-            killed.push(point);
+        if let Some(chain) = down.pop_front() {
+            for point in chain {
+                kill_at(&env, "scale-down", &d, point);
+                killed.push(point);
+            }
             env.invoke("reconcile", &tick());
         } else {
             env.invoke("scale-down", &d);

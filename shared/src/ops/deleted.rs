@@ -88,7 +88,9 @@ pub(crate) async fn forget_vanished(
     // What the provider made beside the server (a DNS record): by name, since the
     // server that would tell more is gone. Before forgetting, so a failure here is
     // retried by the next reconcile rather than leaked.
+    failpoint::hit("deleted.before_unpublish");
     ports.cloud.unpublish_server(&name).await?;
+    failpoint::hit("deleted.after_unpublish");
     forget(ports, id, now).await?;
     report.did(format!(
         "{name}: server gone; unregistered, volume deleted, forgotten"

@@ -143,6 +143,7 @@ async fn check_one(ports: &Ports, r: &Replica, now: OffsetDateTime) -> Result<Ch
     };
     // What the provider keeps beside a ready replica (OpenStack: its DNS A record), made
     // here and not by a read of the server; before HAProxy sends it traffic.
+    failpoint::hit("ready.before_publish");
     ports.cloud.publish_server(&server).await?;
     let started = OffsetDateTime::now_utc();
     let state = ports.state.load().await?.state;

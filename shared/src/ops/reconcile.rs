@@ -257,6 +257,7 @@ pub(crate) async fn roll_back(
         delete_volume_when_detached(ports, &v.id).await?;
     }
     // A DNS record made at ready outlives a server that was already gone.
+    failpoint::hit("reconcile.before_unpublish");
     ports.cloud.unpublish_server(&name).await?;
     failpoint::hit("reconcile.after_rollback");
     forget(ports, &r.id, now).await

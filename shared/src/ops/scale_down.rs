@@ -124,6 +124,7 @@ async fn remove_replica(
                         return Err(OpsError::Refused(why))
                     }
                 }
+                failpoint::hit("scale_down.before_mark_deleting");
                 mark_deleting(ports, &r.id, now).await?;
                 failpoint::hit("scale_down.before_delete_server");
                 ports.cloud.delete_server(server_id).await?;
@@ -132,10 +133,12 @@ async fn remove_replica(
             // Already gone (a killed earlier run, or deleted by hand): what the provider
             // kept beside it (a DNS record) is found by name, not through the server.
             Err(CloudError::NotFound { .. }) => {
+                failpoint::hit("scale_down.before_unpublish");
                 ports
                     .cloud
                     .unpublish_server(&resource_name(&ports.cluster, &r.id))
                     .await?;
+                failpoint::hit("scale_down.after_unpublish");
             }
             Err(e) => return Err(e.into()),
         }
@@ -147,6 +150,7 @@ async fn remove_replica(
     }
     phase_metric("delete", secs_between(started, OffsetDateTime::now_utc()));
     forget(ports, &r.id, now).await?;
+    failpoint::hit("scale_down.after_forget");
     Ok(format!(
         "{name} drained, removed from HAProxy, server and volume deleted"
     ))

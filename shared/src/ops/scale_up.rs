@@ -235,6 +235,7 @@ async fn pick_snapshot(
             Ok(())
         })
         .await?;
+    failpoint::hit("scale_up.after_snapshot_record");
     Ok(snap.id)
 }
 

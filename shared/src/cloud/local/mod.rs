@@ -221,6 +221,7 @@ impl LocalCloud {
         let status = server::status(
             &self.data_dir(&info.volume_id),
             server::read_recorded_pid(&dir),
+            &dir,
         );
         Server {
             id: info.id,
@@ -626,7 +627,7 @@ impl Cloud for LocalCloud {
         }
         let started = Instant::now();
         let timeout = Duration::from_secs(self.cfg.start_timeout_secs + 30);
-        match server::run_bootstrap(&self.script, &dir.join("bootstrap.env"), timeout).await {
+        match server::run_bootstrap(&self.script, &dir, timeout).await {
             Ok(log) => {
                 if let Some(pid) = server::running_postmaster(&data, None) {
                     let _ = std::fs::write(dir.join("postmaster.pid"), pid.to_string());

@@ -13,6 +13,7 @@ use crate::cloud::{CloudError, Status};
 use std::fs;
 use std::io;
 use std::net::{IpAddr, TcpListener};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -86,8 +87,11 @@ pub fn running_postmaster(data: &Path, recorded: Option<u32>) -> Option<u32> {
 }
 
 /// The server's status as the cloud would report it.
-pub fn status(data: &Path, recorded: Option<u32>) -> Status {
+pub fn status(data: &Path, recorded: Option<u32>, server_dir: &Path) -> Status {
     match running_postmaster(data, recorded) {
+        // Not started yet: the bootstrap script (of a caller that may have died since)
+        // is still setting it up.
+        None if bootstrapping(server_dir) => Status::Pending,
         None => Status::Error,
         Some(_) => match pidfile(data).and_then(|l| l.get(7).cloned()).as_deref() {
             Some("ready") | Some("standby") => Status::Ready,
@@ -95,6 +99,23 @@ pub fn status(data: &Path, recorded: Option<u32>) -> Status {
             _ => Status::Pending,
         },
     }
+}
+
+/// Whether this server's bootstrap script runs: its recorded PID is alive and is bash
+/// running it on this server's parameters (not a reused PID).
+fn bootstrapping(server_dir: &Path) -> bool {
+    let Some(pid) = fs::read_to_string(server_dir.join(BOOTSTRAP_PID))
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let params = server_dir.join(BOOTSTRAP_ENV);
+    pid_alive(pid)
+        && fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            c.split(|b| *b == 0)
+                .any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)) == params)
+        })
 }
 
 pub fn read_recorded_pid(server_dir: &Path) -> Option<u32> {
@@ -242,19 +263,43 @@ fn pg_program(pg_bin: &Path, os_user: &str, program: &str) -> tokio::process::Co
     cmd
 }
 
-/// Run the bootstrap script on a parameters file; its stderr is the log of what it did.
+/// The bootstrap script's parameters, log and PID, in the server's directory.
+const BOOTSTRAP_ENV: &str = "bootstrap.env";
+const BOOTSTRAP_LOG: &str = "bootstrap.log";
+const BOOTSTRAP_PID: &str = "bootstrap.pid";
+
+/// Run the bootstrap script on the server's parameters file (`bootstrap.env` in
+/// `server_dir`); its stderr is the log of what it did.
+///
+/// The script outlives a caller that dies (`kill -9`, a function timeout), as a cloud
+/// server boots whatever happens to whoever asked for it: its output goes to a file,
+/// not a pipe that would break (SIGPIPE) halfway through the set-up, and its PID is
+/// recorded so that [`status`] says "booting", not "error", while it runs.
 pub async fn run_bootstrap(
     script: &Path,
-    params: &Path,
+    server_dir: &Path,
     timeout: Duration,
 ) -> Result<String, CloudError> {
+    let log_path = server_dir.join(BOOTSTRAP_LOG);
+    let log_file = fs::File::create(&log_path).map_err(|e| fatal(log_path.display(), e))?;
     let mut cmd = tokio::process::Command::new("bash");
     cmd.arg(script)
-        .arg(params)
+        .arg(server_dir.join(BOOTSTRAP_ENV))
         .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file)
         .kill_on_drop(true);
-    let out = tokio::time::timeout(timeout, cmd.output())
-        .await
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| fatal(format!("cannot run {}", script.display()), e))?;
+    if let Some(pid) = child.id() {
+        let _ = fs::write(server_dir.join(BOOTSTRAP_PID), pid.to_string());
+    }
+    // Killed here: the server's record exists and its set-up runs on without us.
+    crate::failpoint::hit("local.create_server.while_bootstrapping");
+    let waited = tokio::time::timeout(timeout, child.wait()).await;
+    let _ = fs::remove_file(server_dir.join(BOOTSTRAP_PID));
+    let status = waited
         .map_err(|_| {
             CloudError::Transient(format!(
                 "bootstrap script {} did not finish within {timeout:?}",
@@ -262,13 +307,15 @@ pub async fn run_bootstrap(
             ))
         })?
         .map_err(|e| fatal(format!("cannot run {}", script.display()), e))?;
-    let log = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    if out.status.success() {
+    let log = fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    if status.success() {
         Ok(log)
     } else {
         Err(CloudError::Fatal(format!(
-            "bootstrap script failed ({}): {log}",
-            out.status
+            "bootstrap script failed ({status}): {log}"
         )))
     }
 }
