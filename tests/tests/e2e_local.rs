@@ -594,7 +594,11 @@ fn a_missing_state_document_is_not_an_empty_cluster() {
         "{answer}"
     );
     let first_seen = env.state().unknown_since;
-    assert_eq!(first_seen.len(), 5, "2 servers + 3 volumes: {first_seen:?}");
+    assert_eq!(
+        first_seen.len(),
+        6,
+        "2 servers + 3 volumes + the snapshot only the lost document recorded: {first_seen:?}"
+    );
 
     // 3. The grace ends: orphans out of HAProxy, deleted.
     env.edit_state(|s| {
@@ -604,19 +608,10 @@ fn a_missing_state_document_is_not_an_empty_cluster() {
     });
     env.invoke("reconcile", &tick());
     let seen = env.surge_everywhere();
-    // The scale-up's snapshot was recorded only in the lost document: reconcile deletes
-    // orphan servers and volumes, not snapshots, so it stays for a human (and is the one
-    // snapshot `agree_on` counts as leaked here).
-    assert_eq!(
-        seen.leaked_snapshots(),
-        serving.state_snapshots,
-        "only the snapshot the lost document recorded: {seen:?}"
-    );
-    let rest = pgsurge_tests::cluster::Everywhere {
-        snapshots: Vec::new(),
-        ..seen.clone()
-    };
-    assert!(rest.agree_on(0), "{seen:?}");
+    // The scale-up's snapshot was recorded only in the lost document: an orphan too, it
+    // is deleted with them (named and labelled as scale-up's, past its grace).
+    assert!(seen.agree_on(0), "{seen:?}");
+    assert!(seen.leaked_snapshots().is_empty(), "{seen:?}");
     assert!(env.rt.block_on(env.cloud.get_volume(&stray.id)).is_err());
     assert!(env.state().unknown_since.is_empty());
     env.delete_seed();

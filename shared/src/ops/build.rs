@@ -38,13 +38,15 @@ pub fn receiver(config: &Arc<Config>) -> Result<Arc<Receiver>, EventError> {
             return Ok(r.clone());
         }
     }
-    let r = Arc::new(Receiver::new(
-        &config.auth,
-        config.policy.limits(),
-        config.runtime.max_body_bytes,
-    )?
-    // Another cluster's alarms are judged only by scoping, not by our parameter limits.
-    .scoped(crate::events::ClusterScope::new(&config.cluster)));
+    let r = Arc::new(
+        Receiver::new(
+            &config.auth,
+            config.policy.limits(),
+            config.runtime.max_body_bytes,
+        )?
+        // Another cluster's alarms are judged only by scoping, not by our parameter limits.
+        .scoped(crate::events::ClusterScope::new(&config.cluster)),
+    );
     *cached = Some((config.clone(), r.clone()));
     Ok(r)
 }

@@ -17,7 +17,10 @@ use super::lease::with_lease;
 use super::scale_down::{delete_volume_when_detached, drive_draining, forget};
 use super::scale_up::{drive_creating, META_CREATED};
 use super::{check_pending, labelled_surge, refused, OpsError, Ports, Report};
-use crate::cloud::{CloudError, Filter, Metadata, Server, Volume, META_CLUSTER, META_REPLICA};
+use crate::cloud::{
+    resource_name, CloudError, Filter, Metadata, Server, Snapshot, Volume, META_CLUSTER, META_OP,
+    META_REPLICA,
+};
 use crate::failpoint;
 use crate::state::{ClusterState, Phase, Replica, Role, Timestamp};
 use std::time::Duration;
@@ -115,8 +118,8 @@ async fn creations(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsErro
 }
 
 /// Steps 4 and 5: every HAProxy node to the desired set (after a reload, or a node that was
-/// down); resources labelled as our surge replicas, unknown to the state for longer than
-/// the grace period, are deleted.
+/// down); resources labelled as our surge replicas, and snapshots scale-up took, unknown to
+/// the state for longer than the grace period, are deleted.
 async fn housekeeping(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsError> {
     let mut report = Report::default();
     let filter = Filter {
@@ -125,7 +128,8 @@ async fn housekeeping(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsE
     };
     let servers = ports.cloud.list_servers(&filter).await?;
     let volumes = ports.cloud.list_volumes(&filter).await?;
-    let state = note_unknown(ports, &servers, &volumes, now).await?;
+    let snapshots = ports.cloud.list_snapshots(&filter).await?;
+    let state = note_unknown(ports, &servers, &volumes, &snapshots, now).await?;
     let grace = time::Duration::seconds(ports.ops.orphan_grace_secs as i64);
     let past_grace = |kind: &str, id: &str| {
         state
@@ -201,6 +205,33 @@ async fn housekeeping(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsE
                 }
                 Err(e) => report.later(format!("orphan volume {}: {e}", v.name)),
             }
+        }
+    }
+    // A snapshot that scale-up took but never recorded (killed in between, and no retry
+    // came), or that only a lost document recorded, would be paid for forever.
+    for snap in &snapshots {
+        if !snapshot_unknown(&state, &snap.id) || !past_grace("snapshot", &snap.id) {
+            continue;
+        }
+        if let Some(why) = not_an_orphan_snapshot(&ports.cluster, snap) {
+            report.later(format!(
+                "snapshot {} unknown to the state, left: {why}",
+                snap.name
+            ));
+            continue;
+        }
+        failpoint::hit("reconcile.before_delete_orphan");
+        match rotate_one(ports.cloud.as_ref(), &snap.id).await {
+            Ok(Rotation::Gone) => {
+                failpoint::hit("reconcile.after_delete_orphan");
+                deleted.push(unknown_key("snapshot", &snap.id));
+                report.did(format!("deleted orphan snapshot {}", snap.name));
+            }
+            Ok(Rotation::Pending(status)) => report.later(format!(
+                "orphan snapshot {}: delete requested, still {status}",
+                snap.name
+            )),
+            Err(e) => report.later(format!("orphan snapshot {}: {e}", snap.name)),
         }
     }
     if !deleted.is_empty() {
@@ -287,12 +318,18 @@ fn is_unknown(state: &ClusterState, kind: &str, id: &str, meta: &Metadata) -> bo
     !recorded && !named
 }
 
+/// A labelled snapshot the state does not record.
+fn snapshot_unknown(state: &ClusterState, id: &str) -> bool {
+    !state.snapshots.iter().any(|s| s.id == id)
+}
+
 /// Record when each labelled resource was first seen unknown to the state (and forget
 /// those no longer unknown). Returns the state as written.
 async fn note_unknown(
     ports: &Ports,
     servers: &[Server],
     volumes: &[Volume],
+    snapshots: &[Snapshot],
     now: OffsetDateTime,
 ) -> Result<ClusterState, OpsError> {
     let (_, written) = ports
@@ -307,6 +344,12 @@ async fn note_unknown(
                         .iter()
                         .filter(|x| is_unknown(s, "volume", &x.id, &x.metadata))
                         .map(|x| unknown_key("volume", &x.id)),
+                )
+                .chain(
+                    snapshots
+                        .iter()
+                        .filter(|x| snapshot_unknown(s, &x.id))
+                        .map(|x| unknown_key("snapshot", &x.id)),
                 )
                 .collect();
             s.unknown_since.retain(|k, _| unknown.contains(k));
@@ -330,6 +373,35 @@ fn not_an_orphan(cluster: &str, meta: &Metadata) -> Option<String> {
     if !meta.contains_key(META_CREATED) {
         return Some(format!(
             "no {META_CREATED} label: not made by pgsurge's scale-up"
+        ));
+    }
+    None
+}
+
+/// Why an unknown snapshot labelled with the cluster is not deleted as an orphan, if it
+/// is not: only one scale-up took — its operation and creation labels, and the name
+/// scale-up gives it (`<cluster>-snap-<op>`). An operator's own snapshot of a replica's
+/// volume carries none of that.
+fn not_an_orphan_snapshot(cluster: &str, snap: &Snapshot) -> Option<String> {
+    let meta = &snap.metadata;
+    if meta.get(META_CLUSTER).map(String::as_str) != Some(cluster) {
+        return Some(format!("not labelled {META_CLUSTER}={cluster}"));
+    }
+    let Some(op) = meta.get(META_OP) else {
+        return Some(format!(
+            "no {META_OP} label: not taken by pgsurge's scale-up"
+        ));
+    };
+    if !meta.contains_key(META_CREATED) {
+        return Some(format!(
+            "no {META_CREATED} label: not taken by pgsurge's scale-up"
+        ));
+    }
+    let expected = resource_name(cluster, &format!("snap-{op}"));
+    if snap.name != expected {
+        return Some(format!(
+            "named {}, not {expected} as scale-up names its snapshots",
+            snap.name
         ));
     }
     None
@@ -540,5 +612,41 @@ mod tests {
         // deleted by an earlier run that died before updating the state
         let c = cloud(None, None);
         assert_eq!(rotate_one(&c, "s1").await.unwrap(), Rotation::Gone);
+    }
+
+    #[test]
+    fn only_a_snapshot_scale_up_took_is_an_orphan() {
+        let snap = |name: &str, meta: &[(&str, &str)]| Snapshot {
+            id: "s1".into(),
+            name: name.into(),
+            volume_id: "v1".into(),
+            status: Status::Ready,
+            size_gb: 1,
+            created_at: "2026-12-06T00:00:00Z".into(),
+            az: None,
+            metadata: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let full = [
+            (META_CLUSTER, "c"),
+            (META_OP, "op1"),
+            (META_CREATED, "2026-12-06T00:00:00Z"),
+        ];
+        assert_eq!(
+            not_an_orphan_snapshot("c", &snap("pgsurge-c-snap-op1", &full)),
+            None
+        );
+        // Another cluster's, an operator's (no op / creation label), a renamed one.
+        let other = [(META_CLUSTER, "d"), full[1], full[2]];
+        assert!(not_an_orphan_snapshot("c", &snap("pgsurge-d-snap-op1", &other)).is_some());
+        let no_op = [full[0], full[2]];
+        let why = not_an_orphan_snapshot("c", &snap("pgsurge-c-snap-op1", &no_op)).unwrap();
+        assert!(why.contains(META_OP), "{why}");
+        let no_created = [full[0], full[1]];
+        assert!(not_an_orphan_snapshot("c", &snap("pgsurge-c-snap-op1", &no_created)).is_some());
+        let why = not_an_orphan_snapshot("c", &snap("nightly-backup", &full)).unwrap();
+        assert!(why.contains("pgsurge-c-snap-op1"), "{why}");
     }
 }
