@@ -47,16 +47,7 @@ pub const SMN_HOST: &str = "smn.ru-moscow-1.hc.sbercloud.ru";
 pub const TOPIC: &str = "urn:smn:ru-moscow-1:0a1b2c3d4e5f40718293a4b5c6d7e8f9:pgsurge-alarms";
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the `openssl` command is needed (Debian package openssl; infra/local/deps.sh installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::tls::openssl(args, dir)
 }
 
 /// A test certificate authority made by the `openssl` command (an implementation

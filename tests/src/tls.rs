@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-fn openssl(args: &[&str], dir: &Path) {
+/// Run the `openssl` command in `dir`; a failure fails the test with its stderr. Shared
+/// with the SMN test CA (`smn.rs`).
+pub(crate) fn openssl(args: &[&str], dir: &Path) {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
         .output()
-        .expect("openssl CLI (apt-get install openssl)");
+        .expect("the `openssl` command is needed (Debian package openssl; infra/local/deps.sh installs it)");
     assert!(
         out.status.success(),
         "openssl {args:?}: {}",
