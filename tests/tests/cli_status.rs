@@ -223,8 +223,10 @@ fn a_bad_config_or_a_corrupt_state_is_exit_1_with_a_precise_message() {
 fn a_deleting_replica_whose_postgres_was_stopped_is_finished_or_reported_stuck() {
     let mut env = E2e::start("status-stuck", 23400, "");
     env.env.push(("PGSURGE_OPS__LEASE_SECS".into(), "2".into()));
-    let alarm =
-        |id: &str| json!({"pgsurge": 1, "kind": "alarm", "id": id, "name": "x", "state": "firing"});
+    let alarm = |id: &str| {
+        json!({"pgsurge": 1, "kind": "alarm", "id": id, "name": "x", "state": "firing",
+                          "params": {"cluster": CLUSTER}})
+    };
     env.invoke("scale-up", &alarm("stuck-up"));
     env.tick_until_serving(2);
 

@@ -125,7 +125,7 @@ fn an_alarms_flavor_reaches_the_server() {
         "[policy]\nallowed_flavors = [\"m1.small\"]\n",
     );
     let alarm = json!({"pgsurge": 1, "kind": "alarm", "id": "fl-1", "name": "load",
-        "state": "firing", "params": {"replicas": 1, "flavor": "m1.small"}});
+        "state": "firing", "params": {"replicas": 1, "flavor": "m1.small", "cluster": CLUSTER}});
     let up = env.invoke("scale-up", &alarm);
     assert_eq!(up["decision"]["action"]["flavor"], "m1.small", "{up}");
     let replicas = env.surge_replicas();

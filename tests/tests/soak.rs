@@ -249,7 +249,8 @@ impl Tally {
 }
 
 fn alarm(id: &str) -> Value {
-    json!({"pgsurge": 1, "kind": "alarm", "id": id, "name": "load", "state": "firing"})
+    json!({"pgsurge": 1, "kind": "alarm", "id": id, "name": "load", "state": "firing",
+           "params": {"cluster": CLUSTER}})
 }
 
 fn tick() -> Value {
