@@ -4,6 +4,7 @@
 //! `plan` (dry-run a scaling decision), `status` (state vs cloud vs every HAProxy node),
 //! `local seed` (the first replica of a local pool, for the demo): one module each.
 
+mod config_keys;
 mod local;
 mod plan;
 mod status;
@@ -34,6 +35,8 @@ enum Command {
     Status(status::StatusArgs),
     /// The local provider (one machine): `local seed` puts the first replica in its pool.
     Local(local::LocalArgs),
+    /// `config keys`: every configuration key and its PGSURGE_* environment variable.
+    Config(config_keys::ConfigArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => plan::run(cli.config.as_deref(), &args),
         Command::Status(args) => status::run(cli.config.as_deref(), &args),
         Command::Local(args) => local::run(cli.config.as_deref(), &args),
+        Command::Config(args) => config_keys::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -45,6 +45,7 @@
 pub mod balancer;
 pub mod cloud;
 pub mod config;
+pub mod config_keys;
 pub mod events;
 pub mod failpoint;
 pub mod handlers;
