@@ -23,4 +23,5 @@ fi
 [ $# -eq 0 ] && set -- "$here/huaweicloud" "$here/openstack"
 args=()
 for d in "$@"; do args+=(-d "$d"); done
-exec "$venv/bin/checkov" --config-file "$here/.checkov.yaml" --quiet --compact "${args[@]}"
+cd "$here/../.."  # external-checks-dir in .checkov.yaml is relative to the workspace root
+exec "$venv/bin/checkov" --config-file "$here/.checkov.yaml" "${args[@]}"

@@ -13,6 +13,7 @@ pub mod pg;
 pub mod rgw;
 pub mod runtime_api;
 pub mod smn;
+pub mod terraform;
 pub mod tls;
 
 use std::path::PathBuf;
