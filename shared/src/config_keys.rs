@@ -96,7 +96,10 @@ mod tests {
     fn lists_leaves_of_nested_sections_with_their_env_names() {
         let keys = config_keys();
         let find = |p: &str| keys.iter().find(|k| k.path == p).map(|k| k.env.clone());
-        assert_eq!(find("cluster.name").as_deref(), Some("PGSURGE_CLUSTER__NAME"));
+        assert_eq!(
+            find("cluster.name").as_deref(),
+            Some("PGSURGE_CLUSTER__NAME")
+        );
         assert_eq!(
             find("state.s3.bucket").as_deref(),
             Some("PGSURGE_STATE__S3__BUCKET")
@@ -119,11 +122,18 @@ mod tests {
     fn agrees_with_the_example_and_the_loader() {
         let keys = config_keys();
         assert!(keys.len() > 80, "only {} keys", keys.len());
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/pgsurge.example.toml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/pgsurge.example.toml"
+        );
         let example: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
         fn leaves(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
             for (k, v) in t {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 match v {
                     toml::Value::Table(t) => leaves(&p, t, out),
                     _ => out.push(p),

@@ -200,13 +200,13 @@ pub fn check_dir(dir: &Path, schema: &Schema, known: &Known) -> Vec<String> {
             if let Some(table) = table {
                 let ty = label(b, 0);
                 match table.get(ty) {
-                    None if ty.starts_with(&format!("{}_", schema.provider)) => problems.push(
-                        format!(
+                    None if ty.starts_with(&format!("{}_", schema.provider)) => {
+                        problems.push(format!(
                             "{at}: type {ty} is not in the {} {} schema subset (regenerate it: \
                              infra/terraform/schema/README.md)",
                             schema.provider, schema.version
-                        ),
-                    ),
+                        ))
+                    }
                     None => problems.push(format!(
                         "{at}: type {ty} does not belong to provider {}",
                         schema.provider
@@ -222,7 +222,9 @@ pub fn check_dir(dir: &Path, schema: &Schema, known: &Known) -> Vec<String> {
                 let rest = Body(
                     b.body
                         .iter()
-                        .filter(|s| !matches!(s, Structure::Attribute(a) if a.key.as_str() == "type"))
+                        .filter(
+                            |s| !matches!(s, Structure::Attribute(a) if a.key.as_str() == "type"),
+                        )
                         .cloned()
                         .collect(),
                 );
@@ -424,9 +426,13 @@ fn walk_expr(
             let n = scope.len();
             scope.extend(f.key_var.iter().map(|k| k.to_string()));
             scope.push(f.value_var.to_string());
-            for x in [Some(&f.value_expr), f.key_expr.as_ref(), f.cond_expr.as_ref()]
-                .into_iter()
-                .flatten()
+            for x in [
+                Some(&f.value_expr),
+                f.key_expr.as_ref(),
+                f.cond_expr.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 walk_expr(x, at, d, known, scope, problems);
             }
@@ -473,7 +479,14 @@ fn check_ref(
             };
             if found {
                 let attr = attrs.iter().skip(2).flatten().next().copied();
-                check_attr(ty.unwrap(), attr, &d.schema.data_sources, at, &shown(), problems);
+                check_attr(
+                    ty.unwrap(),
+                    attr,
+                    &d.schema.data_sources,
+                    at,
+                    &shown(),
+                    problems,
+                );
             }
             found
         }
@@ -524,18 +537,27 @@ fn check_key(key: &str, at: &str, known: &Known, problems: &mut Vec<String>) {
     if key.starts_with("pgsurge_") && !known.metadata.contains(key) {
         problems.push(format!(
             "{at}: metadata key {key} is not one pgsurge uses ({})",
-            known.metadata.iter().cloned().collect::<Vec<_>>().join(", ")
+            known
+                .metadata
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
 }
 
 fn check_metadata(at: &str, body: &Body, known: &Known, problems: &mut Vec<String>) {
     let Some(meta) = body.attributes().find(|a| a.key.as_str() == "metadata") else {
-        problems.push(format!("{at}: a server without `metadata` (pgsurge and vmagent read it)"));
+        problems.push(format!(
+            "{at}: a server without `metadata` (pgsurge and vmagent read it)"
+        ));
         return;
     };
     let Expression::Object(o) = &meta.expr else {
-        problems.push(format!("{at}: `metadata` must be an object literal to be checked"));
+        problems.push(format!(
+            "{at}: `metadata` must be an object literal to be checked"
+        ));
         return;
     };
     let keys: BTreeSet<String> = o

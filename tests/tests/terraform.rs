@@ -93,7 +93,10 @@ fn functions_are_deployed_from_the_package_recipe_output() {
         other => panic!("local.functions must be a list of names, is {other:?}"),
     };
     listed.sort();
-    assert_eq!(listed, crates, "local.functions must name every functions/* crate");
+    assert_eq!(
+        listed, crates,
+        "local.functions must name every functions/* crate"
+    );
 
     // local.package_dir = "${path.module}/<relative>": resolve it from this directory.
     let pkg = hcl::format::to_string(local("package_dir").expect("local.package_dir")).unwrap();
@@ -131,9 +134,16 @@ fn functions_are_deployed_from_the_package_recipe_output() {
                 && b.labels[0].as_str() == "huaweicloud_fgs_function"
         })
         .collect();
-    assert_eq!(fns.len(), 1, "one huaweicloud_fgs_function, for_each over the functions");
+    assert_eq!(
+        fns.len(),
+        1,
+        "one huaweicloud_fgs_function, for_each over the functions"
+    );
     let f = &fns[0].body;
-    assert_eq!(source(f, "for_each").as_deref(), Some("toset(local.functions)"));
+    assert_eq!(
+        source(f, "for_each").as_deref(),
+        Some("toset(local.functions)")
+    );
     assert_eq!(literal(f, "runtime"), Some("Custom"));
     assert_eq!(literal(f, "handler"), Some("bootstrap"));
     assert_eq!(literal(f, "code_type"), Some("zip"));
@@ -141,7 +151,10 @@ fn functions_are_deployed_from_the_package_recipe_output() {
         source(f, "func_code").as_deref(),
         Some("filebase64(\"${local.package_dir}/${each.key}.zip\")")
     );
-    assert_eq!(source(f, "code_filename").as_deref(), Some("\"${each.key}.zip\""));
+    assert_eq!(
+        source(f, "code_filename").as_deref(),
+        Some("\"${each.key}.zip\"")
+    );
 }
 
 /// Copy a Terraform directory to a temp dir, replace `from` with `to` in `file` (which
@@ -185,7 +198,13 @@ fn a_broken_reference_fails() {
         "openstack_compute_servergroup_v2.replicas.id",
         "openstack_compute_servergroup_v2.replica.id",
     );
-    assert_reported(&p, &["openstack_compute_servergroup_v2.replica.id", "does not resolve"]);
+    assert_reported(
+        &p,
+        &[
+            "openstack_compute_servergroup_v2.replica.id",
+            "does not resolve",
+        ],
+    );
     let p = problems_after(
         "huaweicloud",
         "outputs.tf",
@@ -203,14 +222,25 @@ fn a_misspelled_argument_fails() {
         "memory_size   = var.function_memory_mb",
         "memory_sise   = var.function_memory_mb",
     );
-    assert_reported(&p, &["huaweicloud_fgs_function.fn", "unknown argument `memory_sise`"]);
+    assert_reported(
+        &p,
+        &[
+            "huaweicloud_fgs_function.fn",
+            "unknown argument `memory_sise`",
+        ],
+    );
     // ... and the argument it replaced is required.
     assert_reported(&p, &["required argument `memory_size` is missing"]);
     // In a nested block too.
     let p = problems_after("openstack", "main.tf", "source_type ", "source_typ ");
     assert_reported(&p, &["block_device", "unknown argument `source_typ`"]);
     // A type the pinned provider does not have.
-    let p = problems_after("huaweicloud", "dns.tf", "huaweicloud_dns_zone\"", "huaweicloud_dns_zones\"");
+    let p = problems_after(
+        "huaweicloud",
+        "dns.tf",
+        "huaweicloud_dns_zone\"",
+        "huaweicloud_dns_zones\"",
+    );
     assert_reported(&p, &["huaweicloud_dns_zones", "not in the huaweicloud"]);
 }
 
@@ -224,16 +254,29 @@ fn a_stale_config_key_fails() {
     );
     assert_reported(
         &p,
-        &["PGSURGE_STATE__S3__BUCKET_NAME", "not a configuration key the binaries read"],
+        &[
+            "PGSURGE_STATE__S3__BUCKET_NAME",
+            "not a configuration key the binaries read",
+        ],
     );
-    let p = problems_after("huaweicloud", "replicas.tf", "pgsurge_replica =", "pgsurge_replica_id =");
+    let p = problems_after(
+        "huaweicloud",
+        "replicas.tf",
+        "pgsurge_replica =",
+        "pgsurge_replica_id =",
+    );
     assert_reported(&p, &["pgsurge_replica_id", "not one pgsurge uses"]);
     assert_reported(&p, &["`metadata` lacks pgsurge_replica"]);
 }
 
 #[test]
 fn a_file_that_does_not_parse_fails() {
-    let p = problems_after("openstack", "outputs.tf", "output \"dns_zone\" {", "output \"dns_zone\" {{");
+    let p = problems_after(
+        "openstack",
+        "outputs.tf",
+        "output \"dns_zone\" {",
+        "output \"dns_zone\" {{",
+    );
     assert_reported(&p, &["outputs.tf", "does not parse"]);
 }
 
@@ -287,8 +330,20 @@ fn checkov_passes_with_only_the_accepted_findings() {
         "remote_ip_prefix  = var.access_cidr",
         "remote_ip_prefix  = \"0.0.0.0/0\"",
     );
-    let (ok, text) = checkov(&[&tmp.path().join("huaweicloud"), &tmp.path().join("openstack")]);
-    assert!(!ok, "checkov accepted a public bucket and an open port:\n{text}");
-    assert!(text.contains("CKV_PGSURGE_1"), "public bucket not reported:\n{text}");
-    assert!(text.contains("CKV_PGSURGE_3"), "open PostgreSQL port not reported:\n{text}");
+    let (ok, text) = checkov(&[
+        &tmp.path().join("huaweicloud"),
+        &tmp.path().join("openstack"),
+    ]);
+    assert!(
+        !ok,
+        "checkov accepted a public bucket and an open port:\n{text}"
+    );
+    assert!(
+        text.contains("CKV_PGSURGE_1"),
+        "public bucket not reported:\n{text}"
+    );
+    assert!(
+        text.contains("CKV_PGSURGE_3"),
+        "open PostgreSQL port not reported:\n{text}"
+    );
 }
