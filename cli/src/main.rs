@@ -2,8 +2,10 @@
 //! one module that parses its arguments and calls `pgsurge::*`.
 //!
 //! `plan` (dry-run a scaling decision), `status` (state vs cloud vs every HAProxy node),
-//! `local seed` (the first replica of a local pool, for the demo): one module each.
+//! `local seed` (the first replica of a local pool, for the demo), `base add|list` (register
+//! an existing replica as a base replica, any provider): one module each.
 
+mod base;
 mod local;
 mod plan;
 mod status;
@@ -34,6 +36,8 @@ enum Command {
     Status(status::StatusArgs),
     /// The local provider (one machine): `local seed` puts the first replica in its pool.
     Local(local::LocalArgs),
+    /// Base replicas (any provider): `base add` registers an existing replica, `base list`.
+    Base(base::BaseArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => plan::run(cli.config.as_deref(), &args),
         Command::Status(args) => status::run(cli.config.as_deref(), &args),
         Command::Local(args) => local::run(cli.config.as_deref(), &args),
+        Command::Base(args) => base::run(cli.config.as_deref(), &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -587,6 +587,7 @@ pub struct OpenStackConfig {
     /// Volume type for cloned volumes; empty = the snapshot's.
     pub volume_type: String,
     /// Delete the data volume together with its server (Nova's delete_on_termination).
+    /// Keep false: then pgsurge deletes it itself, after its proofs, once Nova detached it.
     pub delete_on_termination: bool,
     /// Port PostgreSQL listens on in the replicas (the endpoint pgsurge registers).
     pub pg_port: u16,

@@ -62,13 +62,16 @@ pub fn name_regex(name: &str) -> String {
 
 /// The create body (pure, so a unit test pins the exact shape Nova receives).
 ///
-/// The layout the replica image expects: the system disk from the image (`imageRef`: Nova
-/// adds the image mapping at boot index 0 on the flavor's root disk) and the data volume,
-/// cloned from a snapshot, attached as a second, non-boot disk. The guest finds it by its
-/// serial (the volume id). `imageRef` rather than an explicit `source_type: image` entry:
-/// the same request every Nova (and Huawei's ECS Nova API) accepts, and the system disk
-/// stays the flavor's local root disk, which nothing of ours has to create, label or
-/// delete. The data volume is never deleted with the server by default
+/// The layout the replica image expects: the system disk from the image on the flavor's
+/// root disk, and the data volume, cloned from a snapshot, attached as a second, non-boot
+/// disk (the guest finds it by its serial, the volume id). Nova wants both halves spelled
+/// out when `block_device_mapping_v2` comes with `imageRef`: the image as the boot device
+/// (`source_type: image`, `destination_type: local`, `boot_index` 0 — Nova refuses the
+/// request as an invalid boot sequence without it), the volume with `boot_index` -1. This
+/// is the request `openstack server create --image … --block-device …` sends. A local
+/// system disk rather than one on a volume (`destination_type: volume`): every Nova (and
+/// Huawei's ECS Nova API) takes it, and it is nothing pgsurge has to create, label or
+/// delete. The data volume is not deleted with the server by default
 /// (`delete_on_termination = false`): pgsurge deletes it itself, after its proofs.
 pub fn create_body(req: &ServerRequest, boot: &BootSettings, flavor_id: &str) -> Value {
     let mut server = json!({
@@ -76,6 +79,12 @@ pub fn create_body(req: &ServerRequest, boot: &BootSettings, flavor_id: &str) ->
         "flavorRef": flavor_id,
         "imageRef": boot.image_id,
         "block_device_mapping_v2": [{
+            "uuid": boot.image_id,
+            "source_type": "image",
+            "destination_type": "local",
+            "boot_index": 0,
+            "delete_on_termination": true,
+        }, {
             "uuid": req.volume_id,
             "source_type": "volume",
             "destination_type": "volume",
@@ -422,10 +431,16 @@ mod tests {
         let b = create_body(&req(), &boot, "fl-1");
         let s = &b["server"];
         assert_eq!(s["flavorRef"], "fl-1");
-        // system disk: the image; the data volume: one non-boot mapping, nothing else
+        // system disk: the image, the boot device on the flavor's disk; the data volume:
+        // one non-boot mapping; nothing else
         assert_eq!(s["imageRef"], "img-1");
-        assert_eq!(s["block_device_mapping_v2"].as_array().unwrap().len(), 1);
-        let bdm = &s["block_device_mapping_v2"][0];
+        assert_eq!(s["block_device_mapping_v2"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            s["block_device_mapping_v2"][0],
+            json!({"uuid": "img-1", "source_type": "image", "destination_type": "local",
+                   "boot_index": 0, "delete_on_termination": true})
+        );
+        let bdm = &s["block_device_mapping_v2"][1];
         assert_eq!(bdm["uuid"], "vol-1");
         assert_eq!(bdm["boot_index"], -1);
         assert_eq!(bdm["source_type"], "volume");
