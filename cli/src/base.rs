@@ -74,7 +74,10 @@ pub fn run(config: Option<&Path>, args: &BaseArgs) -> Result<()> {
                     .with_context(|| format!("base replica {:?} not added", a.id))?;
                 println!("{}", serde_json::to_string(&added)?);
                 if let Added::AlreadyRegistered { .. } = added {
-                    eprintln!("pgsurge: {:?} is already registered so; nothing changed", a.id);
+                    eprintln!(
+                        "pgsurge: {:?} is already registered so; nothing changed",
+                        a.id
+                    );
                 }
             }
             BaseCommand::List => {

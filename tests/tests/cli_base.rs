@@ -5,7 +5,9 @@
 //! nothing.
 
 use pgsurge::cloud::local::LocalCloud;
-use pgsurge::cloud::{resource_name, Cloud, Filter, Metadata, META_CLUSTER, META_REPLICA, META_ROLE};
+use pgsurge::cloud::{
+    resource_name, Cloud, Filter, Metadata, META_CLUSTER, META_REPLICA, META_ROLE,
+};
 use pgsurge::config::Config;
 use pgsurge_tests::pg::{Pg, Scratch};
 use pgsurge_tests::workspace_root;
@@ -105,14 +107,25 @@ fn base_add_checks_postgres_cloud_and_state_then_records_once() {
         pgsurge(
             &cfg,
             &[
-                "base", "add", "--id", id, "--server", server, "--volume", volume, "--address",
+                "base",
+                "add",
+                "--id",
+                id,
+                "--server",
+                server,
+                "--volume",
+                volume,
+                "--address",
                 address,
             ],
         )
     };
     let refused = |out: Output, needle: &str| {
         let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(!out.status.success(), "accepted, expected {needle:?}: {err}");
+        assert!(
+            !out.status.success(),
+            "accepted, expected {needle:?}: {err}"
+        );
         assert!(err.contains(needle), "expected {needle:?} in: {err}");
         assert_eq!(
             state_files(&state_dir),
@@ -130,8 +143,14 @@ fn base_add_checks_postgres_cloud_and_state_then_records_once() {
         add("b1", &srv.id, &vol.id, &primary_addr),
         "is not in recovery",
     );
-    refused(add("b1", "nope", &vol.id, &address), "server nope not found");
-    refused(add("b1", &srv.id, "nope", &address), "volume nope not found");
+    refused(
+        add("b1", "nope", &vol.id, &address),
+        "server nope not found",
+    );
+    refused(
+        add("b1", &srv.id, "nope", &address),
+        "volume nope not found",
+    );
     refused(
         add("b2", &srv.id, &vol.id, &address),
         r#"labelled pgsurge_replica="b1", not "b2""#,

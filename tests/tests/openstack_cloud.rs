@@ -1839,7 +1839,11 @@ async fn a_server_boots_the_replica_image_with_its_data_volume_attached() {
     os.wait_server_gone(&server.id, READY).await.unwrap();
     let deadline = Instant::now() + READY;
     while cinder_status(&os, &vol.id).await != "available" {
-        assert!(Instant::now() < deadline, "volume {} never detached", vol.id);
+        assert!(
+            Instant::now() < deadline,
+            "volume {} never detached",
+            vol.id
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(cinder_attachments(&os, &vol.id).await.is_empty());
@@ -2027,7 +2031,10 @@ async fn a_base_added_on_openstack_is_what_scale_up_snapshots() {
     let after = revision().await;
     assert!(after > before);
     let again = add_base(&ports, &spec, now).await.unwrap();
-    assert!(matches!(again, Added::AlreadyRegistered { .. }), "{again:?}");
+    assert!(
+        matches!(again, Added::AlreadyRegistered { .. }),
+        "{again:?}"
+    );
     assert_eq!(revision().await, after, "a second add wrote");
 
     // scale-up: the snapshot is of the base's volume, the surge server boots the image
@@ -2042,14 +2049,20 @@ async fn a_base_added_on_openstack_is_what_scale_up_snapshots() {
     assert_eq!(state.snapshots.len(), 1, "{state:?}");
     assert_eq!(state.snapshots[0].source_replica.as_deref(), Some("base"));
     let snap = os.get_snapshot(&state.snapshots[0].id).await.unwrap();
-    assert_eq!(snap.volume_id, base.id, "scale-up snapshotted the base's volume");
+    assert_eq!(
+        snap.volume_id, base.id,
+        "scale-up snapshotted the base's volume"
+    );
     let surge = state
         .replicas
         .iter()
         .find(|r| r.role == Role::Surge)
         .expect("a surge replica");
     let s = wait_server(&os, surge.server_id.as_deref().unwrap()).await;
-    let clone = os.get_volume(surge.volume_id.as_deref().unwrap()).await.unwrap();
+    let clone = os
+        .get_volume(surge.volume_id.as_deref().unwrap())
+        .await
+        .unwrap();
     assert_eq!(clone.snapshot_id.as_deref(), Some(snap.id.as_str()));
     assert_eq!(s.volume_ids, vec![clone.id.clone()]);
     let raw = os

@@ -166,13 +166,12 @@ pub fn against_state(state: &ClusterState, b: &BaseReplica) -> Result<Option<Rep
 
 /// Step 3's labels (pure): a label that is present must say this cluster, `base` and
 /// this id. `what` names the resource in the refusal.
-pub fn check_labels(
-    what: &str,
-    meta: &Metadata,
-    cluster: &str,
-    id: &str,
-) -> Result<(), BaseError> {
-    for (key, want) in [(META_CLUSTER, cluster), (META_ROLE, "base"), (META_REPLICA, id)] {
+pub fn check_labels(what: &str, meta: &Metadata, cluster: &str, id: &str) -> Result<(), BaseError> {
+    for (key, want) in [
+        (META_CLUSTER, cluster),
+        (META_ROLE, "base"),
+        (META_REPLICA, id),
+    ] {
         if let Some(v) = meta.get(key) {
             if v != want {
                 return Err(BaseError::Cloud(format!(
@@ -199,13 +198,19 @@ pub async fn add_base(
     let cloud = ports.cloud.as_ref();
     let server = match cloud.get_server(&b.server_id).await {
         Err(CloudError::NotFound { .. }) => {
-            return Err(BaseError::Cloud(format!("server {} not found", b.server_id)))
+            return Err(BaseError::Cloud(format!(
+                "server {} not found",
+                b.server_id
+            )))
         }
         other => other?,
     };
     let volume = match cloud.get_volume(&b.volume_id).await {
         Err(CloudError::NotFound { .. }) => {
-            return Err(BaseError::Cloud(format!("volume {} not found", b.volume_id)))
+            return Err(BaseError::Cloud(format!(
+                "volume {} not found",
+                b.volume_id
+            )))
         }
         other => other?,
     };
@@ -221,8 +226,18 @@ pub async fn add_base(
             volume.id, server.id, server.volume_ids
         )));
     }
-    check_labels(&format!("server {}", server.id), &server.metadata, &ports.cluster, &b.id)?;
-    check_labels(&format!("volume {}", volume.id), &volume.metadata, &ports.cluster, &b.id)?;
+    check_labels(
+        &format!("server {}", server.id),
+        &server.metadata,
+        &ports.cluster,
+        &b.id,
+    )?;
+    check_labels(
+        &format!("volume {}", volume.id),
+        &volume.metadata,
+        &ports.cluster,
+        &b.id,
+    )?;
     // Clones of its snapshots land in the volume's zone: that is where the replica is.
     let az = match (&b.az, volume.az.as_ref().or(server.az.as_ref())) {
         (Some(want), Some(is)) if want != is => {
@@ -377,7 +392,11 @@ mod tests {
         assert!(check_labels("server s", &Metadata::new(), "c", "b1").is_ok());
         assert!(check_labels(
             "server s",
-            &m(&[(META_CLUSTER, "c"), (META_ROLE, "base"), (META_REPLICA, "b1")]),
+            &m(&[
+                (META_CLUSTER, "c"),
+                (META_ROLE, "base"),
+                (META_REPLICA, "b1")
+            ]),
             "c",
             "b1"
         )

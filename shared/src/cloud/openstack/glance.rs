@@ -118,7 +118,10 @@ mod tests {
             pick("replica", vec![]),
             Err(CloudError::NotFound { kind: "image", .. })
         ));
-        let two = pick("replica", vec![image("i1", "active"), image("i2", "active")]);
+        let two = pick(
+            "replica",
+            vec![image("i1", "active"), image("i2", "active")],
+        );
         assert!(
             matches!(&two, Err(CloudError::Conflict(m)) if m.contains("2 images")),
             "{two:?}"

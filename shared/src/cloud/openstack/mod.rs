@@ -172,8 +172,7 @@ impl OpenStack {
             .get_or_try_init(|| async {
                 if self.cfg.image.is_empty() {
                     return Err(CloudError::Fatal(
-                        "openstack.image is not set: no replica image to boot servers from"
-                            .into(),
+                        "openstack.image is not set: no replica image to boot servers from".into(),
                     ));
                 }
                 Ok(self.caller.resolve_image(&self.cfg.image).await?.id)
