@@ -275,7 +275,7 @@ pub async fn add_base(
         .state
         .update(now, |s| match against_state(s, b)? {
             // a concurrent `base add` of the very same replica won: write nothing
-            Some(existing) => Err(Raced(Ok(existing))),
+            Some(existing) => Err(Raced(Box::new(Ok(existing)))),
             None => {
                 s.replicas.push(new.clone());
                 Ok(())
@@ -288,18 +288,21 @@ pub async fn add_base(
                 address = %b.address, "base replica registered");
             Ok(Added::Registered { replica: new })
         }
-        Err(UpdateError::Aborted(Raced(Ok(replica)))) => Ok(Added::AlreadyRegistered { replica }),
-        Err(UpdateError::Aborted(Raced(Err(e)))) => Err(e),
+        Err(UpdateError::Aborted(Raced(raced))) => match *raced {
+            Ok(replica) => Ok(Added::AlreadyRegistered { replica }),
+            Err(e) => Err(e),
+        },
         Err(UpdateError::State(e)) => Err(e.into()),
     }
 }
 
-/// Why the compare-and-swap wrote nothing: the replica is there already, or a conflict.
-struct Raced(Result<Replica, BaseError>);
+/// Why the compare-and-swap wrote nothing: the replica is there already, or a conflict
+/// (boxed: the closure's error travels through every retry of the update loop).
+struct Raced(Box<Result<Replica, BaseError>>);
 
 impl From<BaseError> for Raced {
     fn from(e: BaseError) -> Self {
-        Raced(Err(e))
+        Raced(Box::new(Err(e)))
     }
 }
 
