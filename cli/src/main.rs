@@ -2,9 +2,11 @@
 //! one module that parses its arguments and calls `pgsurge::*`.
 //!
 //! `plan` (dry-run a scaling decision), `status` (state vs cloud vs every HAProxy node),
-//! `local seed` (the first replica of a local pool, for the demo): one module each.
+//! `local seed` (the first replica of a local pool, for the demo), `base add|list` (register
+//! an existing replica as a base replica, any provider): one module each.
 
 mod config_keys;
+mod base;
 mod local;
 mod plan;
 mod status;
@@ -37,6 +39,8 @@ enum Command {
     Local(local::LocalArgs),
     /// `config keys`: every configuration key and its PGSURGE_* environment variable.
     Config(config_keys::ConfigArgs),
+    /// Base replicas (any provider): `base add` registers an existing replica, `base list`.
+    Base(base::BaseArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(cli.config.as_deref(), &args),
         Command::Local(args) => local::run(cli.config.as_deref(), &args),
         Command::Config(args) => config_keys::run(&args),
+        Command::Base(args) => base::run(cli.config.as_deref(), &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -566,6 +566,10 @@ pub struct OpenStackConfig {
     pub project_id: Option<String>,
     /// Flavor (name or id) for surge replicas. Required to create servers.
     pub flavor: String,
+    /// The replica image (Glance name or id) a surge server boots from: its system disk.
+    /// The data volume cloned from a snapshot is attached beside it as the second disk.
+    /// Required with `cloud.provider = "openstack"`; a name must match exactly one image.
+    pub image: String,
     /// Network (name or id) for the replicas' port; empty = no network.
     pub network: String,
     /// Security groups (names) for the replicas.
@@ -583,6 +587,7 @@ pub struct OpenStackConfig {
     /// Volume type for cloned volumes; empty = the snapshot's.
     pub volume_type: String,
     /// Delete the data volume together with its server (Nova's delete_on_termination).
+    /// Keep false: then pgsurge deletes it itself, after its proofs, once Nova detached it.
     pub delete_on_termination: bool,
     /// Port PostgreSQL listens on in the replicas (the endpoint pgsurge registers).
     pub pg_port: u16,
@@ -610,6 +615,7 @@ impl Default for OpenStackConfig {
             auth_url: None,
             project_id: None,
             flavor: String::new(),
+            image: String::new(),
             network: String::new(),
             security_groups: Vec::new(),
             key_name: String::new(),
@@ -681,6 +687,12 @@ fn validate_openstack(o: &OpenStackConfig) -> Result<(), ConfigError> {
         return Err(invalid(
             &format!("openstack.security_groups[{i}]"),
             "is empty",
+        ));
+    }
+    if o.image != o.image.trim() || o.image.chars().any(char::is_control) {
+        return Err(invalid(
+            "openstack.image",
+            format!("{:?} has surrounding blanks or control characters", o.image),
         ));
     }
     if !o.dns_zone.is_empty() && !o.dns_zone.ends_with('.') {
@@ -848,6 +860,12 @@ impl Config {
             return Err(invalid(
                 "openstack.flavor",
                 "is required with cloud.provider = \"openstack\" (the flavor surge replicas boot with)",
+            ));
+        }
+        if self.cloud.provider == CloudProvider::Openstack && self.openstack.image.is_empty() {
+            return Err(invalid(
+                "openstack.image",
+                "is required with cloud.provider = \"openstack\" (the replica image surge servers boot from)",
             ));
         }
         validate_haproxy(&self.haproxy)
@@ -1344,6 +1362,11 @@ mod tests {
             ),
             ("[haproxy]\nweight = 300", "haproxy.weight"),
             ("[cloud]\nprovider = \"openstack\"", "openstack.flavor"),
+            (
+                "[cloud]\nprovider = \"openstack\"\n[openstack]\nflavor = \"f\"",
+                "openstack.image",
+            ),
+            ("[openstack]\nimage = \" img\"", "openstack.image"),
             ("[haproxy]\nbackend = \"a b\"", "haproxy.backend"),
             ("[haproxy]\ndrain_deadline_secs = 0", "haproxy.drain_deadline_secs"),
             (

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod dataplane_api;
 pub mod haproxy;
 pub mod openapi;
+pub mod os_image;
 pub mod pg;
 pub mod rgw;
 pub mod runtime_api;

@@ -51,10 +51,13 @@ fn clouds_yaml() -> PathBuf {
 
 /// Settings every replica gets on the test cloud (see tests/openstack/bootstrap.py).
 fn config(cloud: &str, cluster: &str) -> OpenStackConfig {
+    pgsurge_tests::os_image::ensure_test_image_once(&clouds_yaml());
     OpenStackConfig {
         cloud: cloud.into(),
         clouds_yaml: Some(clouds_yaml()),
         flavor: "m1.tiny".into(),
+        // the system disk of every server; registered in Glance by the tests (os_image)
+        image: pgsurge_tests::os_image::TEST_IMAGE_NAME.into(),
         network: "pgsurge-net".into(),
         security_groups: vec!["pgsurge-pg".into()],
         key_name: "pgsurge-key".into(),
@@ -382,7 +385,7 @@ async fn snapshot_three_clones_three_servers_then_nothing_left() {
             false
         );
         assert!(group["members"].as_array().unwrap().contains(&json!(s.id)));
-        // the volume is the boot disk, attached
+        // the data volume, attached beside the image's system disk
         assert_eq!(cinder_status(&os, &v.id).await, "in-use");
     }
     // the listing a scale-down would use: by cluster (tags server-side) and role (client)
@@ -1729,4 +1732,350 @@ async fn failpoint_child() {
         _ => panic!("unknown operation {op:?}"),
     }
     println!("FAILPOINT_CHILD: {op} returned");
+}
+
+/// Cinder's attachments of a volume: (server id, device) pairs.
+async fn cinder_attachments(os: &OpenStack, id: &str) -> Vec<(String, String)> {
+    os.caller().volume_json(id).await.unwrap()["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["server_id"].as_str().unwrap_or("").to_string(),
+                a["device"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The original VM layout: the system disk from the replica image, the data volume (a
+/// clone of a snapshot) attached beside it as a non-boot disk, in the clone's zone; Nova
+/// and Cinder both record the attachment; deleting the server leaves the data volume
+/// (pgsurge deletes it itself, after the detach); a missing image creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_boots_the_replica_image_with_its_data_volume_attached() {
+    let cluster = "it-layout";
+    let os = connect("pgsurge", cluster).await;
+    let admin = admin().await;
+    clean_up(&os, cluster).await;
+    let base = base_volume(&os, cluster).await;
+    let snap = ensure_snapshot(
+        &os,
+        &SnapshotRequest {
+            name: resource_name(cluster, "snap"),
+            volume_id: base.id.clone(),
+            metadata: meta(cluster, "surge", "snap", "op-l"),
+            force: false,
+        },
+    )
+    .await
+    .unwrap();
+    let snap = wait_snapshot(&os, &snap.id).await;
+    let (vols, servers) = scale_up(&os, cluster, &snap, &["r1"], "op-l", None).await;
+    let (vol, server) = (&vols[0], &servers[0]);
+    assert_eq!(server.volume_ids, vec![vol.id.clone()]);
+    assert_eq!(server.az, vol.az, "the server is in its data volume's zone");
+
+    // what Nova recorded, read back as admin: booted from the image, one attached volume
+    // that is not deleted with the server, on a device that is not the root disk
+    let raw = admin
+        .caller()
+        .send(
+            "server as admin",
+            Request::get(ServiceType::Compute, format!("servers/{}", server.id))
+                .microversion(2, 79),
+        )
+        .await
+        .unwrap()
+        .json(Some("server"))
+        .unwrap();
+    assert_eq!(
+        raw["image"]["id"],
+        pgsurge_tests::os_image::TEST_IMAGE_ID,
+        "booted from the configured image (by name, resolved to its id): {raw}"
+    );
+    assert_eq!(
+        raw["os-extended-volumes:volumes_attached"],
+        json!([{"id": vol.id, "delete_on_termination": false}])
+    );
+    let root = raw["OS-EXT-SRV-ATTR:root_device_name"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let attachments = admin
+        .caller()
+        .send(
+            "volume attachments",
+            Request::get(
+                ServiceType::Compute,
+                format!("servers/{}/os-volume_attachments", server.id),
+            )
+            .microversion(2, 79),
+        )
+        .await
+        .unwrap()
+        .json(Some("volumeAttachments"))
+        .unwrap();
+    let attachments = attachments.as_array().unwrap();
+    assert_eq!(attachments.len(), 1, "{attachments:?}");
+    assert_eq!(attachments[0]["volumeId"], json!(vol.id));
+    assert_eq!(attachments[0]["delete_on_termination"], false);
+    let device = attachments[0]["device"].as_str().unwrap_or("").to_string();
+    assert!(
+        !device.is_empty() && device != root,
+        "the data volume is a second disk ({device:?}), not the root disk ({root:?})"
+    );
+    // Cinder's side: in use, attached to this server, on that device
+    assert_eq!(cinder_status(&os, &vol.id).await, "in-use");
+    assert_eq!(
+        cinder_attachments(&os, &vol.id).await,
+        vec![(server.id.clone(), device.clone())]
+    );
+
+    // delete order: the server, then (Nova detaches on its own time) the volume, which
+    // survived its server
+    os.delete_server(&server.id).await.unwrap();
+    os.wait_server_gone(&server.id, READY).await.unwrap();
+    let deadline = Instant::now() + READY;
+    while cinder_status(&os, &vol.id).await != "available" {
+        assert!(
+            Instant::now() < deadline,
+            "volume {} never detached",
+            vol.id
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(cinder_attachments(&os, &vol.id).await.is_empty());
+    assert_eq!(os.get_volume(&vol.id).await.unwrap().id, vol.id);
+    os.delete_volume(&vol.id).await.unwrap();
+
+    // an image Glance does not have: refused before Nova is asked, nothing created
+    let missing = OpenStack::connect(
+        &OpenStackConfig {
+            image: "pgsurge-no-such-image".into(),
+            ..config("pgsurge", cluster)
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let clone = ensure_volume(
+        &os,
+        &VolumeRequest {
+            name: resource_name(cluster, "r2"),
+            snapshot_id: snap.id.clone(),
+            size_gb: None,
+            az: None,
+            metadata: meta(cluster, "surge", "r2", "op-l"),
+        },
+    )
+    .await
+    .unwrap();
+    wait_volume(&os, &clone.id).await;
+    let err = missing
+        .create_server(&ServerRequest {
+            name: resource_name(cluster, "r2"),
+            volume_id: clone.id.clone(),
+            flavor: None,
+            az: None,
+            metadata: meta(cluster, "surge", "r2", "op-l"),
+            user_data: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CloudError::NotFound { kind: "image", id } if id == "pgsurge-no-such-image"),
+        "{err}"
+    );
+    assert!(os.list_servers(&ours(cluster)).await.unwrap().is_empty());
+    assert_eq!(cinder_status(&os, &clone.id).await, "available");
+    clean_up(&os, cluster).await;
+}
+
+/// `base add` on OpenStack (through the library, as the CLI calls it): a replica people
+/// made — a server booted from the image with its data volume attached — whose PostgreSQL
+/// is a real local standby standing in for the server's. Refusals change nothing; once
+/// registered, scale-up snapshots that base's volume and boots a surge server from the
+/// image with the clone attached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_added_on_openstack_is_what_scale_up_snapshots() {
+    use pgsurge::ops::base::{add_base, Added, BaseError, BaseReplica};
+    let cluster = "it-base";
+    let os = connect("pgsurge", cluster).await;
+    clean_up(&os, cluster).await;
+    let root = pgsurge_tests::pg::Scratch::new("it-base");
+    let primary = pgsurge_tests::pg::Pg::primary(&root.0, "primary");
+    let standby = pgsurge_tests::pg::Pg::replica_of(&primary, &root.0, "standby");
+
+    // the replica as people made it: labelled base, its data volume attached
+    let base = base_volume(&os, cluster).await;
+    let server = os
+        .create_server(&ServerRequest {
+            name: resource_name(cluster, "base"),
+            volume_id: base.id.clone(),
+            flavor: None,
+            az: None,
+            metadata: meta(cluster, "base", "base", "setup"),
+            user_data: None,
+        })
+        .await
+        .unwrap();
+    let server = wait_server(&os, &server.id).await;
+    // a volume that is not the server's (labelled, so clean_up finds it)
+    let loose = os
+        .caller()
+        .send(
+            "create loose volume",
+            Request::post(
+                ServiceType::BlockStorage,
+                "volumes",
+                json!({"volume": {"size": 1, "name": resource_name(cluster, "loose"),
+                                  "metadata": meta(cluster, "base", "loose", "setup")}}),
+            ),
+        )
+        .await
+        .unwrap()
+        .json(Some("volume"))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_volume(&os, &loose).await;
+
+    let cloud = std::sync::Arc::new(connect("pgsurge", cluster).await);
+    let ports = Ports {
+        cluster: cluster.into(),
+        cloud: cloud.clone(),
+        nodes: Vec::new(),
+        state: StateRepo::new(std::sync::Arc::new(MemoryStore::new()), cluster, 5),
+        pg: std::sync::Arc::new(pgsurge::postgres::PgClient::new(
+            &pgsurge::config::PostgresConfig {
+                primary_port: primary.port,
+                replication_user: "postgres".into(),
+                sslmode: "disable".into(),
+                ..Default::default()
+            },
+        )),
+        policy: PolicyConfig {
+            configured_flavor: Some("m1.tiny".into()),
+            scale_up_cooldown_secs: 0,
+            ..PolicyConfig::default()
+        },
+        ops: Default::default(),
+        lag: LagBounds {
+            max_bytes: 0,
+            max_age: Duration::ZERO,
+        },
+        haproxy: Default::default(),
+        bootstrap: Default::default(),
+    };
+    let spec = BaseReplica {
+        id: "base".into(),
+        server_id: server.id.clone(),
+        volume_id: base.id.clone(),
+        address: format!("127.0.0.1:{}", standby.port),
+        az: None,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let revision = || async { ports.state.load().await.unwrap().state.revision };
+    let before = revision().await;
+
+    // refusals, each precise, none writing
+    let at_primary = BaseReplica {
+        address: format!("127.0.0.1:{}", primary.port),
+        ..spec.clone()
+    };
+    let e = add_base(&ports, &at_primary, now).await.unwrap_err();
+    assert!(e.to_string().contains("is not in recovery"), "{e}");
+    let other_id = BaseReplica {
+        id: "b2".into(),
+        ..spec.clone()
+    };
+    let e = add_base(&ports, &other_id, now).await.unwrap_err();
+    assert!(
+        matches!(&e, BaseError::Cloud(m) if m.contains(r#"pgsurge_replica="base", not "b2""#)),
+        "{e}"
+    );
+    let gone = BaseReplica {
+        server_id: "00000000-0000-0000-0000-000000000000".into(),
+        ..spec.clone()
+    };
+    let e = add_base(&ports, &gone, now).await.unwrap_err();
+    assert!(e.to_string().contains("not found"), "{e}");
+    let e = add_base(
+        &ports,
+        &BaseReplica {
+            volume_id: loose.clone(),
+            ..spec.clone()
+        },
+        now,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("is not attached to server"), "{e}");
+    let wrong_zone = BaseReplica {
+        az: Some("az-nowhere".into()),
+        ..spec.clone()
+    };
+    let e = add_base(&ports, &wrong_zone, now).await.unwrap_err();
+    assert!(e.to_string().contains("not \"az-nowhere\""), "{e}");
+    assert_eq!(revision().await, before, "a refusal wrote the state");
+
+    // accepted, in the volume's zone; twice changes nothing
+    let added = add_base(&ports, &spec, now).await.unwrap();
+    let Added::Registered { replica } = &added else {
+        panic!("{added:?}")
+    };
+    assert_eq!(replica.az, base.az);
+    let after = revision().await;
+    assert!(after > before);
+    let again = add_base(&ports, &spec, now).await.unwrap();
+    assert!(
+        matches!(again, Added::AlreadyRegistered { .. }),
+        "{again:?}"
+    );
+    assert_eq!(revision().await, after, "a second add wrote");
+
+    // scale-up: the snapshot is of the base's volume, the surge server boots the image
+    let body = json!({"pgsurge": 1, "kind": "alarm", "id": "it-base-1", "name": "load",
+        "state": "firing", "params": {"replicas": 1}});
+    let Event::Alarms { alarms } = pgsurge::events::parse(&body.to_string()).unwrap() else {
+        panic!("not an alarm");
+    };
+    let report = pgsurge::ops::scale_up(&ports, &alarms, now).await.unwrap();
+    assert!(report.pending.is_empty(), "{report:?}");
+    let state = ports.state.load().await.unwrap().state;
+    assert_eq!(state.snapshots.len(), 1, "{state:?}");
+    assert_eq!(state.snapshots[0].source_replica.as_deref(), Some("base"));
+    let snap = os.get_snapshot(&state.snapshots[0].id).await.unwrap();
+    assert_eq!(
+        snap.volume_id, base.id,
+        "scale-up snapshotted the base's volume"
+    );
+    let surge = state
+        .replicas
+        .iter()
+        .find(|r| r.role == Role::Surge)
+        .expect("a surge replica");
+    let s = wait_server(&os, surge.server_id.as_deref().unwrap()).await;
+    let clone = os
+        .get_volume(surge.volume_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(clone.snapshot_id.as_deref(), Some(snap.id.as_str()));
+    assert_eq!(s.volume_ids, vec![clone.id.clone()]);
+    let raw = os
+        .caller()
+        .send(
+            "show server",
+            Request::get(ServiceType::Compute, format!("servers/{}", s.id)).microversion(2, 52),
+        )
+        .await
+        .unwrap()
+        .json(Some("server"))
+        .unwrap();
+    assert_eq!(raw["image"]["id"], pgsurge_tests::os_image::TEST_IMAGE_ID);
+    drop(standby);
+    clean_up(&os, cluster).await;
 }

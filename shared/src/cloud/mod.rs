@@ -146,7 +146,8 @@ pub struct VolumeRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerRequest {
     pub name: String,
-    /// The data (and boot) volume.
+    /// The data volume (OpenStack: attached beside the image's system disk; local: the
+    /// data directory the server runs on).
     pub volume_id: String,
     /// Overrides the provider's configured flavor.
     pub flavor: Option<String>,

@@ -12,6 +12,7 @@
 //! Long waits (a replica catching up) are not slept through: they stay in the state
 //! and the next tick looks again.
 
+pub mod base;
 mod build;
 pub mod config;
 mod decide;

@@ -891,7 +891,7 @@ fn a_scale_up_decision_carries_the_alarms_flavor_and_a_tick_none() {
 #[test]
 fn the_configured_flavor_comes_from_the_provider_when_the_config_loads() {
     let os = crate::config::Config::from_toml(
-        "[cloud]\nprovider = \"openstack\"\n[openstack]\nflavor = \"m1.tiny\"",
+        "[cloud]\nprovider = \"openstack\"\n[openstack]\nflavor = \"m1.tiny\"\nimage = \"replica\"",
     )
     .unwrap();
     assert_eq!(os.policy.configured_flavor.as_deref(), Some("m1.tiny"));

@@ -1,5 +1,6 @@
 //! The OpenStack provider: [`Cloud`] on Cinder (volumes, snapshots), Nova (servers booted
-//! from a volume), Neutron (network lookup) and, optionally, Designate (A records).
+//! from the replica image with their data volume attached), Glance (image lookup), Neutron
+//! (network lookup) and, optionally, Designate (A records).
 //!
 //! Built on the `openstack_sdk` crate: its session does Keystone v3 auth (password,
 //! application credential, token), reads clouds.yaml and `OS_*` like the `openstack` CLI,
@@ -10,7 +11,7 @@
 //! * [`errors`] — every call: retries with backoff on 5xx/429/connection errors only,
 //!   request ids in the logs, typed errors (quota, not found, conflict);
 //! * [`request`] — a hand-built request for what the generated bindings lack;
-//! * [`cinder`], [`nova`], [`neutron`], [`designate`] — the services.
+//! * [`cinder`], [`nova`], [`glance`], [`neutron`], [`designate`] — the services.
 //!
 //! Our resources are found by deterministic name plus (for servers) tags that mirror the
 //! cluster and role metadata; metadata is always verified on the client, since Nova gives
@@ -19,6 +20,7 @@
 pub mod cinder;
 pub mod designate;
 pub mod errors;
+pub mod glance;
 pub mod neutron;
 pub mod nova;
 pub mod request;
@@ -51,6 +53,8 @@ pub struct OpenStack {
     cfg: OpenStackConfig,
     source: Source,
     network: OnceCell<Option<Network>>,
+    /// `openstack.image` resolved to its Glance id.
+    image: OnceCell<String>,
     server_group: OnceCell<Option<String>>,
     flavors: Mutex<HashMap<String, String>>,
     dns_zone: OnceCell<Option<String>>,
@@ -98,6 +102,7 @@ impl OpenStack {
             cfg: cfg.clone(),
             source,
             network: OnceCell::new(),
+            image: OnceCell::new(),
             server_group: OnceCell::new(),
             flavors: Mutex::new(HashMap::new()),
             dns_zone: OnceCell::new(),
@@ -161,7 +166,23 @@ impl OpenStack {
         Ok(id)
     }
 
+    /// The replica image's id, resolved once (by id, else by exact name; must be active).
+    async fn image_id(&self) -> Result<String> {
+        self.image
+            .get_or_try_init(|| async {
+                if self.cfg.image.is_empty() {
+                    return Err(CloudError::Fatal(
+                        "openstack.image is not set: no replica image to boot servers from".into(),
+                    ));
+                }
+                Ok(self.caller.resolve_image(&self.cfg.image).await?.id)
+            })
+            .await
+            .cloned()
+    }
+
     async fn boot_settings(&self) -> Result<BootSettings> {
+        let image_id = self.image_id().await?;
         let network_id = self.network().await?.map(|n| n.id.clone());
         let group = self
             .server_group
@@ -178,6 +199,7 @@ impl OpenStack {
         let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
         Ok(BootSettings {
             flavor_id: String::new(),
+            image_id,
             network_id,
             security_groups: self.cfg.security_groups.clone(),
             key_name: non_empty(&self.cfg.key_name),
@@ -308,9 +330,9 @@ impl Cloud for OpenStack {
         self.caller.delete_volume(id).await
     }
 
-    /// Boot from the volume (BDMv2, boot_index 0). Configuration is checked (flavor,
-    /// network, server group) before Nova is asked for anything, so a bad flavor leaves
-    /// nothing behind.
+    /// Boot from the replica image with the data volume attached (see [`nova::create_body`]).
+    /// Configuration is checked (flavor, image, network, server group) before Nova is asked
+    /// for anything, so a bad flavor or image leaves nothing behind.
     async fn create_server(&self, req: &ServerRequest) -> Result<Server> {
         let flavor = req.flavor.as_deref().unwrap_or(&self.cfg.flavor);
         if flavor.is_empty() {

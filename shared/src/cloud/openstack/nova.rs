@@ -1,4 +1,5 @@
-//! Nova (compute v2.1): servers booted from a volume, flavors, server groups.
+//! Nova (compute v2.1): servers booted from the replica image with their data volume
+//! attached, flavors, server groups.
 //!
 //! Servers are created with microversion 2.52 so they carry tags from birth: a normal user
 //! cannot filter servers by metadata on the server side, but can by tag (2.26+), so every
@@ -26,6 +27,8 @@ const PAGE: usize = 200;
 #[derive(Debug, Clone, Default)]
 pub struct BootSettings {
     pub flavor_id: String,
+    /// Glance id of the replica image (`openstack.image`, resolved): the system disk.
+    pub image_id: String,
     /// Neutron network id; `None` = `networks: "none"`.
     pub network_id: Option<String>,
     pub security_groups: Vec<String>,
@@ -58,16 +61,34 @@ pub fn name_regex(name: &str) -> String {
 }
 
 /// The create body (pure, so a unit test pins the exact shape Nova receives).
+///
+/// The layout the replica image expects: the system disk from the image on the flavor's
+/// root disk, and the data volume, cloned from a snapshot, attached as a second, non-boot
+/// disk (the guest finds it by its serial, the volume id). Nova wants both halves spelled
+/// out when `block_device_mapping_v2` comes with `imageRef`: the image as the boot device
+/// (`source_type: image`, `destination_type: local`, `boot_index` 0 — Nova refuses the
+/// request as an invalid boot sequence without it), the volume with `boot_index` -1. This
+/// is the request `openstack server create --image … --block-device …` sends. A local
+/// system disk rather than one on a volume (`destination_type: volume`): every Nova (and
+/// Huawei's ECS Nova API) takes it, and it is nothing pgsurge has to create, label or
+/// delete. The data volume is not deleted with the server by default
+/// (`delete_on_termination = false`): pgsurge deletes it itself, after its proofs.
 pub fn create_body(req: &ServerRequest, boot: &BootSettings, flavor_id: &str) -> Value {
     let mut server = json!({
         "name": req.name,
         "flavorRef": flavor_id,
-        "imageRef": "",
+        "imageRef": boot.image_id,
         "block_device_mapping_v2": [{
+            "uuid": boot.image_id,
+            "source_type": "image",
+            "destination_type": "local",
+            "boot_index": 0,
+            "delete_on_termination": true,
+        }, {
             "uuid": req.volume_id,
             "source_type": "volume",
             "destination_type": "volume",
-            "boot_index": 0,
+            "boot_index": -1,
             "delete_on_termination": boot.delete_on_termination,
         }],
         "metadata": req.metadata,
@@ -264,10 +285,13 @@ impl Caller {
         let body = create_body(req, boot, flavor_id);
         let (maj, min) = TAGS_MICROVERSION;
         let call = Request::post(ServiceType::Compute, "servers", body).microversion(maj, min);
-        let what = format!("create server {} from volume {}", req.name, req.volume_id);
+        let what = format!(
+            "create server {} from image {} with volume {}",
+            req.name, boot.image_id, req.volume_id
+        );
         let reply = self.send(&what, call).await?;
         let id = text(&reply.json(Some("server"))?, "id");
-        tracing::info!(server = %id, name = %req.name, volume = %req.volume_id, flavor = flavor_id,
+        tracing::info!(server = %id, name = %req.name, image = %boot.image_id, volume = %req.volume_id, flavor = flavor_id,
             request_id = reply.request_id.as_deref().unwrap_or("-"), "server requested");
         // the create answer holds only id and links: read the server back
         match self.get_server(&id, pg_port, network_name).await {
@@ -393,8 +417,9 @@ mod tests {
     }
 
     #[test]
-    fn boot_from_volume_body() {
+    fn image_boot_with_the_data_volume_attached_body() {
         let boot = BootSettings {
+            image_id: "img-1".into(),
             network_id: Some("net-1".into()),
             security_groups: vec!["pg".into()],
             key_name: Some("k".into()),
@@ -406,9 +431,18 @@ mod tests {
         let b = create_body(&req(), &boot, "fl-1");
         let s = &b["server"];
         assert_eq!(s["flavorRef"], "fl-1");
-        let bdm = &s["block_device_mapping_v2"][0];
+        // system disk: the image, the boot device on the flavor's disk; the data volume:
+        // one non-boot mapping; nothing else
+        assert_eq!(s["imageRef"], "img-1");
+        assert_eq!(s["block_device_mapping_v2"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            s["block_device_mapping_v2"][0],
+            json!({"uuid": "img-1", "source_type": "image", "destination_type": "local",
+                   "boot_index": 0, "delete_on_termination": true})
+        );
+        let bdm = &s["block_device_mapping_v2"][1];
         assert_eq!(bdm["uuid"], "vol-1");
-        assert_eq!(bdm["boot_index"], 0);
+        assert_eq!(bdm["boot_index"], -1);
         assert_eq!(bdm["source_type"], "volume");
         assert_eq!(bdm["destination_type"], "volume");
         assert_eq!(bdm["delete_on_termination"], true);

@@ -20,6 +20,8 @@ pub struct Request {
     path: String,
     query: Vec<(String, String)>,
     body: Option<serde_json::Value>,
+    /// A non-JSON body (content type, bytes): Glance's image data upload.
+    raw: Option<(&'static str, Vec<u8>)>,
     microversion: Option<ApiVersion>,
     headers: Option<http::HeaderMap>,
 }
@@ -32,6 +34,7 @@ impl Request {
             path: path.into(),
             query: Vec::new(),
             body: None,
+            raw: None,
             microversion: None,
             headers: None,
         }
@@ -47,6 +50,13 @@ impl Request {
 
     pub fn delete(service: ServiceType, path: impl Into<String>) -> Self {
         Self::new(http::Method::DELETE, service, path)
+    }
+
+    /// PUT of raw bytes (`application/octet-stream`), e.g. image data to Glance.
+    pub fn put_bytes(service: ServiceType, path: impl Into<String>, bytes: Vec<u8>) -> Self {
+        let mut r = Self::new(http::Method::PUT, service, path);
+        r.raw = Some(("application/octet-stream", bytes));
+        r
     }
 
     pub fn query(mut self, key: &str, value: impl Into<String>) -> Self {
@@ -100,17 +110,22 @@ impl RestEndpoint for Request {
     }
 
     fn body(&self) -> Result<Option<(&'static str, Vec<u8>)>, BodyError> {
+        if let Some((kind, bytes)) = &self.raw {
+            return Ok(Some((kind, bytes.clone())));
+        }
         match &self.body {
             None => Ok(None),
             Some(v) => Ok(Some(("application/json", serde_json::to_vec(v)?))),
         }
     }
 
-    /// Neutron's and Designate's catalog entries are unversioned: ask the SDK's discovery
-    /// for the v2.0 / v2 endpoint (Nova's and Cinder's carry their version in the URL).
+    /// Neutron's, Designate's and Glance's catalog entries are unversioned: ask the SDK's
+    /// discovery for the v2.0 / v2 endpoint (Nova's and Cinder's carry their version in the URL).
     fn api_version(&self) -> Option<ApiVersion> {
         match self.service {
-            ServiceType::Network | ServiceType::Dns => Some(ApiVersion::new(2, 0)),
+            ServiceType::Network | ServiceType::Dns | ServiceType::Image => {
+                Some(ApiVersion::new(2, 0))
+            }
             _ => ApiVersion::from_endpoint_url(&self.path),
         }
     }
@@ -120,9 +135,11 @@ impl RestEndpoint for Request {
     }
 
     fn min_version(&self) -> Option<ApiVersion> {
-        // Neutron and Designate have no microversions; the SDK adds no header for them.
+        // Neutron, Designate and Glance have no microversions; the SDK adds no header for them.
         self.microversion.or(match self.service {
-            ServiceType::Network | ServiceType::Dns => Some(ApiVersion::new(2, 0)),
+            ServiceType::Network | ServiceType::Dns | ServiceType::Image => {
+                Some(ApiVersion::new(2, 0))
+            }
             _ => None,
         })
     }
