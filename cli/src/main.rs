@@ -5,8 +5,8 @@
 //! `local seed` (the first replica of a local pool, for the demo), `base add|list` (register
 //! an existing replica as a base replica, any provider): one module each.
 
-mod config_keys;
 mod base;
+mod config_keys;
 mod local;
 mod plan;
 mod status;
