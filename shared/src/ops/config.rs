@@ -9,6 +9,10 @@ pub struct OpsConfig {
     /// Reuse a snapshot younger than this instead of taking a new one (WAL to replay
     /// grows with the snapshot's age).
     pub snapshot_max_age_secs: u64,
+    /// Reconcile snapshots a serving base replica per availability zone when the zone's
+    /// newest snapshot is this old, so scale-up only clones (`ops::snapshot_ahead`).
+    /// 0 (the default): off — every snapshot is billed storage, a choice per cluster.
+    pub snapshot_interval_secs: u64,
     /// Snapshots of ours kept by rotation (newest first).
     pub snapshot_keep: usize,
     /// Longest wait for a snapshot / volume to become available within one run.
@@ -29,6 +33,7 @@ impl Default for OpsConfig {
     fn default() -> Self {
         OpsConfig {
             snapshot_max_age_secs: 3600,
+            snapshot_interval_secs: 0,
             snapshot_keep: 2,
             resource_wait_secs: 120,
             ready_wait_secs: 20,
@@ -46,6 +51,16 @@ pub fn validate_ops(o: &OpsConfig) -> Result<(), ConfigError> {
     };
     if o.snapshot_keep == 0 {
         return Err(bad("ops.snapshot_keep", "must be at least 1".into()));
+    }
+    if o.snapshot_interval_secs > o.snapshot_max_age_secs {
+        return Err(bad(
+            "ops.snapshot_interval_secs",
+            format!(
+                "{} is above ops.snapshot_max_age_secs ({}): a snapshot taken ahead would go \
+                 stale before the next one, and scale-up would take its own",
+                o.snapshot_interval_secs, o.snapshot_max_age_secs
+            ),
+        ));
     }
     if !(1..=3600).contains(&o.resource_wait_secs) {
         return Err(bad(

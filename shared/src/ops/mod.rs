@@ -23,6 +23,7 @@ mod reconcile;
 mod scale_down;
 mod scale_up;
 mod scheduled;
+mod snapshot_ahead;
 pub mod status;
 
 pub use build::{build, ports, receiver, use_receiver};
