@@ -27,6 +27,8 @@ pub struct OpsConfig {
     /// Length of a work lease (see ops::lease): how long a killed invocation's work
     /// waits before another takes it over. Renewed every third of it while working.
     pub lease_secs: u64,
+    /// `[ops.prewarm]`: load the hottest relations before registering a replica.
+    pub prewarm: super::prewarm::PrewarmConfig,
 }
 
 impl Default for OpsConfig {
@@ -40,6 +42,7 @@ impl Default for OpsConfig {
             creating_deadline_secs: 1800,
             orphan_grace_secs: 600,
             lease_secs: 30,
+            prewarm: Default::default(),
         }
     }
 }
@@ -86,5 +89,5 @@ pub fn validate_ops(o: &OpsConfig) -> Result<(), ConfigError> {
             format!("{} is outside 2..=600", o.lease_secs),
         ));
     }
-    Ok(())
+    super::prewarm::validate_prewarm(&o.prewarm)
 }

@@ -18,6 +18,7 @@ mod decide;
 mod deleted;
 mod desired;
 mod lease;
+pub mod prewarm;
 mod ready;
 mod reconcile;
 mod scale_down;
