@@ -151,10 +151,12 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
         "reconcile.after_rollback",
     ]
     .into();
-    let planned: usize = [&up, &ready, &deleted, &haproxy, &orphan, &rotate, &rollback, &ahead]
-        .iter()
-        .map(|g| g.len())
-        .sum::<usize>()
+    let planned: usize = [
+        &up, &ready, &deleted, &haproxy, &orphan, &rotate, &rollback, &ahead,
+    ]
+    .iter()
+    .map(|g| g.len())
+    .sum::<usize>()
         + chained.len();
     assert_eq!(
         planned + elsewhere.len(),
@@ -165,9 +167,11 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
     let mut killed = Vec::new();
     let mut cycle = 0;
     while !down.is_empty()
-        || [&up, &ready, &deleted, &haproxy, &orphan, &rotate, &rollback, &ahead]
-            .iter()
-            .any(|g| !g.is_empty())
+        || [
+            &up, &ready, &deleted, &haproxy, &orphan, &rotate, &rollback, &ahead,
+        ]
+        .iter()
+        .any(|g| !g.is_empty())
     {
         cycle += 1;
         eprintln!("=== cycle {cycle}");
@@ -204,7 +208,10 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
         // scenario only): killed around it, then reconcile again: pool and state agree,
         // no intent left.
         if let Some(point) = ahead.pop_front() {
-            let on = ("PGSURGE_OPS__SNAPSHOT_INTERVAL_SECS".to_string(), "1".into());
+            let on = (
+                "PGSURGE_OPS__SNAPSHOT_INTERVAL_SECS".to_string(),
+                "1".into(),
+            );
             env.env.push(on.clone());
             std::thread::sleep(Duration::from_millis(1100));
             kill_at(&env, "reconcile", &tick(), point);

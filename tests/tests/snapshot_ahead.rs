@@ -94,7 +94,11 @@ fn scale_up_clones_the_snapshot_reconcile_took_ahead_and_never_a_stale_one() {
     );
     // Within the interval the next tick takes none.
     env.invoke("reconcile", &tick());
-    assert_eq!(pool_snapshots(&env), taken, "not due again within the interval");
+    assert_eq!(
+        pool_snapshots(&env),
+        taken,
+        "not due again within the interval"
+    );
 
     // The alarm's scale-up clones it: no snapshot on the alarm's path.
     env.invoke("scale-up", &alarm("fresh"));
@@ -165,6 +169,9 @@ fn reconcile_killed_while_snapshotting_ahead_converges_without_a_leaked_snapshot
     env.invoke("reconcile", &tick());
     let (pool, state) = (pool_snapshots(&env), state_snapshots(&env));
     assert_eq!(pool, state);
-    assert!(pool.len() <= 2, "rotation keeps 1 (+ the one just taken): {pool:?}");
+    assert!(
+        pool.len() <= 2,
+        "rotation keeps 1 (+ the one just taken): {pool:?}"
+    );
     env.delete_seed();
 }

@@ -85,7 +85,11 @@ pub(crate) async fn prewarm(ports: &Ports, replica: &str, at: &Endpoint) -> Opti
     if cfg.relations.is_empty() {
         return None;
     }
-    let targets: Vec<Target> = cfg.relations.iter().filter_map(|r| parse_target(r)).collect();
+    let targets: Vec<Target> = cfg
+        .relations
+        .iter()
+        .filter_map(|r| parse_target(r))
+        .collect();
     let budget = Duration::from_secs(cfg.budget_secs);
     let started = std::time::Instant::now();
     let outcome = ports.pg.prewarm(at, &targets, budget).await;

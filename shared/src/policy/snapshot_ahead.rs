@@ -292,10 +292,21 @@ mod tests {
     fn the_source_says_who_took_a_recorded_snapshot() {
         let ahead = snap("a", "b", MIN15, None, true);
         let mut other = snap("o", "b", MIN15, None, false);
-        other.extra.insert(EXTRA_OP.into(), Value::String("op1".into()));
-        assert_eq!(SnapshotSource::of_recorded(&ahead, "op2"), SnapshotSource::Ahead);
-        assert_eq!(SnapshotSource::of_recorded(&other, "op2"), SnapshotSource::Reused);
-        assert_eq!(SnapshotSource::of_recorded(&other, "op1"), SnapshotSource::Taken);
+        other
+            .extra
+            .insert(EXTRA_OP.into(), Value::String("op1".into()));
+        assert_eq!(
+            SnapshotSource::of_recorded(&ahead, "op2"),
+            SnapshotSource::Ahead
+        );
+        assert_eq!(
+            SnapshotSource::of_recorded(&other, "op2"),
+            SnapshotSource::Reused
+        );
+        assert_eq!(
+            SnapshotSource::of_recorded(&other, "op1"),
+            SnapshotSource::Taken
+        );
         assert_eq!(SnapshotSource::Taken.as_str(), "taken");
     }
 }

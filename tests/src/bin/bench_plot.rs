@@ -39,7 +39,10 @@ fn clone_vs_basebackup(csv: &str, out: &std::path::Path) -> Result<(), String> {
                 .iter()
                 .position(|h| *h == name)
                 .ok_or(format!("no column {name}"))?;
-            cells.get(at).copied().ok_or(format!("line {}: short", i + 1))
+            cells
+                .get(at)
+                .copied()
+                .ok_or(format!("line {}: short", i + 1))
         };
         let num = |name: &str| -> Result<f64, String> {
             get(name)?
@@ -53,7 +56,12 @@ fn clone_vs_basebackup(csv: &str, out: &std::path::Path) -> Result<(), String> {
         let total = num("total_s")?;
         if get("path")? == "clone" {
             let ahead = total - num("phase1_s")?;
-            series.entry("snapshot + clone").or_default().entry(mb).or_default().push(total);
+            series
+                .entry("snapshot + clone")
+                .or_default()
+                .entry(mb)
+                .or_default()
+                .push(total);
             series
                 .entry("clone, snapshot taken ahead")
                 .or_default()
@@ -61,13 +69,23 @@ fn clone_vs_basebackup(csv: &str, out: &std::path::Path) -> Result<(), String> {
                 .or_default()
                 .push(ahead);
         } else {
-            series.entry("pg_basebackup").or_default().entry(mb).or_default().push(total);
+            series
+                .entry("pg_basebackup")
+                .or_default()
+                .entry(mb)
+                .or_default()
+                .push(total);
         }
     }
     if series.is_empty() {
         return Err("no XFS rows in the CSV".into());
     }
-    let xmax = series.values().flat_map(|s| s.keys()).max().copied().unwrap_or(1024) as f64
+    let xmax = series
+        .values()
+        .flat_map(|s| s.keys())
+        .max()
+        .copied()
+        .unwrap_or(1024) as f64
         / 1024.0
         * 1.1;
     let ymax = series
@@ -105,10 +123,15 @@ fn clone_vs_basebackup(csv: &str, out: &std::path::Path) -> Result<(), String> {
             })
             .collect();
         chart
-            .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.2)), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (p.0, p.2)),
+                color.stroke_width(2),
+            ))
             .map_err(err)?
             .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(
                 pts.iter()
@@ -142,7 +165,10 @@ fn main() {
             if wanted.is_empty() {
                 continue;
             }
-            eprintln!("bench-plot: {} not found: run the bench first", csv.display());
+            eprintln!(
+                "bench-plot: {} not found: run the bench first",
+                csv.display()
+            );
             std::process::exit(1);
         };
         let out = root.join(format!("docs/bench/{name}.svg"));

@@ -265,9 +265,10 @@ struct Row {
 
 /// Min and max of the runs' totals.
 fn range(v: &[f64]) -> (f64, f64) {
-    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
-        (lo.min(*x), hi.max(*x))
-    })
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(*x), hi.max(*x))
+        })
 }
 
 /// (a′): the clone path without its snapshot phase (a snapshot taken ahead of time).
@@ -277,7 +278,8 @@ fn ahead_total(r: &Run) -> f64 {
 
 /// One line per run and path: the CSV `bench-plot` reads.
 fn write_csv(rows: &[Row], path: &Path) {
-    let mut out = String::from("db_mb,pool,path,run,phase1_s,clone_s,boot_s,catch_up_s,total_s,wal_mb\n");
+    let mut out =
+        String::from("db_mb,pool,path,run,phase1_s,clone_s,boot_s,catch_up_s,total_s,wal_mb\n");
     for r in rows {
         for (path, runs) in [("clone", &r.clone), ("basebackup", &r.basebackup)] {
             for (n, run) in runs.iter().enumerate() {
