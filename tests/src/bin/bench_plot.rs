@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 /// (size GiB) → totals of every run.
 type Series = BTreeMap<u64, Vec<f64>>;
 
+/// Draws one bench's CSV text into an SVG file.
+type Draw = fn(&str, &std::path::Path) -> Result<(), String>;
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
@@ -153,8 +156,7 @@ fn clone_vs_basebackup(csv: &str, out: &std::path::Path) -> Result<(), String> {
 fn main() {
     let root = workspace_root();
     let wanted: Vec<String> = std::env::args().skip(1).collect();
-    let benches: [(&str, fn(&str, &std::path::Path) -> Result<(), String>); 1] =
-        [("clone_vs_basebackup", clone_vs_basebackup)];
+    let benches: [(&str, Draw); 1] = [("clone_vs_basebackup", clone_vs_basebackup)];
     let mut drew = 0;
     for (name, draw) in benches {
         if !wanted.is_empty() && !wanted.iter().any(|w| w == name) {
