@@ -67,10 +67,16 @@ plan event state config="":
 bench:
     bash infra/bench/runtime.sh
     bash infra/bench/clone_vs_basebackup.sh
+    cargo run -q -p pgsurge-tests --bin bench-plot
+
+# The benches' CSVs (target/bench/*.csv) drawn as SVGs under docs/bench/ (the README's).
+bench-plot:
+    cargo run -q -p pgsurge-tests --bin bench-plot
 
 # Clone vs pg_basebackup only (as root; ~1 h at the defaults), e.g. `SIZES_MB=1024 RUNS=5 just bench-clone`.
 bench-clone:
     bash infra/bench/clone_vs_basebackup.sh
+    cargo run -q -p pgsurge-tests --bin bench-plot clone_vs_basebackup
 
 # A copy-on-write (XFS reflink=1, loop-mounted) volume pool for the local provider (as root).
 xfs-pool mountpoint size="20G":

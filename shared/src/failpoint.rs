@@ -85,6 +85,9 @@ pub const ALL: &[&str] = &[
     "reconcile.after_haproxy",
     "reconcile.before_delete_orphan",
     "reconcile.after_delete_orphan",
+    "snapshot_ahead.after_intent",
+    "snapshot_ahead.after_snapshot",
+    "snapshot_ahead.after_record",
     "reconcile.before_rotate",
     "reconcile.after_rotate",
 ];

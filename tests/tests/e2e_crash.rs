@@ -144,16 +144,19 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
     ]
     .into();
     let mut rotate: VecDeque<_> = ["reconcile.before_rotate", "reconcile.after_rotate"].into();
+    let mut ahead = group("snapshot_ahead.");
     let mut rollback: VecDeque<_> = [
         "reconcile.before_rollback",
         "reconcile.before_unpublish",
         "reconcile.after_rollback",
     ]
     .into();
-    let planned: usize = [&up, &ready, &deleted, &haproxy, &orphan, &rotate, &rollback]
-        .iter()
-        .map(|g| g.len())
-        .sum::<usize>()
+    let planned: usize = [
+        &up, &ready, &deleted, &haproxy, &orphan, &rotate, &rollback, &ahead,
+    ]
+    .iter()
+    .map(|g| g.len())
+    .sum::<usize>()
         + chained.len();
     assert_eq!(
         planned + elsewhere.len(),
@@ -164,9 +167,11 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
     let mut killed = Vec::new();
     let mut cycle = 0;
     while !down.is_empty()
-        || [&up, &ready, &deleted, &haproxy, &orphan, &rotate, &rollback]
-            .iter()
-            .any(|g| !g.is_empty())
+        || [
+            &up, &ready, &deleted, &haproxy, &orphan, &rotate, &rollback, &ahead,
+        ]
+        .iter()
+        .any(|g| !g.is_empty())
     {
         cycle += 1;
         eprintln!("=== cycle {cycle}");
@@ -195,6 +200,27 @@ fn every_failpoint_killed_then_rerun_or_reconcile_converges_without_duplicates_o
             assert!(
                 !left.iter().any(|v| v.name == name),
                 "orphan volume left after a crash at {point}"
+            );
+            assert_agree(&env, 0, point);
+        }
+
+        // A snapshot taken ahead of time (reconcile, with the interval on for this
+        // scenario only): killed around it, then reconcile again: pool and state agree,
+        // no intent left.
+        if let Some(point) = ahead.pop_front() {
+            let on = (
+                "PGSURGE_OPS__SNAPSHOT_INTERVAL_SECS".to_string(),
+                "1".into(),
+            );
+            env.env.push(on.clone());
+            std::thread::sleep(Duration::from_millis(1100));
+            kill_at(&env, "reconcile", &tick(), point);
+            killed.push(point);
+            env.invoke("reconcile", &tick());
+            env.env.retain(|e| *e != on);
+            assert!(
+                !env.state().extra.contains_key("snapshot_intents"),
+                "an intent left after a crash at {point}"
             );
             assert_agree(&env, 0, point);
         }

@@ -9,6 +9,10 @@ pub struct OpsConfig {
     /// Reuse a snapshot younger than this instead of taking a new one (WAL to replay
     /// grows with the snapshot's age).
     pub snapshot_max_age_secs: u64,
+    /// Reconcile snapshots a serving base replica per availability zone when the zone's
+    /// newest snapshot is this old, so scale-up only clones (`ops::snapshot_ahead`).
+    /// 0 (the default): off — every snapshot is billed storage, a choice per cluster.
+    pub snapshot_interval_secs: u64,
     /// Snapshots of ours kept by rotation (newest first).
     pub snapshot_keep: usize,
     /// Longest wait for a snapshot / volume to become available within one run.
@@ -23,18 +27,22 @@ pub struct OpsConfig {
     /// Length of a work lease (see ops::lease): how long a killed invocation's work
     /// waits before another takes it over. Renewed every third of it while working.
     pub lease_secs: u64,
+    /// `[ops.prewarm]`: load the hottest relations before registering a replica.
+    pub prewarm: super::prewarm::PrewarmConfig,
 }
 
 impl Default for OpsConfig {
     fn default() -> Self {
         OpsConfig {
             snapshot_max_age_secs: 3600,
+            snapshot_interval_secs: 0,
             snapshot_keep: 2,
             resource_wait_secs: 120,
             ready_wait_secs: 20,
             creating_deadline_secs: 1800,
             orphan_grace_secs: 600,
             lease_secs: 30,
+            prewarm: Default::default(),
         }
     }
 }
@@ -46,6 +54,16 @@ pub fn validate_ops(o: &OpsConfig) -> Result<(), ConfigError> {
     };
     if o.snapshot_keep == 0 {
         return Err(bad("ops.snapshot_keep", "must be at least 1".into()));
+    }
+    if o.snapshot_interval_secs > o.snapshot_max_age_secs {
+        return Err(bad(
+            "ops.snapshot_interval_secs",
+            format!(
+                "{} is above ops.snapshot_max_age_secs ({}): a snapshot taken ahead would go \
+                 stale before the next one, and scale-up would take its own",
+                o.snapshot_interval_secs, o.snapshot_max_age_secs
+            ),
+        ));
     }
     if !(1..=3600).contains(&o.resource_wait_secs) {
         return Err(bad(
@@ -71,5 +89,5 @@ pub fn validate_ops(o: &OpsConfig) -> Result<(), ConfigError> {
             format!("{} is outside 2..=600", o.lease_secs),
         ));
     }
-    Ok(())
+    super::prewarm::validate_prewarm(&o.prewarm)
 }

@@ -19,11 +19,13 @@ mod decide;
 mod deleted;
 mod desired;
 mod lease;
+pub mod prewarm;
 mod ready;
 mod reconcile;
 mod scale_down;
 mod scale_up;
 mod scheduled;
+mod snapshot_ahead;
 pub mod status;
 
 pub use build::{build, ports, receiver, use_receiver};

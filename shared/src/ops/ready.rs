@@ -141,6 +141,8 @@ async fn check_one(ports: &Ports, r: &Replica, now: OffsetDateTime) -> Result<Ch
         check: ports.haproxy.check,
         slowstart_ms: ports.haproxy.slowstart_secs * 1000,
     };
+    // Caught up: pre-warm its cache (optional, bounded, best effort) before traffic.
+    let prewarmed = super::prewarm::prewarm(ports, &r.id, &endpoint).await;
     // What the provider keeps beside a ready replica (OpenStack: its DNS A record), made
     // here and not by a read of the server; before HAProxy sends it traffic.
     failpoint::hit("ready.before_publish");
@@ -195,7 +197,8 @@ async fn check_one(ports: &Ports, r: &Replica, now: OffsetDateTime) -> Result<Ch
         })
         .await?;
     Ok(Checked::Done(format!(
-        "{name} verified ({readiness}) and registered in HAProxy"
+        "{name} verified ({readiness}){} and registered in HAProxy",
+        prewarmed.map(|p| format!(", {p},")).unwrap_or_default()
     )))
 }
 

@@ -22,6 +22,7 @@ use crate::cloud::{
     META_REPLICA,
 };
 use crate::failpoint;
+use crate::policy::snapshot_ahead::snapshot_zone;
 use crate::state::{ClusterState, Phase, Replica, Role, Timestamp};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -43,6 +44,11 @@ pub async fn reconcile(ports: &Ports, now: OffsetDateTime) -> Result<Report, Ops
     with_lease(ports, "create", &mut report, || creations(ports, now)).await?;
     report.absorb(check_pending(ports, now, Duration::ZERO).await?);
     with_lease(ports, "remove", &mut report, || drive_draining(ports, now)).await?;
+    // Its own lease: a snapshot taken ahead never holds up an alarm's `create` work.
+    with_lease(ports, "snapshot", &mut report, || {
+        super::snapshot_ahead::keep_fresh(ports, now)
+    })
+    .await?;
     with_lease(ports, "reconcile", &mut report, || housekeeping(ports, now)).await?;
     Ok(report)
 }
@@ -210,7 +216,7 @@ async fn housekeeping(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsE
     // A snapshot that scale-up took but never recorded (killed in between, and no retry
     // came), or that only a lost document recorded, would be paid for forever.
     for snap in &snapshots {
-        if !snapshot_unknown(&state, &snap.id) || !past_grace("snapshot", &snap.id) {
+        if !snapshot_unknown(&state, &snap.id, &snap.name) || !past_grace("snapshot", &snap.id) {
             continue;
         }
         if let Some(why) = not_an_orphan_snapshot(&ports.cluster, snap) {
@@ -318,9 +324,9 @@ fn is_unknown(state: &ClusterState, kind: &str, id: &str, meta: &Metadata) -> bo
     !recorded && !named
 }
 
-/// A labelled snapshot the state does not record.
-fn snapshot_unknown(state: &ClusterState, id: &str) -> bool {
-    !state.snapshots.iter().any(|s| s.id == id)
+/// A labelled snapshot the state does not record (nor an intent to take it ahead).
+fn snapshot_unknown(state: &ClusterState, id: &str, name: &str) -> bool {
+    !state.snapshots.iter().any(|s| s.id == id) && !super::snapshot_ahead::intended(state, name)
 }
 
 /// Record when each labelled resource was first seen unknown to the state (and forget
@@ -348,7 +354,7 @@ async fn note_unknown(
                 .chain(
                     snapshots
                         .iter()
-                        .filter(|x| snapshot_unknown(s, &x.id))
+                        .filter(|x| snapshot_unknown(s, &x.id, &x.name))
                         .map(|x| unknown_key("snapshot", &x.id)),
                 )
                 .collect();
@@ -432,9 +438,15 @@ async fn rotate_snapshots(ports: &Ports, now: OffsetDateTime) -> Result<Report, 
     let state = ports.state.load().await?.state;
     let mut snaps = state.snapshots.clone();
     snaps.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+    // `snapshot_keep` per availability zone: a clone lands in its snapshot's zone.
+    let mut kept: std::collections::BTreeMap<String, usize> = Default::default();
     let old: Vec<String> = snaps
         .iter()
-        .skip(ports.ops.snapshot_keep)
+        .filter(|s| {
+            let n = kept.entry(snapshot_zone(&state, s)).or_default();
+            *n += 1;
+            *n > ports.ops.snapshot_keep
+        })
         .map(|s| s.id.clone())
         .collect();
     for id in &old {

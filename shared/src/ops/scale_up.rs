@@ -12,6 +12,7 @@ use crate::cloud::{
 };
 use crate::events::{Alarm, Direction};
 use crate::failpoint;
+use crate::policy::snapshot_ahead::{usable, SnapshotSource, EXTRA_AZ, EXTRA_OP, EXTRA_ORIGIN};
 use crate::policy::Action;
 use crate::postgres::bootstrap::UserData;
 use crate::state::{ClusterState, OpKind, Phase, Replica, Role, Snapshot};
@@ -146,17 +147,13 @@ pub(crate) async fn drive_creating(ports: &Ports, now: OffsetDateTime) -> Result
     if creating.is_empty() {
         return Ok(report);
     }
-    let snapshot = pick_snapshot(
-        ports,
-        &current,
-        creating[0].op_id.as_deref().unwrap_or("manual"),
-        now,
-        &mut report,
-    )
-    .await?;
+    let op = creating[0].op_id.as_deref().unwrap_or("manual");
+    let az = creating[0].az.as_deref();
+    let (snapshot, source) = pick_snapshot(ports, &current, op, az, now, &mut report).await?;
+    super::snapshot_ahead::say_which(ports, op, &snapshot, source, now).await?;
     let jobs = creating
         .iter()
-        .map(|r| create_replica(ports, r, &snapshot, now));
+        .map(|r| create_replica(ports, r, &snapshot.id, now));
     for result in futures::future::join_all(jobs).await {
         match result {
             Ok(r) => report.absorb(r),
@@ -166,24 +163,23 @@ pub(crate) async fn drive_creating(ports: &Ports, now: OffsetDateTime) -> Result
     Ok(report)
 }
 
-/// A fresh enough snapshot of ours, or a new one of a serving replica's volume.
+/// A fresh enough snapshot of ours (in the replicas' zone first, then the freshest: see
+/// `policy::snapshot_ahead::usable`), or a new one of a serving replica's volume; and
+/// where it came from.
 async fn pick_snapshot(
     ports: &Ports,
     state: &ClusterState,
     op: &str,
+    az: Option<&str>,
     now: OffsetDateTime,
     report: &mut Report,
-) -> Result<String, OpsError> {
+) -> Result<(Snapshot, SnapshotSource), OpsError> {
     let max_age = time::Duration::seconds(ports.ops.snapshot_max_age_secs as i64);
-    let mut known: Vec<&Snapshot> = state
-        .snapshots
-        .iter()
-        .filter(|s| now - s.created_at <= max_age)
-        .collect();
-    known.sort_by_key(|s| std::cmp::Reverse(s.created_at));
-    for s in known {
+    for s in usable(state, now, max_age, az) {
         match ports.cloud.get_snapshot(&s.id).await {
-            Ok(snap) if snap.status == Status::Ready => return Ok(snap.id),
+            Ok(snap) if snap.status == Status::Ready => {
+                return Ok((s.clone(), SnapshotSource::of_recorded(s, op)))
+            }
             Ok(_) | Err(cloud::CloudError::NotFound { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -220,23 +216,29 @@ async fn pick_snapshot(
     .await?;
     phase_metric("snapshot", secs_between(started, OffsetDateTime::now_utc()));
     report.did(format!("snapshot {} of replica {}", req.name, source.id));
-    let (id, source_id) = (snap.id.clone(), source.id.clone());
+    let mut extra = BTreeMap::new();
+    extra.insert(EXTRA_ORIGIN.into(), "scale-up".into());
+    extra.insert(EXTRA_OP.into(), op.into());
+    if let Some(az) = &source.az {
+        extra.insert(EXTRA_AZ.into(), az.as_str().into());
+    }
+    let record = Snapshot {
+        id: snap.id.clone(),
+        source_replica: Some(source.id.clone()),
+        created_at: now,
+        extra,
+    };
     ports
         .state
         .update(now, |s| -> Result<_, std::convert::Infallible> {
-            if !s.snapshots.iter().any(|x| x.id == id) {
-                s.snapshots.push(Snapshot {
-                    id: id.clone(),
-                    source_replica: Some(source_id.clone()),
-                    created_at: now,
-                    extra: BTreeMap::new(),
-                });
+            if !s.snapshots.iter().any(|x| x.id == record.id) {
+                s.snapshots.push(record.clone());
             }
             Ok(())
         })
         .await?;
     failpoint::hit("scale_up.after_snapshot_record");
-    Ok(snap.id)
+    Ok((record, SnapshotSource::Taken))
 }
 
 /// Volume from the snapshot, then a server booted from it; each recorded as it lands.

@@ -27,6 +27,7 @@
 
 mod config;
 mod schedule;
+pub mod snapshot_ahead;
 
 pub use config::{validate_policy, Mode, PolicyConfig, ScheduleWindow};
 pub use schedule::Cron;

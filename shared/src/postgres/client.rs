@@ -60,6 +60,11 @@ impl PgClient {
 
     /// A session on `at`. The connection task runs until the client is dropped.
     pub async fn connect(&self, at: &Endpoint) -> Result<Client, PgError> {
+        self.connect_db(at, &self.dbname).await
+    }
+
+    /// A session on `at`, in database `db`.
+    pub async fn connect_db(&self, at: &Endpoint, db: &str) -> Result<Client, PgError> {
         let tls = if *at == self.primary {
             &self.primary_tls
         } else {
@@ -74,7 +79,7 @@ impl PgClient {
         cfg.host(&at.host)
             .port(at.port)
             .user(&self.user)
-            .dbname(&self.dbname)
+            .dbname(db)
             .application_name("pgsurge")
             .connect_timeout(self.connect_timeout);
         if let Some(pw) = &self.password {
@@ -166,6 +171,45 @@ impl Postgres for PgClient {
             timeline: timeline as u32,
             current_lsn: lsn(at, row.get(3))?,
         })
+    }
+
+    async fn prewarm(
+        &self,
+        at: &Endpoint,
+        targets: &[super::PrewarmTarget],
+        budget: Duration,
+    ) -> Result<super::Prewarmed, PgError> {
+        let deadline = std::time::Instant::now() + budget;
+        let mut done = super::Prewarmed::default();
+        let mut session: Option<(String, Client)> = None;
+        for t in targets {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left < Duration::from_millis(10) {
+                done.stopped = Some(format!("the {}s budget is spent", budget.as_secs()));
+                break;
+            }
+            if session.as_ref().is_none_or(|(db, _)| *db != t.db) {
+                session = Some((t.db.clone(), self.connect_db(at, &t.db).await?));
+            }
+            let client = &session.as_ref().expect("just set").1;
+            // The budget bounds each statement too: a large relation stops mid-way.
+            let set = format!("set statement_timeout = {}", left.as_millis().max(1));
+            client.batch_execute(&set).await.map_err(query_err(at))?;
+            match client
+                .query_one("select pg_prewarm($1::text::regclass)", &[&t.relation])
+                .await
+            {
+                Ok(row) => {
+                    done.blocks += row.get::<_, i64>(0);
+                    done.relations += 1;
+                }
+                Err(e) => {
+                    done.stopped = Some(format!("{}.{}: {}", t.db, t.relation, message(&e)));
+                    break;
+                }
+            }
+        }
+        Ok(done)
     }
 
     async fn replica_status(&self, at: &Endpoint) -> Result<ReplicaStatus, PgError> {

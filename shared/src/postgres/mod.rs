@@ -49,6 +49,38 @@ pub enum PgError {
 pub trait Postgres: Send + Sync {
     async fn primary_status(&self) -> Result<PrimaryStatus, PgError>;
     async fn replica_status(&self, at: &Endpoint) -> Result<ReplicaStatus, PgError>;
+    /// Load `targets` into the shared buffers of the server at `at` (`pg_prewarm`), in
+    /// order, stopping when `budget` is spent (`ops::prewarm`). Unsupported by default.
+    async fn prewarm(
+        &self,
+        at: &Endpoint,
+        _targets: &[PrewarmTarget],
+        _budget: Duration,
+    ) -> Result<Prewarmed, PgError> {
+        Err(PgError::Query {
+            endpoint: format!("{}:{}", at.host, at.port),
+            message: "pre-warm is not supported by this Postgres port".into(),
+        })
+    }
+}
+
+/// One relation to pre-warm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrewarmTarget {
+    pub db: String,
+    /// `"schema"."relation"`, quoted for a `regclass` cast.
+    pub relation: String,
+}
+
+/// What a pre-warm loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prewarmed {
+    /// Blocks `pg_prewarm` reported loaded, in total.
+    pub blocks: i64,
+    /// Relations loaded in full.
+    pub relations: usize,
+    /// Why it stopped before the end of the list (the budget, an error), if it did.
+    pub stopped: Option<String>,
 }
 
 /// Check the replica at `at` once.

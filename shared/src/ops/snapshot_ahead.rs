@@ -1,0 +1,348 @@
+//! reconcile's snapshots ahead of time: one fresh snapshot of a serving base replica per
+//! availability zone, so that a scale-up only clones and boots (`ops.snapshot_interval_secs`;
+//! which zones are due is decided by `policy::snapshot_ahead`, purely).
+//!
+//! Crash safety: the intent (name, source, zone) is recorded in the state document before
+//! the snapshot is requested, under the `snapshot` work lease. A run killed after the
+//! request leaves an intent; the next reconcile finds the snapshot by its name and labels
+//! (`ensure_snapshot` adopts it), waits for it and records it, or drops the intent when the
+//! source is gone and nothing was made. A snapshot with a recorded intent is not an
+//! orphan; one whose intent was lost too is (its name and labels are scale-up's form, so
+//! reconcile's orphan sweep deletes it after the grace period).
+
+use super::scale_up::{rfc3339, META_CREATED};
+use super::{phase_metric, secs_between, OpsError, Ports, Report};
+use crate::cloud::{
+    self, ensure_snapshot, resource_name, CloudError, Filter, Metadata, SnapshotRequest,
+    META_CLUSTER, META_OP,
+};
+use crate::failpoint;
+use crate::policy::snapshot_ahead::{due, SnapshotSource, EXTRA_AZ, EXTRA_ORIGIN, ORIGIN_AHEAD};
+use crate::state::{ClusterState, Phase, Snapshot};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// `ClusterState::extra` key: snapshots being taken ahead, by zone key.
+pub(crate) const EXTRA_INTENTS: &str = "snapshot_intents";
+
+/// A snapshot reconcile has decided to take and may not have recorded yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Intent {
+    /// The snapshot's name (`pgsurge-<cluster>-snap-<op>`) and its `pgsurge_op` label.
+    pub name: String,
+    pub op: String,
+    /// The base replica snapshotted, and its volume.
+    pub replica: String,
+    pub volume_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub az: Option<String>,
+    /// When it was decided: the snapshot's recorded age counts from here (a resumed
+    /// request is younger than that, so the age is never understated).
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+}
+
+/// The recorded intents, by zone key. An unreadable entry (a bad edit) is ignored with a
+/// warning: the snapshot it names, if any, is then an orphan for the sweep.
+pub(crate) fn intents(state: &ClusterState) -> BTreeMap<String, Intent> {
+    let Some(v) = state.extra.get(EXTRA_INTENTS) else {
+        return BTreeMap::new();
+    };
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "unreadable {EXTRA_INTENTS} in the state: ignored");
+        BTreeMap::new()
+    })
+}
+
+fn put_intents(state: &mut ClusterState, map: &BTreeMap<String, Intent>) {
+    if map.is_empty() {
+        state.extra.remove(EXTRA_INTENTS);
+    } else {
+        let v = serde_json::to_value(map).expect("intents serialise");
+        state.extra.insert(EXTRA_INTENTS.into(), v);
+    }
+}
+
+/// Whether a snapshot named `name` is one a recorded intent is taking (so not an orphan).
+pub(crate) fn intended(state: &ClusterState, name: &str) -> bool {
+    intents(state).values().any(|i| i.name == name)
+}
+
+/// The reconcile step: finish the intents a killed run left, then take the snapshots that
+/// are due. Each zone's failure is reported and left for the next tick.
+pub(crate) async fn keep_fresh(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsError> {
+    let mut report = Report::default();
+    // Resumed even when the feature was turned off since: the snapshot may exist.
+    for (zone, intent) in intents(&ports.state.load().await?.state) {
+        if let Err(e) = finish(ports, &zone, &intent, now, &mut report).await {
+            report.later(format!("snapshot {} ahead of time: {e}", intent.name));
+        }
+    }
+    let interval = time::Duration::seconds(ports.ops.snapshot_interval_secs as i64);
+    let state = ports.state.load().await?.state;
+    let in_flight: BTreeSet<String> = intents(&state).into_keys().collect();
+    for d in due(&state, now, interval, &in_flight) {
+        let op = format!("ahead-{}-{}", slug(&d.zone), now.unix_timestamp());
+        let intent = Intent {
+            name: resource_name(&ports.cluster, &format!("snap-{op}")),
+            op,
+            replica: d.replica.clone(),
+            volume_id: d.volume_id.clone(),
+            az: (!d.zone.is_empty()).then(|| d.zone.clone()),
+            started_at: now,
+        };
+        let (recorded, _) = ports
+            .state
+            .update(now, |s| -> Result<_, std::convert::Infallible> {
+                let mut map = intents(s);
+                if map.contains_key(&d.zone) {
+                    return Ok(false);
+                }
+                map.insert(d.zone.clone(), intent.clone());
+                put_intents(s, &map);
+                Ok(true)
+            })
+            .await?;
+        if !recorded {
+            continue;
+        }
+        failpoint::hit("snapshot_ahead.after_intent");
+        if let Err(e) = finish(ports, &d.zone, &intent, now, &mut report).await {
+            report.later(format!("snapshot {} ahead of time: {e}", intent.name));
+        }
+    }
+    Ok(report)
+}
+
+/// Take (or adopt) the intent's snapshot, wait for it, record it and drop the intent.
+async fn finish(
+    ports: &Ports,
+    zone: &str,
+    intent: &Intent,
+    now: OffsetDateTime,
+    report: &mut Report,
+) -> Result<(), OpsError> {
+    let mut meta = Metadata::new();
+    meta.insert(META_CLUSTER.into(), ports.cluster.clone());
+    meta.insert(META_OP.into(), intent.op.clone());
+    meta.insert(META_CREATED.into(), rfc3339(intent.started_at));
+    let req = SnapshotRequest {
+        name: intent.name.clone(),
+        volume_id: intent.volume_id.clone(),
+        metadata: meta.clone(),
+        force: true,
+    };
+    let state = ports.state.load().await?.state;
+    let source_serving = state.replica(&intent.replica).is_some_and(|r| {
+        r.phase == Phase::Serving && r.volume_id.as_deref() == Some(&intent.volume_id)
+    });
+    if !source_serving {
+        let by_name = Filter {
+            name: Some(intent.name.clone()),
+            metadata: meta,
+        };
+        if ports.cloud.list_snapshots(&by_name).await?.is_empty() {
+            // Nothing was made and the source is no longer one to snapshot.
+            drop_intent(ports, zone, &intent.name, now).await?;
+            report.did(format!(
+                "dropped the snapshot intent {}: replica {} no longer serves",
+                intent.name, intent.replica
+            ));
+            return Ok(());
+        }
+    }
+    let started = OffsetDateTime::now_utc();
+    let snap = ensure_snapshot(ports.cloud.as_ref(), &req).await?;
+    failpoint::hit("snapshot_ahead.after_snapshot");
+    let cloud = ports.cloud.clone();
+    let wait = Duration::from_secs(ports.ops.resource_wait_secs);
+    let snap = match cloud::wait_ready(
+        "snapshot",
+        &snap.id,
+        wait,
+        || cloud.get_snapshot(&snap.id),
+        |s| &s.status,
+    )
+    .await
+    {
+        Ok(s) => s,
+        // It ended in error: delete it (best effort; the orphan sweep is the backstop once
+        // the intent is gone) and let the next tick try afresh.
+        Err(CloudError::Fatal(why)) => {
+            if let Err(e) = ports.cloud.delete_snapshot(&snap.id).await {
+                tracing::warn!(snapshot = %snap.id, error = %e, "could not delete a failed snapshot");
+            }
+            drop_intent(ports, zone, &intent.name, now).await?;
+            return Err(OpsError::Cloud(CloudError::Fatal(why)));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    phase_metric(
+        "snapshot_ahead",
+        secs_between(started, OffsetDateTime::now_utc()),
+    );
+    let mut extra = BTreeMap::new();
+    extra.insert(EXTRA_ORIGIN.into(), Value::String(ORIGIN_AHEAD.into()));
+    if let Some(az) = &intent.az {
+        extra.insert(EXTRA_AZ.into(), Value::String(az.clone()));
+    }
+    let record = Snapshot {
+        id: snap.id.clone(),
+        source_replica: Some(intent.replica.clone()),
+        created_at: intent.started_at,
+        extra,
+    };
+    ports
+        .state
+        .update(now, |s| -> Result<_, std::convert::Infallible> {
+            if !s.snapshots.iter().any(|x| x.id == record.id) {
+                s.snapshots.push(record.clone());
+            }
+            let mut map = intents(s);
+            if map.get(zone).is_some_and(|i| i.name == intent.name) {
+                map.remove(zone);
+                put_intents(s, &map);
+            }
+            Ok(())
+        })
+        .await?;
+    failpoint::hit("snapshot_ahead.after_record");
+    crate::metrics::global().inc(
+        "pgsurge_snapshots_ahead_total",
+        "Snapshots reconcile took ahead of time (ops.snapshot_interval_secs).",
+        &[],
+        1.0,
+    );
+    report.did(format!(
+        "snapshot {} of replica {} ahead of time",
+        intent.name, intent.replica
+    ));
+    Ok(())
+}
+
+/// Operation `extra` key: the snapshot a scale-up cloned (`id`, `source`, `age_secs`).
+pub(crate) const EXTRA_OP_SNAPSHOT: &str = "snapshot";
+
+/// Say which snapshot scale-up operation `op` clones and where it came from: the log, the
+/// operation record (`snapshot`: id, source, age) and the metrics
+/// (`pgsurge_scale_up_snapshots_total{source}`, `pgsurge_scale_up_snapshot_age_seconds`).
+pub(crate) async fn say_which(
+    ports: &Ports,
+    op: &str,
+    snapshot: &Snapshot,
+    source: SnapshotSource,
+    now: OffsetDateTime,
+) -> Result<(), OpsError> {
+    let age = (now - snapshot.created_at).max(time::Duration::ZERO);
+    tracing::info!(
+        op,
+        snapshot = %snapshot.id,
+        source = source.as_str(),
+        age_secs = age.whole_seconds(),
+        "scale-up clones this snapshot"
+    );
+    let record = serde_json::json!({
+        "id": snapshot.id,
+        "source": source.as_str(),
+        "age_secs": age.whole_seconds(),
+    });
+    ports
+        .state
+        .update(now, |s| -> Result<_, std::convert::Infallible> {
+            if let Some(o) = s.operations.iter_mut().find(|o| o.id == op) {
+                // The first run's word stands: a resumed run that reuses the snapshot the
+                // first one took must not relabel it `reused`.
+                o.extra
+                    .entry(EXTRA_OP_SNAPSHOT.to_string())
+                    .or_insert_with(|| record.clone());
+            }
+            Ok(())
+        })
+        .await?;
+    let m = crate::metrics::global();
+    m.inc(
+        "pgsurge_scale_up_snapshots_total",
+        "Snapshots scale-up cloned, by source: ahead (reconcile's), reused (an earlier scale-up's), taken (on the alarm's path).",
+        &[("source", source.as_str())],
+        1.0,
+    );
+    m.observe(
+        "pgsurge_scale_up_snapshot_age_seconds",
+        "Age of the snapshot a scale-up cloned (WAL to replay grows with it).",
+        &[],
+        age.unsigned_abs(),
+    );
+    Ok(())
+}
+
+async fn drop_intent(
+    ports: &Ports,
+    zone: &str,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<(), OpsError> {
+    ports
+        .state
+        .update(now, |s| -> Result<_, std::convert::Infallible> {
+            let mut map = intents(s);
+            if map.get(zone).is_some_and(|i| i.name == name) {
+                map.remove(zone);
+                put_intents(s, &map);
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// A zone key as a name part: lowercase letters, digits and `-` (`any`: no zone).
+fn slug(zone: &str) -> String {
+    if zone.is_empty() {
+        return "any".into();
+    }
+    zone.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intents_round_trip_through_the_state_and_vanish_when_empty() {
+        let mut s = ClusterState::new("c");
+        let i = Intent {
+            name: "pgsurge-c-snap-ahead-az1-1".into(),
+            op: "ahead-az1-1".into(),
+            replica: "base".into(),
+            volume_id: "vol".into(),
+            az: Some("az1".into()),
+            started_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        put_intents(&mut s, &[("az1".to_string(), i.clone())].into());
+        let text = serde_json::to_string(&s).unwrap();
+        let back: ClusterState = serde_json::from_str(&text).unwrap();
+        assert_eq!(intents(&back).get("az1"), Some(&i));
+        assert!(intended(&back, "pgsurge-c-snap-ahead-az1-1"));
+        assert!(!intended(&back, "pgsurge-c-snap-other"));
+        put_intents(&mut s, &BTreeMap::new());
+        assert!(!s.extra.contains_key(EXTRA_INTENTS));
+    }
+
+    #[test]
+    fn zone_names_become_name_parts() {
+        assert_eq!(slug(""), "any");
+        assert_eq!(slug("eu-west-1a"), "eu-west-1a");
+        assert_eq!(slug("AZ 1.b"), "az-1-b");
+    }
+}

@@ -1,0 +1,189 @@
+//! `bench-plot`: draw a bench's CSV (`target/bench/<name>.csv`) as an SVG under
+//! `docs/bench/` (the README embeds them). One chart per known bench:
+//!
+//! - `clone_vs_basebackup`: seconds to a caught-up replica vs database size, per path
+//!   (pg_basebackup; snapshot + clone; clone of a snapshot taken ahead of time), on the
+//!   XFS reflink pool; median of the runs with a min–max bar.
+//!
+//! Usage: `bench-plot [clone_vs_basebackup]` (default: every CSV present).
+
+use pgsurge_tests::workspace_root;
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+
+/// (size GiB) → totals of every run.
+type Series = BTreeMap<u64, Vec<f64>>;
+
+/// Draws one bench's CSV text into an SVG file.
+type Draw = fn(&str, &std::path::Path) -> Result<(), String>;
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn clone_vs_basebackup(csv: &str, out: &std::path::Path) -> Result<(), String> {
+    let mut header: Vec<&str> = Vec::new();
+    let mut series: BTreeMap<&'static str, Series> = BTreeMap::new();
+    for (i, line) in csv.lines().enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        if i == 0 {
+            header = cells;
+            continue;
+        }
+        let get = |name: &str| -> Result<&str, String> {
+            let at = header
+                .iter()
+                .position(|h| *h == name)
+                .ok_or(format!("no column {name}"))?;
+            cells
+                .get(at)
+                .copied()
+                .ok_or(format!("line {}: short", i + 1))
+        };
+        let num = |name: &str| -> Result<f64, String> {
+            get(name)?
+                .parse()
+                .map_err(|e| format!("line {}: {name}: {e}", i + 1))
+        };
+        if !get("pool")?.starts_with("XFS") {
+            continue;
+        }
+        let mb = num("db_mb")? as u64;
+        let total = num("total_s")?;
+        if get("path")? == "clone" {
+            let ahead = total - num("phase1_s")?;
+            series
+                .entry("snapshot + clone")
+                .or_default()
+                .entry(mb)
+                .or_default()
+                .push(total);
+            series
+                .entry("clone, snapshot taken ahead")
+                .or_default()
+                .entry(mb)
+                .or_default()
+                .push(ahead);
+        } else {
+            series
+                .entry("pg_basebackup")
+                .or_default()
+                .entry(mb)
+                .or_default()
+                .push(total);
+        }
+    }
+    if series.is_empty() {
+        return Err("no XFS rows in the CSV".into());
+    }
+    let xmax = series
+        .values()
+        .flat_map(|s| s.keys())
+        .max()
+        .copied()
+        .unwrap_or(1024) as f64
+        / 1024.0
+        * 1.1;
+    let ymax = series
+        .values()
+        .flat_map(|s| s.values().flatten())
+        .fold(1.0f64, |a, b| a.max(*b))
+        * 1.15;
+    let root = SVGBackend::new(out, (760, 440)).into_drawing_area();
+    let err = |e: DrawingAreaErrorKind<_>| format!("drawing: {e:?}");
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "a caught-up replica vs database size (XFS reflink pool)",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..xmax, 0f64..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("database size (GiB)")
+        .y_desc("seconds (median, min–max)")
+        .draw()
+        .map_err(err)?;
+    for (i, (name, s)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64, f64, f64)> = s
+            .iter()
+            .map(|(mb, v)| {
+                let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                (*mb as f64 / 1024.0, lo, median(v), hi)
+            })
+            .collect();
+        chart
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (p.0, p.2)),
+                color.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(*name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|p| ErrorBar::new_vertical(p.0, p.1, p.2, p.3, color.filled(), 8)),
+            )
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+fn main() {
+    let root = workspace_root();
+    let wanted: Vec<String> = std::env::args().skip(1).collect();
+    let benches: [(&str, Draw); 1] = [("clone_vs_basebackup", clone_vs_basebackup)];
+    let mut drew = 0;
+    for (name, draw) in benches {
+        if !wanted.is_empty() && !wanted.iter().any(|w| w == name) {
+            continue;
+        }
+        let csv = root.join(format!("target/bench/{name}.csv"));
+        let Ok(text) = std::fs::read_to_string(&csv) else {
+            if wanted.is_empty() {
+                continue;
+            }
+            eprintln!(
+                "bench-plot: {} not found: run the bench first",
+                csv.display()
+            );
+            std::process::exit(1);
+        };
+        let out = root.join(format!("docs/bench/{name}.svg"));
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        if let Err(e) = draw(&text, &out) {
+            eprintln!("bench-plot: {name}: {e}");
+            std::process::exit(1);
+        }
+        eprintln!("wrote {}", out.display());
+        drew += 1;
+    }
+    if drew == 0 {
+        eprintln!("bench-plot: no bench CSV under target/bench/");
+        std::process::exit(1);
+    }
+}
