@@ -16,7 +16,7 @@ mod build;
 pub mod config;
 mod decide;
 mod deleted;
-mod desired;
+pub mod desired;
 mod lease;
 mod ready;
 mod reconcile;
