@@ -94,6 +94,11 @@ pub fn decide(
             other => d.steps.push(Step::Apply(other)),
         }
     }
+    // Every put before any state change: each new server's health check starts at its
+    // put, so after a reload the checks of all servers run at once and the node is
+    // whole after one check interval instead of one per server.
+    d.steps
+        .sort_by_key(|s| !matches!(s, Step::Apply(Action::Put { .. })));
     d
 }
 
