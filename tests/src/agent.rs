@@ -107,8 +107,9 @@ pub fn spawn_agent(dir: &Path, name: &str, config: &str) -> (crate::Proc, PathBu
         &["--config", cfg.to_str().unwrap()],
         &[("RUST_LOG", "info".into())],
     );
-    cmd.stdout(std::fs::File::create(&log).unwrap());
-    cmd.stderr(std::fs::File::create(dir.join(format!("agent-{name}.err"))).unwrap());
+    // The log goes to stderr (tracing); stdout carries nothing.
+    cmd.stderr(std::fs::File::create(&log).unwrap());
+    cmd.stdout(std::process::Stdio::null());
     (crate::Proc::spawn_cmd(&mut cmd), log)
 }
 
@@ -267,7 +268,9 @@ pub fn pgbench_init(primary: &crate::pg::Pg) {
 
 /// `GET url` → body (panics on a transport error).
 pub async fn get(url: &str) -> (u16, String) {
-    let r = reqwest::get(url).await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let r = reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
@@ -278,4 +281,63 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// A TCP proxy on loopback in front of a service, that can be stopped (the service
+/// looks down: connections refused, open ones cut) and started again on the same port.
+pub struct Proxy {
+    pub port: u16,
+    target: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    pub async fn start(target: &str) -> Proxy {
+        let mut p = Proxy {
+            port: crate::free_port(),
+            target: target.to_string(),
+            task: None,
+        };
+        p.resume().await;
+        p
+    }
+
+    /// Listen again on the same port.
+    pub async fn resume(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("proxy port");
+        let target = self.target.clone();
+        self.task = Some(tokio::spawn(async move {
+            // Dropped with the accept loop when the proxy stops: open connections end too.
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                let target = target.clone();
+                conns.spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Stop listening and cut every open connection.
+    pub async fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
 }

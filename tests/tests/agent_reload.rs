@@ -46,9 +46,11 @@ async fn a_reload_is_restored_within_two_intervals_with_zero_failed_reads() {
     );
     let (_agent, _log) = spawn_agent(&root.0, "h1", &text);
     let both = || vec!["pgsurge-ag-ra".to_string(), "pgsurge-ag-rb".to_string()];
-    let first = wait_for("agent registers both replicas", Duration::from_secs(40), || async {
-        ready(&h1).await == both()
-    })
+    let first = wait_for(
+        "agent registers both replicas",
+        Duration::from_secs(40),
+        || async { ready(&h1).await == both() },
+    )
     .await;
     eprintln!("first convergence: {first:?}");
 
@@ -82,7 +84,10 @@ async fn a_reload_is_restored_within_two_intervals_with_zero_failed_reads() {
     // The restored servers take sessions again.
     let stat = h1.stat();
     for s in both() {
-        assert!(stat[&s].2 > 0, "{s} served nothing after the reload: {stat:?}");
+        assert!(
+            stat[&s].2 > 0,
+            "{s} served nothing after the reload: {stat:?}"
+        );
     }
     // The agent counted the reload.
     let (_, m) = get(&format!("http://127.0.0.1:{listen}/metrics")).await;
