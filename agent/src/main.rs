@@ -6,7 +6,10 @@ use pgsurge::{agent, config::Config, logging};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(version, about = "Converge the local HAProxy from the pgsurge cluster state")]
+#[command(
+    version,
+    about = "Converge the local HAProxy from the pgsurge cluster state"
+)]
 struct Args {
     /// Configuration file (TOML). `PGSURGE_<SECTION>__<KEY>` overrides.
     #[arg(long, env = "PGSURGE_CONFIG")]
@@ -22,7 +25,9 @@ async fn main() -> ExitCode {
         let listener = tokio::net::TcpListener::bind(&config.agent.listen)
             .await
             .map_err(|e| format!("agent.listen {}: {e}", config.agent.listen))?;
-        let agent = agent::Agent::build(&config).await.map_err(|e| e.to_string())?;
+        let agent = agent::Agent::build(&config)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok::<_, String>((agent, listener))
     };
     let (agent, listener) = match built.await {

@@ -172,8 +172,7 @@ mod tests {
             desired,
             current,
             &in_flight.iter().map(|s| s.to_string()).collect(),
-            &age
-                .iter()
+            &age.iter()
                 .map(|(n, s)| (n.to_string(), Duration::from_secs(*s)))
                 .collect(),
             DEADLINE,
@@ -197,7 +196,9 @@ mod tests {
                 }),
             ]
         );
-        assert!(matches!(&got.steps[0], Step::Apply(Action::Put { spec }) if spec.slowstart_ms == 30_000));
+        assert!(
+            matches!(&got.steps[0], Step::Apply(Action::Put { spec }) if spec.slowstart_ms == 30_000)
+        );
         // Converged: nothing to do, the base server is never touched.
         let current = [
             status("base-1", AdminState::Ready, 3),
@@ -262,7 +263,12 @@ mod tests {
         assert!(got.steps.is_empty(), "{got:?}");
         // scale-down has put pgsurge-c-old in maint on its way out (still `draining`).
         d.insert(spec("pgsurge-c-old"), AdminState::Drain);
-        let got = run(&d, &[status("pgsurge-c-old", AdminState::Maint, 0)], &[], &[]);
+        let got = run(
+            &d,
+            &[status("pgsurge-c-old", AdminState::Maint, 0)],
+            &[],
+            &[],
+        );
         assert!(got.steps.is_empty(), "{got:?}");
     }
 

@@ -110,7 +110,11 @@ impl Health {
             "{}\nloop: {}\nhaproxy: {}\nstate store: {}\n",
             if ok { "ok" } else { "unhealthy" },
             if ticking { "running" } else { "stalled" },
-            if g.haproxy_reachable { "reachable" } else { "unreachable" },
+            if g.haproxy_reachable {
+                "reachable"
+            } else {
+                "unreachable"
+            },
             if g.state_reachable {
                 "reachable"
             } else {
@@ -128,10 +132,7 @@ pub fn router(health: Arc<Health>) -> Router {
         .route(
             "/metrics",
             axum::routing::get(move || async move {
-                (
-                    [("content-type", "text/plain; version=0.0.4")],
-                    m.render(),
-                )
+                ([("content-type", "text/plain; version=0.0.4")], m.render())
             }),
         )
         .route(
@@ -164,9 +165,13 @@ mod tests {
         });
         let (ok, body) = h.check();
         assert!(ok && body.contains("keeping the last known set"), "{body}");
-        h.registry.inc(STATE_ERRORS_TOTAL, "State store errors.", &[], 1.0);
+        h.registry
+            .inc(STATE_ERRORS_TOTAL, "State store errors.", &[], 1.0);
         let text = h.render();
-        assert!(text.contains("pgsurge_agent_state_errors_total 1"), "{text}");
+        assert!(
+            text.contains("pgsurge_agent_state_errors_total 1"),
+            "{text}"
+        );
         assert!(text.contains("pgsurge_agent_state_reachable 0"), "{text}");
         assert!(text.contains("pgsurge_agent_state_revision 4"), "{text}");
     }

@@ -178,7 +178,12 @@ impl Agent {
                 if reload::reloaded(self.process.as_ref(), &p) {
                     t.reloaded = true;
                     self.reloads += 1;
-                    reg.inc(RELOADS_TOTAL, "HAProxy reloads or restarts noticed.", &[], 1.0);
+                    reg.inc(
+                        RELOADS_TOTAL,
+                        "HAProxy reloads or restarts noticed.",
+                        &[],
+                        1.0,
+                    );
                     tracing::warn!(node = %self.node_name, old = ?self.process, new = ?p,
                         "HAProxy reloaded or restarted: restoring the managed servers");
                     self.drain_started.clear();
@@ -186,7 +191,12 @@ impl Agent {
                 self.process = Some(p);
             }
             Err(e) => {
-                reg.inc(HAPROXY_ERRORS_TOTAL, "Local HAProxy errors.", &[("op", "show_info")], 1.0);
+                reg.inc(
+                    HAPROXY_ERRORS_TOTAL,
+                    "Local HAProxy errors.",
+                    &[("op", "show_info")],
+                    1.0,
+                );
                 t.errors.push(e);
             }
         }
@@ -195,7 +205,12 @@ impl Agent {
         let state_ok = match self.fetch().await {
             Ok(()) => true,
             Err((kind, e)) => {
-                reg.inc(STATE_ERRORS_TOTAL, "State store errors (the last known set is kept).", &[("kind", kind)], 1.0);
+                reg.inc(
+                    STATE_ERRORS_TOTAL,
+                    "State store errors (the last known set is kept).",
+                    &[("kind", kind)],
+                    1.0,
+                );
                 tracing::warn!(node = %self.node_name, kind, error = %e,
                     known_revision = ?self.known.as_ref().map(|k| k.state.revision),
                     "state not refreshed: keeping the last known set");
@@ -211,7 +226,12 @@ impl Agent {
             let in_flight = converge::in_flight(&known.state, &self.cluster);
             match self.node.list_servers().await {
                 Err(e) => {
-                    reg.inc(HAPROXY_ERRORS_TOTAL, "Local HAProxy errors.", &[("op", "list")], 1.0);
+                    reg.inc(
+                        HAPROXY_ERRORS_TOTAL,
+                        "Local HAProxy errors.",
+                        &[("op", "list")],
+                        1.0,
+                    );
                     t.errors.push(format!("haproxy: {e}"));
                 }
                 Ok(current) => {
@@ -232,11 +252,21 @@ impl Agent {
                     if !d.steps.is_empty() {
                         tracing::info!(node = %self.node_name, steps = ?d.steps, "drift: converging");
                         for s in &d.steps {
-                            reg.inc(DRIFT_TOTAL, "Changes the agent made to its node.", &[("step", step_kind(s))], 1.0);
+                            reg.inc(
+                                DRIFT_TOTAL,
+                                "Changes the agent made to its node.",
+                                &[("step", step_kind(s))],
+                                1.0,
+                            );
                         }
                         let (_, r) = converge::execute(&self.node, &d.steps).await;
                         if let Err(e) = r {
-                            reg.inc(HAPROXY_ERRORS_TOTAL, "Local HAProxy errors.", &[("op", "converge")], 1.0);
+                            reg.inc(
+                                HAPROXY_ERRORS_TOTAL,
+                                "Local HAProxy errors.",
+                                &[("op", "converge")],
+                                1.0,
+                            );
                             t.errors.push(format!("haproxy: {e}"));
                         }
                         match self.node.list_servers().await {
@@ -260,13 +290,17 @@ impl Agent {
         }
         // Converged: the node matches the last known set (a store outage does not stop
         // that; it is reported as the error).
-        t.converged = servers.is_some()
-            && t.errors.iter().all(|e| !e.starts_with("haproxy:"));
+        t.converged = servers.is_some() && t.errors.iter().all(|e| !e.starts_with("haproxy:"));
         let now = OffsetDateTime::now_utc();
         if t.converged {
             self.converged_at = Some(now);
         }
-        reg.observe(CONVERGE_SECONDS, "Duration of one agent interval.", &[], started.elapsed());
+        reg.observe(
+            CONVERGE_SECONDS,
+            "Duration of one agent interval.",
+            &[],
+            started.elapsed(),
+        );
         let managed = servers.as_ref().map(|s| s.len()).unwrap_or(0);
         self.report(servers, &t, now).await;
         self.health.update(|g| {
@@ -350,8 +384,7 @@ impl Agent {
         }
         let limit = self.interval.max(Duration::from_secs(1));
         let store = self.repo.store().clone();
-        let written =
-            tokio::time::timeout(limit, self.status.write(store.as_ref(), &status)).await;
+        let written = tokio::time::timeout(limit, self.status.write(store.as_ref(), &status)).await;
         match written {
             Ok(Ok(())) => self.last_status = Some((status, Instant::now())),
             Ok(Err(e)) => self.status_failed(e.to_string()),

@@ -75,6 +75,29 @@ pub async fn read(
         })
 }
 
+/// Do the agents of `nodes` all report `server` as `want` wants it (`None`: absent),
+/// having followed the state at least to `revision`? An agent that never reported
+/// counts as no. The functions' way to know "on every node" without reaching the nodes.
+pub async fn every_agent(
+    store: &dyn StateStore,
+    cluster: &str,
+    nodes: &[String],
+    revision: u64,
+    server: &str,
+    want: impl Fn(Option<AdminState>) -> bool,
+) -> Result<bool, StateError> {
+    for n in nodes {
+        match read(store, cluster, n).await? {
+            Some(s)
+                if s.revision.unwrap_or(0) >= revision
+                    && s.converged_at.is_some()
+                    && want(s.servers.get(server).copied()) => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
 /// Writes one node's status; remembers the version so each write is one request.
 pub struct StatusWriter {
     key: String,
