@@ -71,7 +71,10 @@ pub fn run(config: Option<&Path>, args: &StatusArgs) -> Result<()> {
 async fn agent_views(
     config: &Config,
     state: &pgsurge::state::StateRepo,
-) -> Vec<(String, Result<Option<pgsurge::agent::status::NodeStatus>, String>)> {
+) -> Vec<(
+    String,
+    Result<Option<pgsurge::agent::status::NodeStatus>, String>,
+)> {
     let mut out = Vec::new();
     for n in config.haproxy.nodes.iter().filter(|n| n.mode.has_agent()) {
         let got = pgsurge::agent::status::read(state.store().as_ref(), state.cluster(), &n.name)
@@ -87,7 +90,10 @@ async fn agent_views(
 fn print_agents(
     out: &mut impl Write,
     r: &StatusReport,
-    agents: &[(String, Result<Option<pgsurge::agent::status::NodeStatus>, String>)],
+    agents: &[(
+        String,
+        Result<Option<pgsurge::agent::status::NodeStatus>, String>,
+    )],
 ) -> std::io::Result<()> {
     if agents.is_empty() {
         return Ok(());
@@ -99,8 +105,14 @@ fn print_agents(
             Err(e) => writeln!(out, "  {node}: status unreadable: {e}")?,
             Ok(None) => writeln!(out, "  {node}: no report yet (is pgsurge-agent running?)")?,
             Ok(Some(s)) => {
-                let rev = s.revision.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-                let behind = s.revision.map(|v| r.revision.saturating_sub(v)).unwrap_or(r.revision);
+                let rev = s
+                    .revision
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into());
+                let behind = s
+                    .revision
+                    .map(|v| r.revision.saturating_sub(v))
+                    .unwrap_or(r.revision);
                 let lag = s
                     .lag_secs(now)
                     .map(|l| format!("{l}s ago"))
