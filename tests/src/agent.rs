@@ -152,19 +152,32 @@ pub fn runtime(node: &HaproxyNode) -> RuntimeApi {
 
 /// Managed servers on the node: name → (admin, oper).
 pub async fn managed(node: &HaproxyNode) -> BTreeMap<String, (AdminState, OperState)> {
+    managed_in(node, CLUSTER).await
+}
+
+/// [`managed`] for another cluster's servers.
+pub async fn managed_in(
+    node: &HaproxyNode,
+    cluster: &str,
+) -> BTreeMap<String, (AdminState, OperState)> {
     runtime(node)
         .list_servers()
         .await
         .unwrap_or_default()
         .into_iter()
-        .filter(|s| s.name.starts_with(&format!("pgsurge-{CLUSTER}-")))
+        .filter(|s| s.name.starts_with(&format!("pgsurge-{cluster}-")))
         .map(|s| (s.name, (s.admin, s.oper)))
         .collect()
 }
 
 /// The managed servers that are ready (taking new sessions).
 pub async fn ready(node: &HaproxyNode) -> Vec<String> {
-    managed(node)
+    ready_in(node, CLUSTER).await
+}
+
+/// [`ready`] for another cluster's servers.
+pub async fn ready_in(node: &HaproxyNode, cluster: &str) -> Vec<String> {
+    managed_in(node, cluster)
         .await
         .into_iter()
         .filter(|(_, (a, _))| *a == AdminState::Ready)

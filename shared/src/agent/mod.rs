@@ -17,6 +17,7 @@
 pub mod config;
 pub mod converge;
 pub mod health;
+pub mod register;
 pub mod reload;
 pub mod run;
 pub mod status;
