@@ -293,7 +293,7 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .fold(0.0, |a, b| a + b)
 }
 
 /// A TCP proxy on loopback in front of a service, that can be stopped (the service

@@ -9,7 +9,8 @@
 //! * a server whose replica is still being registered (pending in the state) is left
 //!   alone: instance-ready is putting it in;
 //! * a server the desired set wants draining but that is already in maintenance is left
-//!   there: scale-down is removing it.
+//!   there, and one that is absent is not added back: scale-down is removing it (a
+//!   draining server takes no new sessions, so putting it back could only undo that).
 
 use crate::balancer::{self, drain, Action, AdminState, DesiredSet, ServerStatus};
 use crate::cloud::resource_name;
@@ -61,8 +62,15 @@ pub fn decide(
     let by_name: BTreeMap<&str, &ServerStatus> =
         current.iter().map(|s| (s.name.as_str(), s)).collect();
     let mut d = Decision::default();
+    // Draining in the desired set but not on the node: scale-down removed it already.
+    let gone_draining = |name: &str| {
+        !by_name.contains_key(name)
+            && desired.servers.get(name).map(|d| d.state) == Some(AdminState::Drain)
+    };
     for a in balancer::plan(desired, current) {
         match a {
+            Action::Put { ref spec } if gone_draining(&spec.name) => {}
+            Action::SetState { ref name, .. } if gone_draining(name) => {}
             Action::Remove { name } => {
                 if in_flight.contains(&name) {
                     continue;
@@ -269,6 +277,9 @@ mod tests {
             &[],
             &[],
         );
+        assert!(got.steps.is_empty(), "{got:?}");
+        // ... and has removed it already: it is not put back.
+        let got = run(&d, &[], &[], &[]);
         assert!(got.steps.is_empty(), "{got:?}");
     }
 
