@@ -343,7 +343,7 @@ impl StateStore for S3Store {
     }
 
     /// A conditional GET: `If-None-Match: <ETag>` answers 304 with no body when the
-    /// document is unchanged (checked against Ceph RGW in tests/tests/agent_store.rs).
+    /// document is unchanged (used every interval by the agent tests on Ceph RGW).
     async fn load_if_changed(
         &self,
         key: &str,
