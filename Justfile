@@ -73,6 +73,13 @@ bench:
 bench-plot:
     cargo run -q -p pgsurge-tests --bin bench-plot
 
+# pgsurge-agent's idle cost (RSS, CPU per idle hour from a 5-minute run; state on the
+# running Ceph RGW), e.g. `SECS=60 just bench-agent`.
+bench-agent:
+    cargo build --release -p pgsurge-agent
+    cargo build -p pgsurge-tests --tests
+    PGSURGE_AGENT_BIN="$PWD/target/release/pgsurge-agent" cargo test -p pgsurge-tests --test agent_bench -- --ignored --nocapture
+
 # Clone vs pg_basebackup only (as root; ~1 h at the defaults), e.g. `SIZES_MB=1024 RUNS=5 just bench-clone`.
 bench-clone:
     bash infra/bench/clone_vs_basebackup.sh

@@ -33,7 +33,7 @@ pub fn run(config: Option<&Path>, args: &StatusArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let (report, cloud) = rt.block_on(async {
+    let (report, cloud, agents) = rt.block_on(async {
         let ports = pgsurge::ops::build(&config, None).await?.ok_or_else(|| {
             anyhow!(
                 "`cloud.provider` is \"none\": status compares the state with a cloud; \
@@ -41,7 +41,8 @@ pub fn run(config: Option<&Path>, args: &StatusArgs) -> Result<()> {
             )
         })?;
         let report = status::gather(&ports, time::OffsetDateTime::now_utc()).await?;
-        anyhow::Ok((report, ports.cloud.kind()))
+        let agents = agent_views(&config, &ports.state).await;
+        anyhow::Ok((report, ports.cloud.kind(), agents))
     })?;
     let mut out = std::io::stdout().lock();
     let written = if args.json {
@@ -49,7 +50,7 @@ pub fn run(config: Option<&Path>, args: &StatusArgs) -> Result<()> {
             .map_err(std::io::Error::from)
             .and_then(|_| writeln!(out))
     } else {
-        print(&mut out, &report, cloud)
+        print(&mut out, &report, cloud).and_then(|_| print_agents(&mut out, &report, &agents))
     };
     match written {
         // `pgsurge status | head` is fine.
@@ -61,6 +62,74 @@ pub fn run(config: Option<&Path>, args: &StatusArgs) -> Result<()> {
         // A distinct code so scripts and monitors can tell "disagree" from "failed";
         // main's Result only knows success and failure.
         std::process::exit(DISAGREE);
+    }
+    Ok(())
+}
+
+/// Each `agent` / `both` node's last report (`<cluster>/agents/<node>.json`), or why
+/// there is none.
+async fn agent_views(
+    config: &Config,
+    state: &pgsurge::state::StateRepo,
+) -> Vec<(
+    String,
+    Result<Option<pgsurge::agent::status::NodeStatus>, String>,
+)> {
+    let mut out = Vec::new();
+    for n in config.haproxy.nodes.iter().filter(|n| n.mode.has_agent()) {
+        let got = pgsurge::agent::status::read(state.store().as_ref(), state.cluster(), &n.name)
+            .await
+            .map_err(|e| e.to_string());
+        out.push((n.name.clone(), got));
+    }
+    out
+}
+
+/// One line per agent: the revision it follows against the state's, how long since it
+/// last converged its node (the lag), and its last error.
+fn print_agents(
+    out: &mut impl Write,
+    r: &StatusReport,
+    agents: &[(
+        String,
+        Result<Option<pgsurge::agent::status::NodeStatus>, String>,
+    )],
+) -> std::io::Result<()> {
+    if agents.is_empty() {
+        return Ok(());
+    }
+    let now = time::OffsetDateTime::now_utc();
+    writeln!(out, "\nAgents:")?;
+    for (node, got) in agents {
+        match got {
+            Err(e) => writeln!(out, "  {node}: status unreadable: {e}")?,
+            Ok(None) => writeln!(out, "  {node}: no report yet (is pgsurge-agent running?)")?,
+            Ok(Some(s)) => {
+                let rev = s
+                    .revision
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into());
+                let behind = s
+                    .revision
+                    .map(|v| r.revision.saturating_sub(v))
+                    .unwrap_or(r.revision);
+                let lag = s
+                    .lag_secs(now)
+                    .map(|l| format!("{l}s ago"))
+                    .unwrap_or_else(|| "never".into());
+                write!(
+                    out,
+                    "  {node}: revision {rev} ({behind} behind), last converged {lag}, reported {}s ago, {} server(s), {} reload(s) restored",
+                    (now - s.reported_at).whole_seconds().max(0),
+                    s.servers.len(),
+                    s.reloads
+                )?;
+                match &s.error {
+                    Some(e) => writeln!(out, "; last error: {e}")?,
+                    None => writeln!(out)?,
+                }
+            }
+        }
     }
     Ok(())
 }

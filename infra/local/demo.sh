@@ -37,6 +37,8 @@
 #                           (copy-on-write snapshots and clones, like block storage;
 #                           falls back to "dir" when it cannot be made), "dir" = a plain
 #                           directory (plain copies)
+#   DEMO_HAPROXY=push       "agent": each HAProxy node is converged by its own
+#                           pgsurge-agent (mode = "agent", /metrics on +31/+32), not by push
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -262,10 +264,15 @@ drain_deadline_secs = 10
 [[haproxy.nodes]]
 name = "haproxy1"
 runtime_api = "unix:$S/haproxy1/admin.sock"
+mode = "${DEMO_HAPROXY:-push}"
 [[haproxy.nodes]]
 name = "haproxy2"
 runtime_api = "unix:$S/haproxy2/admin.sock"
+mode = "${DEMO_HAPROXY:-push}"
+[agent]
+interval_ms = 1000
 EOF
+case "${DEMO_HAPROXY:-push}" in push | agent) ;; *) die "DEMO_HAPROXY must be push or agent" ;; esac
 export DEMO_STATE=$S/state/$CLUSTER/state.json DEMO_PRIMARY_PORT=$PPORT DEMO_BACKEND=pg_read \
   DEMO_CLUSTER=$CLUSTER DEMO_NODES="haproxy1=$S/haproxy1/admin.sock,haproxy2=$S/haproxy2/admin.sock"
 
@@ -306,6 +313,14 @@ EOF
     || die "haproxy$i did not start: see $LOGS/haproxy$i.log"
   for _ in $(seq 50); do [ -S "$d/admin.sock" ] && [ -s "$S/run/haproxy$i.pid" ] && break; sleep 0.1; done
 done
+
+if [ "${DEMO_HAPROXY:-push}" = agent ]; then
+  step "a pgsurge-agent per HAProxy node (the functions never connect to the nodes)"
+  for i in 1 2; do
+    bg "agent$i" env PGSURGE_AGENT__NODE="haproxy$i" PGSURGE_AGENT__LISTEN="127.0.0.1:$((P + 30 + i))" \
+      target/debug/pgsurge-agent --config "$CFG"
+  done
+fi
 
 step "the five functions as HTTP endpoints (token auth), config $CFG"
 for f in scale-up scale-down instance-ready instance-deleted reconcile; do

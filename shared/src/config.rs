@@ -55,6 +55,7 @@ pub struct Config {
     pub ops: crate::ops::OpsConfig,
     pub cloud: CloudConfig,
     pub openstack: OpenStackConfig,
+    pub agent: crate::agent::AgentConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -250,6 +251,8 @@ pub struct HaproxyNodeConfig {
     pub dataplane_password: Option<Secret>,
     /// This node's `dataplane_ca_file` (see `haproxy.dataplane_ca_file`).
     pub dataplane_ca_file: Option<PathBuf>,
+    /// `push` (default), `agent` or `both`: who converges this node.
+    pub mode: crate::balancer::mode::NodeMode,
 }
 
 /// Which cloud the functions act on.
@@ -854,6 +857,7 @@ impl Config {
         validate_local(&self.local)?;
         crate::ops::config::validate_ops(&self.ops)?;
         validate_openstack(&self.openstack)?;
+        crate::agent::config::validate_agent(&self.agent)?;
         // Checked here, not at the first boot: by then scale-up has already taken a
         // snapshot and cloned volumes it would have to roll back.
         if self.cloud.provider == CloudProvider::Openstack && self.openstack.flavor.is_empty() {

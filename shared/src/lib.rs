@@ -42,6 +42,7 @@
 //! The rule that keeps this testable: pure decisions never do I/O; I/O sits behind
 //! traits with a real implementation per backend, each tested against the real service.
 
+pub mod agent;
 pub mod balancer;
 pub mod cloud;
 pub mod config;

@@ -5,6 +5,7 @@
 //! host that would run our binaries, implemented from the documented protocol so the
 //! real binaries can be driven end to end.
 
+pub mod agent;
 pub mod cluster;
 pub mod dataplane_api;
 pub mod haproxy;

@@ -99,7 +99,8 @@ impl FanOut {
         let timeout = Duration::from_secs(cfg.timeout_secs);
         let ready_wait = Duration::from_secs(cfg.ready_wait_secs);
         let mut nodes: Vec<Arc<dyn Balancer>> = Vec::new();
-        for n in &cfg.nodes {
+        // Agent-only nodes are never connected to: their agent converges them.
+        for n in cfg.nodes.iter().filter(|n| n.mode.pushed()) {
             let bad =
                 |m: String| BalancerError::InvalidSpec(format!("haproxy node {}: {m}", n.name));
             match (&n.runtime_api, &n.dataplane_url) {

@@ -20,6 +20,7 @@
 pub mod dataplane;
 pub mod drain;
 pub mod fanout;
+pub mod mode;
 pub mod runtime_api;
 
 use async_trait::async_trait;

@@ -5,7 +5,8 @@ use crate::cloud::resource_name;
 use crate::config::HaproxyConfig;
 use crate::state::{ClusterState, Phase, Role};
 
-/// Serving surge replicas are `ready`, draining ones `drain`; nothing else is in HAProxy.
+/// Serving surge replicas are `ready`, draining ones `drain`, and so are verified ones
+/// whose registration the agents were asked for; nothing else is in HAProxy.
 /// Base replicas belong to the operator's haproxy.cfg: they are never added or removed
 /// here, even when the state knows their address (it needs it to snapshot them).
 pub fn desired_set(state: &ClusterState, cluster: &str, h: &HaproxyConfig) -> DesiredSet {
@@ -14,6 +15,8 @@ pub fn desired_set(state: &ClusterState, cluster: &str, h: &HaproxyConfig) -> De
         let admin = match r.phase {
             Phase::Serving => AdminState::Ready,
             Phase::Draining => AdminState::Drain,
+            // Verified, and waiting for the agents to register it (agent-only nodes).
+            _ if crate::agent::register::requested(r) => AdminState::Ready,
             _ => continue,
         };
         let Some((host, port)) = r.address.as_deref().and_then(split_address) else {

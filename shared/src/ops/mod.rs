@@ -17,7 +17,7 @@ mod build;
 pub mod config;
 mod decide;
 mod deleted;
-mod desired;
+pub mod desired;
 mod lease;
 pub mod prewarm;
 mod ready;

@@ -154,7 +154,8 @@ async fn check_one(ports: &Ports, r: &Replica, now: OffsetDateTime) -> Result<Ch
     let result = fan.put_server(&spec, AdminState::Ready).await;
     failpoint::hit("ready.after_register");
     match result {
-        Ok(rep) if rep.succeeded() > 0 => {
+        // No push node at all (every node is `agent`): the agents register it below.
+        Ok(rep) if rep.succeeded() > 0 || rep.nodes.is_empty() => {
             if !rep.all_ok() {
                 tracing::warn!(replica = %r.id, failed = ?rep.failed(), "some HAProxy nodes missed the change; reconcile repairs them");
             }
@@ -166,6 +167,11 @@ async fn check_one(ports: &Ports, r: &Replica, now: OffsetDateTime) -> Result<Ch
             )));
         }
         Err(e) => return Err(OpsError::Refused(format!("{name}: {e}"))),
+    }
+    // Nodes only their agent reaches: ask the agents (the desired set now holds the
+    // replica) and record `serving` once every one of them reports it ready.
+    if !crate::agent::register::on_every_agent(ports, r, &name, now).await? {
+        return Ok(Checked::NotYet);
     }
     phase_metric("register", secs_between(started, OffsetDateTime::now_utc()));
     match (since(r, "catching_up_since"), since(r, "booting_since")) {

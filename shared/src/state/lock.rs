@@ -139,6 +139,14 @@ impl StateStore for LockedStore {
         self.inner.load(key).await
     }
 
+    async fn load_if_changed(
+        &self,
+        key: &str,
+        known: Option<&Version>,
+    ) -> Result<super::IfChanged, StateError> {
+        self.inner.load_if_changed(key, known).await
+    }
+
     async fn compare_and_swap(
         &self,
         key: &str,

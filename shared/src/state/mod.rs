@@ -36,7 +36,7 @@ pub use local::LocalStore;
 pub use lock::{LockedStore, PgAdvisoryLock, WriterLock, WriterLockGuard};
 pub use memory::MemoryStore;
 pub use open::open;
-pub use repo::{StateRepo, UpdateError, Versioned};
+pub use repo::{Fetched, StateRepo, UpdateError, Versioned};
 pub use s3::{EtagForm, ProbeReport, S3Store};
 
 use async_trait::async_trait;
@@ -139,4 +139,30 @@ pub trait StateStore: Send + Sync {
 
     /// One line for logs: what store, and how writers are serialised.
     fn describe(&self) -> String;
+
+    /// Like [`StateStore::load`], but answers [`IfChanged::Unchanged`] when the stored
+    /// version is still `known`. A poller (the agent, every 2 s) calls this; the S3 store
+    /// sends `If-None-Match`, so an unchanged document costs one body-less 304. This
+    /// default loads and compares, for stores where a read is cheap anyway.
+    async fn load_if_changed(
+        &self,
+        key: &str,
+        known: Option<&Version>,
+    ) -> Result<IfChanged, StateError> {
+        Ok(match self.load(key).await? {
+            None => IfChanged::Absent,
+            Some(s) if Some(&s.version) == known => IfChanged::Unchanged,
+            Some(s) => IfChanged::Changed(s),
+        })
+    }
+}
+
+/// What [`StateStore::load_if_changed`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfChanged {
+    /// Still the known version: nothing was transferred.
+    Unchanged,
+    /// Nothing is stored under the key.
+    Absent,
+    Changed(Stored),
 }

@@ -1,6 +1,14 @@
 //! Typed access to one cluster's document: load, and update by read → decide → CAS.
 
-use super::{ClusterState, StateError, StateStore, Version, SCHEMA_VERSION};
+use super::{ClusterState, IfChanged, StateError, StateStore, Version, SCHEMA_VERSION};
+
+/// What [`StateRepo::load_if_changed`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    Unchanged,
+    Absent,
+    Changed(Versioned),
+}
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -78,6 +86,40 @@ impl StateRepo {
                     state,
                     version: Some(stored.version),
                 })
+            }
+        }
+    }
+
+    /// The store under this repository (for documents beside the state, such as the
+    /// agents' per-node status objects).
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The document if its version is not `known` any more. Unlike [`StateRepo::load`],
+    /// a missing document is [`Fetched::Absent`], not a fresh empty state: a poller must
+    /// not take "nothing stored" for "nothing wanted".
+    pub async fn load_if_changed(&self, known: Option<&Version>) -> Result<Fetched, StateError> {
+        match self.store.load_if_changed(&self.key, known).await? {
+            IfChanged::Unchanged => Ok(Fetched::Unchanged),
+            IfChanged::Absent => Ok(Fetched::Absent),
+            IfChanged::Changed(stored) => {
+                let state = ClusterState::from_slice(&self.key, &stored.bytes)?;
+                if state.cluster != self.cluster {
+                    return Err(StateError::WrongCluster {
+                        key: self.key.clone(),
+                        expected: self.cluster.clone(),
+                        found: state.cluster,
+                    });
+                }
+                Ok(Fetched::Changed(Versioned {
+                    state,
+                    version: Some(stored.version),
+                }))
             }
         }
     }

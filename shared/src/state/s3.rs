@@ -20,14 +20,14 @@
 //!   only if it fails too is it a backend error (credentials, bucket, network).
 
 use super::config::S3Config;
-use super::{StateError, StateStore, Stored, Version};
+use super::{IfChanged, StateError, StateStore, Stored, Version};
 use crate::runtime::Credentials;
 use async_trait::async_trait;
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig,
-    UpdateVersion,
+    BackoffConfig, ClientOptions, GetOptions, ObjectStore, PutMode, PutOptions, PutPayload,
+    RetryConfig, UpdateVersion,
 };
 use std::time::Duration;
 
@@ -337,6 +337,40 @@ impl StateStore for S3Store {
         })?;
         let bytes = got.bytes().await.map_err(|e| backend("get body", e))?;
         Ok(Some(Stored {
+            bytes: bytes.to_vec(),
+            version: Version(etag),
+        }))
+    }
+
+    /// A conditional GET: `If-None-Match: <ETag>` answers 304 with no body when the
+    /// document is unchanged (used every interval by the agent tests on Ceph RGW).
+    async fn load_if_changed(
+        &self,
+        key: &str,
+        known: Option<&Version>,
+    ) -> Result<IfChanged, StateError> {
+        let Some(known) = known else {
+            return Ok(match self.load(key).await? {
+                None => IfChanged::Absent,
+                Some(s) => IfChanged::Changed(s),
+            });
+        };
+        let opts = GetOptions {
+            if_none_match: Some(known.0.clone()),
+            ..Default::default()
+        };
+        let got = match self.store.get_opts(&self.path(key), opts).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotModified { .. }) => return Ok(IfChanged::Unchanged),
+            Err(object_store::Error::NotFound { .. }) => return Ok(IfChanged::Absent),
+            Err(e) => return Err(backend("get", e)),
+        };
+        let etag = got.meta.e_tag.clone().ok_or_else(|| StateError::Backend {
+            store: STORE,
+            message: format!("get {key}: the store returned no ETag"),
+        })?;
+        let bytes = got.bytes().await.map_err(|e| backend("get body", e))?;
+        Ok(IfChanged::Changed(Stored {
             bytes: bytes.to_vec(),
             version: Version(etag),
         }))

@@ -1,0 +1,74 @@
+//! instance-ready with `agent`-only HAProxy nodes: the functions cannot put the replica
+//! there, so they ask the agents through the state and wait for their reports.
+//!
+//! A verified replica gets the mark [`REQUESTED`] (its phase stays pending), which puts
+//! it in the desired set; each agent adds it and reports it in its status object; when
+//! every agent-only node reports it ready, instance-ready records `serving`. Without
+//! agent-only nodes nothing changes (push registers it, as before).
+
+use super::status;
+use crate::balancer::AdminState;
+use crate::ops::{OpsError, Ports};
+use crate::state::Replica;
+use time::OffsetDateTime;
+
+/// The replica's `extra` key: when instance-ready asked the agents to register it.
+pub const REQUESTED: &str = "agents_register_since";
+
+/// Has instance-ready asked the agents to register this (pending) replica?
+pub fn requested(r: &Replica) -> bool {
+    r.phase.is_pending() && r.extra.contains_key(REQUESTED)
+}
+
+/// `true` when every agent-only node reports `server` ready (or there are none). The
+/// first call marks the replica so the agents add it, and answers `false`.
+pub async fn on_every_agent(
+    ports: &Ports,
+    r: &Replica,
+    server: &str,
+    now: OffsetDateTime,
+) -> Result<bool, OpsError> {
+    let nodes: Vec<String> = ports
+        .haproxy
+        .nodes
+        .iter()
+        .filter(|n| n.mode == crate::balancer::mode::NodeMode::Agent)
+        .map(|n| n.name.clone())
+        .collect();
+    if nodes.is_empty() {
+        return Ok(true);
+    }
+    if !r.extra.contains_key(REQUESTED) {
+        let id = r.id.clone();
+        let stamp = now
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        ports
+            .state
+            .update(now, |s| -> Result<_, std::convert::Infallible> {
+                if let Some(x) = s.replicas.iter_mut().find(|x| x.id == id) {
+                    if x.phase.is_pending() {
+                        x.extra
+                            .insert(REQUESTED.into(), serde_json::Value::String(stamp.clone()));
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        tracing::info!(replica = %r.id, agents = ?nodes, "verified: asked the agents to register it");
+        return Ok(false);
+    }
+    let all = status::every_agent(
+        ports.state.store().as_ref(),
+        &ports.cluster,
+        &nodes,
+        0,
+        server,
+        |s| s == Some(AdminState::Ready),
+    )
+    .await?;
+    if !all {
+        tracing::info!(replica = %r.id, agents = ?nodes, "waiting for every agent to report it ready");
+    }
+    Ok(all)
+}
