@@ -197,6 +197,7 @@ impl E2e {
             address: Some(format!("127.0.0.1:{seed_port}")),
             created_at: time::OffsetDateTime::now_utc(),
             op_id: None,
+            since: Default::default(),
             extra: BTreeMap::new(),
         };
         let env = E2e {

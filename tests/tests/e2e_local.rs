@@ -276,6 +276,7 @@ fn vanished_servers_leave_haproxy_and_a_primary_is_never_removed() {
         )),
         created_at: time::OffsetDateTime::now_utc(),
         op_id: None,
+        since: Default::default(),
         extra: Default::default(),
     };
     env.edit_state(|s| s.replicas.push(mislabelled.clone()));
@@ -406,6 +407,7 @@ fn record(id: &str, role: Role, phase: Phase) -> pgsurge::model::Replica {
         address: None,
         created_at: time::OffsetDateTime::now_utc() - time::Duration::hours(2),
         op_id: None,
+        since: Default::default(),
         extra: Default::default(),
     }
 }

@@ -189,7 +189,7 @@ static CERT_DER: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
 // authorised) invocation of the same body gives. Size and JSON checks come first.
 // ---------------------------------------------------------------------------------------
 
-use pgsurge::config::AuthConfig;
+use pgsurge::events::AuthConfig;
 use pgsurge::events::{
     hmac_signature, Authenticated, EventError, ParamLimits, Receiver, SmnConfig, SmnFetcher,
 };

@@ -5,7 +5,9 @@
 //! memory here, loopback only), and once for real over HTTPS from `openssl s_server`
 //! with a private CA.
 
-use pgsurge::config::{AuthConfig, Config};
+use pgsurge::events::AuthConfig;
+
+use pgsurge::config::Config;
 use pgsurge::events::{
     Authenticated, Confirmation, Event, EventError, HttpsFetcher, ParamLimits, Receiver, SmnConfig,
     SmnFetcher, Webhook,

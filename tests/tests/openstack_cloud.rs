@@ -7,15 +7,15 @@
 //! and error paths. Each test uses its own cluster name, so they run in parallel and
 //! every listing they assert on sees only their own resources.
 
-use pgsurge::cloud::openstack::designate::DnsZoneType;
 use pgsurge::cloud::openstack::request::{Request, ServiceType};
+use pgsurge::cloud::openstack::DnsZoneType;
+use pgsurge::cloud::openstack::OpenStackConfig;
 use pgsurge::cloud::openstack::{OpenStack, Source};
 use pgsurge::cloud::{
     ensure_server, ensure_snapshot, ensure_volume, wait_ready, wait_server_ready, Cloud,
     CloudError, Filter, Metadata, Server, ServerRequest, Snapshot, SnapshotRequest, Status, Volume,
     VolumeRequest, META_CLUSTER, META_OP, META_REPLICA, META_ROLE,
 };
-use pgsurge::config::OpenStackConfig;
 use pgsurge::events::{validate_params, Event};
 use pgsurge::model::resource_name;
 use pgsurge::model::Endpoint;
@@ -1239,6 +1239,7 @@ async fn a_scale_up_boots_the_alarms_flavor_in_the_clones_zone() {
                 address: Some("10.99.0.5:5432".into()),
                 created_at: now,
                 op_id: None,
+                since: Default::default(),
                 extra: Default::default(),
             });
             Ok(())

@@ -17,6 +17,8 @@
 //! the I/O, so they are unit-tested without HAProxy; the adapters are tested against a
 //! real HAProxy 2.6 (runtime API) and the official Data Plane API specs (contract tests).
 
+mod config;
+pub use config::{HaproxyConfig, HaproxyNodeConfig};
 pub mod dataplane;
 pub mod drain;
 pub mod fanout;
@@ -97,12 +99,7 @@ pub struct ServerSpec {
 
 impl ServerSpec {
     /// A replica's server with the configured defaults (weight, check, slowstart).
-    pub fn from_config(
-        cfg: &crate::config::HaproxyConfig,
-        name: &str,
-        address: &str,
-        port: u16,
-    ) -> ServerSpec {
+    pub fn from_config(cfg: &HaproxyConfig, name: &str, address: &str, port: u16) -> ServerSpec {
         ServerSpec {
             name: name.to_string(),
             address: address.to_string(),

@@ -12,6 +12,8 @@
 //! before creating, so a function killed after a create call and run again converges
 //! instead of duplicating. Deletes are idempotent: deleting what is gone is success.
 
+mod config;
+pub use config::{CloudConfig, CloudProvider};
 pub mod local;
 pub mod openstack;
 

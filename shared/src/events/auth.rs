@@ -25,7 +25,7 @@
 //! opted out explicitly (`auth.allow_unauthenticated`).
 
 use super::{EventError, Webhook};
-use crate::config::AuthConfig;
+use crate::events::AuthConfig;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};

@@ -1,15 +1,18 @@
-//! The data model every layer shares: the cluster state document and its parts, where a
-//! server's PostgreSQL listens, and how pgsurge names what it creates.
+//! The data model every layer shares: the cluster state document and its parts, the
+//! normalised alarm, where a server's PostgreSQL listens, and how pgsurge names what it
+//! creates.
 //!
 //! Plain data and pure functions only: no I/O, no configuration, and no imports from the
 //! rest of the crate, so `policy` (pure decisions) and every adapter can depend on it
 //! without depending on each other.
 
+mod alarm;
 mod document;
 
+pub use alarm::{Alarm, AlarmParams, AlarmState, Direction, ParamLimits, Source};
 pub use document::{
     ClusterState, DecidedAlarm, DeleteProof, DocumentError, Lease, OpKind, Operation, Phase,
-    Refusal, Replica, Role, Snapshot, Timestamp, DECIDED_ALARMS_KEPT, SCHEMA_VERSION,
+    PhaseTimes, Refusal, Replica, Role, Snapshot, Timestamp, DECIDED_ALARMS_KEPT, SCHEMA_VERSION,
 };
 
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! What every HAProxy node should hold, derived from the state (pure).
 
+use crate::balancer::HaproxyConfig;
 use crate::balancer::{AdminState, DesiredSet, ServerSpec};
-use crate::config::HaproxyConfig;
 use crate::model::resource_name;
 use crate::model::{ClusterState, Phase, Role};
 
@@ -61,6 +61,7 @@ mod tests {
             address: Some("10.0.0.7:5432".into()),
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             op_id: None,
+            since: Default::default(),
             extra: Default::default(),
         }
     }

@@ -56,9 +56,9 @@ pub struct Ports {
     pub policy: PolicyConfig,
     pub ops: OpsConfig,
     pub lag: LagBounds,
-    pub haproxy: crate::config::HaproxyConfig,
+    pub haproxy: crate::balancer::HaproxyConfig,
     /// Bootstrap parameters for new servers (user data), without the replica name.
-    pub bootstrap: crate::config::PostgresConfig,
+    pub bootstrap: crate::postgres::PostgresConfig,
 }
 
 impl Ports {
@@ -80,7 +80,7 @@ pub enum OpsError {
     #[error(transparent)]
     Postgres(#[from] PgError),
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::check::ConfigError),
     #[error("refused: {0}")]
     Refused(String),
 }

@@ -585,6 +585,7 @@ mod tests {
                     address: Some("127.0.0.1:6001".into()),
                     created_at: now,
                     op_id: None,
+                    since: Default::default(),
                     extra: Default::default(),
                 });
                 Ok(())

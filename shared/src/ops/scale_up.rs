@@ -100,6 +100,7 @@ pub(crate) fn plan_replicas(
                 address: None,
                 created_at: now,
                 op_id: Some(op.to_string()),
+                since: Default::default(),
                 extra: extra.clone(),
             });
         }
@@ -309,10 +310,7 @@ async fn create_replica(
                 if address.is_some() {
                     x.address = address.clone();
                 }
-                x.extra.insert(
-                    "booting_since".into(),
-                    serde_json::Value::String(rfc3339(boot_started)),
-                );
+                x.since.entered(&Phase::Booting, boot_started);
             }
             Ok(())
         })

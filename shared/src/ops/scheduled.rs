@@ -144,6 +144,7 @@ mod tests {
             address: Some("10.0.0.5:5432".into()),
             created_at: NOW - time::Duration::days(30),
             op_id: None,
+            since: Default::default(),
             extra: BTreeMap::new(),
         }
     }

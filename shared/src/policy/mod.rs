@@ -28,10 +28,10 @@
 mod config;
 mod schedule;
 
-pub use config::{validate_policy, Mode, PolicyConfig, ScheduleWindow};
+pub use config::{Mode, PolicyConfig, ScheduleWindow};
 pub use schedule::Cron;
 
-use crate::events::{Alarm, AlarmState, Direction};
+use crate::model::{Alarm, AlarmState, Direction};
 use crate::model::{ClusterState, OpKind, Operation, Phase, Role};
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -20,6 +20,7 @@ fn replica(id: &str, role: Role, phase: Phase, age_mins: i64) -> Replica {
         address: None,
         created_at: NOW - Duration::minutes(age_mins),
         op_id: None,
+        since: Default::default(),
         extra: BTreeMap::new(),
     }
 }

@@ -15,6 +15,8 @@
 //!
 //! [`bootstrap`] holds the parameters of the replica bootstrap script.
 
+mod config;
+pub use config::PostgresConfig;
 pub mod bootstrap;
 pub mod client;
 pub mod lsn;

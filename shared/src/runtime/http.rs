@@ -22,7 +22,8 @@
 //! handler unauthenticated, and the handler's `Receiver` judges it.
 
 use super::{invoke_input, Context, ErrorKind, FunctionError, Handler, Host, Input, Limits};
-use crate::config::{AuthConfig, Config};
+use crate::config::Config;
+use crate::events::AuthConfig;
 use crate::events::Webhook;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};

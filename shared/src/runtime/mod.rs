@@ -14,6 +14,8 @@
 //! Every host funnels into [`invoke`], so size limits, JSON decoding, the deadline,
 //! panic capture and the one log line per invocation behave the same everywhere.
 
+mod config;
+pub use config::RuntimeConfig;
 mod cli;
 mod context;
 mod error;
@@ -69,7 +71,7 @@ where
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: usize,
-    pub metrics: Option<Arc<crate::config::MetricsConfig>>,
+    pub metrics: Option<Arc<crate::metrics::MetricsConfig>>,
 }
 
 impl Limits {
@@ -129,7 +131,7 @@ where
 }
 
 /// Push the registry, bounded by the push timeout and what is left of the deadline.
-async fn push_metrics(m: &crate::config::MetricsConfig, left: std::time::Duration) {
+async fn push_metrics(m: &crate::metrics::MetricsConfig, left: std::time::Duration) {
     if m.push_url.is_empty() {
         return;
     }

@@ -27,7 +27,7 @@ mod open;
 mod repo;
 mod s3;
 
-pub use config::{validate_state, Concurrency, PgLockConfig, S3Config, StateBackend, StateConfig};
+pub use config::{Concurrency, PgLockConfig, S3Config, StateBackend, StateConfig};
 pub use local::LocalStore;
 pub use lock::{LockedStore, PgAdvisoryLock, WriterLock, WriterLockGuard};
 pub use memory::MemoryStore;
@@ -76,13 +76,9 @@ pub enum StateError {
          state.postgres_lock.conninfo), or \"single-writer\" if only one invocation can ever run"
     )]
     NoConditionalWrites { endpoint: String, detail: String },
-    #[error("state document `{key}` is not valid: {message}")]
-    Corrupt { key: String, message: String },
-    #[error(
-        "state document `{key}` was written by a newer pgsurge and needs reader version \
-         {needed}; this build reads version {have}: upgrade before it writes again"
-    )]
-    TooNew { key: String, needed: u32, have: u32 },
+    /// The stored document cannot be used by this build (corrupt, or too new).
+    #[error(transparent)]
+    Document(#[from] crate::model::DocumentError),
     #[error("state document `{key}` belongs to cluster {found:?}, not {expected:?}")]
     WrongCluster {
         key: String,
@@ -101,16 +97,6 @@ pub enum StateError {
     /// The state configuration cannot work (missing credentials, bad endpoint).
     #[error("state configuration: `{key}`: {message}")]
     Config { key: &'static str, message: String },
-}
-
-impl From<crate::model::DocumentError> for StateError {
-    fn from(e: crate::model::DocumentError) -> Self {
-        use crate::model::DocumentError;
-        match e {
-            DocumentError::Corrupt { key, message } => StateError::Corrupt { key, message },
-            DocumentError::TooNew { key, needed, have } => StateError::TooNew { key, needed, have },
-        }
-    }
 }
 
 impl From<StateError> for crate::runtime::FunctionError {

@@ -12,10 +12,12 @@
 //!
 //! alternating which goes first. Prints a Markdown table of medians, and the ratio.
 
+use pgsurge::cloud::local::CloneMode;
 use pgsurge::cloud::local::LocalCloud;
+use pgsurge::cloud::local::LocalConfig;
 use pgsurge::cloud::{Cloud, Metadata, ServerRequest, SnapshotRequest, VolumeRequest};
-use pgsurge::config::{CloneMode, LocalConfig, PostgresConfig};
 use pgsurge::postgres::bootstrap::UserData;
+use pgsurge::postgres::PostgresConfig;
 use pgsurge::postgres::{self, LagBounds, Lsn, PgClient};
 use pgsurge_tests::pg::{chown_postgres, pg_cmd, Pg};
 use pgsurge_tests::workspace_root;

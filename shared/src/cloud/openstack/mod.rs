@@ -16,6 +16,8 @@
 //! cluster and role metadata; metadata is always verified on the client, since Nova gives
 //! normal users no server-side metadata filter.
 
+mod config;
+pub use config::{DnsZoneType, OpenStackConfig};
 pub mod cinder;
 pub mod designate;
 pub mod errors;
@@ -28,7 +30,6 @@ use crate::cloud::{
     Cloud, CloudError, Filter, Result, Server, ServerRequest, Snapshot, SnapshotRequest, Status,
     Volume, VolumeRequest, META_ROLE,
 };
-use crate::config::OpenStackConfig;
 use crate::runtime::Credentials;
 use crate::secret::Secret;
 use async_trait::async_trait;
