@@ -9,8 +9,10 @@
 //! ## Architecture
 //!
 //! Small binaries (`functions/*`) react to webhooks. Each `main.rs` only hands one of
-//! the handlers in [`handlers`] to [`runtime::start`]; everything else lives here:
+//! the handlers in [`handlers`] to [`app::main`]; everything else lives here:
 //!
+//! * [`app`] — the composition root: loads the configuration, builds the receiver and
+//!   the ports once per process, maps domain errors to function errors, starts the host.
 //! * [`runtime`] — a `lambda_runtime`-compatible shim. A handler is written once against
 //!   [`runtime::LambdaEvent`] and runs under the FunctionGraph custom runtime, the AWS
 //!   Lambda runtime API, as an HTTP webhook server, or from the CLI with an event file.
@@ -42,6 +44,7 @@
 //! The rule that keeps this testable: pure decisions never do I/O; I/O sits behind
 //! traits with a real implementation per backend, each tested against the real service.
 
+pub mod app;
 pub mod balancer;
 pub mod cloud;
 pub mod config;

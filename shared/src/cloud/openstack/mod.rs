@@ -29,7 +29,7 @@ use crate::cloud::{
     Volume, VolumeRequest, META_ROLE,
 };
 use crate::config::OpenStackConfig;
-use crate::runtime::Credentials;
+use crate::secret::Credentials;
 use crate::secret::Secret;
 use async_trait::async_trait;
 use errors::{Caller, IdentityProbe, RetryPolicy};
