@@ -13,9 +13,10 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use pgsurge::cloud::local::LocalCloud;
-use pgsurge::cloud::{resource_name, Cloud, Metadata, META_CLUSTER, META_REPLICA, META_ROLE};
+use pgsurge::cloud::{Cloud, Metadata, META_CLUSTER, META_REPLICA, META_ROLE};
 use pgsurge::config::{CloudProvider, Config};
-use pgsurge::state::{Phase, Replica, Role};
+use pgsurge::model::resource_name;
+use pgsurge::model::{Phase, Replica, Role};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;

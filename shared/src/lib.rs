@@ -53,6 +53,7 @@ pub mod failpoint;
 pub mod handlers;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod ops;
 pub mod policy;
 pub mod postgres;

@@ -8,8 +8,8 @@
 //! (so the fuzzer reaches deep into each format, not just the JSON decoder).
 
 use pgsurge::events::{parse, x509, Webhook};
+use pgsurge::model::ClusterState;
 use pgsurge::policy::Cron;
-use pgsurge::state::ClusterState;
 use proptest::prelude::*;
 use serde_json::Value;
 

@@ -14,11 +14,11 @@ use pgsurge::cloud::local::clone::Method;
 use pgsurge::cloud::local::pool::Consistency;
 use pgsurge::cloud::local::LocalCloud;
 use pgsurge::cloud::{
-    ensure_server, ensure_snapshot, ensure_volume, resource_name, Cloud, CloudError, Endpoint,
-    Filter, Metadata, ServerRequest, SnapshotRequest, Status, VolumeRequest, META_CLUSTER,
-    META_REPLICA, META_ROLE,
+    ensure_server, ensure_snapshot, ensure_volume, Cloud, CloudError, Filter, Metadata,
+    ServerRequest, SnapshotRequest, Status, VolumeRequest, META_CLUSTER, META_REPLICA, META_ROLE,
 };
 use pgsurge::config::{CloneMode, LocalConfig, PostgresConfig};
+use pgsurge::model::{resource_name, Endpoint};
 use pgsurge::postgres::bootstrap::UserData;
 use pgsurge::postgres::{self, Condition, LagBounds, PgClient, Verdict};
 use pgsurge::secret::Secret;

@@ -10,20 +10,22 @@
 use pgsurge::cloud::openstack::designate::DnsZoneType;
 use pgsurge::cloud::openstack::request::{Request, ServiceType};
 use pgsurge::cloud::openstack::{OpenStack, Source};
-use pgsurge::cloud::Endpoint;
 use pgsurge::cloud::{
-    ensure_server, ensure_snapshot, ensure_volume, resource_name, wait_ready, wait_server_ready,
-    Cloud, CloudError, Filter, Metadata, Server, ServerRequest, Snapshot, SnapshotRequest, Status,
-    Volume, VolumeRequest, META_CLUSTER, META_OP, META_REPLICA, META_ROLE,
+    ensure_server, ensure_snapshot, ensure_volume, wait_ready, wait_server_ready, Cloud,
+    CloudError, Filter, Metadata, Server, ServerRequest, Snapshot, SnapshotRequest, Status, Volume,
+    VolumeRequest, META_CLUSTER, META_OP, META_REPLICA, META_ROLE,
 };
 use pgsurge::config::OpenStackConfig;
 use pgsurge::events::{validate_params, Event};
+use pgsurge::model::resource_name;
+use pgsurge::model::Endpoint;
+use pgsurge::model::{Phase, Replica, Role};
 use pgsurge::ops::Ports;
 use pgsurge::policy::PolicyConfig;
 use pgsurge::postgres::{LagBounds, PgError, Postgres, PrimaryStatus, ReplicaStatus};
 use pgsurge::runtime::Credentials;
 use pgsurge::secret::Secret;
-use pgsurge::state::{MemoryStore, Phase, Replica, Role, StateRepo};
+use pgsurge::state::{MemoryStore, StateRepo};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -274,9 +274,9 @@ pub struct DesiredSet {
 
 impl DesiredSet {
     /// The desired set of one cluster: it manages the servers named
-    /// `pgsurge-<cluster>-*` (see [`crate::cloud::resource_name`]).
+    /// `pgsurge-<cluster>-*` (see [`crate::model::resource_name`]).
     pub fn for_cluster(cluster: &str) -> Self {
-        DesiredSet::new(crate::cloud::resource_name(cluster, ""))
+        DesiredSet::new(crate::model::resource_name(cluster, ""))
     }
 
     pub fn new(managed_prefix: impl Into<String>) -> Self {

@@ -1,9 +1,9 @@
 //! What every HAProxy node should hold, derived from the state (pure).
 
 use crate::balancer::{AdminState, DesiredSet, ServerSpec};
-use crate::cloud::resource_name;
 use crate::config::HaproxyConfig;
-use crate::state::{ClusterState, Phase, Role};
+use crate::model::resource_name;
+use crate::model::{ClusterState, Phase, Role};
 
 /// Serving surge replicas are `ready`, draining ones `drain`; nothing else is in HAProxy.
 /// Base replicas belong to the operator's haproxy.cfg: they are never added or removed
@@ -48,7 +48,7 @@ pub(crate) fn split_address(a: &str) -> Option<(String, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Replica;
+    use crate::model::Replica;
 
     fn replica(id: &str, role: Role, phase: Phase) -> Replica {
         Replica {

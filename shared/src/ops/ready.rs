@@ -6,10 +6,11 @@ use super::lease::with_lease;
 use super::scale_up::rfc3339;
 use super::{phase_metric, refused, secs_between, OpsError, Ports, Report};
 use crate::balancer::{AdminState, ServerSpec};
-use crate::cloud::{resource_name, CloudError, Endpoint, Status};
+use crate::cloud::{CloudError, Status};
 use crate::failpoint;
+use crate::model::{resource_name, Endpoint};
+use crate::model::{Phase, Replica};
 use crate::postgres;
-use crate::state::{Phase, Replica};
 use std::time::Duration;
 use time::OffsetDateTime;
 

@@ -7,10 +7,11 @@ use super::lease::with_lease;
 use super::{labelled_surge, phase_metric, refused, secs_between, OpsError, Ports, Report};
 use crate::balancer::drain::{self, DrainOptions};
 use crate::balancer::BalancerError;
-use crate::cloud::{resource_name, CloudError, Endpoint};
+use crate::cloud::CloudError;
 use crate::events::{Alarm, Direction};
 use crate::failpoint;
-use crate::state::{DeleteProof, Phase, Replica, Role};
+use crate::model::{resource_name, Endpoint};
+use crate::model::{DeleteProof, Phase, Replica, Role};
 use std::time::Duration;
 use time::OffsetDateTime;
 

@@ -7,14 +7,15 @@ use super::decide::decide_and_record;
 use super::lease::with_lease;
 use super::{phase_metric, secs_between, OpsError, Ports, Report};
 use crate::cloud::{
-    self, ensure_server, ensure_snapshot, ensure_volume, resource_name, Metadata, ServerRequest,
-    SnapshotRequest, Status, VolumeRequest, META_CLUSTER, META_OP, META_REPLICA, META_ROLE,
+    self, ensure_server, ensure_snapshot, ensure_volume, Metadata, ServerRequest, SnapshotRequest,
+    Status, VolumeRequest, META_CLUSTER, META_OP, META_REPLICA, META_ROLE,
 };
 use crate::events::{Alarm, Direction};
 use crate::failpoint;
+use crate::model::resource_name;
+use crate::model::{ClusterState, OpKind, Phase, Replica, Role, Snapshot};
 use crate::policy::Action;
 use crate::postgres::bootstrap::UserData;
-use crate::state::{ClusterState, OpKind, Phase, Replica, Role, Snapshot};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -349,8 +350,9 @@ fn server_request(
 mod tests {
     use super::*;
     use crate::cloud::{
-        CloudError, Endpoint, Filter, Result as CResult, Server, Snapshot as CSnapshot, Volume,
+        CloudError, Filter, Result as CResult, Server, Snapshot as CSnapshot, Volume,
     };
+    use crate::model::Endpoint;
     use crate::postgres::{LagBounds, PgError, Postgres, PrimaryStatus, ReplicaStatus};
     use crate::state::{MemoryStore, StateRepo};
     use async_trait::async_trait;

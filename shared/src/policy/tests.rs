@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::events::{AlarmParams, Source};
-use crate::state::Replica;
+use crate::model::Replica;
 use proptest::prelude::*;
 use time::macros::datetime;
 use time::Duration;

@@ -27,7 +27,7 @@ pub use readiness::{
     evaluate, Check, Condition, LagBounds, PrimaryStatus, Readiness, ReplicaStatus, Verdict,
 };
 
-use crate::cloud::Endpoint;
+use crate::model::Endpoint;
 use async_trait::async_trait;
 use std::time::Duration;
 use tokio::time::Instant;

@@ -1,4 +1,5 @@
-//! The cluster state: one JSON document per cluster, updated by compare-and-swap.
+//! The stores of the cluster state document ([`crate::model::ClusterState`]): one JSON
+//! document per cluster, updated by compare-and-swap.
 //!
 //! Concurrent invocations (alarm storms, retries, duplicate deliveries) must not both
 //! win. Every backend implements [`StateStore`]: `load` returns the bytes plus an opaque
@@ -19,7 +20,6 @@
 //! * [`MemoryStore`] — for unit tests.
 
 mod config;
-mod document;
 mod local;
 mod lock;
 mod memory;
@@ -28,10 +28,6 @@ mod repo;
 mod s3;
 
 pub use config::{validate_state, Concurrency, PgLockConfig, S3Config, StateBackend, StateConfig};
-pub use document::{
-    ClusterState, DecidedAlarm, DeleteProof, Lease, OpKind, Operation, Phase, Refusal, Replica,
-    Role, Snapshot, Timestamp, DECIDED_ALARMS_KEPT, SCHEMA_VERSION,
-};
 pub use local::LocalStore;
 pub use lock::{LockedStore, PgAdvisoryLock, WriterLock, WriterLockGuard};
 pub use memory::MemoryStore;
@@ -105,6 +101,16 @@ pub enum StateError {
     /// The state configuration cannot work (missing credentials, bad endpoint).
     #[error("state configuration: `{key}`: {message}")]
     Config { key: &'static str, message: String },
+}
+
+impl From<crate::model::DocumentError> for StateError {
+    fn from(e: crate::model::DocumentError) -> Self {
+        use crate::model::DocumentError;
+        match e {
+            DocumentError::Corrupt { key, message } => StateError::Corrupt { key, message },
+            DocumentError::TooNew { key, needed, have } => StateError::TooNew { key, needed, have },
+        }
+    }
 }
 
 /// Load and compare-and-swap one document per key.

@@ -1,6 +1,7 @@
 //! Typed access to one cluster's document: load, and update by read → decide → CAS.
 
-use super::{ClusterState, StateError, StateStore, Version, SCHEMA_VERSION};
+use super::{StateError, StateStore, Version};
+use crate::model::{ClusterState, SCHEMA_VERSION};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;

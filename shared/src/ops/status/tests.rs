@@ -4,8 +4,8 @@ use super::*;
 use crate::balancer::ServerStatus;
 use crate::cloud::{Metadata, Status, META_CLUSTER};
 use crate::config::HaproxyConfig;
+use crate::model::{Lease, OpKind, Replica};
 use crate::ops::desired_set;
-use crate::state::{Lease, OpKind, Replica};
 
 const C: &str = "c";
 
@@ -91,7 +91,7 @@ impl World {
             replica("a", Role::Surge, Phase::Serving, 6001),
             replica("b", Role::Surge, Phase::Serving, 6002),
         ];
-        state.snapshots = vec![crate::state::Snapshot {
+        state.snapshots = vec![crate::model::Snapshot {
             id: "snap-1".into(),
             source_replica: Some("seed".into()),
             created_at: OffsetDateTime::UNIX_EPOCH,

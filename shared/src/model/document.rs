@@ -8,9 +8,8 @@
 //!   conservatively (never removed, never counted as a surge replica);
 //! * `schema_version` says which writer produced the document, `min_reader_version` the
 //!   oldest reader that may still update it. A document this build cannot safely rewrite
-//!   is refused ([`StateError::TooNew`]) rather than silently downgraded.
+//!   is refused ([`DocumentError::TooNew`]) rather than silently downgraded.
 
-use super::StateError;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -21,6 +20,18 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// How many decided alarm ids are remembered for de-duplication.
 pub const DECIDED_ALARMS_KEPT: usize = 256;
+
+/// Why a stored document cannot be used by this build.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    #[error("state document `{key}` is not valid: {message}")]
+    Corrupt { key: String, message: String },
+    #[error(
+        "state document `{key}` was written by a newer pgsurge and needs reader version \
+         {needed}; this build reads version {have}: upgrade before it writes again"
+    )]
+    TooNew { key: String, needed: u32, have: u32 },
+}
 
 /// Everything pgsurge knows about one cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -357,13 +368,14 @@ impl ClusterState {
     }
 
     /// Parse a stored document, refusing ones this build may not update.
-    pub fn from_slice(key: &str, bytes: &[u8]) -> Result<Self, StateError> {
-        let doc: ClusterState = serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
-            key: key.to_string(),
-            message: e.to_string(),
-        })?;
+    pub fn from_slice(key: &str, bytes: &[u8]) -> Result<Self, DocumentError> {
+        let doc: ClusterState =
+            serde_json::from_slice(bytes).map_err(|e| DocumentError::Corrupt {
+                key: key.to_string(),
+                message: e.to_string(),
+            })?;
         if doc.min_reader_version > SCHEMA_VERSION {
-            return Err(StateError::TooNew {
+            return Err(DocumentError::TooNew {
                 key: key.to_string(),
                 needed: doc.min_reader_version,
                 have: SCHEMA_VERSION,
@@ -438,7 +450,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                StateError::TooNew {
+                DocumentError::TooNew {
                     needed: 4,
                     have: 1,
                     ..
@@ -447,7 +459,7 @@ mod tests {
             "{err}"
         );
         let err = ClusterState::from_slice("k", b"{\"cluster\": 1}").unwrap_err();
-        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+        assert!(matches!(err, DocumentError::Corrupt { .. }), "{err}");
     }
 
     /// A document as 0dc29b6 wrote it (before proofs, refusals and first-seen times).
