@@ -9,7 +9,7 @@
 //! ## Architecture
 //!
 //! Small binaries (`functions/*`) react to webhooks. Each `main.rs` only hands one of
-//! the handlers in [`handlers`] to [`runtime::start`]; everything else lives here. The
+//! the handlers in [`handlers`] to [`app::main`]; everything else lives here. The
 //! modules, leaves first (the allowed uses between them are the table in
 //! `architecture.rs`, kept by a unit test; ARCHITECTURE.md mirrors it):
 //!
@@ -17,7 +17,7 @@
 //!   ([`model::ClusterState`]: forward- and backward-compatible JSON), the normalised
 //!   [`model::Alarm`], [`model::Endpoint`], [`model::resource_name`].
 //! * [`check`] — [`check::ConfigError`] and the checks each configuration section is
-//!   validated with. [`secret`] — `Secret`, which prints as `***`. [`failpoint`] — named
+//!   validated with. [`secret`] — `Secret`, which prints as `***`, and a host's `Credentials`. [`failpoint`] — named
 //!   crash points for the crash-safety tests. [`logging`] — `tracing` setup.
 //!   [`metrics`] — Prometheus counters/histograms, pushed after each invocation and
 //!   served on `/metrics` by the HTTP host.
@@ -39,11 +39,13 @@
 //!   runtime API, as an HTTP webhook server, or from the CLI with an event file.
 //! * The root: [`config`] (assembles the sections into one [`config::Config`] from TOML
 //!   plus `PGSURGE_*` overrides, validated before any side effect; errors name the key
-//!   path) and [`handlers`] (the body of each function).
+//!   path), [`app`] (the composition root: builds the receiver and the ports once per
+//!   process and starts the host) and [`handlers`] (the body of each function).
 //!
 //! The rule that keeps this testable: pure decisions never do I/O; I/O sits behind
 //! traits with a real implementation per backend, each tested against the real service.
 
+pub mod app;
 mod architecture;
 pub mod balancer;
 pub mod check;

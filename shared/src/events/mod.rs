@@ -72,21 +72,6 @@ pub enum EventError {
     Unsupported(String),
 }
 
-impl From<EventError> for crate::runtime::FunctionError {
-    fn from(e: EventError) -> Self {
-        use crate::runtime::{ErrorKind, FunctionError};
-        let kind = match e {
-            EventError::Unauthenticated(_)
-            | EventError::StaleTimestamp { .. }
-            | EventError::BadSignature(_) => ErrorKind::Unauthorized,
-            EventError::TooLarge { .. } => ErrorKind::PayloadTooLarge,
-            EventError::Unavailable(_) => ErrorKind::Unavailable,
-            _ => ErrorKind::BadRequest,
-        };
-        FunctionError::new(kind, e.to_string())
-    }
-}
-
 /// The raw webhook as the function received it: headers (lower-cased), query
 /// parameters and body.
 ///

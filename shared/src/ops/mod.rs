@@ -12,7 +12,6 @@
 //! Long waits (a replica catching up) are not slept through: they stay in the state
 //! and the next tick looks again.
 
-mod build;
 pub mod config;
 mod decide;
 mod deleted;
@@ -25,7 +24,6 @@ mod scale_up;
 mod scheduled;
 pub mod status;
 
-pub use build::{build, ports, receiver, use_receiver};
 pub use config::OpsConfig;
 pub use decide::op_id;
 pub use deleted::instance_deleted;
@@ -97,20 +95,6 @@ impl<E: Into<OpsError>> From<UpdateError<E>> for OpsError {
 impl From<std::convert::Infallible> for OpsError {
     fn from(e: std::convert::Infallible) -> Self {
         match e {}
-    }
-}
-
-impl From<OpsError> for crate::runtime::FunctionError {
-    fn from(e: OpsError) -> Self {
-        use crate::runtime::{ErrorKind, FunctionError};
-        match e {
-            OpsError::State(s) => s.into(),
-            OpsError::Cloud(c) if c.is_retryable() => {
-                FunctionError::new(ErrorKind::Unavailable, c.to_string())
-            }
-            OpsError::Postgres(p) => FunctionError::new(ErrorKind::Unavailable, p.to_string()),
-            other => FunctionError::new(ErrorKind::Internal, other.to_string()),
-        }
     }
 }
 

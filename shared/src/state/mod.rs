@@ -99,20 +99,6 @@ pub enum StateError {
     Config { key: &'static str, message: String },
 }
 
-impl From<StateError> for crate::runtime::FunctionError {
-    fn from(e: StateError) -> Self {
-        use crate::runtime::{ErrorKind, FunctionError};
-        let kind = match &e {
-            StateError::Conflict { .. } | StateError::Contended { .. } => ErrorKind::Conflict,
-            StateError::Indeterminate { .. } | StateError::Backend { .. } | StateError::Lock(_) => {
-                ErrorKind::Unavailable
-            }
-            _ => ErrorKind::Internal,
-        };
-        FunctionError::new(kind, e.to_string())
-    }
-}
-
 /// Load and compare-and-swap one document per key.
 #[async_trait]
 pub trait StateStore: Send + Sync {

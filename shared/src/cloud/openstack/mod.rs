@@ -30,7 +30,7 @@ use crate::cloud::{
     Cloud, CloudError, Filter, Result, Server, ServerRequest, Snapshot, SnapshotRequest, Status,
     Volume, VolumeRequest, META_ROLE,
 };
-use crate::runtime::Credentials;
+use crate::secret::Credentials;
 use crate::secret::Secret;
 use async_trait::async_trait;
 use errors::{Caller, IdentityProbe, RetryPolicy};

@@ -17,7 +17,7 @@
 use super::errors::chain;
 use crate::cloud::openstack::OpenStackConfig;
 use crate::cloud::CloudError;
-use crate::runtime::Credentials;
+use crate::secret::Credentials;
 use openstack_sdk::config::{Auth, CloudConfig, ConfigFile};
 use openstack_sdk::{AsyncOpenStack, OpenStackError};
 use std::time::Duration;
