@@ -98,7 +98,7 @@ impl HaproxyConfig {
             let key = |k: &str| format!("nodes[{i}].{k}");
             if !name_ok(&n.name) {
                 return Err(invalid(
-                    &key("name"),
+                    key("name"),
                     format!("{:?} must be 1-64 chars of A-Z a-z 0-9 - _ .", n.name),
                 ));
             }
@@ -116,7 +116,7 @@ impl HaproxyConfig {
                         && !url.contains('@');
                     if !ok {
                         return Err(invalid(
-                            &key("dataplane_url"),
+                            key("dataplane_url"),
                             "must be http(s)://host:port, without credentials in it",
                         ));
                     }
@@ -127,7 +127,7 @@ impl HaproxyConfig {
                     {
                         if !url.starts_with("https://") {
                             return Err(invalid(
-                                &key("dataplane_ca_file"),
+                                key("dataplane_ca_file"),
                                 "is set but dataplane_url is not https://",
                             ));
                         }
@@ -150,7 +150,7 @@ impl HaproxyConfig {
                         .or(h.dataplane_password.as_ref());
                     if pw.is_none_or(|p| p.is_empty()) {
                         return Err(invalid(
-                            &key("dataplane_password"),
+                            key("dataplane_password"),
                             "missing: set it here or in haproxy.dataplane_password \
                          (PGSURGE_HAPROXY__DATAPLANE_PASSWORD)",
                         ));
@@ -158,7 +158,7 @@ impl HaproxyConfig {
                 }
                 _ => {
                     return Err(invalid(
-                        &key("runtime_api"),
+                        key("runtime_api"),
                         "set exactly one of runtime_api and dataplane_url",
                     ))
                 }
