@@ -57,7 +57,7 @@ pub fn run(config: Option<&Path>, args: &BaseArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
-        let ports = pgsurge::ops::build(&config, None).await?.ok_or_else(|| {
+        let ports = pgsurge::app::build(&config, None).await?.ok_or_else(|| {
             anyhow!("`cloud.provider` is \"none\": base replicas live in a cloud; configure one")
         })?;
         match &args.command {

@@ -13,9 +13,11 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use pgsurge::cloud::local::LocalCloud;
-use pgsurge::cloud::{resource_name, Cloud, Metadata, META_CLUSTER, META_REPLICA, META_ROLE};
-use pgsurge::config::{CloudProvider, Config};
-use pgsurge::state::{Phase, Replica, Role};
+use pgsurge::cloud::CloudProvider;
+use pgsurge::cloud::{Cloud, Metadata, META_CLUSTER, META_REPLICA, META_ROLE};
+use pgsurge::config::Config;
+use pgsurge::model::resource_name;
+use pgsurge::model::{Phase, Replica, Role};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -91,6 +93,7 @@ fn seed(config: &Config, args: &SeedArgs) -> Result<()> {
             address: Some(format!("{}:{}", endpoint.host, endpoint.port)),
             created_at: time::OffsetDateTime::now_utc(),
             op_id: None,
+            since: Default::default(),
             extra: BTreeMap::new(),
         };
         let id = args.id.clone();

@@ -34,7 +34,7 @@ pub fn run(config: Option<&Path>, args: &StatusArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     let (report, cloud, agents) = rt.block_on(async {
-        let ports = pgsurge::ops::build(&config, None).await?.ok_or_else(|| {
+        let ports = pgsurge::app::build(&config, None).await?.ok_or_else(|| {
             anyhow!(
                 "`cloud.provider` is \"none\": status compares the state with a cloud; \
                  configure one (\"local\" or \"openstack\")"

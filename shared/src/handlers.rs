@@ -6,7 +6,7 @@
 //! against the configured cloud; with `cloud.provider = "none"` nothing is changed and
 //! the answer says so.
 
-use crate::config::Config;
+use crate::app::App;
 use crate::events::Alarm;
 use crate::events::{self, AlarmState, Event, InstanceKind, Webhook};
 use crate::ops;
@@ -75,14 +75,11 @@ fn ready_wait(p: &ops::Ports, ctx: &LambdaEvent<()>) -> Duration {
     Duration::from_secs(p.ops.ready_wait_secs).min(ctx.context.remaining().saturating_sub(margin))
 }
 
-pub async fn scale_up(
-    config: Arc<Config>,
-    ev: LambdaEvent<Webhook>,
-) -> Result<Outcome, FunctionError> {
-    let on_resolved = config.policy.scale_down_on_resolved;
+pub async fn scale_up(app: Arc<App>, ev: LambdaEvent<Webhook>) -> Result<Outcome, FunctionError> {
+    let on_resolved = app.config.policy.scale_down_on_resolved;
     handle(
         "scale-up",
-        &config,
+        &app,
         ev,
         move |e| acted_on(e, on_resolved),
         |p, e, _| {
@@ -96,13 +93,10 @@ pub async fn scale_up(
     .await
 }
 
-pub async fn scale_down(
-    config: Arc<Config>,
-    ev: LambdaEvent<Webhook>,
-) -> Result<Outcome, FunctionError> {
+pub async fn scale_down(app: Arc<App>, ev: LambdaEvent<Webhook>) -> Result<Outcome, FunctionError> {
     handle(
         "scale-down",
-        &config,
+        &app,
         ev,
         |e| acted_on(e, false),
         |p, e, _| async move { ops::scale_down(p, &alarms(e, false), now()).await }.boxed(),
@@ -111,12 +105,12 @@ pub async fn scale_down(
 }
 
 pub async fn instance_ready(
-    config: Arc<Config>,
+    app: Arc<App>,
     ev: LambdaEvent<Webhook>,
 ) -> Result<Outcome, FunctionError> {
     handle(
         "instance-ready",
-        &config,
+        &app,
         ev,
         |e| match e {
             Event::Instance(i)
@@ -142,12 +136,12 @@ pub async fn instance_ready(
 }
 
 pub async fn instance_deleted(
-    config: Arc<Config>,
+    app: Arc<App>,
     ev: LambdaEvent<Webhook>,
 ) -> Result<Outcome, FunctionError> {
     handle(
         "instance-deleted",
-        &config,
+        &app,
         ev,
         |e| match e {
             Event::Instance(i)
@@ -179,13 +173,10 @@ pub async fn instance_deleted(
     .await
 }
 
-pub async fn reconcile(
-    config: Arc<Config>,
-    ev: LambdaEvent<Webhook>,
-) -> Result<Outcome, FunctionError> {
+pub async fn reconcile(app: Arc<App>, ev: LambdaEvent<Webhook>) -> Result<Outcome, FunctionError> {
     handle(
         "reconcile",
-        &config,
+        &app,
         ev,
         |e| match e {
             Event::Tick => Ok("timer tick: compare state, cloud and every HAProxy node".into()),
@@ -203,14 +194,14 @@ pub async fn reconcile(
 /// A verified SMN subscription confirmation is answered here, for every function.
 async fn handle(
     function: &'static str,
-    config: &Arc<Config>,
+    app: &App,
     ev: LambdaEvent<Webhook>,
     accept: impl Fn(&Event) -> Result<String, String>,
     act: Act,
 ) -> Result<Outcome, FunctionError> {
     let webhook = ev.payload;
     let ctx = LambdaEvent::new((), ev.context);
-    let receiver = ops::receiver(config)?;
+    let receiver = app.receiver();
     let (event, how) = receiver
         .receive_authenticated(&webhook, time::OffsetDateTime::now_utc())
         .await?;
@@ -219,7 +210,7 @@ async fn handle(
         event,
         in_scope,
         ignored,
-    } = events::ClusterScope::new(&config.cluster).apply(event);
+    } = events::ClusterScope::new(&app.config.cluster).apply(event);
     let (status, reason) = match &event {
         _ if !in_scope => (Status::Ignored, ignored.join("; ")),
         Event::SubscriptionConfirmation(c) => match receiver.confirm(c, how).await? {
@@ -247,7 +238,7 @@ async fn handle(
     let mut report = ops::Report::default();
     let mut reason = reason;
     if status == Status::Accepted && !matches!(event, Event::SubscriptionConfirmation(_)) {
-        match ops::ports(config, ctx.context.credentials.as_ref()).await? {
+        match app.ports(ctx.context.credentials.as_ref()).await? {
             None => reason = format!("{reason}; {NO_CLOUD}"),
             Some(ports) => report = act(&ports, &event, &ctx).await?,
         }

@@ -9,41 +9,47 @@
 //! ## Architecture
 //!
 //! Small binaries (`functions/*`) react to webhooks. Each `main.rs` only hands one of
-//! the handlers in [`handlers`] to [`runtime::start`]; everything else lives here:
+//! the handlers in [`handlers`] to [`app::main`]; everything else lives here. The
+//! modules, leaves first (the allowed uses between them are the table in
+//! `architecture.rs`, kept by a unit test; ARCHITECTURE.md mirrors it):
 //!
-//! * [`runtime`] — a `lambda_runtime`-compatible shim. A handler is written once against
-//!   [`runtime::LambdaEvent`] and runs under the FunctionGraph custom runtime, the AWS
-//!   Lambda runtime API, as an HTTP webhook server, or from the CLI with an event file.
-//! * [`config`] — one typed configuration, from TOML plus `PGSURGE_*` environment
-//!   overrides, validated before any side effect. Errors name the offending key.
-//! * [`events`] — parse and authenticate incoming webhooks (Alertmanager, Aodh,
-//!   Cloud Eye via SMN, Auto Scaling lifecycle hooks, a generic JSON form) into one
-//!   normalised [`events::Event`].
-//! * [`cloud`] — the `Cloud` port (volumes, snapshots, servers) and idempotent `ensure_*` helpers.
-//!   [`cloud::local`] implements it on one machine: volumes are directories, snapshots
-//!   consistent (copy-on-write) copies, servers `postgres` processes.
-//! * [`postgres`] — the `Postgres` readiness port (in recovery, same system id and
-//!   timeline, replay lag within bounds) over `tokio-postgres`, and the replica bootstrap
-//!   parameters.
-//! * [`balancer`] — the `Balancer` port: HAProxy Runtime API and Data Plane API (v2/v3)
-//!   adapters, a fan-out that keeps every HAProxy node identical, and drain semantics.
+//! * [`model`] — the data every layer shares: the cluster state document
+//!   ([`model::ClusterState`]: forward- and backward-compatible JSON), the normalised
+//!   [`model::Alarm`], [`model::Endpoint`], [`model::resource_name`].
+//! * [`check`] — [`check::ConfigError`] and the checks each configuration section is
+//!   validated with. [`secret`] — `Secret`, which prints as `***`, and a host's `Credentials`. [`failpoint`] — named
+//!   crash points for the crash-safety tests. [`logging`] — `tracing` setup.
+//!   [`metrics`] — Prometheus counters/histograms, pushed after each invocation and
+//!   served on `/metrics` by the HTTP host.
+//! * [`policy`] — pure scaling decisions: (state, alarm or tick, now, config) → decision.
+//!   It uses the model only.
+//! * Ports and their adapters, each with its own configuration section:
+//!   [`events`] (parse and authenticate webhooks — Alertmanager, Aodh, Cloud Eye via
+//!   SMN, a generic form — into one [`events::Event`]; its only I/O is the SMN
+//!   certificate fetch and subscription confirmation), [`cloud`] (the `Cloud` port;
+//!   [`cloud::local`] on one machine, [`cloud::openstack`]), [`balancer`] (HAProxy Runtime
+//!   API and Data Plane API v2/v3, fan-out, drain), [`postgres`] (the readiness port over
+//!   `tokio-postgres`, TLS, the replica bootstrap parameters), [`state`] (the stores of the
+//!   state document: S3 compare-and-swap with a start-up probe, PostgreSQL advisory lock,
+//!   local directory, memory; the read → decide → CAS repo).
 //! * [`ops`] — the orchestration (scale-up, instance-ready, scale-down, instance-deleted,
 //!   reconcile) as idempotent, resumable steps written only against the ports.
-//! * [`cloud::openstack`] — the OpenStack provider (Cinder, Nova, Neutron lookup, Designate).
-//! * [`handlers`] — the body of each function.
-//! * [`state`] — the cluster state document and its stores (S3 compare-and-swap with a
-//!   start-up probe, PostgreSQL advisory lock, local directory, memory).
-//! * [`policy`] — pure scaling decisions: (state, alarm or tick, now, config) → decision.
-//! * [`logging`] — `tracing` setup: JSON lines when stderr is not a terminal.
-//! * [`metrics`] — Prometheus counters/histograms, pushed after each invocation and
-//!   served on `/metrics` by the HTTP host.
-//! * [`failpoint`] — named crash points for the crash-safety tests.
+//! * [`runtime`] — a `lambda_runtime`-compatible shim: a handler written once against
+//!   [`runtime::LambdaEvent`] runs under the FunctionGraph custom runtime, the AWS Lambda
+//!   runtime API, as an HTTP webhook server, or from the CLI with an event file.
+//! * The root: [`config`] (assembles the sections into one [`config::Config`] from TOML
+//!   plus `PGSURGE_*` overrides, validated before any side effect; errors name the key
+//!   path), [`app`] (the composition root: builds the receiver and the ports once per
+//!   process and starts the host) and [`handlers`] (the body of each function).
 //!
 //! The rule that keeps this testable: pure decisions never do I/O; I/O sits behind
 //! traits with a real implementation per backend, each tested against the real service.
 
 pub mod agent;
+pub mod app;
+mod architecture;
 pub mod balancer;
+pub mod check;
 pub mod cloud;
 pub mod config;
 pub mod config_keys;
@@ -52,6 +58,7 @@ pub mod failpoint;
 pub mod handlers;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod ops;
 pub mod policy;
 pub mod postgres;

@@ -43,6 +43,27 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Temporary credentials a host hands the function (FunctionGraph with an agency).
+///
+/// They live here, beside [`Secret`], because the adapters that sign with them (state,
+/// cloud) and the runtime that receives them must not depend on each other.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key: Option<String>,
+    pub secret_key: Option<Secret>,
+    pub security_token: Option<Secret>,
+    pub auth_token: Option<Secret>,
+}
+
+impl Credentials {
+    pub fn is_empty(&self) -> bool {
+        self.access_key.is_none()
+            && self.secret_key.is_none()
+            && self.security_token.is_none()
+            && self.auth_token.is_none()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

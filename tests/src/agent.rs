@@ -5,11 +5,9 @@ use crate::haproxy::HaproxyNode;
 use crate::rgw::Rgw;
 use pgsurge::balancer::runtime_api::{RuntimeApi, SocketAddr};
 use pgsurge::balancer::{AdminState, Balancer, OperState};
+use pgsurge::model::{ClusterState, Phase, Replica, Role};
 use pgsurge::secret::Secret;
-use pgsurge::state::{
-    self, ClusterState, Concurrency, Phase, Replica, Role, S3Config, StateBackend, StateConfig,
-    StateRepo,
-};
+use pgsurge::state::{self, Concurrency, S3Config, StateBackend, StateConfig, StateRepo};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -125,6 +123,7 @@ pub fn replica(id: &str, port: u16, phase: Phase) -> Replica {
         address: Some(format!("127.0.0.1:{port}")),
         created_at: time::OffsetDateTime::now_utc(),
         op_id: None,
+        since: Default::default(),
         extra: Default::default(),
     }
 }

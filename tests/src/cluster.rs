@@ -11,10 +11,11 @@ use crate::pg::{pg_cmd, Pg, Scratch};
 use crate::{command, workspace_root};
 use pgsurge::cloud::local::LocalCloud;
 use pgsurge::cloud::{
-    resource_name, Cloud, Filter, Metadata, Server, Volume, META_CLUSTER, META_REPLICA, META_ROLE,
+    Cloud, Filter, Metadata, Server, Volume, META_CLUSTER, META_REPLICA, META_ROLE,
 };
 use pgsurge::config::Config;
-use pgsurge::state::{ClusterState, Phase, Replica, Role};
+use pgsurge::model::resource_name;
+use pgsurge::model::{ClusterState, Phase, Replica, Role};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -196,6 +197,7 @@ impl E2e {
             address: Some(format!("127.0.0.1:{seed_port}")),
             created_at: time::OffsetDateTime::now_utc(),
             op_id: None,
+            since: Default::default(),
             extra: BTreeMap::new(),
         };
         let env = E2e {

@@ -86,7 +86,7 @@ pub async fn ensure_test_image(admin: &OpenStack) -> String {
 pub fn ensure_test_image_once(clouds_yaml: &std::path::Path) -> String {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
-        let cfg = pgsurge::config::OpenStackConfig {
+        let cfg = pgsurge::cloud::openstack::OpenStackConfig {
             cloud: "pgsurge-admin".into(),
             clouds_yaml: Some(clouds_yaml.to_path_buf()),
             request_timeout_secs: 90,

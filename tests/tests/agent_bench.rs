@@ -4,7 +4,7 @@
 //! CPU extrapolated per hour. A benchmark, not a test: `#[ignore]`, run by the recipe.
 //! `PGSURGE_AGENT_BIN` picks the binary (the recipe passes the release build).
 
-use pgsurge::state::Phase;
+use pgsurge::model::Phase;
 use pgsurge_tests::agent::*;
 use pgsurge_tests::haproxy::{BackendSpec, HaproxyNode, StaticServer};
 use pgsurge_tests::pg::Scratch;

@@ -10,7 +10,7 @@ use pgsurge::balancer::drain::{drain_and_remove, DrainOptions};
 use pgsurge::balancer::fanout::FanOut;
 use pgsurge::balancer::{AdminState, DesiredSet, ServerSpec};
 use pgsurge::config::Config;
-use pgsurge::state::Phase;
+use pgsurge::model::Phase;
 use pgsurge_tests::agent::*;
 use pgsurge_tests::haproxy::{BackendSpec, HaproxyNode};
 use pgsurge_tests::pg::{Pg, Scratch};

@@ -2,7 +2,7 @@
 //! provider) never connect to it; a verified replica is recorded `serving` only once
 //! the node's agent reports it ready, and `pgsurge status` shows the agent's view.
 
-use pgsurge::state::{Phase, Role};
+use pgsurge::model::{Phase, Role};
 use pgsurge_tests::agent::{managed_in, ready_in};
 use pgsurge_tests::cluster::{E2e, CLUSTER};
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! `pgbench -S -C`: the agent notices the new process and restores the managed servers
 //! within 2 intervals, and no read fails. The state is on the real Ceph RGW.
 
-use pgsurge::state::Phase;
+use pgsurge::model::Phase;
 use pgsurge_tests::agent::*;
 use pgsurge_tests::haproxy::{BackendSpec, HaproxyNode};
 use pgsurge_tests::pg::{Pg, Scratch};

@@ -4,7 +4,7 @@
 //! health, and follows the state again when the store returns. Before any document
 //! exists, and with a document of another cluster, it changes nothing.
 
-use pgsurge::state::{ClusterState, Phase};
+use pgsurge::model::{ClusterState, Phase};
 use pgsurge_tests::agent::*;
 use pgsurge_tests::haproxy::{BackendSpec, HaproxyNode};
 use pgsurge_tests::pg::{Pg, Scratch};

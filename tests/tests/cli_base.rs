@@ -5,10 +5,9 @@
 //! nothing.
 
 use pgsurge::cloud::local::LocalCloud;
-use pgsurge::cloud::{
-    resource_name, Cloud, Filter, Metadata, META_CLUSTER, META_REPLICA, META_ROLE,
-};
+use pgsurge::cloud::{Cloud, Filter, Metadata, META_CLUSTER, META_REPLICA, META_ROLE};
 use pgsurge::config::Config;
+use pgsurge::model::resource_name;
 use pgsurge_tests::pg::{Pg, Scratch};
 use pgsurge_tests::workspace_root;
 use serde_json::Value;

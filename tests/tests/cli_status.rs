@@ -7,7 +7,9 @@
 //! - reconcile repairs both: agree again, seed + 1.
 //! - A bad configuration, a corrupt state: exit 1 with a message naming the culprit.
 
-use pgsurge::cloud::{resource_name, Cloud};
+use pgsurge::cloud::Cloud;
+
+use pgsurge::model::resource_name;
 use pgsurge_tests::cluster::{E2e, CLUSTER};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -240,7 +242,7 @@ fn a_deleting_replica_whose_postgres_was_stopped_is_finished_or_reported_stuck()
         .state()
         .replicas
         .into_iter()
-        .find(|r| r.phase == pgsurge::state::Phase::Deleting)
+        .find(|r| r.phase == pgsurge::model::Phase::Deleting)
         .expect("the replica being deleted when the kill came");
     let server_id = victim.server_id.clone().unwrap();
     let server = env.rt.block_on(env.cloud.get_server(&server_id)).unwrap();
@@ -255,7 +257,7 @@ fn a_deleting_replica_whose_postgres_was_stopped_is_finished_or_reported_stuck()
     assert_eq!(proof.server_id, server_id);
 
     // 1. Never proven: every run refuses, as before; status says so, exit 3.
-    let forget_proof = |s: &mut pgsurge::state::ClusterState| {
+    let forget_proof = |s: &mut pgsurge::model::ClusterState| {
         let r = s.replicas.iter_mut().find(|r| r.id == victim.id).unwrap();
         r.set_delete_proof(None);
     };

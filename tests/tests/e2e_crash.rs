@@ -9,11 +9,11 @@
 //! cycle. Leases are 2 s here so a killed holder's work is taken over quickly.
 //! The function binaries need the `failpoints` feature: `cargo build --workspace --bins`.
 
-use pgsurge::cloud::{
-    resource_name, Cloud, Filter, Metadata, META_CLUSTER, META_REPLICA, META_ROLE,
-};
+use pgsurge::cloud::{Cloud, Filter, Metadata, META_CLUSTER, META_REPLICA, META_ROLE};
+
 use pgsurge::failpoint::ALL;
-use pgsurge::state::Role;
+use pgsurge::model::resource_name;
+use pgsurge::model::Role;
 use pgsurge_tests::cluster::{E2e, CLUSTER};
 use serde_json::{json, Value};
 use std::collections::VecDeque;

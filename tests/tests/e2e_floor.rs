@@ -9,8 +9,8 @@
 //! - an alarm's `flavor` parameter reaches the server the cloud makes (the local provider
 //!   records it; it has no sizes to apply).
 
-use pgsurge::cloud::resource_name;
-use pgsurge::state::{Phase, Role};
+use pgsurge::model::resource_name;
+use pgsurge::model::{Phase, Role};
 use pgsurge_tests::cluster::{replica_port, E2e, CLUSTER};
 use serde_json::{json, Value};
 

@@ -13,8 +13,10 @@
 //!
 //! The crash matrix (every failpoint) is in `e2e_crash.rs`.
 
-use pgsurge::cloud::{resource_name, Cloud};
-use pgsurge::state::{Phase, Role};
+use pgsurge::cloud::Cloud;
+
+use pgsurge::model::resource_name;
+use pgsurge::model::{Phase, Role};
 use pgsurge_tests::cluster::{managed_servers, replica_port, E2e, CLUSTER};
 use pgsurge_tests::{free_port, wait_http_ok};
 use serde_json::{json, Value};
@@ -261,7 +263,7 @@ fn vanished_servers_leave_haproxy_and_a_primary_is_never_removed() {
     //    seed as a surge replica. A scale-down picks both and must delete neither.
     let port = replica_port(&promoted);
     pgsurge_tests::pg::psql_at(port, "postgres", "select pg_promote(true, 60)");
-    let mislabelled = pgsurge::state::Replica {
+    let mislabelled = pgsurge::model::Replica {
         id: "mislabelled".into(),
         role: Role::Surge,
         phase: Phase::Serving,
@@ -274,6 +276,7 @@ fn vanished_servers_leave_haproxy_and_a_primary_is_never_removed() {
         )),
         created_at: time::OffsetDateTime::now_utc(),
         op_id: None,
+        since: Default::default(),
         extra: Default::default(),
     };
     env.edit_state(|s| s.replicas.push(mislabelled.clone()));
@@ -393,8 +396,8 @@ fn labels(role: &str, replica: &str) -> pgsurge::cloud::Metadata {
 }
 
 /// A replica record the way a bad edit or a bug could leave one.
-fn record(id: &str, role: Role, phase: Phase) -> pgsurge::state::Replica {
-    pgsurge::state::Replica {
+fn record(id: &str, role: Role, phase: Phase) -> pgsurge::model::Replica {
+    pgsurge::model::Replica {
         id: id.into(),
         role,
         phase,
@@ -404,6 +407,7 @@ fn record(id: &str, role: Role, phase: Phase) -> pgsurge::state::Replica {
         address: None,
         created_at: time::OffsetDateTime::now_utc() - time::Duration::hours(2),
         op_id: None,
+        since: Default::default(),
         extra: Default::default(),
     }
 }

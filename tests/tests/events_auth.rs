@@ -2,7 +2,7 @@
 //! and replay window, tokens, oversize and malformed bodies, per-alarm parameter limits.
 //! Every rejection is a precise error.
 
-use pgsurge::config::AuthConfig;
+use pgsurge::events::AuthConfig;
 use pgsurge::events::{
     hmac_signature, Event, EventError, ParamLimits, Receiver, SmnFetcher, Webhook,
 };

@@ -8,8 +8,8 @@
 //! (so the fuzzer reaches deep into each format, not just the JSON decoder).
 
 use pgsurge::events::{parse, x509, Webhook};
+use pgsurge::model::ClusterState;
 use pgsurge::policy::Cron;
-use pgsurge::state::ClusterState;
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -189,7 +189,7 @@ static CERT_DER: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
 // authorised) invocation of the same body gives. Size and JSON checks come first.
 // ---------------------------------------------------------------------------------------
 
-use pgsurge::config::AuthConfig;
+use pgsurge::events::AuthConfig;
 use pgsurge::events::{
     hmac_signature, Authenticated, EventError, ParamLimits, Receiver, SmnConfig, SmnFetcher,
 };

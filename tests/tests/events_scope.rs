@@ -4,7 +4,7 @@
 //! ignored with the reason, one for this cluster is accepted, and one that names none
 //! is ignored unless `cluster.require_label = false`.
 
-use pgsurge::config::AuthConfig;
+use pgsurge::events::AuthConfig;
 use pgsurge::events::{ClusterScope, Event, EventError, ParamLimits, Receiver, Webhook};
 use pgsurge_tests::invoke_cli;
 use serde_json::{json, Value};

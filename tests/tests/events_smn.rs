@@ -5,7 +5,9 @@
 //! memory here, loopback only), and once for real over HTTPS from `openssl s_server`
 //! with a private CA.
 
-use pgsurge::config::{AuthConfig, Config};
+use pgsurge::events::AuthConfig;
+
+use pgsurge::config::Config;
 use pgsurge::events::{
     Authenticated, Confirmation, Event, EventError, HttpsFetcher, ParamLimits, Receiver, SmnConfig,
     SmnFetcher, Webhook,
@@ -654,9 +656,9 @@ fn signature_verification_needs_allow_listed_topics_and_the_token_when_required(
     load("").unwrap();
 }
 
-/// One receiver per warm process: the handlers take it from `ops::receiver`, so the
-/// certificate cache survives across invocations. Counted through the handler layer
-/// with a fetcher that records every fetch.
+/// One receiver per warm process: the composition root builds it once into the `App`
+/// the handlers capture, so the certificate cache survives across invocations. Counted
+/// through the handler layer with a fetcher that records every fetch.
 #[tokio::test]
 async fn the_certificate_cache_hits_across_invocations_of_a_warm_process() {
     use pgsurge::runtime::{Context, Host, LambdaEvent};
@@ -664,16 +666,9 @@ async fn the_certificate_cache_hits_across_invocations_of_a_warm_process() {
     let smn = ca.issue("rsa", SMN_HOST, &[SMN_HOST]);
     let mut config = Config::default();
     config.auth.smn = smn_config(&ca);
-    let config = Arc::new(config);
-    // The process builds the receiver once; the same one comes back.
-    let first = pgsurge::ops::receiver(&config).unwrap();
-    assert!(Arc::ptr_eq(
-        &first,
-        &pgsurge::ops::receiver(&config).unwrap()
-    ));
-    // Swap in one whose fetcher counts (the real one would need the network).
+    // A receiver whose fetcher counts (the real one would need the network).
     let (r, served) = receiver(config.auth.smn.clone(), &smn.cert_pem);
-    pgsurge::ops::use_receiver(&config, Arc::new(r));
+    let app = Arc::new(pgsurge::app::App::with_receiver(config, Arc::new(r)));
     for i in 0..3 {
         let now = OffsetDateTime::now_utc();
         let m = notification(&smn, now, CERT_URL, TOPIC);
@@ -685,7 +680,7 @@ async fn the_certificate_cache_hits_across_invocations_of_a_warm_process() {
         );
         // Authenticated (a refusal would be an Err); what the function then decides
         // does not matter here.
-        pgsurge::handlers::scale_up(config.clone(), LambdaEvent::new(via_http(&m), ctx))
+        pgsurge::handlers::scale_up(app.clone(), LambdaEvent::new(via_http(&m), ctx))
             .await
             .unwrap();
     }

@@ -12,14 +12,16 @@
 use futures::future::join_all;
 use pgsurge::cloud::local::clone::Method;
 use pgsurge::cloud::local::pool::Consistency;
+use pgsurge::cloud::local::CloneMode;
 use pgsurge::cloud::local::LocalCloud;
+use pgsurge::cloud::local::LocalConfig;
 use pgsurge::cloud::{
-    ensure_server, ensure_snapshot, ensure_volume, resource_name, Cloud, CloudError, Endpoint,
-    Filter, Metadata, ServerRequest, SnapshotRequest, Status, VolumeRequest, META_CLUSTER,
-    META_REPLICA, META_ROLE,
+    ensure_server, ensure_snapshot, ensure_volume, Cloud, CloudError, Filter, Metadata,
+    ServerRequest, SnapshotRequest, Status, VolumeRequest, META_CLUSTER, META_REPLICA, META_ROLE,
 };
-use pgsurge::config::{CloneMode, LocalConfig, PostgresConfig};
+use pgsurge::model::{resource_name, Endpoint};
 use pgsurge::postgres::bootstrap::UserData;
+use pgsurge::postgres::PostgresConfig;
 use pgsurge::postgres::{self, Condition, LagBounds, PgClient, Verdict};
 use pgsurge::secret::Secret;
 use pgsurge_tests::pg::{self, processes_in, psql_at, Pg, Scratch};

@@ -7,23 +7,25 @@
 //! and error paths. Each test uses its own cluster name, so they run in parallel and
 //! every listing they assert on sees only their own resources.
 
-use pgsurge::cloud::openstack::designate::DnsZoneType;
 use pgsurge::cloud::openstack::request::{Request, ServiceType};
+use pgsurge::cloud::openstack::DnsZoneType;
+use pgsurge::cloud::openstack::OpenStackConfig;
 use pgsurge::cloud::openstack::{OpenStack, Source};
-use pgsurge::cloud::Endpoint;
 use pgsurge::cloud::{
-    ensure_server, ensure_snapshot, ensure_volume, resource_name, wait_ready, wait_server_ready,
-    Cloud, CloudError, Filter, Metadata, Server, ServerRequest, Snapshot, SnapshotRequest, Status,
-    Volume, VolumeRequest, META_CLUSTER, META_OP, META_REPLICA, META_ROLE,
+    ensure_server, ensure_snapshot, ensure_volume, wait_ready, wait_server_ready, Cloud,
+    CloudError, Filter, Metadata, Server, ServerRequest, Snapshot, SnapshotRequest, Status, Volume,
+    VolumeRequest, META_CLUSTER, META_OP, META_REPLICA, META_ROLE,
 };
-use pgsurge::config::OpenStackConfig;
 use pgsurge::events::{validate_params, Event};
+use pgsurge::model::resource_name;
+use pgsurge::model::Endpoint;
+use pgsurge::model::{Phase, Replica, Role};
 use pgsurge::ops::Ports;
 use pgsurge::policy::PolicyConfig;
 use pgsurge::postgres::{LagBounds, PgError, Postgres, PrimaryStatus, ReplicaStatus};
 use pgsurge::runtime::Credentials;
 use pgsurge::secret::Secret;
-use pgsurge::state::{MemoryStore, Phase, Replica, Role, StateRepo};
+use pgsurge::state::{MemoryStore, StateRepo};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -1240,6 +1242,7 @@ async fn a_scale_up_boots_the_alarms_flavor_in_the_clones_zone() {
                 address: Some("10.99.0.5:5432".into()),
                 created_at: now,
                 op_id: None,
+                since: Default::default(),
                 extra: Default::default(),
             });
             Ok(())
@@ -1950,7 +1953,7 @@ async fn a_base_added_on_openstack_is_what_scale_up_snapshots() {
         nodes: Vec::new(),
         state: StateRepo::new(std::sync::Arc::new(MemoryStore::new()), cluster, 5),
         pg: std::sync::Arc::new(pgsurge::postgres::PgClient::new(
-            &pgsurge::config::PostgresConfig {
+            &pgsurge::postgres::PostgresConfig {
                 primary_port: primary.port,
                 replication_user: "postgres".into(),
                 sslmode: "disable".into(),

@@ -3,9 +3,11 @@
 //! pgsurge's readiness client and advisory lock connect with each `sslmode`; a replica
 //! bootstrapped by `infra/image/bootstrap-replica.sh` streams over verified TLS.
 
-use pgsurge::cloud::Endpoint;
-use pgsurge::config::{Config, PostgresConfig};
+use pgsurge::config::Config;
+
+use pgsurge::model::Endpoint;
 use pgsurge::postgres::bootstrap::UserData;
+use pgsurge::postgres::PostgresConfig;
 use pgsurge::postgres::{PgClient, Postgres};
 use pgsurge::secret::Secret;
 use pgsurge::state::{PgAdvisoryLock, WriterLock};

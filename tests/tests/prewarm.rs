@@ -4,7 +4,7 @@
 //! replica itself: `pg_buffercache` holds (nearly) every block of the relation, which a
 //! freshly booted standby that only replayed WAL does not.
 
-use pgsurge::state::Phase;
+use pgsurge::model::Phase;
 use pgsurge_tests::cluster::{replica_port, E2e, CLUSTER};
 use pgsurge_tests::pg::psql_at;
 use serde_json::{json, Value};

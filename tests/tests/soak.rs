@@ -17,10 +17,10 @@
 //! `SOAK_BOUND_SECS` (per round, default 90). A summary table is printed at the end,
 //! then the test fails on any leak, duplicate, non-converged round or failed read.
 
-use pgsurge::cloud::{
-    resource_name, Cloud, Filter, Metadata, META_CLUSTER, META_REPLICA, META_ROLE,
-};
-use pgsurge::state::{Phase, Role};
+use pgsurge::cloud::{Cloud, Filter, Metadata, META_CLUSTER, META_REPLICA, META_ROLE};
+
+use pgsurge::model::resource_name;
+use pgsurge::model::{Phase, Role};
 use pgsurge_tests::cluster::{replica_port, E2e, CLUSTER};
 use pgsurge_tests::{command, free_port, wait_http_ok, Proc};
 use serde_json::{json, Value};

@@ -1,11 +1,11 @@
 //! `reconcile`: see `pgsurge::handlers::reconcile`. This binary only wires it to a host.
 
-use pgsurge::{handlers, runtime};
+use pgsurge::{app, handlers, runtime};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    runtime::start("reconcile", |config| {
-        runtime::service_fn(move |event| handlers::reconcile(config.clone(), event))
+    app::main("reconcile", |app| {
+        runtime::service_fn(move |event| handlers::reconcile(app.clone(), event))
     })
     .await
 }

@@ -1,11 +1,11 @@
 //! `scale-down`: see `pgsurge::handlers::scale_down`. This binary only wires it to a host.
 
-use pgsurge::{handlers, runtime};
+use pgsurge::{app, handlers, runtime};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    runtime::start("scale-down", |config| {
-        runtime::service_fn(move |event| handlers::scale_down(config.clone(), event))
+    app::main("scale-down", |app| {
+        runtime::service_fn(move |event| handlers::scale_down(app.clone(), event))
     })
     .await
 }

@@ -1,6 +1,6 @@
 //! `[agent]`: the pull-mode agent beside one HAProxy node (`pgsurge-agent`).
 
-use crate::config::ConfigError;
+use crate::check::{in_range, invalid, Checked};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -31,34 +31,18 @@ impl Default for AgentConfig {
     }
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Key {
-        key: key.to_string(),
-        message: message.into(),
+impl AgentConfig {
+    /// The checks that hold whether or not this process is an agent (keys relative to `[agent]`).
+    pub fn validate(&self) -> Checked {
+        in_range("interval_ms", self.interval_ms, 100..=60_000)?;
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "listen",
+                format!("{:?} is not an ip:port address", self.listen),
+            ));
+        }
+        in_range("status_every_secs", self.status_every_secs, 1..=3600)
     }
-}
-
-/// The checks that hold whether or not this process is an agent.
-pub fn validate_agent(a: &AgentConfig) -> Result<(), ConfigError> {
-    if !(100..=60_000).contains(&a.interval_ms) {
-        return Err(invalid(
-            "agent.interval_ms",
-            format!("{} is outside 100..=60000", a.interval_ms),
-        ));
-    }
-    if a.listen.parse::<std::net::SocketAddr>().is_err() {
-        return Err(invalid(
-            "agent.listen",
-            format!("{:?} is not an ip:port address", a.listen),
-        ));
-    }
-    if !(1..=3600).contains(&a.status_every_secs) {
-        return Err(invalid(
-            "agent.status_every_secs",
-            format!("{} is outside 1..=3600", a.status_every_secs),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -67,7 +51,7 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_bad_values_name_their_key() {
-        validate_agent(&AgentConfig::default()).unwrap();
+        AgentConfig::default().validate().unwrap();
         let d = AgentConfig::default;
         for (cfg, key) in [
             (
@@ -92,7 +76,7 @@ mod tests {
                 "agent.status_every_secs",
             ),
         ] {
-            let e = validate_agent(&cfg).unwrap_err().to_string();
+            let e = cfg.validate().unwrap_err().within("agent").to_string();
             assert!(e.contains(key), "{e}");
         }
     }

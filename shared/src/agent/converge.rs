@@ -13,8 +13,8 @@
 //!   draining server takes no new sessions, so putting it back could only undo that).
 
 use crate::balancer::{self, drain, Action, AdminState, DesiredSet, ServerStatus};
-use crate::cloud::resource_name;
-use crate::state::{ClusterState, Role};
+use crate::model::resource_name;
+use crate::model::{ClusterState, Role};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -44,7 +44,7 @@ pub fn in_flight(state: &ClusterState, cluster: &str) -> BTreeSet<String> {
         .replicas
         .iter()
         .filter(|r| r.role == Role::Surge)
-        .filter(|r| r.phase.is_pending() || matches!(r.phase, crate::state::Phase::Other(_)))
+        .filter(|r| r.phase.is_pending() || matches!(r.phase, crate::model::Phase::Other(_)))
         .map(|r| resource_name(cluster, &r.id))
         .collect()
 }
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn pending_replicas_are_in_flight() {
-        use crate::state::{Phase, Replica};
+        use crate::model::{Phase, Replica};
         let mut s = ClusterState::new("c");
         let r = |id: &str, role, phase| Replica {
             id: id.into(),
@@ -297,6 +297,7 @@ mod tests {
             address: None,
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             op_id: None,
+            since: Default::default(),
             extra: Default::default(),
         };
         s.replicas = vec![

@@ -8,8 +8,8 @@
 
 use super::status;
 use crate::balancer::AdminState;
+use crate::model::Replica;
 use crate::ops::{OpsError, Ports};
-use crate::state::Replica;
 use time::OffsetDateTime;
 
 /// The replica's `extra` key: when instance-ready asked the agents to register it.

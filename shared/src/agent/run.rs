@@ -9,8 +9,9 @@ use super::reload::{self, Process};
 use super::status::{NodeStatus, StatusWriter};
 use super::AgentError;
 use crate::balancer::runtime_api::{RuntimeApi, SocketAddr};
+use crate::balancer::HaproxyConfig;
 use crate::balancer::{Action, Balancer};
-use crate::config::{Config, HaproxyConfig};
+use crate::config::Config;
 use crate::ops::desired::desired_set;
 use crate::state::{Fetched, StateRepo, Versioned};
 use std::collections::BTreeMap;
@@ -343,10 +344,7 @@ impl Agent {
             Ok(Err(e @ crate::state::StateError::WrongCluster { .. })) => {
                 Err(("other_cluster", e.to_string()))
             }
-            Ok(Err(
-                e @ (crate::state::StateError::Corrupt { .. }
-                | crate::state::StateError::TooNew { .. }),
-            )) => Err(("invalid", e.to_string())),
+            Ok(Err(e @ crate::state::StateError::Document(_))) => Err(("invalid", e.to_string())),
             Ok(Err(e)) => Err(("unreachable", e.to_string())),
         }
     }

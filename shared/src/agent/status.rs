@@ -69,9 +69,11 @@ pub async fn read(
     };
     serde_json::from_slice(&stored.bytes)
         .map(Some)
-        .map_err(|e| StateError::Corrupt {
-            key,
-            message: e.to_string(),
+        .map_err(|e| {
+            StateError::Document(crate::model::DocumentError::Corrupt {
+                key,
+                message: e.to_string(),
+            })
         })
 }
 

@@ -31,7 +31,7 @@ impl Default for DrainOptions {
 
 impl DrainOptions {
     /// `haproxy.drain_deadline_secs`, polling twice a second.
-    pub fn from_config(cfg: &crate::config::HaproxyConfig) -> Self {
+    pub fn from_config(cfg: &crate::balancer::HaproxyConfig) -> Self {
         DrainOptions {
             deadline: Duration::from_secs(cfg.drain_deadline_secs),
             poll: Duration::from_millis(500),

@@ -19,7 +19,7 @@
 use super::dataplane::{ApiVersion, DataPlane, DataPlaneConfig};
 use super::runtime_api::{RuntimeApi, SocketAddr};
 use super::{AdminState, Balancer, BalancerError, DesiredSet, Result, ServerSpec, ServerStatus};
-use crate::config::HaproxyConfig;
+use crate::balancer::HaproxyConfig;
 use futures::future::join_all;
 use serde::Serialize;
 use std::collections::BTreeSet;

@@ -17,6 +17,8 @@
 //! the I/O, so they are unit-tested without HAProxy; the adapters are tested against a
 //! real HAProxy 2.6 (runtime API) and the official Data Plane API specs (contract tests).
 
+mod config;
+pub use config::{HaproxyConfig, HaproxyNodeConfig};
 pub mod dataplane;
 pub mod drain;
 pub mod fanout;
@@ -98,12 +100,7 @@ pub struct ServerSpec {
 
 impl ServerSpec {
     /// A replica's server with the configured defaults (weight, check, slowstart).
-    pub fn from_config(
-        cfg: &crate::config::HaproxyConfig,
-        name: &str,
-        address: &str,
-        port: u16,
-    ) -> ServerSpec {
+    pub fn from_config(cfg: &HaproxyConfig, name: &str, address: &str, port: u16) -> ServerSpec {
         ServerSpec {
             name: name.to_string(),
             address: address.to_string(),
@@ -275,9 +272,9 @@ pub struct DesiredSet {
 
 impl DesiredSet {
     /// The desired set of one cluster: it manages the servers named
-    /// `pgsurge-<cluster>-*` (see [`crate::cloud::resource_name`]).
+    /// `pgsurge-<cluster>-*` (see [`crate::model::resource_name`]).
     pub fn for_cluster(cluster: &str) -> Self {
-        DesiredSet::new(crate::cloud::resource_name(cluster, ""))
+        DesiredSet::new(crate::model::resource_name(cluster, ""))
     }
 
     pub fn new(managed_prefix: impl Into<String>) -> Self {

@@ -6,15 +6,18 @@
 //!
 //! ## Idempotency
 //!
-//! Every resource pgsurge creates has a deterministic name ([`resource_name`]) and
+//! Every resource pgsurge creates has a deterministic name ([`resource_name`](crate::model::resource_name)) and
 //! metadata ([`META_CLUSTER`], [`META_ROLE`], [`META_REPLICA`], [`META_OP`]). The `ensure_*`
 //! helpers look for an existing resource with that name and our metadata and adopt it
 //! before creating, so a function killed after a create call and run again converges
 //! instead of duplicating. Deletes are idempotent: deleting what is gone is success.
 
+mod config;
+pub use config::{CloudConfig, CloudProvider};
 pub mod local;
 pub mod openstack;
 
+use crate::model::Endpoint;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,11 +33,6 @@ pub const META_REPLICA: &str = "pgsurge_replica";
 pub const META_OP: &str = "pgsurge_op";
 
 pub type Metadata = BTreeMap<String, String>;
-
-/// `pgsurge-<cluster>-<suffix>`: the name of every resource pgsurge creates.
-pub fn resource_name(cluster: &str, suffix: &str) -> String {
-    format!("pgsurge-{cluster}-{suffix}")
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CloudError {
@@ -97,13 +95,6 @@ pub struct Volume {
     pub az: Option<String>,
     pub snapshot_id: Option<String>,
     pub metadata: Metadata,
-}
-
-/// Where a server's PostgreSQL listens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,7 +200,7 @@ pub trait Cloud: Send + Sync {
     }
 
     /// Remove what [`Cloud::publish_server`] made, by the server's deterministic name
-    /// ([`resource_name`]), whether or not the server still exists: for a server that
+    /// ([`resource_name`](crate::model::resource_name)), whether or not the server still exists: for a server that
     /// vanished behind our back. Idempotent: nothing to remove is success.
     async fn unpublish_server(&self, _name: &str) -> Result<()> {
         Ok(())

@@ -25,7 +25,7 @@
 //! opted out explicitly (`auth.allow_unauthenticated`).
 
 use super::{EventError, Webhook};
-use crate::config::AuthConfig;
+use crate::events::AuthConfig;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -184,6 +184,24 @@ fn percent_decode(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Authenticate an HTTP request before its body is parsed, where the verdict of
+/// [`super::Receiver`] is already certain: a request that presents a secret, or any
+/// request when SMN signatures are off, is judged by the secret alone. A request with no
+/// secret may be an SMN message, signed inside its JSON body: it passes here, and only
+/// the Receiver can judge it, after parsing. An HMAC signature covers the body, so a
+/// request that carries one is judged once the body has arrived ([`signs_body`]).
+pub fn preauthenticate(w: &Webhook, cfg: &AuthConfig) -> Result<(), EventError> {
+    if !presents_secret(w, cfg) && cfg.smn.verify_signature {
+        return Ok(());
+    }
+    authenticate(w, cfg)
+}
+
+/// Whether the request carries an HMAC signature, which only its body can verify.
+pub fn signs_body(w: &Webhook, cfg: &AuthConfig) -> bool {
+    w.header(&cfg.signature_header).is_some()
 }
 
 /// Whether the request presents any shared secret this configuration knows of (the

@@ -12,6 +12,8 @@
 //! parsing, and validation of per-alarm parameters against the configured limits
 //! ([`params`]). A rejected event is a precise error and changes nothing.
 
+mod config;
+pub use config::{AuthConfig, ClusterConfig};
 mod alertmanager;
 mod aodh;
 pub mod auth;
@@ -25,10 +27,12 @@ pub mod smn_verify;
 pub mod x509;
 
 pub use auth::{authenticate, authenticate_at, hmac_signature};
-pub use params::{validate_params, ParamLimits};
+pub use params::validate_params;
 pub use receive::{Authenticated, Confirmation, Receiver};
 pub use scope::{ClusterScope, Scoped};
 pub use smn_verify::{HttpsFetcher, SmnConfig, SmnFetcher, SmnVerifier};
+// The normalised alarm is part of the shared model (policy decides on it); events makes it.
+pub use crate::model::{Alarm, AlarmParams, AlarmState, Direction, ParamLimits, Source};
 
 use base64::Engine;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -66,21 +70,6 @@ pub enum EventError {
     /// and what to use instead.
     #[error("unsupported event: {0}")]
     Unsupported(String),
-}
-
-impl From<EventError> for crate::runtime::FunctionError {
-    fn from(e: EventError) -> Self {
-        use crate::runtime::{ErrorKind, FunctionError};
-        let kind = match e {
-            EventError::Unauthenticated(_)
-            | EventError::StaleTimestamp { .. }
-            | EventError::BadSignature(_) => ErrorKind::Unauthorized,
-            EventError::TooLarge { .. } => ErrorKind::PayloadTooLarge,
-            EventError::Unavailable(_) => ErrorKind::Unavailable,
-            _ => ErrorKind::BadRequest,
-        };
-        FunctionError::new(kind, e.to_string())
-    }
 }
 
 /// The raw webhook as the function received it: headers (lower-cased), query
@@ -185,84 +174,6 @@ impl<'de> Deserialize<'de> for Webhook {
             via_http: true,
         })
     }
-}
-
-/// Where an event came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Source {
-    Alertmanager,
-    Aodh,
-    CloudEye,
-    Generic,
-}
-
-/// Whether the alarm condition holds now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlarmState {
-    Firing,
-    Resolved,
-}
-
-/// Optional per-alarm parameters (from labels, annotations or the alarm description).
-/// Validated against configured limits by the policy, not here.
-///
-/// Unknown keys are refused when deserialised (the generic form's `params`): a typo such
-/// as `replica` must not silently scale by the default.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlarmParams {
-    /// Add (or remove) exactly this many replicas.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<u32>,
-    /// Grow the serving count by this factor (2 = x2).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub multiplier: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub flavor: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub az: Option<String>,
-    /// Explicit direction, when the alarm says which way to scale.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub action: Option<Direction>,
-    /// The pgsurge cluster (`cluster.name`) the alarm is for. One Alertmanager or SMN
-    /// topic commonly serves many clusters: an alarm for another one is ignored, and
-    /// one that names none only counts with `cluster.require_label = false`
-    /// ([`ClusterScope`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Direction {
-    ScaleUp,
-    ScaleDown,
-}
-
-/// One alarm, normalised.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Alarm {
-    pub source: Source,
-    /// Stable id of this alarm *occurrence* (dedup key for retries and duplicates).
-    pub id: String,
-    pub name: String,
-    pub state: AlarmState,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metric: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<f64>,
-    /// Dimensions / labels identifying what the alarm is about.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub resource: BTreeMap<String, String>,
-    /// When the alarm changed state, RFC 3339, as the source reported it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub at: Option<String>,
-    #[serde(default)]
-    pub params: AlarmParams,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

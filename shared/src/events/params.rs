@@ -7,31 +7,7 @@
 //! size a scale-up; these limits bound what they can ask for. A violation is a precise
 //! error and the event changes nothing.
 
-use super::{Alarm, AlarmParams, EventError};
-
-/// What alarm parameters may ask for (from `[policy]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParamLimits {
-    pub max_step: u32,
-    pub max_multiplier: u32,
-    /// Exactly these (empty: none). Built by [`crate::policy::PolicyConfig::limits`] from
-    /// `policy.allowed_flavors` plus the provider's configured flavor: an alarm must not
-    /// pick a server size the operator never named.
-    pub allowed_flavors: Vec<String>,
-    /// Empty: any availability zone.
-    pub allowed_azs: Vec<String>,
-}
-
-impl Default for ParamLimits {
-    fn default() -> Self {
-        ParamLimits {
-            max_step: 10,
-            max_multiplier: 3,
-            allowed_flavors: Vec::new(),
-            allowed_azs: Vec::new(),
-        }
-    }
-}
+use super::{Alarm, AlarmParams, EventError, ParamLimits};
 
 /// Check one alarm's parameters.
 pub fn validate_params(alarm: &Alarm, limits: &ParamLimits) -> Result<(), EventError> {

@@ -5,7 +5,7 @@ use super::{
     auth, params, parse_value, smn, ClusterScope, Event, EventError, ParamLimits,
     SubscriptionConfirmation, Webhook,
 };
-use crate::config::AuthConfig;
+use crate::events::AuthConfig;
 use std::sync::Arc;
 use time::OffsetDateTime;
 

@@ -14,7 +14,7 @@
 //! for alarms out of scope (another cluster's limits are not ours to enforce).
 
 use super::{Alarm, Event, InstanceEvent};
-use crate::config::ClusterConfig;
+use crate::events::ClusterConfig;
 
 /// This cluster, as alarms must name it.
 #[derive(Debug, Clone, PartialEq, Eq)]

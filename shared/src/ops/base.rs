@@ -20,8 +20,9 @@
 use super::desired::split_address;
 use super::Ports;
 use crate::cloud::{CloudError, Metadata, Status, META_CLUSTER, META_REPLICA, META_ROLE};
+use crate::model::{ClusterState, Phase, Replica, Role};
 use crate::postgres::PgError;
-use crate::state::{ClusterState, Phase, Replica, Role, StateError, UpdateError};
+use crate::state::{StateError, UpdateError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
@@ -118,6 +119,7 @@ impl BaseReplica {
             address: Some(self.address.clone()),
             created_at: now,
             op_id: None,
+            since: Default::default(),
             extra: BTreeMap::new(),
         }
     }
@@ -250,7 +252,7 @@ pub async fn add_base(
     };
 
     let (host, port) = split_address(&b.address).expect("validated");
-    let endpoint = crate::cloud::Endpoint { host, port };
+    let endpoint = crate::model::Endpoint { host, port };
     let primary = ports.pg.primary_status().await?;
     let replica = ports.pg.replica_status(&endpoint).await?;
     if !replica.in_recovery {

@@ -1,6 +1,6 @@
 //! `[ops]`: the orchestration's waits and housekeeping.
 
-use crate::config::ConfigError;
+use crate::check::{at_least, at_most, in_range, invalid, Checked};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,47 +47,24 @@ impl Default for OpsConfig {
     }
 }
 
-pub fn validate_ops(o: &OpsConfig) -> Result<(), ConfigError> {
-    let bad = |key: &str, message: String| ConfigError::Key {
-        key: key.to_string(),
-        message,
-    };
-    if o.snapshot_keep == 0 {
-        return Err(bad("ops.snapshot_keep", "must be at least 1".into()));
+impl OpsConfig {
+    /// Checks for `[ops]` that types alone cannot express (keys relative to it).
+    pub fn validate(&self) -> Checked {
+        at_least("snapshot_keep", self.snapshot_keep, 1)?;
+        in_range("resource_wait_secs", self.resource_wait_secs, 1..=3600)?;
+        at_most("ready_wait_secs", self.ready_wait_secs, 900, "900")?;
+        at_least("creating_deadline_secs", self.creating_deadline_secs, 60)?;
+        in_range("lease_secs", self.lease_secs, 2..=600)?;
+        if self.snapshot_interval_secs > self.snapshot_max_age_secs {
+            return Err(invalid(
+                "snapshot_interval_secs",
+                format!(
+                    "{} is above ops.snapshot_max_age_secs ({}): a snapshot taken ahead would go \
+                     stale before the next one, and scale-up would take its own",
+                    self.snapshot_interval_secs, self.snapshot_max_age_secs
+                ),
+            ));
+        }
+        super::prewarm::validate_prewarm(&self.prewarm)
     }
-    if o.snapshot_interval_secs > o.snapshot_max_age_secs {
-        return Err(bad(
-            "ops.snapshot_interval_secs",
-            format!(
-                "{} is above ops.snapshot_max_age_secs ({}): a snapshot taken ahead would go \
-                 stale before the next one, and scale-up would take its own",
-                o.snapshot_interval_secs, o.snapshot_max_age_secs
-            ),
-        ));
-    }
-    if !(1..=3600).contains(&o.resource_wait_secs) {
-        return Err(bad(
-            "ops.resource_wait_secs",
-            format!("{} is outside 1..=3600", o.resource_wait_secs),
-        ));
-    }
-    if o.ready_wait_secs > 900 {
-        return Err(bad(
-            "ops.ready_wait_secs",
-            format!("{} is above 900", o.ready_wait_secs),
-        ));
-    }
-    if o.creating_deadline_secs < 60 {
-        return Err(bad(
-            "ops.creating_deadline_secs",
-            "must be at least 60".into(),
-        ));
-    }
-    if !(2..=600).contains(&o.lease_secs) {
-        return Err(bad(
-            "ops.lease_secs",
-            format!("{} is outside 2..=600", o.lease_secs),
-        ));
-    }
-    super::prewarm::validate_prewarm(&o.prewarm)
 }

@@ -2,8 +2,8 @@
 
 use super::{OpsError, Ports};
 use crate::events::{Alarm, Direction};
+use crate::model::ClusterState;
 use crate::policy::{self, Action, Decision, Trigger};
-use crate::state::ClusterState;
 use time::OffsetDateTime;
 
 /// Decide what `alarm` asks for, and record the decision together with whatever `plan`

@@ -4,10 +4,11 @@
 use super::lease::with_lease;
 use super::scale_down::{delete_replica_volume, forget};
 use super::{refused, OpsError, Ports, Report};
-use crate::cloud::{resource_name, CloudError};
+use crate::cloud::CloudError;
 use crate::events::InstanceEvent;
 use crate::failpoint;
-use crate::state::Role;
+use crate::model::resource_name;
+use crate::model::Role;
 use time::OffsetDateTime;
 
 pub async fn instance_deleted(

@@ -1,9 +1,9 @@
 //! What every HAProxy node should hold, derived from the state (pure).
 
+use crate::balancer::HaproxyConfig;
 use crate::balancer::{AdminState, DesiredSet, ServerSpec};
-use crate::cloud::resource_name;
-use crate::config::HaproxyConfig;
-use crate::state::{ClusterState, Phase, Role};
+use crate::model::resource_name;
+use crate::model::{ClusterState, Phase, Role};
 
 /// Serving surge replicas are `ready`, draining ones `drain`, and so are verified ones
 /// whose registration the agents were asked for; nothing else is in HAProxy.
@@ -51,7 +51,7 @@ pub(crate) fn split_address(a: &str) -> Option<(String, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Replica;
+    use crate::model::Replica;
 
     fn replica(id: &str, role: Role, phase: Phase) -> Replica {
         Replica {
@@ -64,6 +64,7 @@ mod tests {
             address: Some("10.0.0.7:5432".into()),
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             op_id: None,
+            since: Default::default(),
             extra: Default::default(),
         }
     }

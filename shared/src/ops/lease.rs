@@ -11,7 +11,7 @@
 //! timer) takes over — which is why leases are short and renewed rather than long.
 
 use super::{OpsError, Ports, Report};
-use crate::state::Lease;
+use crate::model::Lease;
 use std::future::Future;
 use std::time::Duration;
 use time::OffsetDateTime;

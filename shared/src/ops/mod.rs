@@ -13,7 +13,6 @@
 //! and the next tick looks again.
 
 pub mod base;
-mod build;
 pub mod config;
 mod decide;
 mod deleted;
@@ -28,7 +27,6 @@ mod scheduled;
 mod snapshot_ahead;
 pub mod status;
 
-pub use build::{build, ports, receiver, use_receiver};
 pub use config::OpsConfig;
 pub use decide::op_id;
 pub use deleted::instance_deleted;
@@ -41,9 +39,10 @@ pub use scale_up::{scale_up, META_CREATED};
 use crate::balancer::fanout::FanOut;
 use crate::balancer::Balancer;
 use crate::cloud::{Cloud, CloudError};
+use crate::model::ClusterState;
 use crate::policy::PolicyConfig;
 use crate::postgres::{LagBounds, PgError, Postgres};
-use crate::state::{ClusterState, StateError, StateRepo, UpdateError};
+use crate::state::{StateError, StateRepo, UpdateError};
 use serde::Serialize;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -58,9 +57,9 @@ pub struct Ports {
     pub policy: PolicyConfig,
     pub ops: OpsConfig,
     pub lag: LagBounds,
-    pub haproxy: crate::config::HaproxyConfig,
+    pub haproxy: crate::balancer::HaproxyConfig,
     /// Bootstrap parameters for new servers (user data), without the replica name.
-    pub bootstrap: crate::config::PostgresConfig,
+    pub bootstrap: crate::postgres::PostgresConfig,
 }
 
 impl Ports {
@@ -82,7 +81,7 @@ pub enum OpsError {
     #[error(transparent)]
     Postgres(#[from] PgError),
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::check::ConfigError),
     #[error("refused: {0}")]
     Refused(String),
 }
@@ -99,20 +98,6 @@ impl<E: Into<OpsError>> From<UpdateError<E>> for OpsError {
 impl From<std::convert::Infallible> for OpsError {
     fn from(e: std::convert::Infallible) -> Self {
         match e {}
-    }
-}
-
-impl From<OpsError> for crate::runtime::FunctionError {
-    fn from(e: OpsError) -> Self {
-        use crate::runtime::{ErrorKind, FunctionError};
-        match e {
-            OpsError::State(s) => s.into(),
-            OpsError::Cloud(c) if c.is_retryable() => {
-                FunctionError::new(ErrorKind::Unavailable, c.to_string())
-            }
-            OpsError::Postgres(p) => FunctionError::new(ErrorKind::Unavailable, p.to_string()),
-            other => FunctionError::new(ErrorKind::Internal, other.to_string()),
-        }
     }
 }
 

@@ -8,8 +8,8 @@
 //! Nothing is recorded: loading pages twice is harmless, so a killed run needs no repair.
 
 use super::{phase_metric, Ports};
-use crate::cloud::Endpoint;
-use crate::config::ConfigError;
+use crate::check::{in_range, invalid, Checked};
+use crate::model::Endpoint;
 use crate::postgres::PrewarmTarget as Target;
 use serde::Deserialize;
 use std::time::Duration;
@@ -59,22 +59,19 @@ pub fn parse_target(s: &str) -> Option<Target> {
     }
 }
 
-pub fn validate_prewarm(p: &PrewarmConfig) -> Result<(), ConfigError> {
+pub fn validate_prewarm(p: &PrewarmConfig) -> Checked {
     for r in &p.relations {
         if parse_target(r).is_none() {
-            return Err(ConfigError::Key {
-                key: "ops.prewarm.relations".into(),
-                message: format!(
+            return Err(invalid(
+                "prewarm.relations",
+                format!(
                     "{r:?} is not db.relation or db.schema.relation (letters, digits, _ and -)"
                 ),
-            });
+            ));
         }
     }
-    if !p.relations.is_empty() && !(1..=600).contains(&p.budget_secs) {
-        return Err(ConfigError::Key {
-            key: "ops.prewarm.budget_secs".into(),
-            message: format!("{} is outside 1..=600", p.budget_secs),
-        });
+    if !p.relations.is_empty() {
+        in_range("prewarm.budget_secs", p.budget_secs, 1..=600)?;
     }
     Ok(())
 }

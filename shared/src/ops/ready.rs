@@ -3,13 +3,13 @@
 
 use super::desired::split_address;
 use super::lease::with_lease;
-use super::scale_up::rfc3339;
 use super::{phase_metric, refused, secs_between, OpsError, Ports, Report};
 use crate::balancer::{AdminState, ServerSpec};
-use crate::cloud::{resource_name, CloudError, Endpoint, Status};
+use crate::cloud::{CloudError, Status};
 use crate::failpoint;
+use crate::model::{resource_name, Endpoint};
+use crate::model::{Phase, Replica};
 use crate::postgres;
-use crate::state::{Phase, Replica};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -125,9 +125,9 @@ async fn check_one(ports: &Ports, r: &Replica, now: OffsetDateTime) -> Result<Ch
             .map(|c| c.ok)
             .unwrap_or(false);
         if up && r.phase == Phase::Booting {
-            set_phase(ports, &r.id, Phase::CatchingUp, "catching_up_since", now).await?;
-            if let Some(since) = since(r, "booting_since") {
-                phase_metric("boot", secs_between(since, OffsetDateTime::now_utc()));
+            set_phase(ports, &r.id, Phase::CatchingUp, now).await?;
+            if let Some(since) = r.since.booting {
+                phase_metric("boot", secs_between(since.0, OffsetDateTime::now_utc()));
             }
         }
         return Ok(Checked::NotYet);
@@ -174,12 +174,12 @@ async fn check_one(ports: &Ports, r: &Replica, now: OffsetDateTime) -> Result<Ch
         return Ok(Checked::NotYet);
     }
     phase_metric("register", secs_between(started, OffsetDateTime::now_utc()));
-    match (since(r, "catching_up_since"), since(r, "booting_since")) {
-        (Some(catching_up), _) => phase_metric("catch-up", secs_between(catching_up, started)),
+    match (r.since.catching_up, r.since.booting) {
+        (Some(catching_up), _) => phase_metric("catch-up", secs_between(catching_up.0, started)),
         // Caught up at the first look after booting: the whole wait was the boot (the
         // bootstrap script returns once PostgreSQL accepts connections), catch-up none.
         (None, Some(booting)) => {
-            phase_metric("boot", secs_between(booting, started));
+            phase_metric("boot", secs_between(booting.0, started));
             phase_metric("catch-up", 0.0);
         }
         (None, None) => {}
@@ -193,10 +193,7 @@ async fn check_one(ports: &Ports, r: &Replica, now: OffsetDateTime) -> Result<Ch
                 if x.phase.is_pending() {
                     x.phase = Phase::Serving;
                     x.address = Some(address.clone());
-                    x.extra.insert(
-                        "serving_since".into(),
-                        serde_json::Value::String(rfc3339(now)),
-                    );
+                    x.since.entered(&Phase::Serving, now);
                 }
             }
             Ok(())
@@ -208,27 +205,18 @@ async fn check_one(ports: &Ports, r: &Replica, now: OffsetDateTime) -> Result<Ch
     )))
 }
 
-fn since(r: &Replica, key: &str) -> Option<OffsetDateTime> {
-    r.extra
-        .get(key)
-        .and_then(|v| v.as_str())
-        .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
-}
-
 async fn set_phase(
     ports: &Ports,
     id: &str,
     phase: Phase,
-    stamp: &str,
     now: OffsetDateTime,
 ) -> Result<(), OpsError> {
     ports
         .state
         .update(now, |s| -> Result<_, std::convert::Infallible> {
             if let Some(x) = s.replicas.iter_mut().find(|x| x.id == id) {
+                x.since.entered(&phase, now);
                 x.phase = phase.clone();
-                x.extra
-                    .insert(stamp.into(), serde_json::Value::String(rfc3339(now)));
             }
             Ok(())
         })

@@ -18,12 +18,12 @@ use super::scale_down::{delete_volume_when_detached, drive_draining, forget};
 use super::scale_up::{drive_creating, META_CREATED};
 use super::{check_pending, labelled_surge, refused, OpsError, Ports, Report};
 use crate::cloud::{
-    resource_name, CloudError, Filter, Metadata, Server, Snapshot, Volume, META_CLUSTER, META_OP,
-    META_REPLICA,
+    CloudError, Filter, Metadata, Server, Snapshot, Volume, META_CLUSTER, META_OP, META_REPLICA,
 };
 use crate::failpoint;
+use crate::model::resource_name;
+use crate::model::{ClusterState, Phase, Replica, Role, Timestamp};
 use crate::policy::snapshot_ahead::snapshot_zone;
-use crate::state::{ClusterState, Phase, Replica, Role, Timestamp};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -260,7 +260,7 @@ pub(crate) async fn roll_back(
     r: &Replica,
     now: OffsetDateTime,
 ) -> Result<(), OpsError> {
-    let name = crate::cloud::resource_name(&ports.cluster, &r.id);
+    let name = crate::model::resource_name(&ports.cluster, &r.id);
     if r.role != Role::Surge {
         return Err(OpsError::Refused(format!(
             "{name}: a {} replica is never rolled back, only surge replicas: fix it by hand",

@@ -7,10 +7,11 @@ use super::lease::with_lease;
 use super::{labelled_surge, phase_metric, refused, secs_between, OpsError, Ports, Report};
 use crate::balancer::drain::{self, DrainOptions};
 use crate::balancer::BalancerError;
-use crate::cloud::{resource_name, CloudError, Endpoint};
+use crate::cloud::CloudError;
 use crate::events::{Alarm, Direction};
 use crate::failpoint;
-use crate::state::{DeleteProof, Phase, Replica, Role};
+use crate::model::{resource_name, Endpoint};
+use crate::model::{DeleteProof, Phase, Replica, Role};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -584,6 +585,7 @@ mod tests {
                     address: Some("127.0.0.1:6001".into()),
                     created_at: now,
                     op_id: None,
+                    since: Default::default(),
                     extra: Default::default(),
                 });
                 Ok(())

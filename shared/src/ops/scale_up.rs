@@ -7,15 +7,16 @@ use super::decide::decide_and_record;
 use super::lease::with_lease;
 use super::{phase_metric, secs_between, OpsError, Ports, Report};
 use crate::cloud::{
-    self, ensure_server, ensure_snapshot, ensure_volume, resource_name, Metadata, ServerRequest,
-    SnapshotRequest, Status, VolumeRequest, META_CLUSTER, META_OP, META_REPLICA, META_ROLE,
+    self, ensure_server, ensure_snapshot, ensure_volume, Metadata, ServerRequest, SnapshotRequest,
+    Status, VolumeRequest, META_CLUSTER, META_OP, META_REPLICA, META_ROLE,
 };
 use crate::events::{Alarm, Direction};
 use crate::failpoint;
+use crate::model::resource_name;
+use crate::model::{ClusterState, OpKind, Phase, Replica, Role, Snapshot};
 use crate::policy::snapshot_ahead::{usable, SnapshotSource, EXTRA_AZ, EXTRA_OP, EXTRA_ORIGIN};
 use crate::policy::Action;
 use crate::postgres::bootstrap::UserData;
-use crate::state::{ClusterState, OpKind, Phase, Replica, Role, Snapshot};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -100,6 +101,7 @@ pub(crate) fn plan_replicas(
                 address: None,
                 created_at: now,
                 op_id: Some(op.to_string()),
+                since: Default::default(),
                 extra: extra.clone(),
             });
         }
@@ -310,10 +312,7 @@ async fn create_replica(
                 if address.is_some() {
                     x.address = address.clone();
                 }
-                x.extra.insert(
-                    "booting_since".into(),
-                    serde_json::Value::String(rfc3339(boot_started)),
-                );
+                x.since.entered(&Phase::Booting, boot_started);
             }
             Ok(())
         })
@@ -351,8 +350,9 @@ fn server_request(
 mod tests {
     use super::*;
     use crate::cloud::{
-        CloudError, Endpoint, Filter, Result as CResult, Server, Snapshot as CSnapshot, Volume,
+        CloudError, Filter, Result as CResult, Server, Snapshot as CSnapshot, Volume,
     };
+    use crate::model::Endpoint;
     use crate::postgres::{LagBounds, PgError, Postgres, PrimaryStatus, ReplicaStatus};
     use crate::state::{MemoryStore, StateRepo};
     use async_trait::async_trait;

@@ -26,8 +26,8 @@
 use super::decide::action_name;
 use super::scale_up::{plan_replicas, rfc3339};
 use super::{OpsError, Ports, Report};
+use crate::model::{ClusterState, OpKind, Phase};
 use crate::policy::{self, Action, Decision, Trigger};
-use crate::state::{ClusterState, OpKind, Phase};
 use time::OffsetDateTime;
 
 /// Operation `extra` key: which floor a tick's scale-up was for (`min_replicas`, or the
@@ -126,8 +126,8 @@ fn decide_and_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Replica, Role};
     use crate::policy::{PolicyConfig, ScheduleWindow};
-    use crate::state::{Replica, Role};
     use std::collections::BTreeMap;
     use time::macros::datetime;
 
@@ -144,6 +144,7 @@ mod tests {
             address: Some("10.0.0.5:5432".into()),
             created_at: NOW - time::Duration::days(30),
             op_id: None,
+            since: Default::default(),
             extra: BTreeMap::new(),
         }
     }

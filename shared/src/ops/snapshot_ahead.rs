@@ -13,12 +13,12 @@
 use super::scale_up::{rfc3339, META_CREATED};
 use super::{phase_metric, secs_between, OpsError, Ports, Report};
 use crate::cloud::{
-    self, ensure_snapshot, resource_name, CloudError, Filter, Metadata, SnapshotRequest,
-    META_CLUSTER, META_OP,
+    self, ensure_snapshot, CloudError, Filter, Metadata, SnapshotRequest, META_CLUSTER, META_OP,
 };
 use crate::failpoint;
+use crate::model::resource_name;
+use crate::model::{ClusterState, Phase, Snapshot};
 use crate::policy::snapshot_ahead::{due, SnapshotSource, EXTRA_AZ, EXTRA_ORIGIN, ORIGIN_AHEAD};
-use crate::state::{ClusterState, Phase, Snapshot};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

@@ -22,8 +22,9 @@ mod gather;
 pub use gather::gather;
 
 use crate::balancer::{AdminState, DesiredSet, OperState, ServerStatus};
-use crate::cloud::{self, resource_name, Server, Volume, META_REPLICA};
-use crate::state::{ClusterState, Operation, Phase, Role};
+use crate::cloud::{self, Server, Volume, META_REPLICA};
+use crate::model::resource_name;
+use crate::model::{ClusterState, Operation, Phase, Role};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
@@ -250,7 +251,7 @@ impl StatusReport {
 /// Builds one row while the sources are folded in.
 struct RowBuild<'a> {
     id: String,
-    state: Option<&'a crate::state::Replica>,
+    state: Option<&'a crate::model::Replica>,
     servers: Vec<&'a Server>,
     volumes: Vec<&'a Volume>,
     nodes: BTreeMap<String, NodeCell>,
@@ -290,7 +291,7 @@ pub fn compare(v: &Views) -> StatusReport {
     }
     // The replica a cloud resource belongs to: the one recording its id, else its
     // metadata, else its name, else the name itself.
-    type Recorded = fn(&crate::state::Replica) -> Option<&str>;
+    type Recorded = fn(&crate::model::Replica) -> Option<&str>;
     let owner = |id: &str, name: &str, meta: &cloud::Metadata, recorded: Recorded| {
         v.state
             .replicas

@@ -1,8 +1,8 @@
 //! The `[policy]` configuration section (documented in `config/pgsurge.example.toml`).
 
 use super::schedule::Cron;
-use crate::config::ConfigError;
-use crate::events::ParamLimits;
+use crate::check::{at_most, in_range, invalid, non_empty, Checked};
+use crate::model::ParamLimits;
 use serde::Deserialize;
 
 /// How a scale-up alarm sizes the read tier.
@@ -62,7 +62,7 @@ pub struct PolicyConfig {
     pub schedule: Vec<ScheduleWindow>,
     /// The flavor servers boot with when an alarm names none (`openstack.flavor`; `None`
     /// on the local provider, which has no sizes). Not a key of `[policy]`: filled in by
-    /// [`crate::config::Config`] when it loads, so the alarm limits can allow it.
+    /// `config::Config` when it loads, so the alarm limits can allow it.
     #[serde(skip)]
     pub configured_flavor: Option<String>,
 }
@@ -111,110 +111,86 @@ impl PolicyConfig {
     }
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Key {
-        key: key.to_string(),
-        message: message.into(),
-    }
-}
-
-/// Checks for `[policy]` that types alone cannot express.
-pub fn validate_policy(p: &PolicyConfig) -> Result<(), ConfigError> {
-    if p.max_replicas == 0 || p.max_replicas > 1000 {
-        return Err(invalid(
-            "policy.max_replicas",
-            format!("{} is outside 1..=1000", p.max_replicas),
-        ));
-    }
-    if p.min_replicas > p.max_replicas {
-        return Err(invalid(
-            "policy.min_replicas",
-            format!(
-                "{} is above max_replicas {}",
-                p.min_replicas, p.max_replicas
-            ),
-        ));
-    }
-    if !(1..=100).contains(&p.max_step) {
-        return Err(invalid(
-            "policy.max_step",
-            format!("{} is outside 1..=100", p.max_step),
-        ));
-    }
-    if !(2..=10).contains(&p.max_multiplier) {
-        return Err(invalid(
-            "policy.max_multiplier",
-            format!("{} is outside 2..=10", p.max_multiplier),
-        ));
-    }
-    if p.step == 0 || p.step > p.max_step {
-        return Err(invalid(
-            "policy.step",
-            format!("{} is outside 1..=max_step ({})", p.step, p.max_step),
-        ));
-    }
-    if p.scale_down_step == 0 || p.scale_down_step > p.max_step {
-        return Err(invalid(
-            "policy.scale_down_step",
-            format!(
-                "{} is outside 1..=max_step ({})",
-                p.scale_down_step, p.max_step
-            ),
-        ));
-    }
-    if p.multiplier < 2 || p.multiplier > p.max_multiplier {
-        return Err(invalid(
-            "policy.multiplier",
-            format!(
-                "{} is outside 2..=max_multiplier ({})",
-                p.multiplier, p.max_multiplier
-            ),
-        ));
-    }
-    match p.target_value {
-        Some(t) if !(t.is_finite() && t > 0.0) => {
+impl PolicyConfig {
+    /// Checks for `[policy]` that types alone cannot express (keys relative to it).
+    pub fn validate(&self) -> Checked {
+        let p = self;
+        in_range("max_replicas", p.max_replicas, 1..=1000)?;
+        if p.min_replicas > p.max_replicas {
             return Err(invalid(
-                "policy.target_value",
-                format!("{t} must be a positive number"),
-            ))
+                "min_replicas",
+                format!(
+                    "{} is above max_replicas {}",
+                    p.min_replicas, p.max_replicas
+                ),
+            ));
         }
-        None if p.mode == Mode::TargetTracking => {
-            return Err(invalid(
-                "policy.target_value",
-                "is required with mode = \"target-tracking\"",
-            ))
+        in_range("max_step", p.max_step, 1..=100)?;
+        in_range("max_multiplier", p.max_multiplier, 2..=10)?;
+        for (key, v, lo, hi, bound) in [
+            ("step", p.step, 1, p.max_step, "max_step"),
+            (
+                "scale_down_step",
+                p.scale_down_step,
+                1,
+                p.max_step,
+                "max_step",
+            ),
+            (
+                "multiplier",
+                p.multiplier,
+                2,
+                p.max_multiplier,
+                "max_multiplier",
+            ),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(invalid(
+                    key,
+                    format!("{v} is outside {lo}..={bound} ({hi})"),
+                ));
+            }
         }
-        _ => {}
-    }
-    for (key, secs) in [
-        ("policy.scale_up_cooldown_secs", p.scale_up_cooldown_secs),
-        (
-            "policy.scale_down_cooldown_secs",
+        match p.target_value {
+            Some(t) if !(t.is_finite() && t > 0.0) => {
+                return Err(invalid(
+                    "target_value",
+                    format!("{t} must be a positive number"),
+                ))
+            }
+            None if p.mode == Mode::TargetTracking => {
+                return Err(invalid(
+                    "target_value",
+                    "is required with mode = \"target-tracking\"",
+                ))
+            }
+            _ => {}
+        }
+        const DAY: (u64, &str) = (86_400, "86400 (one day)");
+        at_most(
+            "scale_up_cooldown_secs",
+            p.scale_up_cooldown_secs,
+            DAY.0,
+            DAY.1,
+        )?;
+        at_most(
+            "scale_down_cooldown_secs",
             p.scale_down_cooldown_secs,
-        ),
-    ] {
-        if secs > 86_400 {
-            return Err(invalid(key, format!("{secs} is above 86400 (one day)")));
+            DAY.0,
+            DAY.1,
+        )?;
+        let max = p.max_replicas;
+        for (i, w) in p.schedule.iter().enumerate() {
+            let key = |k: &str| format!("schedule[{i}].{k}");
+            non_empty(&key("name"), &w.name)?;
+            in_range(&key("duration_mins"), w.duration_mins, 1..=1440)?;
+            if w.min_replicas > max {
+                return Err(invalid(
+                    key("min_replicas"),
+                    format!("{} is above policy.max_replicas {max}", w.min_replicas),
+                ));
+            }
         }
+        Ok(())
     }
-    let max = p.max_replicas;
-    for (i, w) in p.schedule.iter().enumerate() {
-        let key = |k: &str| format!("policy.schedule[{i}].{k}");
-        if w.name.is_empty() {
-            return Err(invalid(&key("name"), "must not be empty"));
-        }
-        if !(1..=1440).contains(&w.duration_mins) {
-            return Err(invalid(
-                &key("duration_mins"),
-                format!("{} is outside 1..=1440", w.duration_mins),
-            ));
-        }
-        if w.min_replicas > max {
-            return Err(invalid(
-                &key("min_replicas"),
-                format!("{} is above policy.max_replicas {max}", w.min_replicas),
-            ));
-        }
-    }
-    Ok(())
 }

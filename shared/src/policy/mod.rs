@@ -29,11 +29,11 @@ mod config;
 mod schedule;
 pub mod snapshot_ahead;
 
-pub use config::{validate_policy, Mode, PolicyConfig, ScheduleWindow};
+pub use config::{Mode, PolicyConfig, ScheduleWindow};
 pub use schedule::Cron;
 
-use crate::events::{Alarm, AlarmState, Direction};
-use crate::state::{ClusterState, OpKind, Operation, Phase, Role};
+use crate::model::{Alarm, AlarmState, Direction};
+use crate::model::{ClusterState, OpKind, Operation, Phase, Role};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
@@ -360,7 +360,7 @@ fn scale_up(
 }
 
 /// Surge replicas that may be removed, newest first.
-fn removable(state: &ClusterState) -> Vec<&crate::state::Replica> {
+fn removable(state: &ClusterState) -> Vec<&crate::model::Replica> {
     let mut v: Vec<_> = state
         .replicas
         .iter()

@@ -7,7 +7,7 @@
 //! cost is the snapshots' storage and the WAL a clone replays (it grows with the
 //! snapshot's age: hence `ops.snapshot_max_age_secs`).
 
-use crate::state::{ClusterState, Phase, Role, Snapshot};
+use crate::model::{ClusterState, Phase, Role, Snapshot};
 use std::collections::{BTreeMap, BTreeSet};
 use time::{Duration, OffsetDateTime};
 
@@ -143,7 +143,7 @@ impl SnapshotSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Replica;
+    use crate::model::Replica;
     use serde_json::Value;
 
     fn t0() -> OffsetDateTime {
@@ -161,6 +161,7 @@ mod tests {
             address: None,
             created_at: t0() - Duration::hours(age_h),
             op_id: None,
+            since: Default::default(),
             extra: BTreeMap::new(),
         }
     }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::events::{AlarmParams, Source};
-use crate::state::Replica;
+use crate::model::Replica;
 use proptest::prelude::*;
 use time::macros::datetime;
 use time::Duration;
@@ -20,6 +20,7 @@ fn replica(id: &str, role: Role, phase: Phase, age_mins: i64) -> Replica {
         address: None,
         created_at: NOW - Duration::minutes(age_mins),
         op_id: None,
+        since: Default::default(),
         extra: BTreeMap::new(),
     }
 }

@@ -10,7 +10,7 @@
 //! the local provider, from its own configuration) adds `REPLICATION_PASSWORD` on the
 //! host. `Debug` redacts it anyway.
 
-use crate::config::PostgresConfig;
+use crate::postgres::PostgresConfig;
 use std::fmt;
 
 /// Every key the script accepts (see the script's header for meanings and defaults).

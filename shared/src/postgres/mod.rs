@@ -15,6 +15,8 @@
 //!
 //! [`bootstrap`] holds the parameters of the replica bootstrap script.
 
+mod config;
+pub use config::PostgresConfig;
 pub mod bootstrap;
 pub mod client;
 pub mod lsn;
@@ -27,7 +29,7 @@ pub use readiness::{
     evaluate, Check, Condition, LagBounds, PrimaryStatus, Readiness, ReplicaStatus, Verdict,
 };
 
-use crate::cloud::Endpoint;
+use crate::model::Endpoint;
 use async_trait::async_trait;
 use std::time::Duration;
 use tokio::time::Instant;

@@ -13,8 +13,8 @@ pub struct LagBounds {
     pub max_age: Duration,
 }
 
-impl From<&crate::config::PostgresConfig> for LagBounds {
-    fn from(c: &crate::config::PostgresConfig) -> Self {
+impl From<&crate::postgres::PostgresConfig> for LagBounds {
+    fn from(c: &crate::postgres::PostgresConfig) -> Self {
         LagBounds {
             max_bytes: c.max_replay_lag_bytes,
             max_age: Duration::from_secs(c.max_replay_lag_secs),

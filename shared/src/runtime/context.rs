@@ -1,6 +1,6 @@
 //! What a handler receives: the typed payload plus the invocation's context.
 
-use crate::secret::Secret;
+pub use crate::secret::Credentials;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The event handed to a handler, shaped like `lambda_runtime::LambdaEvent`.
@@ -38,24 +38,6 @@ impl Host {
             Host::Http => "http",
             Host::Cli => "cli",
         }
-    }
-}
-
-/// Temporary credentials a host hands the function (FunctionGraph with an agency).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Credentials {
-    pub access_key: Option<String>,
-    pub secret_key: Option<Secret>,
-    pub security_token: Option<Secret>,
-    pub auth_token: Option<Secret>,
-}
-
-impl Credentials {
-    pub fn is_empty(&self) -> bool {
-        self.access_key.is_none()
-            && self.secret_key.is_none()
-            && self.security_token.is_none()
-            && self.auth_token.is_none()
     }
 }
 

@@ -16,21 +16,21 @@
 //! is answered 503 and closed at once, never queued. `GET /metrics` is served only on
 //! the separate `runtime.metrics_listen` address, never next to the webhook.
 //!
-//! Requests that present a shared secret (token or HMAC headers) are authenticated here
-//! before the body is parsed — a token before the body is even read. Only a request
-//! that may be an SMN message (whose signature is inside the JSON body) reaches the
-//! handler unauthenticated, and the handler's `Receiver` judges it.
+//! The application may judge a request early through a [`Gate`]: the composition root
+//! passes one that authenticates a request presenting a shared secret (token or HMAC
+//! headers) before the body is parsed — a token before the body is even read. Only a
+//! request that may be an SMN message (whose signature is inside the JSON body) reaches
+//! the handler unauthenticated, and the handler's `Receiver` judges it.
 
-use super::{invoke_input, Context, ErrorKind, FunctionError, Handler, Host, Input, Limits};
-use crate::config::{AuthConfig, Config};
-use crate::events::Webhook;
+use super::{
+    invoke_input, Context, ErrorKind, FunctionError, Handler, Host, Input, Limits, RuntimeConfig,
+};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use base64::Engine;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::process::ExitCode;
@@ -48,8 +48,35 @@ struct Shared<H> {
     function: String,
     timeout: Duration,
     body_timeout: Duration,
-    auth: AuthConfig,
+    gate: Option<Arc<dyn Gate>>,
     limits: Limits,
+}
+
+/// What a [`Gate`] sees of a request: its head, header names lower-cased.
+#[derive(Debug)]
+pub struct HttpHead<'a> {
+    pub path: &'a str,
+    pub headers: &'a BTreeMap<String, String>,
+    pub query: &'a BTreeMap<String, String>,
+}
+
+/// A [`Gate`]'s verdict on a request's head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Passed on to the handler (which may still refuse it).
+    Admit,
+    /// The verdict needs the body: [`Gate::body`] is asked once it has arrived.
+    NeedsBody,
+}
+
+/// The application's say on an HTTP request before the handler runs: a refusal here
+/// costs no body read (from the head) or no decoding (from the body). The runtime does
+/// not know what is judged; the composition root passes the webhook authentication.
+pub trait Gate: Send + Sync + 'static {
+    fn head(&self, head: &HttpHead<'_>) -> Result<Admission, FunctionError>;
+    /// Only for a UTF-8 body (any other is passed on base64-encoded, for the handler to
+    /// refuse without decoding it either).
+    fn body(&self, head: &HttpHead<'_>, body: &str) -> Result<(), FunctionError>;
 }
 
 /// The per-connection limits of one listener.
@@ -66,7 +93,8 @@ const METRICS_MAX_CONNECTIONS: usize = 8;
 pub(super) async fn serve<T, H>(
     handler: Arc<H>,
     function: &str,
-    config: &Config,
+    rt: &RuntimeConfig,
+    gate: Option<Arc<dyn Gate>>,
     port: Option<u16>,
     bind: Option<String>,
     limits: Limits,
@@ -75,7 +103,6 @@ where
     T: DeserializeOwned + Send + 'static,
     H: Handler<T>,
 {
-    let rt = &config.runtime;
     let port = port
         .or_else(|| std::env::var("PORT").ok().and_then(|p| p.parse().ok()))
         .unwrap_or(rt.http_port);
@@ -85,7 +112,7 @@ where
         function: function.to_string(),
         timeout: Duration::from_secs(rt.timeout_secs),
         body_timeout: Duration::from_secs(rt.body_timeout_secs),
-        auth: config.auth.clone(),
+        gate,
         limits,
     });
     let conn = ConnLimits {
@@ -503,24 +530,29 @@ where
                 .map(|v| (k.as_str().to_ascii_lowercase(), v.to_string()))
         })
         .collect();
+    let query = query_map(parts.uri.query());
     let envelope = |body: serde_json::Value, is_base64: bool| {
         serde_json::json!({
             "httpMethod": "POST",
             "path": parts.uri.path(),
             "headers": &headers,
-            "queryStringParameters": query_map(parts.uri.query()),
+            "queryStringParameters": &query,
             "body": body,
             "isBase64Encoded": is_base64,
             "requestContext": { "requestId": &request_id },
         })
     };
-    // A token is judged before a byte of the body is read.
-    let signed = headers.contains_key(&shared.auth.signature_header.to_ascii_lowercase());
-    if !signed {
-        if let Err(e) = preauthenticate(&shared.auth, &envelope("".into(), false)) {
-            return refuse(e);
-        }
-    }
+    let head = HttpHead {
+        path: parts.uri.path(),
+        headers: &headers,
+        query: &query,
+    };
+    // Judged from the head (for a token: before a byte of the body is read).
+    let admission = match shared.gate.as_ref().map(|g| g.head(&head)) {
+        None => Admission::Admit,
+        Some(Ok(a)) => a,
+        Some(Err(e)) => return refuse(e),
+    };
     let max = shared.limits.max_body_bytes;
     // Read at most max+1 bytes: enough to know the body is too large without buffering it all.
     let too_large = || {
@@ -546,7 +578,14 @@ where
         }
     };
     let envelope = match String::from_utf8(bytes.to_vec()) {
-        Ok(s) => envelope(s.into(), false),
+        Ok(text) => {
+            if let (Admission::NeedsBody, Some(gate)) = (admission, &shared.gate) {
+                if let Err(e) = gate.body(&head, &text) {
+                    return refuse(e);
+                }
+            }
+            envelope(text.into(), false)
+        }
         Err(_) => envelope(
             base64::engine::general_purpose::STANDARD
                 .encode(&bytes)
@@ -554,11 +593,6 @@ where
             true,
         ),
     };
-    if signed {
-        if let Err(e) = preauthenticate(&shared.auth, &envelope) {
-            return refuse(e);
-        }
-    }
     let ctx = Context::new(request_id, &shared.function, Host::Http, shared.timeout);
     let result = invoke_input(
         shared.handler.as_ref(),
@@ -571,33 +605,6 @@ where
         Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
         Err(e) => error_response(e),
     }
-}
-
-/// Refuse a request that presents a shared secret (token or HMAC headers) which does not
-/// authenticate it — before its body is parsed (and, for a token, before it is read).
-///
-/// This is the same `events::auth` check the handler's `Receiver` makes, taken early
-/// only where the Receiver's verdict is already certain: a request that presents a
-/// secret, or any request when SMN signatures are off, is judged by the secret alone.
-/// A request with no secret may be an SMN message, signed inside its JSON body: only
-/// the Receiver can judge it, after parsing.
-fn preauthenticate(auth: &AuthConfig, envelope: &serde_json::Value) -> Result<(), FunctionError> {
-    let webhook = match Webhook::deserialize(envelope) {
-        Ok(w) => w,
-        // Not UTF-8 after all: the handler refuses it (400) without parsing it either.
-        Err(_) => return Ok(()),
-    };
-    let presents_secret = [
-        auth.token_header.as_str(),
-        "authorization",
-        auth.signature_header.as_str(),
-    ]
-    .iter()
-    .any(|h| webhook.header(h).is_some());
-    if !presents_secret && auth.smn.verify_signature {
-        return Ok(());
-    }
-    crate::events::authenticate(&webhook, auth).map_err(FunctionError::from)
 }
 
 /// Whether reading the body stopped at the size limit (rather than failing).

@@ -2,7 +2,10 @@
 //!
 //! The API mirrors `lambda_runtime` — a handler takes a [`LambdaEvent<T>`] (payload plus
 //! [`Context`]) and is built with [`service_fn`] — so a function reads like the AWS
-//! examples. [`start`] loads the configuration and picks the host:
+//! examples. The runtime knows nothing of the application: it takes its own
+//! [`Settings`] (host limits, metrics push) and a ready handler — the composition root
+//! (`crate::app`) loads the configuration and builds what the handler captures — and
+//! [`run`] picks the host:
 //!
 //! | how it is started                              | host                                   |
 //! |------------------------------------------------|----------------------------------------|
@@ -14,6 +17,8 @@
 //! Every host funnels into [`invoke`], so size limits, JSON decoding, the deadline,
 //! panic capture and the one log line per invocation behave the same everywhere.
 
+mod config;
+pub use config::RuntimeConfig;
 mod cli;
 mod context;
 mod error;
@@ -22,8 +27,9 @@ mod pull;
 
 pub use context::{Context, Credentials, Host, LambdaEvent};
 pub use error::{ErrorKind, FunctionError};
+pub use http::{Admission, Gate, HttpHead};
 
-use crate::config::Config;
+use crate::metrics::MetricsConfig;
 use clap::{Parser, Subcommand};
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -69,7 +75,7 @@ where
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: usize,
-    pub metrics: Option<Arc<crate::config::MetricsConfig>>,
+    pub metrics: Option<Arc<MetricsConfig>>,
 }
 
 impl Limits {
@@ -129,7 +135,7 @@ where
 }
 
 /// Push the registry, bounded by the push timeout and what is left of the deadline.
-async fn push_metrics(m: &crate::config::MetricsConfig, left: std::time::Duration) {
+async fn push_metrics(m: &MetricsConfig, left: std::time::Duration) {
     if m.push_url.is_empty() {
         return;
     }
@@ -246,6 +252,14 @@ where
     })
 }
 
+/// The runtime's own settings: how the hosts behave (`[runtime]`) and where metrics
+/// are pushed after each invocation (`[metrics]`).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub runtime: RuntimeConfig,
+    pub metrics: MetricsConfig,
+}
+
 #[derive(Parser, Debug)]
 #[command(
     about = "A pgsurge function. With no command, serves the runtime API named by the environment."
@@ -279,54 +293,74 @@ enum Command {
     },
 }
 
-/// Entry point of every function binary: logging, arguments, configuration, host.
+/// The process's command line: which host to run, and the configuration file the
+/// application loads.
+#[derive(Debug)]
+pub struct Args(Cli);
+
+impl Args {
+    /// Parse the command line (exits with usage on a bad one, as every CLI does).
+    pub fn parse() -> Args {
+        Args(Cli::parse())
+    }
+
+    /// `--config` or `PGSURGE_CONFIG`.
+    pub fn config(&self) -> Option<&std::path::Path> {
+        self.0.config.as_deref()
+    }
+}
+
+/// A start-up failure (say, an invalid configuration): logged, reported to the runtime
+/// API when there is one, printed; the process exits with 2.
+pub async fn init_failed(function: &str, message: String) -> ExitCode {
+    let err = FunctionError::new(ErrorKind::BadRequest, message);
+    tracing::error!(function, error = %err.message, "startup failed");
+    pull::report_init_error(&err).await;
+    eprintln!("{function}: {err}");
+    ExitCode::from(2)
+}
+
+/// Serve `handler` under the host the command line or the environment names.
 ///
-/// `build` turns the validated configuration into the handler; it runs once per
-/// process, so the FunctionGraph/Lambda hosts reuse it across invocations.
-pub async fn start<T, H, B>(function: &'static str, build: B) -> ExitCode
+/// `handler` is built once by the caller, so the FunctionGraph/Lambda/HTTP hosts reuse
+/// it (and what it captured) across invocations. `gate`, when given, is asked about each
+/// HTTP request before its body is read or handed on (see [`Gate`]).
+pub async fn run<T, H>(
+    function: &'static str,
+    args: Args,
+    settings: Settings,
+    gate: Option<Arc<dyn Gate>>,
+    handler: H,
+) -> ExitCode
 where
     T: DeserializeOwned + Send + 'static,
     H: Handler<T>,
-    B: FnOnce(Arc<Config>) -> H,
 {
-    crate::logging::init();
-    let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref()) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            let err =
-                FunctionError::new(ErrorKind::BadRequest, format!("invalid configuration: {e}"));
-            tracing::error!(function, error = %err.message, "startup failed");
-            pull::report_init_error(&err).await;
-            eprintln!("{function}: {err}");
-            return ExitCode::from(2);
-        }
-    };
     let limits = Limits {
-        max_body_bytes: config.runtime.max_body_bytes,
-        metrics: Some(Arc::new(config.metrics.clone())),
+        max_body_bytes: settings.runtime.max_body_bytes,
+        metrics: Some(Arc::new(settings.metrics.clone())),
     };
-    let handler = Arc::new(build(config.clone()));
+    let handler = Arc::new(handler);
     let function_name = std::env::var("RUNTIME_FUNC_NAME")
         .or_else(|_| std::env::var("AWS_LAMBDA_FUNCTION_NAME"))
         .unwrap_or_else(|_| function.to_string());
-
-    match cli.command {
+    let rt = &settings.runtime;
+    match args.0.command {
         Some(Command::Invoke {
             event,
             timeout_secs,
         }) => {
-            let timeout = timeout_secs.unwrap_or(config.runtime.timeout_secs);
+            let timeout = timeout_secs.unwrap_or(rt.timeout_secs);
             cli::run(handler.as_ref(), &function_name, &event, timeout, limits).await
         }
         Some(Command::Serve { port, bind }) => {
-            http::serve(handler, &function_name, &config, port, bind, limits).await
+            http::serve(handler, &function_name, rt, gate, port, bind, limits).await
         }
         None => {
             if let Some(api) = pull::Protocol::from_env() {
-                pull::run(handler, api, &function_name, &config, limits).await
+                pull::run(handler, api, &function_name, rt.timeout_secs, limits).await
             } else if std::env::var("PORT").is_ok() {
-                http::serve(handler, &function_name, &config, None, None, limits).await
+                http::serve(handler, &function_name, rt, gate, None, None, limits).await
             } else {
                 eprintln!(
                     "{function}: no host found. Use `{function} invoke --event FILE`, `{function} serve`, \

@@ -17,7 +17,6 @@
 //! failures to `/2018-06-01/runtime/init/error`.
 
 use super::{invoke, Context, Credentials, FunctionError, Handler, Host, Limits};
-use crate::config::Config;
 use crate::secret::Secret;
 use reqwest::header::HeaderMap;
 use serde::de::DeserializeOwned;
@@ -160,7 +159,7 @@ pub(super) async fn run<T, H>(
     handler: Arc<H>,
     api: Protocol,
     function: &str,
-    config: &Config,
+    default_timeout_secs: u64,
     limits: Limits,
 ) -> ExitCode
 where
@@ -199,7 +198,7 @@ where
                 continue;
             }
         };
-        let ctx = api.context(response.headers(), function, config.runtime.timeout_secs);
+        let ctx = api.context(response.headers(), function, default_timeout_secs);
         let body = response.bytes().await;
         let ctx = match ctx {
             Ok(c) => c,

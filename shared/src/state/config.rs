@@ -1,6 +1,6 @@
 //! The `[state]` configuration section (documented in `config/pgsurge.example.toml`).
 
-use crate::config::ConfigError;
+use crate::check::{in_range, invalid, non_empty, Checked};
 use crate::secret::Secret;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -111,92 +111,73 @@ impl Default for PgLockConfig {
     }
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Key {
-        key: key.to_string(),
-        message: message.into(),
-    }
-}
-
-/// Checks for `[state]` that types alone cannot express.
-pub fn validate_state(s: &StateConfig) -> Result<(), ConfigError> {
-    if !(1..=1000).contains(&s.max_attempts) {
-        return Err(invalid(
-            "state.max_attempts",
-            format!("{} is outside 1..=1000", s.max_attempts),
-        ));
-    }
-    if s.backend == StateBackend::Local && s.local_dir.as_os_str().is_empty() {
-        return Err(invalid("state.local_dir", "must not be empty"));
-    }
-    if s.backend == StateBackend::S3 {
-        let c = &s.s3;
-        if c.bucket.is_empty() {
-            return Err(invalid(
-                "state.s3.bucket",
-                "is required with backend = \"s3\"",
-            ));
+impl StateConfig {
+    /// Checks for `[state]` that types alone cannot express (keys relative to it).
+    pub fn validate(&self) -> Checked {
+        let s = self;
+        in_range("max_attempts", s.max_attempts, 1..=1000)?;
+        if s.backend == StateBackend::Local {
+            non_empty("local_dir", &s.local_dir)?;
         }
-        if !c.endpoint.is_empty() {
-            let lower = c.endpoint.to_ascii_lowercase();
-            if lower.starts_with("http://") && !c.allow_http {
+        if s.backend == StateBackend::S3 {
+            let c = &s.s3;
+            if c.bucket.is_empty() {
+                return Err(invalid("s3.bucket", "is required with backend = \"s3\""));
+            }
+            if !c.endpoint.is_empty() {
+                let lower = c.endpoint.to_ascii_lowercase();
+                if lower.starts_with("http://") && !c.allow_http {
+                    return Err(invalid(
+                        "s3.endpoint",
+                        "is plain http://; set state.s3.allow_http = true to allow it",
+                    ));
+                }
+                if !lower.starts_with("http://") && !lower.starts_with("https://") {
+                    return Err(invalid(
+                        "s3.endpoint",
+                        format!("{:?} is not an http(s) URL", c.endpoint),
+                    ));
+                }
+            }
+            if c.prefix.starts_with('/') || c.prefix.ends_with('/') || c.prefix.contains("..") {
                 return Err(invalid(
-                    "state.s3.endpoint",
-                    "is plain http://; set state.s3.allow_http = true to allow it",
+                    "s3.prefix",
+                    format!(
+                        "{:?} must not start or end with '/' or contain '..'",
+                        c.prefix
+                    ),
                 ));
             }
-            if !lower.starts_with("http://") && !lower.starts_with("https://") {
+            if c.access_key_id.is_some() != c.secret_access_key.is_some() {
                 return Err(invalid(
-                    "state.s3.endpoint",
-                    format!("{:?} is not an http(s) URL", c.endpoint),
+                    "s3.secret_access_key",
+                    "access_key_id and secret_access_key go together",
+                ));
+            }
+            in_range("s3.timeout_secs", c.timeout_secs, 1..=300)?;
+        }
+        if s.concurrency == Concurrency::PostgresAdvisoryLock {
+            if s.backend != StateBackend::S3 {
+                return Err(invalid(
+                    "concurrency",
+                    "postgres-advisory-lock applies to backend = \"s3\" only (local and memory always compare-and-swap)",
+                ));
+            }
+            if s.postgres_lock
+                .conninfo
+                .as_ref()
+                .is_none_or(Secret::is_empty)
+            {
+                return Err(invalid(
+                    "postgres_lock.conninfo",
+                    "is required with concurrency = \"postgres-advisory-lock\"",
                 ));
             }
         }
-        if c.prefix.starts_with('/') || c.prefix.ends_with('/') || c.prefix.contains("..") {
-            return Err(invalid(
-                "state.s3.prefix",
-                format!(
-                    "{:?} must not start or end with '/' or contain '..'",
-                    c.prefix
-                ),
-            ));
-        }
-        if c.access_key_id.is_some() != c.secret_access_key.is_some() {
-            return Err(invalid(
-                "state.s3.secret_access_key",
-                "access_key_id and secret_access_key go together",
-            ));
-        }
-        if !(1..=300).contains(&c.timeout_secs) {
-            return Err(invalid(
-                "state.s3.timeout_secs",
-                format!("{} is outside 1..=300", c.timeout_secs),
-            ));
-        }
+        in_range(
+            "postgres_lock.timeout_secs",
+            s.postgres_lock.timeout_secs,
+            1..=300,
+        )
     }
-    if s.concurrency == Concurrency::PostgresAdvisoryLock {
-        if s.backend != StateBackend::S3 {
-            return Err(invalid(
-                "state.concurrency",
-                "postgres-advisory-lock applies to backend = \"s3\" only (local and memory always compare-and-swap)",
-            ));
-        }
-        if s.postgres_lock
-            .conninfo
-            .as_ref()
-            .is_none_or(Secret::is_empty)
-        {
-            return Err(invalid(
-                "state.postgres_lock.conninfo",
-                "is required with concurrency = \"postgres-advisory-lock\"",
-            ));
-        }
-    }
-    if !(1..=300).contains(&s.postgres_lock.timeout_secs) {
-        return Err(invalid(
-            "state.postgres_lock.timeout_secs",
-            format!("{} is outside 1..=300", s.postgres_lock.timeout_secs),
-        ));
-    }
-    Ok(())
 }

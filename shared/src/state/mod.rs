@@ -1,4 +1,5 @@
-//! The cluster state: one JSON document per cluster, updated by compare-and-swap.
+//! The stores of the cluster state document ([`crate::model::ClusterState`]): one JSON
+//! document per cluster, updated by compare-and-swap.
 //!
 //! Concurrent invocations (alarm storms, retries, duplicate deliveries) must not both
 //! win. Every backend implements [`StateStore`]: `load` returns the bytes plus an opaque
@@ -19,7 +20,6 @@
 //! * [`MemoryStore`] — for unit tests.
 
 mod config;
-mod document;
 mod local;
 mod lock;
 mod memory;
@@ -27,11 +27,7 @@ mod open;
 mod repo;
 mod s3;
 
-pub use config::{validate_state, Concurrency, PgLockConfig, S3Config, StateBackend, StateConfig};
-pub use document::{
-    ClusterState, DecidedAlarm, DeleteProof, Lease, OpKind, Operation, Phase, Refusal, Replica,
-    Role, Snapshot, Timestamp, DECIDED_ALARMS_KEPT, SCHEMA_VERSION,
-};
+pub use config::{Concurrency, PgLockConfig, S3Config, StateBackend, StateConfig};
 pub use local::LocalStore;
 pub use lock::{LockedStore, PgAdvisoryLock, WriterLock, WriterLockGuard};
 pub use memory::MemoryStore;
@@ -80,13 +76,9 @@ pub enum StateError {
          state.postgres_lock.conninfo), or \"single-writer\" if only one invocation can ever run"
     )]
     NoConditionalWrites { endpoint: String, detail: String },
-    #[error("state document `{key}` is not valid: {message}")]
-    Corrupt { key: String, message: String },
-    #[error(
-        "state document `{key}` was written by a newer pgsurge and needs reader version \
-         {needed}; this build reads version {have}: upgrade before it writes again"
-    )]
-    TooNew { key: String, needed: u32, have: u32 },
+    /// The stored document cannot be used by this build (corrupt, or too new).
+    #[error(transparent)]
+    Document(#[from] crate::model::DocumentError),
     #[error("state document `{key}` belongs to cluster {found:?}, not {expected:?}")]
     WrongCluster {
         key: String,
@@ -105,20 +97,6 @@ pub enum StateError {
     /// The state configuration cannot work (missing credentials, bad endpoint).
     #[error("state configuration: `{key}`: {message}")]
     Config { key: &'static str, message: String },
-}
-
-impl From<StateError> for crate::runtime::FunctionError {
-    fn from(e: StateError) -> Self {
-        use crate::runtime::{ErrorKind, FunctionError};
-        let kind = match &e {
-            StateError::Conflict { .. } | StateError::Contended { .. } => ErrorKind::Conflict,
-            StateError::Indeterminate { .. } | StateError::Backend { .. } | StateError::Lock(_) => {
-                ErrorKind::Unavailable
-            }
-            _ => ErrorKind::Internal,
-        };
-        FunctionError::new(kind, e.to_string())
-    }
 }
 
 /// Load and compare-and-swap one document per key.

@@ -2,7 +2,7 @@
 
 use super::config::{Concurrency, StateBackend, StateConfig};
 use super::{LocalStore, LockedStore, MemoryStore, PgAdvisoryLock, S3Store, StateError, StateRepo};
-use crate::runtime::Credentials;
+use crate::secret::Credentials;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! Typed access to one cluster's document: load, and update by read → decide → CAS.
 
-use super::{ClusterState, IfChanged, StateError, StateStore, Version, SCHEMA_VERSION};
+use super::{IfChanged, StateError, StateStore, Version};
+use crate::model::{ClusterState, SCHEMA_VERSION};
 
 /// What [`StateRepo::load_if_changed`] found.
 #[derive(Debug, Clone, PartialEq)]

@@ -21,7 +21,7 @@
 
 use super::config::S3Config;
 use super::{IfChanged, StateError, StateStore, Stored, Version};
-use crate::runtime::Credentials;
+use crate::secret::Credentials;
 use async_trait::async_trait;
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path;

@@ -16,10 +16,12 @@
 //! so scale-up only clones, boots and catches up; then an extrapolation to 300 GB.
 //! Every run's phases go to `target/bench/clone_vs_basebackup.csv` (`bench-plot` draws it).
 
+use pgsurge::cloud::local::CloneMode;
 use pgsurge::cloud::local::LocalCloud;
+use pgsurge::cloud::local::LocalConfig;
 use pgsurge::cloud::{Cloud, Metadata, ServerRequest, SnapshotRequest, VolumeRequest};
-use pgsurge::config::{CloneMode, LocalConfig, PostgresConfig};
 use pgsurge::postgres::bootstrap::UserData;
+use pgsurge::postgres::PostgresConfig;
 use pgsurge::postgres::{self, LagBounds, Lsn, PgClient};
 use pgsurge_tests::pg::{chown_postgres, pg_cmd, Pg};
 use pgsurge_tests::workspace_root;

@@ -3,6 +3,7 @@
 //! Event `{"panic": true}` panics, `{"fail": "msg"}` returns an error, `{"sleep_ms": N}`
 //! sleeps, anything else echoes the payload and the context the host built.
 
+use pgsurge::app;
 use pgsurge::runtime::{self, ErrorKind, FunctionError, LambdaEvent};
 use serde_json::{json, Value};
 
@@ -46,5 +47,5 @@ async fn probe(event: LambdaEvent<Value>) -> Result<Value, FunctionError> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    runtime::start("shim-probe", |_config| runtime::service_fn(probe)).await
+    app::main("shim-probe", |_app| runtime::service_fn(probe)).await
 }

@@ -10,7 +10,7 @@
 //! Modes, ownership and symlinks are kept. Files that vanish while the tree is walked
 //! (a table dropped, a temp file removed) are skipped, as `pg_basebackup` does.
 
-use crate::config::CloneMode;
+use crate::cloud::local::CloneMode;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};

@@ -16,6 +16,8 @@
 //! Not part of the trait: [`LocalCloud::create_empty_volume`] makes a volume to fill by
 //! hand (e.g. with `pg_basebackup`), for the seed replica that snapshots come from.
 
+mod config;
+pub use config::{CloneMode, LocalConfig};
 pub mod clone;
 pub mod pool;
 mod seed;
@@ -28,9 +30,9 @@ use super::{
     Cloud, CloudError, Endpoint, Filter, Metadata, Result, Server, ServerRequest, Snapshot,
     SnapshotRequest, Status, Volume, VolumeRequest,
 };
-use crate::config::{LocalConfig, PostgresConfig};
 use crate::postgres::bootstrap::UserData;
 use crate::postgres::PgClient;
+use crate::postgres::PostgresConfig;
 use async_trait::async_trait;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -107,13 +109,13 @@ impl LocalCloud {
             copy_on_write = reflink,
             clone_mode = ?local.clone,
             "local provider ready: snapshots and clones are {}",
-            if reflink && local.clone != crate::config::CloneMode::Copy {
+            if reflink && local.clone != CloneMode::Copy {
                 "copy-on-write (FICLONE)"
             } else {
                 "plain copies"
             }
         );
-        if local.clone == crate::config::CloneMode::Reflink && !reflink {
+        if local.clone == CloneMode::Reflink && !reflink {
             return Err(CloudError::Fatal(format!(
                 "`local.clone` is \"reflink\" but {} has no copy-on-write (make an XFS pool with infra/local/pool-xfs.sh)",
                 pool.root().display()

@@ -25,7 +25,8 @@
 
 use super::clone::{read_stable, Cloner, Skip, Stats};
 use super::pool::{fatal, Consistency};
-use crate::cloud::{CloudError, Endpoint};
+use crate::cloud::CloudError;
+use crate::model::Endpoint;
 use crate::postgres::Lsn;
 use crate::postgres::{PgClient, PgError};
 use std::collections::HashMap;

@@ -17,8 +17,8 @@
 use super::cinder::text;
 use super::errors::Caller;
 use super::request::Request;
+use super::DnsZoneType;
 use crate::cloud::{CloudError, Result};
-pub use crate::config::DnsZoneType;
 use openstack_sdk::types::ServiceType;
 use serde_json::{json, Value};
 

@@ -17,6 +17,8 @@
 //! cluster and role metadata; metadata is always verified on the client, since Nova gives
 //! normal users no server-side metadata filter.
 
+mod config;
+pub use config::{DnsZoneType, OpenStackConfig};
 pub mod cinder;
 pub mod designate;
 pub mod errors;
@@ -30,8 +32,7 @@ use crate::cloud::{
     Cloud, CloudError, Filter, Result, Server, ServerRequest, Snapshot, SnapshotRequest, Status,
     Volume, VolumeRequest, META_ROLE,
 };
-use crate::config::OpenStackConfig;
-use crate::runtime::Credentials;
+use crate::secret::Credentials;
 use crate::secret::Secret;
 use async_trait::async_trait;
 use errors::{Caller, IdentityProbe, RetryPolicy};

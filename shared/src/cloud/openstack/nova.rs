@@ -11,9 +11,9 @@ use super::cinder::{metadata, text};
 use super::errors::Caller;
 use super::request::Request;
 use crate::cloud::{
-    CloudError, Endpoint, Filter, Metadata, Result, Server, ServerRequest, Status, META_CLUSTER,
-    META_ROLE,
+    CloudError, Filter, Metadata, Result, Server, ServerRequest, Status, META_CLUSTER, META_ROLE,
 };
+use crate::model::Endpoint;
 use base64::Engine;
 use openstack_sdk::types::ServiceType;
 use serde_json::{json, Value};

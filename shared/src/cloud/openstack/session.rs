@@ -15,9 +15,9 @@
 //! redacted, and nothing here formats a credential.
 
 use super::errors::chain;
+use crate::cloud::openstack::OpenStackConfig;
 use crate::cloud::CloudError;
-use crate::config::OpenStackConfig;
-use crate::runtime::Credentials;
+use crate::secret::Credentials;
 use openstack_sdk::config::{Auth, CloudConfig, ConfigFile};
 use openstack_sdk::{AsyncOpenStack, OpenStackError};
 use std::time::Duration;

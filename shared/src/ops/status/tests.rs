@@ -1,11 +1,11 @@
 //! [`compare`] on hand-made views: every kind of disagreement, and agreement.
 
 use super::*;
+use crate::balancer::HaproxyConfig;
 use crate::balancer::ServerStatus;
 use crate::cloud::{Metadata, Status, META_CLUSTER};
-use crate::config::HaproxyConfig;
+use crate::model::{Lease, OpKind, Replica};
 use crate::ops::desired_set;
-use crate::state::{Lease, OpKind, Replica};
 
 const C: &str = "c";
 
@@ -28,6 +28,7 @@ fn replica(id: &str, role: Role, phase: Phase, port: u16) -> Replica {
         address: Some(format!("127.0.0.1:{port}")),
         created_at: OffsetDateTime::UNIX_EPOCH,
         op_id: None,
+        since: Default::default(),
         extra: Default::default(),
     }
 }
@@ -91,7 +92,7 @@ impl World {
             replica("a", Role::Surge, Phase::Serving, 6001),
             replica("b", Role::Surge, Phase::Serving, 6002),
         ];
-        state.snapshots = vec![crate::state::Snapshot {
+        state.snapshots = vec![crate::model::Snapshot {
             id: "snap-1".into(),
             source_replica: Some("seed".into()),
             created_at: OffsetDateTime::UNIX_EPOCH,

@@ -8,9 +8,8 @@
 //!   conservatively (never removed, never counted as a surge replica);
 //! * `schema_version` says which writer produced the document, `min_reader_version` the
 //!   oldest reader that may still update it. A document this build cannot safely rewrite
-//!   is refused ([`StateError::TooNew`]) rather than silently downgraded.
+//!   is refused ([`DocumentError::TooNew`]) rather than silently downgraded.
 
-use super::StateError;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -21,6 +20,18 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// How many decided alarm ids are remembered for de-duplication.
 pub const DECIDED_ALARMS_KEPT: usize = 256;
+
+/// Why a stored document cannot be used by this build.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    #[error("state document `{key}` is not valid: {message}")]
+    Corrupt { key: String, message: String },
+    #[error(
+        "state document `{key}` was written by a newer pgsurge and needs reader version \
+         {needed}; this build reads version {have}: upgrade before it writes again"
+    )]
+    TooNew { key: String, needed: u32, have: u32 },
+}
 
 /// Everything pgsurge knows about one cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,8 +118,71 @@ pub struct Replica {
     /// The operation that created it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op_id: Option<String>,
+    /// When it entered each phase on its way to serving. Declared before `extra`: a
+    /// flattened struct takes its keys first, so they never also land in `extra`.
+    #[serde(flatten)]
+    pub since: PhaseTimes,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
+}
+
+/// When a replica entered the phases on its way to serving (phase durations, metrics).
+///
+/// The JSON keys (`booting_since`, `catching_up_since`, `serving_since`, RFC 3339) are
+/// the ones earlier versions kept as untyped entries of the replica's `extra`, so a
+/// document of either version loads with the same meaning, and an older reader keeps
+/// them as unknown fields. A value that is not a valid time reads as absent, as the
+/// older code read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PhaseTimes {
+    #[serde(
+        rename = "booting_since",
+        with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub booting: Option<Timestamp>,
+    #[serde(
+        rename = "catching_up_since",
+        with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub catching_up: Option<Timestamp>,
+    #[serde(
+        rename = "serving_since",
+        with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub serving: Option<Timestamp>,
+}
+
+impl PhaseTimes {
+    /// Record that the replica entered `phase` at `at` (phases without a time: nothing).
+    pub fn entered(&mut self, phase: &Phase, at: OffsetDateTime) {
+        let slot = match phase {
+            Phase::Booting => &mut self.booting,
+            Phase::CatchingUp => &mut self.catching_up,
+            Phase::Serving => &mut self.serving,
+            _ => return,
+        };
+        *slot = Some(Timestamp(at));
+    }
+}
+
+/// An optional RFC 3339 time that reads anything else (a hand edit) as absent: never a
+/// load failure.
+mod lenient {
+    use super::Timestamp;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        t.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+        let v = Option::<serde_json::Value>::deserialize(d)?;
+        Ok(v.and_then(|v| serde_json::from_value(v).ok()))
+    }
 }
 
 /// Scale-down's two proofs, recorded before the first destructive step: the cloud's
@@ -357,13 +431,14 @@ impl ClusterState {
     }
 
     /// Parse a stored document, refusing ones this build may not update.
-    pub fn from_slice(key: &str, bytes: &[u8]) -> Result<Self, StateError> {
-        let doc: ClusterState = serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
-            key: key.to_string(),
-            message: e.to_string(),
-        })?;
+    pub fn from_slice(key: &str, bytes: &[u8]) -> Result<Self, DocumentError> {
+        let doc: ClusterState =
+            serde_json::from_slice(bytes).map_err(|e| DocumentError::Corrupt {
+                key: key.to_string(),
+                message: e.to_string(),
+            })?;
         if doc.min_reader_version > SCHEMA_VERSION {
-            return Err(StateError::TooNew {
+            return Err(DocumentError::TooNew {
                 key: key.to_string(),
                 needed: doc.min_reader_version,
                 have: SCHEMA_VERSION,
@@ -438,7 +513,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                StateError::TooNew {
+                DocumentError::TooNew {
                     needed: 4,
                     have: 1,
                     ..
@@ -447,7 +522,7 @@ mod tests {
             "{err}"
         );
         let err = ClusterState::from_slice("k", b"{\"cluster\": 1}").unwrap_err();
-        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+        assert!(matches!(err, DocumentError::Corrupt { .. }), "{err}");
     }
 
     /// A document as 0dc29b6 wrote it (before proofs, refusals and first-seen times).
@@ -474,11 +549,71 @@ mod tests {
         // Never proven (written by code that did not record proofs): refuses as before.
         assert_eq!(r.delete_proof(), None);
         assert_eq!(r.refusal(), None);
-        assert_eq!(r.extra["serving_since"], "2026-11-25T08:31:00Z");
+        assert_eq!(
+            r.since.serving.map(|t| t.0),
+            Some(
+                OffsetDateTime::parse(
+                    "2026-11-25T08:31:00Z",
+                    &time::format_description::well_known::Rfc3339
+                )
+                .unwrap()
+            )
+        );
         // Rewritten unchanged: no new key appears until something is recorded.
         let back: Value = serde_json::from_slice(&doc.to_vec()).unwrap();
         assert!(back.get("unknown_since").is_none(), "{back}");
         assert!(back["replicas"][1].get("delete_proof").is_none(), "{back}");
+    }
+
+    /// Phase times as the code before typed fields wrote them (`extra` strings, by
+    /// scale-up and instance-ready): they load into the typed fields with the same
+    /// meaning, a bad one reads as absent (as before), and they are written back under
+    /// the same keys, so that older code reads them as it always did.
+    #[test]
+    fn phase_times_written_as_extra_strings_load_typed_and_round_trip() {
+        let old = r#"{
+          "schema_version": 1, "min_reader_version": 1, "cluster": "c", "revision": 9,
+          "replicas": [
+            {"id": "s1-1", "role": "surge", "phase": "serving", "server_id": "s1",
+             "created_at": "2026-11-25T08:30:00Z", "op_id": "1",
+             "booting_since": "2026-11-25T08:30:05.5Z",
+             "catching_up_since": "2026-11-25T08:30:40Z",
+             "serving_since": "2026-11-25T08:31:00Z", "flavor": "m1.large"},
+            {"id": "s1-2", "role": "surge", "phase": "booting",
+             "created_at": "2026-11-25T08:30:00Z", "booting_since": "not a time"}
+          ]
+        }"#;
+        let t = |s: &str| {
+            Timestamp(
+                OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap(),
+            )
+        };
+        let doc = ClusterState::from_slice("k", old.as_bytes()).unwrap();
+        let r = doc.replica("s1-1").unwrap();
+        assert_eq!(
+            r.since,
+            PhaseTimes {
+                booting: Some(t("2026-11-25T08:30:05.5Z")),
+                catching_up: Some(t("2026-11-25T08:30:40Z")),
+                serving: Some(t("2026-11-25T08:31:00Z")),
+            }
+        );
+        // Typed, so not also kept untyped; other unknown keys stay in `extra`.
+        assert!(!r.extra.contains_key("booting_since"), "{:?}", r.extra);
+        assert_eq!(r.extra["flavor"], "m1.large");
+        assert_eq!(doc.replica("s1-2").unwrap().since, PhaseTimes::default());
+        let back: Value = serde_json::from_slice(&doc.to_vec()).unwrap();
+        let r0 = &back["replicas"][0];
+        assert_eq!(r0["booting_since"], "2026-11-25T08:30:05.5Z");
+        assert_eq!(r0["catching_up_since"], "2026-11-25T08:30:40Z");
+        assert_eq!(r0["serving_since"], "2026-11-25T08:31:00Z");
+        assert_eq!(r0["flavor"], "m1.large");
+        // A phase with no time leaves the record alone; the others stamp their own.
+        let mut since = PhaseTimes::default();
+        since.entered(&Phase::Draining, t("2026-11-25T09:00:00Z").0);
+        assert_eq!(since, PhaseTimes::default());
+        since.entered(&Phase::CatchingUp, t("2026-11-25T09:00:00Z").0);
+        assert_eq!(since.catching_up, Some(t("2026-11-25T09:00:00Z")));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! Hand-written rather than a metrics crate: two metric kinds and one text format are
 //! all we need, and the functions stay small to cold-start.
 
+mod config;
+pub use config::MetricsConfig;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{Mutex, OnceLock};
