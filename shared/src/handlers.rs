@@ -75,10 +75,7 @@ fn ready_wait(p: &ops::Ports, ctx: &LambdaEvent<()>) -> Duration {
     Duration::from_secs(p.ops.ready_wait_secs).min(ctx.context.remaining().saturating_sub(margin))
 }
 
-pub async fn scale_up(
-    app: Arc<App>,
-    ev: LambdaEvent<Webhook>,
-) -> Result<Outcome, FunctionError> {
+pub async fn scale_up(app: Arc<App>, ev: LambdaEvent<Webhook>) -> Result<Outcome, FunctionError> {
     let on_resolved = app.config.policy.scale_down_on_resolved;
     handle(
         "scale-up",
@@ -96,10 +93,7 @@ pub async fn scale_up(
     .await
 }
 
-pub async fn scale_down(
-    app: Arc<App>,
-    ev: LambdaEvent<Webhook>,
-) -> Result<Outcome, FunctionError> {
+pub async fn scale_down(app: Arc<App>, ev: LambdaEvent<Webhook>) -> Result<Outcome, FunctionError> {
     handle(
         "scale-down",
         &app,
@@ -179,10 +173,7 @@ pub async fn instance_deleted(
     .await
 }
 
-pub async fn reconcile(
-    app: Arc<App>,
-    ev: LambdaEvent<Webhook>,
-) -> Result<Outcome, FunctionError> {
+pub async fn reconcile(app: Arc<App>, ev: LambdaEvent<Webhook>) -> Result<Outcome, FunctionError> {
     handle(
         "reconcile",
         &app,

@@ -29,7 +29,7 @@ struct Served {
 
 #[async_trait::async_trait]
 impl SmnFetcher for Served {
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, pgsurge::events::FetchError> {
         self.asked.lock().unwrap().push(url.to_string());
         Ok(self.cert.clone())
     }

@@ -5,7 +5,7 @@ use crate::balancer::DesiredSet;
 use crate::cloud::Cloud;
 use crate::config::{CloudProvider, Config};
 use crate::events::{EventError, Receiver};
-use crate::ops::{OpsError, Ports};
+use crate::ops::{OpsError, Ports, Refusal};
 use crate::postgres::{LagBounds, PgClient};
 use crate::secret::Credentials;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ pub async fn build(
         &config.haproxy,
         DesiredSet::for_cluster(&config.cluster.name),
     )
-    .map_err(|e| OpsError::Refused(format!("haproxy: {e}")))?
+    .map_err(|e| OpsError::from(Refusal::Haproxy(e.to_string())))?
     .into_nodes();
     Ok(Some(Ports {
         cluster: config.cluster.name.clone(),

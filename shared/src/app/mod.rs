@@ -75,10 +75,7 @@ impl App {
     /// arrive with it) and rebuilt when the host's temporary credentials change —
     /// FunctionGraph rotates those, and ports built from expired ones would fail. A
     /// failed build is not kept.
-    pub async fn ports(
-        &self,
-        creds: Option<&Credentials>,
-    ) -> Result<Option<Arc<Ports>>, OpsError> {
+    pub async fn ports(&self, creds: Option<&Credentials>) -> Result<Option<Arc<Ports>>, OpsError> {
         let mut built = self.ports.lock().await;
         if let Some(b) = built.as_ref() {
             if b.creds.as_ref() == creds {
@@ -113,11 +110,15 @@ where
     let args = runtime::Args::parse();
     let config = match Config::load(args.config()) {
         Ok(c) => c,
-        Err(e) => return runtime::init_failed(function, format!("invalid configuration: {e}")).await,
+        Err(e) => {
+            return runtime::init_failed(function, format!("invalid configuration: {e}")).await
+        }
     };
     let app = match App::new(config) {
         Ok(a) => Arc::new(a),
-        Err(e) => return runtime::init_failed(function, format!("cannot receive webhooks: {e}")).await,
+        Err(e) => {
+            return runtime::init_failed(function, format!("cannot receive webhooks: {e}")).await
+        }
     };
     let gate = Arc::new(AuthGate::new(app.config.auth.clone()));
     let settings = app.runtime_settings();

@@ -204,7 +204,6 @@ pub fn signs_body(w: &Webhook, cfg: &AuthConfig) -> bool {
     w.header(&cfg.signature_header).is_some()
 }
 
-
 /// Whether the request presents any shared secret this configuration knows of (the
 /// token's header, `Authorization`, the token query parameter, the HMAC signature).
 pub(crate) fn presents_secret(w: &Webhook, cfg: &AuthConfig) -> bool {

@@ -28,7 +28,7 @@ pub use auth::{authenticate, authenticate_at, hmac_signature};
 pub use params::{validate_params, ParamLimits};
 pub use receive::{Authenticated, Confirmation, Receiver};
 pub use scope::{ClusterScope, Scoped};
-pub use smn_verify::{HttpsFetcher, SmnConfig, SmnFetcher, SmnVerifier};
+pub use smn_verify::{FetchError, HttpsFetcher, SmnConfig, SmnFetcher, SmnVerifier};
 
 use base64::Engine;
 use serde::{Deserialize, Deserializer, Serialize};
