@@ -310,14 +310,14 @@ fn t0() -> time::OffsetDateTime {
 
 fn alarm_ids(store: &Plain) -> Vec<String> {
     let objects = store.objects.lock().unwrap();
-    let doc = state::ClusterState::from_slice(KEY, &objects[KEY]).unwrap();
+    let doc = pgsurge::model::ClusterState::from_slice(KEY, &objects[KEY]).unwrap();
     doc.decided_alarms.iter().map(|a| a.id.clone()).collect()
 }
 
 /// A competing writer that adds alarm `id` and bumps the revision, as another invocation would.
 fn competitor(id: &'static str) -> Competitor {
     Box::new(move |objects: &mut HashMap<String, Vec<u8>>| {
-        let mut doc = state::ClusterState::from_slice(KEY, &objects[KEY]).unwrap();
+        let mut doc = pgsurge::model::ClusterState::from_slice(KEY, &objects[KEY]).unwrap();
         doc.remember_alarm(id, t0());
         doc.revision += 1;
         doc.write_id = Some(format!("competitor-{id}"));
