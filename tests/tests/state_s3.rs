@@ -44,7 +44,7 @@ fn now() -> OffsetDateTime {
 
 /// `writers` independent clients (each probes the store, as each function instance
 /// would) each make `rounds` read-modify-CAS increments; returns the final document.
-async fn hammer(cfg: StateConfig, writers: usize, rounds: usize) -> state::ClusterState {
+async fn hammer(cfg: StateConfig, writers: usize, rounds: usize) -> pgsurge::model::ClusterState {
     let mut tasks = Vec::new();
     for w in 0..writers {
         let cfg = cfg.clone();
