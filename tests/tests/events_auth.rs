@@ -16,7 +16,7 @@ const NOW: i64 = 1_795_597_200; // 2026-11-25T09:00:00Z
 struct NoFetch;
 #[async_trait::async_trait]
 impl SmnFetcher for NoFetch {
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, pgsurge::events::FetchError> {
         panic!("nothing should be fetched here ({url})")
     }
 }

@@ -213,8 +213,8 @@ static RT: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::n
 struct NoCert;
 #[async_trait::async_trait]
 impl SmnFetcher for NoCert {
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        Err(format!("no certificate in this test ({url})"))
+    async fn get(&self, url: &str) -> Result<Vec<u8>, pgsurge::events::FetchError> {
+        Err(format!("no certificate in this test ({url})").into())
     }
 }
 
@@ -563,11 +563,11 @@ static SMN_KEYS: std::sync::LazyLock<SmnKeys> = std::sync::LazyLock::new(|| {
 struct ServeCert(Vec<u8>);
 #[async_trait::async_trait]
 impl SmnFetcher for ServeCert {
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, pgsurge::events::FetchError> {
         if url == CERT_URL {
             Ok(self.0.clone())
         } else {
-            Err(format!("unexpected fetch of {url}"))
+            Err(format!("unexpected fetch of {url}").into())
         }
     }
 }

@@ -31,7 +31,7 @@ struct Served {
 
 #[async_trait::async_trait]
 impl SmnFetcher for Served {
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, pgsurge::events::FetchError> {
         self.asked.lock().unwrap().push(url.to_string());
         Ok(self.cert.clone())
     }
@@ -804,12 +804,12 @@ async fn the_real_fetcher_gets_the_certificate_over_verified_https() {
     // Without the private CA the same fetch fails TLS verification.
     let strict = HttpsFetcher::new(&SmnConfig::default()).unwrap();
     let err = strict.get(&cert_url).await.unwrap_err();
-    assert!(err.contains(&cert_url), "{err}");
+    assert!(err.0.contains(&cert_url), "{err}");
     let err = strict
         .get(&format!("http://127.0.0.1:{port}/smn.pem"))
         .await
         .unwrap_err();
-    assert!(!err.is_empty());
+    assert!(!err.0.is_empty());
 }
 
 /// The signature covers only the SMN keys. A captured genuine message (still inside the

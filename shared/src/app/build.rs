@@ -6,7 +6,7 @@ use crate::cloud::Cloud;
 use crate::cloud::CloudProvider;
 use crate::config::Config;
 use crate::events::{EventError, Receiver};
-use crate::ops::{OpsError, Ports};
+use crate::ops::{OpsError, Ports, Refusal};
 use crate::postgres::{LagBounds, PgClient};
 use crate::secret::Credentials;
 use std::sync::Arc;
@@ -43,7 +43,7 @@ pub async fn build(
         &config.haproxy,
         DesiredSet::for_cluster(&config.cluster.name),
     )
-    .map_err(|e| OpsError::Refused(format!("haproxy: {e}")))?
+    .map_err(|e| OpsError::from(Refusal::Haproxy(e.to_string())))?
     .into_nodes();
     Ok(Some(Ports {
         cluster: config.cluster.name.clone(),

@@ -43,7 +43,47 @@ impl From<OpsError> for FunctionError {
                 FunctionError::new(ErrorKind::Unavailable, c.to_string())
             }
             OpsError::Postgres(p) => FunctionError::new(ErrorKind::Unavailable, p.to_string()),
+            // The state or the cloud says no (409), or the request cannot be done as
+            // configured (422): neither is a server fault.
+            OpsError::Refused(r) => {
+                let kind = if r.is_conflict() {
+                    ErrorKind::Conflict
+                } else {
+                    ErrorKind::Unprocessable
+                };
+                FunctionError::new(kind, OpsError::Refused(r).to_string())
+            }
             other => FunctionError::new(ErrorKind::Internal, other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Refusal;
+
+    /// A refusal is the state or the request saying no, never a server fault (500); its
+    /// message keeps every fact.
+    #[test]
+    fn refusals_are_conflicts_or_unprocessable_not_internal_errors() {
+        let conflict: FunctionError = OpsError::from(Refusal::StillRouted {
+            name: "pgsurge-c-r1".into(),
+            why: "node h1 still routes to it".into(),
+        })
+        .into();
+        assert_eq!(conflict.kind.http_status(), 409);
+        assert_eq!(
+            conflict.message,
+            "refused: pgsurge-c-r1: not deleting the replica: node h1 still routes to it; \
+             left draining for the next run"
+        );
+        let unprocessable: FunctionError = OpsError::from(Refusal::BaseReplicaGone {
+            replica: "base-1".into(),
+        })
+        .into();
+        assert_eq!(unprocessable.kind.http_status(), 422);
+        assert_eq!(unprocessable.error_type, "Unprocessable");
+        assert!(unprocessable.message.contains("base-1 is a base replica"));
     }
 }

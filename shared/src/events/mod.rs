@@ -30,7 +30,7 @@ pub use auth::{authenticate, authenticate_at, hmac_signature};
 pub use params::validate_params;
 pub use receive::{Authenticated, Confirmation, Receiver};
 pub use scope::{ClusterScope, Scoped};
-pub use smn_verify::{HttpsFetcher, SmnConfig, SmnFetcher, SmnVerifier};
+pub use smn_verify::{FetchError, HttpsFetcher, SmnConfig, SmnFetcher, SmnVerifier};
 // The normalised alarm is part of the shared model (policy decides on it); events makes it.
 pub use crate::model::{Alarm, AlarmParams, AlarmState, Direction, ParamLimits, Source};
 

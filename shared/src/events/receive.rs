@@ -40,7 +40,7 @@ impl Receiver {
         limits: ParamLimits,
         max_body_bytes: usize,
     ) -> Result<Self, EventError> {
-        let fetcher = HttpsFetcher::new(&auth.smn).map_err(EventError::Unavailable)?;
+        let fetcher = HttpsFetcher::new(&auth.smn).map_err(|e| EventError::Unavailable(e.0))?;
         Ok(Self::with_fetcher(
             auth,
             limits,

@@ -34,7 +34,7 @@
 //! certificates are cached per URL for [`CERT_TTL`], at most [`CERT_CACHE_MAX`] of them;
 //! the chain is re-checked on every use (cheap), so expiry is never missed.
 
-use super::x509::{der_chain, parse_cert, SigningCert};
+use super::x509::{der_chain, parse_cert, CertError, SigningCert};
 use super::{EventError, SubscriptionConfirmation};
 use async_trait::async_trait;
 use base64::Engine;
@@ -101,10 +101,21 @@ impl Default for SmnConfig {
     }
 }
 
+/// Why a fetch (or the trust store it needs) failed; names the URL without its query.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FetchError(pub String);
+
+impl From<String> for FetchError {
+    fn from(s: String) -> Self {
+        FetchError(s)
+    }
+}
+
 /// Fetches a URL (the signing certificate, the subscription confirmation link).
 #[async_trait]
 pub trait SmnFetcher: Send + Sync {
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String>;
+    async fn get(&self, url: &str) -> Result<Vec<u8>, FetchError>;
 }
 
 /// The real fetcher: HTTPS only, verified TLS, no redirects, bounded size and time.
@@ -115,7 +126,7 @@ pub struct HttpsFetcher {
 const MAX_FETCH_BYTES: usize = 64 * 1024;
 
 impl HttpsFetcher {
-    pub fn new(cfg: &SmnConfig) -> Result<Self, String> {
+    pub fn new(cfg: &SmnConfig) -> Result<Self, FetchError> {
         let mut b = reqwest::Client::builder()
             .https_only(true)
             .redirect(reqwest::redirect::Policy::none())
@@ -135,7 +146,7 @@ impl HttpsFetcher {
 
 #[async_trait]
 impl SmnFetcher for HttpsFetcher {
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
         // Errors name the URL without its query: a subscription link carries SMN's
         // confirmation token there.
         let shown = url.split('?').next().unwrap_or(url);
@@ -146,7 +157,7 @@ impl SmnFetcher for HttpsFetcher {
             .await
             .map_err(|e| format!("GET {shown}: {}", e.without_url()))?;
         if !resp.status().is_success() {
-            return Err(format!("GET {shown}: HTTP {}", resp.status()));
+            return Err(format!("GET {shown}: HTTP {}", resp.status()).into());
         }
         let mut body = Vec::new();
         while let Some(chunk) = resp
@@ -156,7 +167,7 @@ impl SmnFetcher for HttpsFetcher {
         {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_FETCH_BYTES {
-                return Err(format!("GET {shown}: larger than {MAX_FETCH_BYTES} bytes"));
+                return Err(format!("GET {shown}: larger than {MAX_FETCH_BYTES} bytes").into());
             }
         }
         Ok(body)
@@ -183,7 +194,7 @@ pub struct SmnVerifier {
     fetcher: Arc<dyn SmnFetcher>,
     /// Loaded at the first verification (reading the system store costs ~20 ms): a
     /// process that never sees an SMN message never pays it.
-    roots: OnceLock<Result<Vec<TrustAnchor<'static>>, String>>,
+    roots: OnceLock<Result<Vec<TrustAnchor<'static>>, FetchError>>,
     cache: Mutex<HashMap<String, Verified>>,
 }
 
@@ -420,7 +431,7 @@ impl SmnVerifier {
                     EventError::Unavailable(format!("SMN signing certificate: {e}"))
                 })?;
                 let unusable =
-                    |e: String| bad(format!("signing certificate at {url} is not usable: {e}"));
+                    |e: CertError| bad(format!("signing certificate at {url} is not usable: {e}"));
                 let chain = der_chain(&bytes).map_err(unusable)?;
                 let cert = parse_cert(&chain[0]).map_err(unusable)?;
                 let v = Verified {
@@ -588,7 +599,7 @@ impl webpki::ExtendedKeyUsageValidator for AnyUsage {
 
 /// The system store (via `rustls-native-certs`, which honours `SSL_CERT_FILE` /
 /// `SSL_CERT_DIR`) plus the certificates of `ca_file`.
-fn load_roots(ca_file: Option<&std::path::Path>) -> Result<Vec<TrustAnchor<'static>>, String> {
+fn load_roots(ca_file: Option<&std::path::Path>) -> Result<Vec<TrustAnchor<'static>>, FetchError> {
     let mut ders: Vec<CertificateDer<'static>> = rustls_native_certs::load_native_certs().certs;
     if let Some(path) = ca_file {
         let pem =
@@ -607,11 +618,11 @@ fn load_roots(ca_file: Option<&std::path::Path>) -> Result<Vec<TrustAnchor<'stat
         })
         .collect();
     if anchors.is_empty() {
-        return Err(
+        return Err(FetchError(
             "no trusted root certificates (the system store is empty or unreadable and \
              auth.smn.ca_file is not set)"
                 .into(),
-        );
+        ));
     }
     Ok(anchors)
 }

@@ -31,8 +31,25 @@ impl PartialEq for SigningCert {
     }
 }
 
+/// Why a certificate (or a PEM bundle) could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CertError(pub String);
+
+impl From<&str> for CertError {
+    fn from(s: &str) -> Self {
+        CertError(s.into())
+    }
+}
+
+impl From<String> for CertError {
+    fn from(s: String) -> Self {
+        CertError(s)
+    }
+}
+
 /// One DER element: tag, content, and what follows it.
-fn tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
+fn tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), CertError> {
     let (&tag, rest) = input.split_first().ok_or("truncated DER (no tag)")?;
     let (&first, rest) = rest.split_first().ok_or("truncated DER (no length)")?;
     let (len, rest) = if first < 0x80 {
@@ -53,12 +70,12 @@ fn tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
     Ok((tag, &rest[..len], &rest[len..]))
 }
 
-fn expect<'a>(input: &'a [u8], want: u8, what: &str) -> Result<(&'a [u8], &'a [u8]), String> {
+fn expect<'a>(input: &'a [u8], want: u8, what: &str) -> Result<(&'a [u8], &'a [u8]), CertError> {
     let (tag, content, rest) = tlv(input)?;
     if tag != want {
-        return Err(format!(
+        return Err(CertError(format!(
             "{what}: expected DER tag {want:#04x}, found {tag:#04x}"
-        ));
+        )));
     }
     Ok((content, rest))
 }
@@ -80,7 +97,7 @@ const ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
 
 /// Accept a PEM (`-----BEGIN CERTIFICATE-----`) or DER certificate (the first one of
 /// a PEM bundle).
-pub fn parse_cert(bytes: &[u8]) -> Result<SigningCert, String> {
+pub fn parse_cert(bytes: &[u8]) -> Result<SigningCert, CertError> {
     let chain = der_chain(bytes)?;
     parse_der(&chain[0])
 }
@@ -88,7 +105,7 @@ pub fn parse_cert(bytes: &[u8]) -> Result<SigningCert, String> {
 /// The certificates in `bytes`: one DER certificate, or every `CERTIFICATE` block of a
 /// PEM bundle in order (the signing certificate first, then any intermediates). Never
 /// empty.
-pub fn der_chain(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+pub fn der_chain(bytes: &[u8]) -> Result<Vec<Vec<u8>>, CertError> {
     // DER starts with a SEQUENCE tag; anything else must be PEM.
     if bytes.first() == Some(&SEQ) {
         return Ok(vec![bytes.to_vec()]);
@@ -121,7 +138,7 @@ pub fn der_chain(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     Ok(out)
 }
 
-fn parse_der(der: &[u8]) -> Result<SigningCert, String> {
+fn parse_der(der: &[u8]) -> Result<SigningCert, CertError> {
     let (cert, _) = expect(der, SEQ, "Certificate")?;
     let (tbs, rest) = expect(cert, SEQ, "tbsCertificate")?;
     let (sig_alg, _) = expect(rest, SEQ, "signatureAlgorithm")?;
@@ -209,7 +226,7 @@ const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 
 /// The CN values of a Name (SEQUENCE OF SET OF AttributeTypeAndValue).
-fn common_names(mut name: &[u8]) -> Result<Vec<String>, String> {
+fn common_names(mut name: &[u8]) -> Result<Vec<String>, CertError> {
     let mut out = Vec::new();
     while !name.is_empty() {
         let (mut rdn, rest) = expect(name, SET, "subject RDN")?;
@@ -231,7 +248,7 @@ fn common_names(mut name: &[u8]) -> Result<Vec<String>, String> {
 }
 
 /// The dNSName entries of the subjectAltName extension, if any.
-fn san_dns_names(explicit: &[u8]) -> Result<Vec<String>, String> {
+fn san_dns_names(explicit: &[u8]) -> Result<Vec<String>, CertError> {
     let (mut exts, _) = expect(explicit, SEQ, "extensions")?;
     let mut out = Vec::new();
     while !exts.is_empty() {
@@ -270,7 +287,7 @@ fn is_rsa_sig(oid: &[u8]) -> bool {
     [SHA1_RSA, SHA256_RSA, SHA384_RSA, SHA512_RSA].contains(&oid)
 }
 
-fn der_time(tag: u8, content: &[u8]) -> Result<OffsetDateTime, String> {
+fn der_time(tag: u8, content: &[u8]) -> Result<OffsetDateTime, CertError> {
     let s = std::str::from_utf8(content).map_err(|_| "time is not ASCII")?;
     let digits = s.strip_suffix('Z').ok_or("time is not in UTC (Z)")?;
     let full = match (tag, digits.len()) {

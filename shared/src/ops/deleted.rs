@@ -3,7 +3,7 @@
 
 use super::lease::with_lease;
 use super::scale_down::{delete_replica_volume, forget};
-use super::{refused, OpsError, Ports, Report};
+use super::{refused, OpsError, Ports, Refusal, Report};
 use crate::cloud::CloudError;
 use crate::events::InstanceEvent;
 use crate::failpoint;
@@ -31,10 +31,10 @@ pub async fn instance_deleted(
         return Ok(report);
     };
     if r.role != Role::Surge {
-        return Err(OpsError::Refused(format!(
-            "{} is a base replica: clean it up by hand",
-            r.id
-        )));
+        return Err(Refusal::BaseReplicaGone {
+            replica: r.id.clone(),
+        }
+        .into());
     }
     // Trust the cloud, not the event: only act when the server is really gone.
     if let Some(id) = &r.server_id {

@@ -21,6 +21,7 @@ mod lease;
 pub mod prewarm;
 mod ready;
 mod reconcile;
+pub mod refusal;
 mod scale_down;
 mod scale_up;
 mod scheduled;
@@ -33,6 +34,7 @@ pub use deleted::instance_deleted;
 pub use desired::desired_set;
 pub use ready::check_pending;
 pub use reconcile::reconcile;
+pub use refusal::{LabelMismatch, Refusal, Unproven};
 pub use scale_down::scale_down;
 pub use scale_up::{scale_up, META_CREATED};
 
@@ -83,7 +85,7 @@ pub enum OpsError {
     #[error(transparent)]
     Config(#[from] crate::check::ConfigError),
     #[error("refused: {0}")]
-    Refused(String),
+    Refused(#[from] Refusal),
 }
 
 impl<E: Into<OpsError>> From<UpdateError<E>> for OpsError {
@@ -140,7 +142,7 @@ pub(crate) fn labelled_surge(
     meta: &crate::cloud::Metadata,
     cluster: &str,
     replica: &str,
-) -> Result<(), String> {
+) -> Result<(), LabelMismatch> {
     use crate::cloud::{META_CLUSTER, META_REPLICA, META_ROLE};
     for (key, want) in [
         (META_CLUSTER, cluster),
@@ -149,8 +151,19 @@ pub(crate) fn labelled_surge(
     ] {
         match meta.get(key) {
             Some(v) if v == want => {}
-            Some(v) => return Err(format!("labelled {key}={v:?}, not {want:?}")),
-            None => return Err(format!("has no {key} label (expected {want:?})")),
+            Some(v) => {
+                return Err(LabelMismatch::Differs {
+                    key,
+                    found: v.clone(),
+                    want: want.into(),
+                })
+            }
+            None => {
+                return Err(LabelMismatch::Missing {
+                    key,
+                    want: want.into(),
+                })
+            }
         }
     }
     Ok(())
@@ -161,10 +174,11 @@ pub(crate) fn labelled_surge(
 pub(crate) async fn refused(
     ports: &Ports,
     id: &str,
-    why: &str,
+    why: &Refusal,
     now: OffsetDateTime,
     report: &mut Report,
 ) -> Result<(), OpsError> {
+    let why = &why.to_string();
     tracing::warn!(replica = id, reason = why, "refused");
     report.later(format!("{id}: refused: {why}"));
     ports
@@ -215,11 +229,11 @@ mod tests {
         ]);
         assert_eq!(labelled_surge(&ok, "c", "r1"), Ok(()));
         assert_eq!(
-            labelled_surge(&ok, "d", "r1").unwrap_err(),
+            labelled_surge(&ok, "d", "r1").unwrap_err().to_string(),
             r#"labelled pgsurge_cluster="c", not "d""#
         );
         assert_eq!(
-            labelled_surge(&ok, "c", "r2").unwrap_err(),
+            labelled_surge(&ok, "c", "r2").unwrap_err().to_string(),
             r#"labelled pgsurge_replica="r1", not "r2""#
         );
         let base = meta(&[
@@ -228,12 +242,12 @@ mod tests {
             (META_REPLICA, "r1"),
         ]);
         assert_eq!(
-            labelled_surge(&base, "c", "r1").unwrap_err(),
+            labelled_surge(&base, "c", "r1").unwrap_err().to_string(),
             r#"labelled pgsurge_role="base", not "surge""#
         );
         let bare = meta(&[(META_CLUSTER, "c")]);
         assert_eq!(
-            labelled_surge(&bare, "c", "r1").unwrap_err(),
+            labelled_surge(&bare, "c", "r1").unwrap_err().to_string(),
             r#"has no pgsurge_role label (expected "surge")"#
         );
     }

@@ -3,7 +3,7 @@
 
 use super::desired::split_address;
 use super::lease::with_lease;
-use super::{phase_metric, refused, secs_between, OpsError, Ports, Report};
+use super::{phase_metric, refused, secs_between, OpsError, Ports, Refusal, Report};
 use crate::balancer::{AdminState, ServerSpec};
 use crate::cloud::{CloudError, Status};
 use crate::failpoint;
@@ -73,7 +73,7 @@ enum Checked {
     /// Not ready yet.
     NotYet,
     /// Its server is in error but rolling it back was refused: why.
-    Refused(String),
+    Refused(Refusal),
 }
 
 async fn check_one(ports: &Ports, r: &Replica, now: OffsetDateTime) -> Result<Checked, OpsError> {
@@ -101,10 +101,11 @@ async fn check_one(ports: &Ports, r: &Replica, now: OffsetDateTime) -> Result<Ch
                 "rolled back {}: its server {} went into error ({fault})",
                 r.id, server.id
             ))),
-            Err(OpsError::Refused(why)) => Ok(Checked::Refused(format!(
-                "its server {} is in error ({fault}), but {why}",
-                server.id
-            ))),
+            Err(OpsError::Refused(why)) => Ok(Checked::Refused(Refusal::InErrorNotRolledBack {
+                server_id: server.id.clone(),
+                fault: fault.into(),
+                refusal: Box::new(why),
+            })),
             Err(e) => Err(e),
         };
     }
@@ -161,12 +162,13 @@ async fn check_one(ports: &Ports, r: &Replica, now: OffsetDateTime) -> Result<Ch
             }
         }
         Ok(rep) => {
-            return Err(OpsError::Refused(format!(
-                "no HAProxy node took {name}: {:?}",
-                rep.failed()
-            )));
+            let failed = format!("{:?}", rep.failed());
+            return Err(Refusal::NoNodeTook { name, failed }.into());
         }
-        Err(e) => return Err(OpsError::Refused(format!("{name}: {e}"))),
+        Err(e) => {
+            let error = e.to_string();
+            return Err(Refusal::Register { name, error }.into());
+        }
     }
     // Nodes only their agent reaches: ask the agents (the desired set now holds the
     // replica) and record `serving` once every one of them reports it ready.

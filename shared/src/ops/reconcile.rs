@@ -16,7 +16,7 @@ use super::deleted::forget_vanished;
 use super::lease::with_lease;
 use super::scale_down::{delete_volume_when_detached, drive_draining, forget};
 use super::scale_up::{drive_creating, META_CREATED};
-use super::{check_pending, labelled_surge, refused, OpsError, Ports, Report};
+use super::{check_pending, labelled_surge, refused, OpsError, Ports, Refusal, Report};
 use crate::cloud::{
     CloudError, Filter, Metadata, Server, Snapshot, Volume, META_CLUSTER, META_OP, META_REPLICA,
 };
@@ -262,10 +262,11 @@ pub(crate) async fn roll_back(
 ) -> Result<(), OpsError> {
     let name = crate::model::resource_name(&ports.cluster, &r.id);
     if r.role != Role::Surge {
-        return Err(OpsError::Refused(format!(
-            "{name}: a {} replica is never rolled back, only surge replicas: fix it by hand",
-            r.role.as_str()
-        )));
+        return Err(Refusal::NotSurgeToRollBack {
+            name,
+            role: r.role.clone(),
+        }
+        .into());
     }
     let by_name = Filter {
         name: Some(name.clone()),
@@ -280,10 +281,11 @@ pub(crate) async fn roll_back(
         .map(|s| ("server", &s.id, &s.metadata))
         .chain(volumes.iter().map(|v| ("volume", &v.id, &v.metadata)));
     for (kind, id, meta) in proven {
-        labelled_surge(meta, &ports.cluster, &r.id).map_err(|why| {
-            OpsError::Refused(format!(
-                "{name}: {kind} {id} {why}: not rolling back what the cloud does not say is this surge replica"
-            ))
+        labelled_surge(meta, &ports.cluster, &r.id).map_err(|label| Refusal::RollBackNotOurs {
+            name: name.clone(),
+            kind,
+            id: id.clone(),
+            label,
         })?;
     }
     failpoint::hit("reconcile.before_rollback");

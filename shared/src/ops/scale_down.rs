@@ -4,7 +4,9 @@
 use super::decide::decide_and_record;
 use super::desired::split_address;
 use super::lease::with_lease;
-use super::{labelled_surge, phase_metric, refused, secs_between, OpsError, Ports, Report};
+use super::{
+    labelled_surge, phase_metric, refused, secs_between, OpsError, Ports, Refusal, Report, Unproven,
+};
 use crate::balancer::drain::{self, DrainOptions};
 use crate::balancer::BalancerError;
 use crate::cloud::CloudError;
@@ -66,11 +68,11 @@ async fn remove_replica(
 ) -> Result<String, OpsError> {
     // Never touch the primary, nor anything we did not make.
     if r.role != Role::Surge {
-        return Err(OpsError::Refused(format!(
-            "{} is a {} replica; only surge replicas are removed",
-            r.id,
-            r.role.as_str()
-        )));
+        return Err(Refusal::NotSurgeToRemove {
+            replica: r.id.clone(),
+            role: r.role.clone(),
+        }
+        .into());
     }
     let name = resource_name(&ports.cluster, &r.id);
     let state = ports.state.load().await?.state;
@@ -89,9 +91,7 @@ async fn remove_replica(
             // A node that answered and still holds the server may send it reads: the
             // replica must outlive that. The state stays `draining`, so the next
             // scale-down or reconcile drains and removes it again, then deletes it.
-            return Err(OpsError::Refused(format!(
-                "{name}: not deleting the replica: {why}; left draining for the next run"
-            )));
+            return Err(Refusal::StillRouted { name, why }.into());
         }
         if !rep.remove.all_ok() {
             tracing::warn!(replica = %r.id, failed = ?rep.remove.failed(), "unreachable HAProxy nodes still list the server; their repair removes it");
@@ -104,11 +104,14 @@ async fn remove_replica(
                 // The cloud's own labels must say this is our surge replica: the state
                 // alone may be wrong (a bad edit, a bug), and deleting a base replica
                 // or anything else is not undoable.
-                labelled_surge(&server.metadata, &ports.cluster, &r.id).map_err(|why| {
-                    OpsError::Refused(format!(
-                        "{name}: server {server_id} is not labelled as surge replica {} of cluster {} in the cloud ({why}): refusing to delete it",
-                        r.id, ports.cluster
-                    ))
+                labelled_surge(&server.metadata, &ports.cluster, &r.id).map_err(|label| {
+                    Refusal::ServerNotOurs {
+                        name: name.clone(),
+                        server_id: server_id.clone(),
+                        replica: r.id.clone(),
+                        cluster: ports.cluster.clone(),
+                        label,
+                    }
                 })?;
                 // The last line of defence: a server that is not in recovery is a primary
                 // (or was promoted): refuse, whatever the state says.
@@ -116,14 +119,12 @@ async fn remove_replica(
                     Ok(()) => {}
                     // Proven before an earlier run stopped it (its PostgreSQL is down for
                     // good now): the proof stands; the labels were checked again above.
-                    Err(Unproven::Unreachable(why)) if proven_for(r, server_id).is_some() => {
+                    Err(why) if why.unreachable() && proven_for(r, server_id).is_some() => {
                         let at = proven_for(r, server_id).map(|p| p.at);
                         tracing::info!(replica = %r.id, server = %server_id, reason = %why, proven_at = ?at,
                             "cannot prove it is a standby again; proven before it was stopped: finishing the delete");
                     }
-                    Err(Unproven::Unreachable(why)) | Err(Unproven::NotStandby(why)) => {
-                        return Err(OpsError::Refused(why))
-                    }
+                    Err(why) => return Err(Refusal::from(why).into()),
                 }
                 failpoint::hit("scale_down.before_mark_deleting");
                 mark_deleting(ports, &r.id, now).await?;
@@ -180,14 +181,6 @@ pub(crate) fn still_routed(remove: &crate::balancer::fanout::Report) -> Option<S
     })
 }
 
-/// Why the standby proof could not be given.
-enum Unproven {
-    /// Nothing answered (no address, cannot connect): stopped, or not up.
-    Unreachable(String),
-    /// PostgreSQL answered and is not in recovery: a primary. Never deleted.
-    NotStandby(String),
-}
-
 /// The second proof: PostgreSQL on the server is in recovery (a standby).
 async fn standby_proof(
     ports: &Ports,
@@ -204,18 +197,17 @@ async fn standby_proof(
                 .and_then(split_address)
                 .map(|(host, port)| Endpoint { host, port })
         })
-        .ok_or_else(|| {
-            Unproven::Unreachable(format!("{name}: no address to verify it is a standby"))
+        .ok_or_else(|| Unproven::NoAddress { name: name.into() })?;
+    let status = ports
+        .pg
+        .replica_status(&endpoint)
+        .await
+        .map_err(|e| Unproven::Unreachable {
+            name: name.into(),
+            error: e.to_string(),
         })?;
-    let status = ports.pg.replica_status(&endpoint).await.map_err(|e| {
-        Unproven::Unreachable(format!(
-            "{name}: cannot prove it is a standby, not deleting: {e}"
-        ))
-    })?;
     if !status.in_recovery {
-        return Err(Unproven::NotStandby(format!(
-            "{name} is NOT in recovery (a primary?): refusing to delete it"
-        )));
+        return Err(Unproven::NotStandby { name: name.into() });
     }
     Ok(())
 }
@@ -240,11 +232,13 @@ pub(crate) async fn delete_replica_volume(
         Err(CloudError::NotFound { .. }) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    labelled_surge(&volume.metadata, &ports.cluster, replica).map_err(|why| {
-        OpsError::Refused(format!(
-            "volume {volume_id} ({}) {why}: refusing to delete it as surge replica {replica}'s",
-            volume.name
-        ))
+    labelled_surge(&volume.metadata, &ports.cluster, replica).map_err(|label| {
+        Refusal::VolumeNotOurs {
+            volume_id: volume_id.into(),
+            volume_name: volume.name.clone(),
+            replica: replica.into(),
+            label,
+        }
     })?;
     delete_volume_when_detached(ports, volume_id).await
 }

@@ -5,7 +5,7 @@
 
 use super::decide::decide_and_record;
 use super::lease::with_lease;
-use super::{phase_metric, secs_between, OpsError, Ports, Report};
+use super::{phase_metric, secs_between, OpsError, Ports, Refusal, Report};
 use crate::cloud::{
     self, ensure_server, ensure_snapshot, ensure_volume, Metadata, ServerRequest, SnapshotRequest,
     Status, VolumeRequest, META_CLUSTER, META_OP, META_REPLICA, META_ROLE,
@@ -192,7 +192,7 @@ async fn pick_snapshot(
         .iter()
         .filter(|r| r.phase == Phase::Serving && r.volume_id.is_some())
         .min_by_key(|r| (r.role != Role::Base, r.created_at))
-        .ok_or_else(|| OpsError::Refused("no serving replica with a volume to snapshot".into()))?;
+        .ok_or(Refusal::NoSnapshotSource)?;
     let started = OffsetDateTime::now_utc();
     let mut meta = Metadata::new();
     meta.insert(META_CLUSTER.into(), ports.cluster.clone());
@@ -280,7 +280,7 @@ async fn create_replica(
     phase_metric("clone", secs_between(started, OffsetDateTime::now_utc()));
     report.did(format!("volume {name} from snapshot {snapshot}"));
     let user_data = UserData::for_replica(&ports.bootstrap, &name)
-        .map_err(|e| OpsError::Refused(format!("bootstrap parameters: {e}")))?
+        .map_err(|e| Refusal::Bootstrap(e.to_string()))?
         .render();
     // Boot time counts from the server request, not from the invocation's start (which
     // also covered the snapshot and the clone).

@@ -11,6 +11,17 @@
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
+/// Why a cron expression was refused; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CronError(pub String);
+
+impl From<String> for CronError {
+    fn from(s: String) -> Self {
+        CronError(s)
+    }
+}
+
 /// A parsed cron expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cron {
@@ -25,15 +36,16 @@ pub struct Cron {
 }
 
 impl std::str::FromStr for Cron {
-    type Err = String;
+    type Err = CronError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, CronError> {
         let fields: Vec<&str> = s.split_whitespace().collect();
         if fields.len() != 5 {
             return Err(format!(
                 "{s:?}: expected 5 fields (minute hour day-of-month month day-of-week), got {}",
                 fields.len()
-            ));
+            )
+            .into());
         }
         let mut weekdays = field(fields[4], 0, 7, "day-of-week")?;
         if weekdays & (1 << 7) != 0 {
@@ -67,10 +79,10 @@ impl std::fmt::Display for Cron {
 }
 
 /// One field as a bit set of allowed values.
-fn field(text: &str, lo: u32, hi: u32, name: &str) -> Result<u64, String> {
+fn field(text: &str, lo: u32, hi: u32, name: &str) -> Result<u64, CronError> {
     let mut bits = 0u64;
     for part in text.split(',') {
-        let bad = |why: &str| format!("{name} field {text:?}: {why}");
+        let bad = |why: &str| CronError(format!("{name} field {text:?}: {why}"));
         let (range, step) = match part.split_once('/') {
             Some((r, s)) => {
                 let step: u32 = s.parse().map_err(|_| bad("step is not a number"))?;
@@ -223,7 +235,7 @@ mod tests {
             ("5-1 * * * *", "low to high"),
         ] {
             let err = e.parse::<Cron>().unwrap_err();
-            assert!(err.contains(why), "{e}: {err}");
+            assert!(err.0.contains(why), "{e}: {err}");
         }
     }
 }

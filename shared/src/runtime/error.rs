@@ -19,8 +19,11 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// HTTP host: the body did not arrive within `runtime.body_timeout_secs`.
     RequestTimeout,
-    /// Lost a race that could not be retried within the deadline.
+    /// Lost a race that could not be retried within the deadline, or the request
+    /// conflicts with the current state.
     Conflict,
+    /// Well-formed, but cannot be carried out (as configured).
+    Unprocessable,
     /// A dependency is down or timed out; retrying later may work.
     Unavailable,
     /// The invocation ran past its deadline.
@@ -39,6 +42,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::RequestTimeout => 408,
             ErrorKind::Conflict => 409,
+            ErrorKind::Unprocessable => 422,
             ErrorKind::Unavailable => 503,
             ErrorKind::Timeout => 504,
             ErrorKind::Internal => 500,
@@ -54,6 +58,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => "MethodNotAllowed",
             ErrorKind::RequestTimeout => "RequestTimeout",
             ErrorKind::Conflict => "Conflict",
+            ErrorKind::Unprocessable => "Unprocessable",
             ErrorKind::Unavailable => "Unavailable",
             ErrorKind::Timeout => "Timeout",
             ErrorKind::Internal => "Internal",

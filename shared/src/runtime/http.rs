@@ -5,9 +5,10 @@
 //! `isBase64Encoded`) — the same shape a FunctionGraph APIG trigger delivers — so a
 //! handler that authenticates headers works the same behind APIG and here.
 //! `GET /healthz` answers `ok`. Status codes: 200, 400 bad event, 401 bad auth,
-//! 404 no such path, 405 wrong method, 408 body too slow, 413 too large, 500 handler
-//! failure, 503 too many connections, 504 past the deadline. Every error body is the
-//! same `{"errorType", "errorMessage"}` JSON a function error is.
+//! 404 no such path, 405 wrong method, 408 body too slow, 409 conflict with the
+//! state, 413 too large, 422 cannot be carried out, 500 handler failure, 503 too many
+//! connections, 504 past the deadline. Every error body is the same `{"errorType",
+//! "errorMessage"}` JSON a function error is.
 //!
 //! It is plain HTTP: in production it sits behind a TLS proxy or API gateway. Its own
 //! limits (`[runtime]`) bound what one client can hold: the head must arrive within
