@@ -41,6 +41,11 @@ openstack-up:
 openstack-down:
     bash tests/openstack/down.sh
 
+# FunctionGraph zips and HTTP-hosting files for the five functions, built against glibc 2.17
+# (infra/package/README.md): target/package/fgs/<function>.zip, target/package/http/.
+package:
+    bash infra/package/package.sh
+
 # Invoke a function once with an event file, e.g. `just invoke scale-up tests/events/alertmanager-firing.json`.
 invoke function event config="":
     cargo build -q -p {{function}}

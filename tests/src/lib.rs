@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod dataplane_api;
+pub mod glibc;
 pub mod haproxy;
 pub mod openapi;
 pub mod pg;
@@ -14,6 +15,7 @@ pub mod rgw;
 pub mod runtime_api;
 pub mod smn;
 pub mod tls;
+pub mod tools;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
