@@ -18,8 +18,9 @@ deps:
 demo: deps build
     bash infra/local/demo.sh
 
-# The whole test suite: formatting, lints, unit, property and integration tests.
-test: deps build
+# The whole test suite: formatting, lints, unit, property and integration tests (and the
+# packages, whose glibc floor tests/tests/package.rs checks).
+test: deps build package
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -q -- -D warnings
     # A single-node Ceph OSD on a loaded 2-core box occasionally fails to come up: retry twice from scratch.

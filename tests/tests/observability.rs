@@ -40,7 +40,12 @@ fn promtool(args: &[&str], dir: &Path) -> (bool, String) {
 
 fn replace_once(path: &Path, from: &str, to: &str) {
     let s = std::fs::read_to_string(path).unwrap();
-    assert_eq!(s.matches(from).count(), 1, "{from:?} once in {}", path.display());
+    assert_eq!(
+        s.matches(from).count(),
+        1,
+        "{from:?} once in {}",
+        path.display()
+    );
     std::fs::write(path, s.replacen(from, to, 1)).unwrap();
 }
 
@@ -65,10 +70,16 @@ fn broken_rules_fail_their_promtool_tests() {
         "expr: pgsurge:read_tier_cpu_busy:ratio > 0.75\n",
         1,
     );
-    assert_ne!(s, pristine, "the CPU rule's `for` is where the test expects it");
+    assert_ne!(
+        s, pristine,
+        "the CPU rule's `for` is where the test expects it"
+    );
     std::fs::write(&rules, s).unwrap();
     let (ok, out) = promtool(&["test", "rules", "tests/rules.test.yml"], dir.path());
-    assert!(!ok, "a rule without `for` must fail the short-spike test: {out}");
+    assert!(
+        !ok,
+        "a rule without `for` must fail the short-spike test: {out}"
+    );
     assert!(out.contains("PgsurgeReadTierCpuHigh"), "{out}");
 
     std::fs::write(&rules, &pristine).unwrap();
@@ -116,15 +127,19 @@ fn the_alerts_parse_as_pgsurge_alarms_for_their_cluster() {
             "alerts": [{"status": "firing", "labels": labels, "annotations": annotations,
                 "startsAt": "2026-12-06T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
                 "fingerprint": "0123456789abcdef"}]});
-        let Event::Alarms { alarms } = pgsurge::events::parse(&body.to_string())
-            .unwrap_or_else(|e| panic!("{name}: {e}"))
+        let Event::Alarms { alarms } =
+            pgsurge::events::parse(&body.to_string()).unwrap_or_else(|e| panic!("{name}: {e}"))
         else {
             panic!("{name}: not an alarm");
         };
         let a = &alarms[0];
         assert_eq!(a.state, AlarmState::Firing);
         let cluster = labels["cluster"].clone();
-        assert_eq!(a.params.cluster.as_deref(), Some(cluster.as_str()), "{name}");
+        assert_eq!(
+            a.params.cluster.as_deref(),
+            Some(cluster.as_str()),
+            "{name}"
+        );
         let up = labels["pgsurge_action"] == "scale-up";
         let want = if up {
             Direction::ScaleUp
@@ -133,7 +148,11 @@ fn the_alerts_parse_as_pgsurge_alarms_for_their_cluster() {
         };
         assert_eq!(a.params.action, Some(want), "{name}");
         assert_eq!(a.params.replicas, up.then_some(1), "{name}");
-        assert!(a.metric.as_deref().unwrap().starts_with("pgsurge:read_tier_"));
+        assert!(a
+            .metric
+            .as_deref()
+            .unwrap()
+            .starts_with("pgsurge:read_tier_"));
         assert!(a.value.is_some() && a.threshold.is_some(), "{name}: {a:?}");
         let scope = |name: &str| {
             ClusterScope::new(&ClusterConfig {
@@ -167,15 +186,20 @@ fn alertmanager_routes_each_direction_to_its_function_with_a_token_file() {
             .to_string()
     };
     let up = ["alertname=PgsurgeReadTierCpuHigh", "pgsurge_cluster=main"];
-    assert_eq!(route(&[up[0], up[1], "pgsurge_action=scale-up"]), "pgsurge-scale-up");
-    assert_eq!(route(&[up[0], up[1], "pgsurge_action=scale-down"]), "pgsurge-scale-down");
+    assert_eq!(
+        route(&[up[0], up[1], "pgsurge_action=scale-up"]),
+        "pgsurge-scale-up"
+    );
+    assert_eq!(
+        route(&[up[0], up[1], "pgsurge_action=scale-down"]),
+        "pgsurge-scale-down"
+    );
     // an alert naming no cluster would be ignored by pgsurge anyway: not sent
     assert_eq!(route(&[up[0], "pgsurge_action=scale-up"]), "null");
 
-    let cfg: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(obs_dir().join("alertmanager.yml")).unwrap(),
-    )
-    .unwrap();
+    let cfg: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(obs_dir().join("alertmanager.yml")).unwrap())
+            .unwrap();
     for r in cfg["receivers"].as_sequence().unwrap() {
         for w in r["webhook_configs"].as_sequence().into_iter().flatten() {
             let auth = &w["http_config"]["authorization"];
@@ -192,7 +216,11 @@ fn alertmanager_routes_each_direction_to_its_function_with_a_token_file() {
 fn a_broken_alertmanager_config_fails_amtool() {
     let dir = copy_of_obs();
     let cfg = dir.path().join("alertmanager.yml");
-    replace_once(&cfg, "receiver: pgsurge-scale-down", "receiver: pgsurge-scale-dwn");
+    replace_once(
+        &cfg,
+        "receiver: pgsurge-scale-down",
+        "receiver: pgsurge-scale-dwn",
+    );
     let (ok, out) = amtool(&["check-config", "alertmanager.yml"], dir.path());
     assert!(!ok, "a route to an undefined receiver must fail: {out}");
     assert!(out.contains("pgsurge-scale-dwn"), "{out}");
@@ -254,9 +282,15 @@ async fn volume(os: &OpenStack, suffix: &str) -> Volume {
         .json(Some("volume"))
         .unwrap();
     let id = v["id"].as_str().unwrap().to_string();
-    let vol = wait_ready("volume", &id, WAIT, || os.get_volume(&id), |v: &Volume| &v.status)
-        .await
-        .unwrap();
+    let vol = wait_ready(
+        "volume",
+        &id,
+        WAIT,
+        || os.get_volume(&id),
+        |v: &Volume| &v.status,
+    )
+    .await
+    .unwrap();
     os.caller()
         .send(
             "set bootable",
@@ -303,7 +337,10 @@ async fn clean_up(os: &OpenStack) {
                 }
             }
         }
-        assert!(Instant::now() < deadline, "volumes of {CLUSTER} left behind");
+        assert!(
+            Instant::now() < deadline,
+            "volumes of {CLUSTER} left behind"
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -360,7 +397,9 @@ async fn targets(port: u16, job: &str) -> Vec<BTreeMap<String, String>> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|t| serde_json::from_value::<BTreeMap<String, String>>(t["labels"].clone()).ok())
+        .filter_map(|t| {
+            serde_json::from_value::<BTreeMap<String, String>>(t["labels"].clone()).ok()
+        })
         .filter(|l| l.get("job").map(String::as_str) == Some(job))
         .filter(|l| l.get("cluster").map(String::as_str) == Some(CLUSTER))
         .collect()
@@ -379,7 +418,10 @@ async fn prometheus_discovers_base_and_surge_replicas_with_their_labels() {
         volume(&os, "r1"),
         volume(&os, "primary")
     );
-    let zone = v_surge.az.clone().expect("Cinder reports the volume's zone");
+    let zone = v_surge
+        .az
+        .clone()
+        .expect("Cinder reports the volume's zone");
     let req = |suffix: &str, vol: &Volume, az: Option<String>, m: Metadata| ServerRequest {
         name: resource_name(CLUSTER, suffix),
         volume_id: vol.id.clone(),
@@ -431,7 +473,10 @@ async fn prometheus_discovers_base_and_surge_replicas_with_their_labels() {
     let mut prom = Proc::spawn_cmd(
         Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap()),
@@ -478,7 +523,11 @@ async fn prometheus_discovers_base_and_surge_replicas_with_their_labels() {
             "targets of {job}: {found:?}; log: {}",
             std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
         );
-        assert_eq!(found.len(), 2, "one target per replica, none for the primary: {found:?}");
+        assert_eq!(
+            found.len(),
+            2,
+            "one target per replica, none for the primary: {found:?}"
+        );
     }
     let _ = prom.stop();
     clean_up(&os).await;
@@ -495,7 +544,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     let mut quoted = false;
     for c in expr.chars() {
         match c {
-            '"' if depth == 0 || quoted => quoted = !quoted,
+            '"' => quoted = !quoted,
             '{' | '[' if !quoted => depth += 1,
             '}' | ']' if !quoted => depth -= 1,
             _ if depth == 0 && !quoted => s.push(c),
@@ -520,8 +569,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
         let c = chars[i];
         if c.is_ascii_alphabetic() || c == '_' || c == ':' {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "_:".contains(chars[i]))
-            {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "_:".contains(chars[i])) {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
@@ -558,7 +606,8 @@ fn next_clause(s: &str) -> Option<(usize, usize)> {
             while let Some(p) = s[from..].find(w) {
                 let i = from + p;
                 from = i + w.len();
-                let left_ok = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+                let left_ok =
+                    i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
                 let after = s[i + w.len()..].trim_start();
                 if left_ok && after.starts_with('(') {
                     let len = s.len() - after.len() - i + 1;
@@ -696,10 +745,9 @@ fn dashboard_exprs(dashboard: &Value) -> Vec<String> {
 }
 
 fn rule_exprs() -> (Vec<String>, BTreeSet<String>) {
-    let rules: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(obs_dir().join("rules.yml")).unwrap(),
-    )
-    .unwrap();
+    let rules: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(obs_dir().join("rules.yml")).unwrap())
+            .unwrap();
     let (mut exprs, mut recorded) = (Vec::new(), BTreeSet::new());
     for g in rules["groups"].as_sequence().unwrap() {
         for r in g["rules"].as_sequence().unwrap() {

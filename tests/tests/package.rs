@@ -42,7 +42,12 @@ fn unzipped(f: &str) -> tempfile::TempDir {
     let o = run(
         "unzip",
         "unzip",
-        &["-q", zip_path(f).to_str().unwrap(), "-d", dir.path().to_str().unwrap()],
+        &[
+            "-q",
+            zip_path(f).to_str().unwrap(),
+            "-d",
+            dir.path().to_str().unwrap(),
+        ],
         Path::new("."),
     );
     assert!(o.status.success(), "unzip {f}: {}", text(&o));
@@ -56,8 +61,16 @@ fn each_zip_holds_bootstrap_binary_and_config_and_is_small() {
         let zip = zip_path(f);
         let size = std::fs::metadata(&zip).unwrap().len();
         println!("{}: {size} bytes", zip.display());
-        assert!(size < ZIP_LIMIT, "{f}.zip is {size} bytes, over {ZIP_LIMIT}");
-        let o = run("unzip", "unzip", &["-Z1", zip.to_str().unwrap()], Path::new("."));
+        assert!(
+            size < ZIP_LIMIT,
+            "{f}.zip is {size} bytes, over {ZIP_LIMIT}"
+        );
+        let o = run(
+            "unzip",
+            "unzip",
+            &["-Z1", zip.to_str().unwrap()],
+            Path::new("."),
+        );
         let mut names: Vec<String> = String::from_utf8_lossy(&o.stdout)
             .lines()
             .map(str::to_string)
@@ -66,16 +79,31 @@ fn each_zip_holds_bootstrap_binary_and_config_and_is_small() {
         assert_eq!(names, ["bootstrap", f, "pgsurge.toml"], "{f}.zip");
         let dir = unzipped(f);
         for exe in ["bootstrap", f] {
-            let mode = std::fs::metadata(dir.path().join(exe)).unwrap().permissions().mode();
-            assert_eq!(mode & 0o111, 0o111, "{f}.zip: {exe} is executable ({mode:o})");
+            let mode = std::fs::metadata(dir.path().join(exe))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o111,
+                0o111,
+                "{f}.zip: {exe} is executable ({mode:o})"
+            );
         }
         let shipped = std::fs::read(dir.path().join("pgsurge.toml")).unwrap();
         let source = std::fs::read(workspace_root().join("infra/package/pgsurge.toml")).unwrap();
-        assert_eq!(shipped, source, "{f}.zip carries infra/package/pgsurge.toml");
+        assert_eq!(
+            shipped, source,
+            "{f}.zip carries infra/package/pgsurge.toml"
+        );
         // the same binary is packaged for HTTP hosting
         let http = std::fs::read(package_dir().join("http/bin").join(f)).unwrap();
-        assert!(http == std::fs::read(dir.path().join(f)).unwrap(), "{f}: fgs and http binaries differ");
-        assert!(package_dir().join(format!("http/systemd/pgsurge-{f}.service")).is_file());
+        assert!(
+            http == std::fs::read(dir.path().join(f)).unwrap(),
+            "{f}: fgs and http binaries differ"
+        );
+        assert!(package_dir()
+            .join(format!("http/systemd/pgsurge-{f}.service"))
+            .is_file());
     }
 }
 
@@ -84,7 +112,10 @@ fn packaged_binaries_need_no_glibc_newer_than_the_floor() {
     for f in FUNCTIONS {
         let dir = unzipped(f);
         let too_new = newer_than(&dir.path().join(f), FLOOR);
-        assert!(too_new.is_empty(), "{f}: symbols newer than glibc {FLOOR}: {too_new:?}");
+        assert!(
+            too_new.is_empty(),
+            "{f}: symbols newer than glibc {FLOOR}: {too_new:?}"
+        );
     }
 }
 
@@ -93,7 +124,11 @@ fn packaged_binaries_need_no_glibc_newer_than_the_floor() {
 fn a_normal_debian_build_fails_the_glibc_check() {
     let debug = pgsurge_tests::bin("scale-up");
     let too_new = newer_than(&debug, FLOOR);
-    assert!(!too_new.is_empty(), "{} needs nothing newer than {FLOOR}?", debug.display());
+    assert!(
+        !too_new.is_empty(),
+        "{} needs nothing newer than {FLOOR}?",
+        debug.display()
+    );
     assert!(
         too_new.iter().any(|(_, v)| *v >= Version(2, 34, 0)),
         "Debian 12's glibc 2.36 build uses 2.34 symbols (libc_start_main, pthread_*): {too_new:?}"
@@ -105,10 +140,21 @@ fn a_normal_debian_build_fails_the_glibc_check() {
 #[test]
 fn packaged_binaries_have_no_failpoints() {
     let marker = pgsurge::failpoint::ENV.as_bytes();
-    let has = |p: &Path| std::fs::read(p).unwrap().windows(marker.len()).any(|w| w == marker);
-    assert!(has(&pgsurge_tests::bin("scale-up")), "the debug build has failpoints");
+    let has = |p: &Path| {
+        std::fs::read(p)
+            .unwrap()
+            .windows(marker.len())
+            .any(|w| w == marker)
+    };
+    assert!(
+        has(&pgsurge_tests::bin("scale-up")),
+        "the debug build has failpoints"
+    );
     for f in FUNCTIONS {
-        assert!(!has(&package_dir().join("http/bin").join(f)), "{f} has failpoints");
+        assert!(
+            !has(&package_dir().join("http/bin").join(f)),
+            "{f} has failpoints"
+        );
     }
 }
 
@@ -134,9 +180,61 @@ fn bootstrap_reads_the_packaged_config_and_the_environment_overrides_it() {
     let (code, out) = bootstrap(&[]);
     assert_eq!(code, Some(2), "bad setup: {out}");
     assert!(out.contains("invalid configuration"), "{out}");
-    assert!(out.contains("openstack."), "the packaged config chose OpenStack: {out}");
+    assert!(
+        out.contains("openstack."),
+        "the packaged config chose OpenStack: {out}"
+    );
 
     let (code, out) = bootstrap(&[("PGSURGE_CLOUD__PROVIDER", "nimbus")]);
     assert_eq!(code, Some(2), "{out}");
-    assert!(out.contains("nimbus"), "the environment overrides the file: {out}");
+    assert!(
+        out.contains("nimbus"),
+        "the environment overrides the file: {out}"
+    );
+}
+
+/// The TLS front for HTTP hosting is a valid HAProxy configuration (with a fresh
+/// self-signed certificate); without the certificate HAProxy refuses it.
+#[test]
+fn http_front_config_is_valid_haproxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("tls.pem");
+    let key = dir.path().join("key.pem");
+    let o = run(
+        "openssl",
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=pgsurge.test",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            pem.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "openssl: {}", text(&o));
+    let mut both = std::fs::read(&pem).unwrap();
+    both.extend(std::fs::read(&key).unwrap());
+    std::fs::write(&pem, both).unwrap();
+    let cfg = package_dir().join("http/haproxy-tls.cfg");
+    let check = |pem: &Path| {
+        let o = Command::new("haproxy")
+            .args(["-c", "-f", cfg.to_str().unwrap()])
+            .env("PGSURGE_TLS_PEM", pem)
+            .output()
+            .expect("haproxy (Debian package `haproxy`) runs");
+        (o.status.success(), text(&o))
+    };
+    let (ok, out) = check(&pem);
+    assert!(ok, "haproxy -c: {out}");
+    let (ok, out) = check(&dir.path().join("missing.pem"));
+    assert!(!ok, "a missing certificate must fail: {out}");
 }
