@@ -18,7 +18,8 @@ deps:
 demo: deps build
     bash infra/local/demo.sh
 
-# The whole test suite: formatting, lints, unit, property and integration tests.
+# The whole test suite: formatting, lints, unit, property and integration tests (and the
+# packages, whose glibc floor tests/tests/package.rs checks).
 test: deps build
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -q -- -D warnings
@@ -40,6 +41,16 @@ openstack-up:
 
 openstack-down:
     bash tests/openstack/down.sh
+
+# FunctionGraph zips and HTTP-hosting files for the five functions, built against glibc 2.17
+# (infra/package/README.md): target/package/fgs/<function>.zip, target/package/http/.
+package:
+    bash infra/package/package.sh
+
+# Build the packages, then check them (zip contents, glibc floor, no failpoints, the HTTP
+# front): a release cross-build, so it is not part of `test` (minutes on 2 cores).
+test-package: package
+    cargo test -p pgsurge-tests --test package -- --include-ignored
 
 # Invoke a function once with an event file, e.g. `just invoke scale-up tests/events/alertmanager-firing.json`.
 invoke function event config="":

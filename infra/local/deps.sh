@@ -2,7 +2,11 @@
 # Install the Debian packages the demo and the tests use, when missing.
 # As root: apt-get install. Otherwise: say exactly what to install, and fail.
 set -euo pipefail
-packages=(postgresql-15 postgresql-client-15 victoria-metrics curl time ceph-mon ceph-osd radosgw ceph-common openssl haproxy xfsprogs e2fsprogs psmisc python3 python3-venv)
+packages=(postgresql-15 postgresql-client-15 victoria-metrics curl time ceph-mon ceph-osd radosgw ceph-common openssl haproxy xfsprogs e2fsprogs psmisc python3
+  # infra/observability checks (promtool, amtool, a real Prometheus, the exporters)
+  prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter
+  # `just package` (zip, a venv for ziglang) and its glibc check (readelf)
+  zip unzip binutils python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

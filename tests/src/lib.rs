@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod cluster;
 pub mod dataplane_api;
+pub mod glibc;
 pub mod haproxy;
 pub mod openapi;
 pub mod os_image;
@@ -17,6 +18,7 @@ pub mod runtime_api;
 pub mod smn;
 pub mod terraform;
 pub mod tls;
+pub mod tools;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

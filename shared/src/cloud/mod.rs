@@ -31,6 +31,10 @@ pub const META_ROLE: &str = "pgsurge_role";
 pub const META_REPLICA: &str = "pgsurge_replica";
 /// Metadata key: the operation that created the resource.
 pub const META_OP: &str = "pgsurge_op";
+/// Server metadata key: the availability zone the server was asked for. Prometheus'
+/// OpenStack discovery exposes metadata but not the zone; the `az` label comes from here
+/// (infra/observability/prometheus.yml).
+pub const META_AZ: &str = "pgsurge_az";
 
 pub type Metadata = BTreeMap<String, String>;
 

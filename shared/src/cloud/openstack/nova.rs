@@ -11,7 +11,8 @@ use super::cinder::{metadata, text};
 use super::errors::Caller;
 use super::request::Request;
 use crate::cloud::{
-    CloudError, Filter, Metadata, Result, Server, ServerRequest, Status, META_CLUSTER, META_ROLE,
+    CloudError, Filter, Metadata, Result, Server, ServerRequest, Status, META_AZ, META_CLUSTER,
+    META_ROLE,
 };
 use crate::model::Endpoint;
 use base64::Engine;
@@ -117,6 +118,10 @@ pub fn create_body(req: &ServerRequest, boot: &BootSettings, flavor_id: &str) ->
     }
     if let Some(az) = req.az.as_ref().or(boot.availability_zone.as_ref()) {
         s.insert("availability_zone".into(), json!(az));
+        // What discovery labels the server's metrics with (no Nova API exposes the zone to it).
+        if let Some(m) = s.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.entry(META_AZ).or_insert_with(|| json!(az));
+        }
     }
     if let Some(ud) = &req.user_data {
         s.insert(
@@ -450,6 +455,7 @@ mod tests {
         assert_eq!(s["security_groups"][0]["name"], "pg");
         assert_eq!(s["key_name"], "k");
         assert_eq!(s["availability_zone"], "az1");
+        assert_eq!(s["metadata"]["pgsurge_az"], "az1", "discovery's az label");
         assert_eq!(s["metadata"]["pgsurge_replica"], "r1");
         assert_eq!(
             s["tags"],
