@@ -66,11 +66,17 @@ pub const LAYERS: &[(&str, &[&str])] = &[
         "config",
         &[
             "check", "events", "runtime", "metrics", "state", "policy", "balancer", "postgres",
-            "cloud", "ops",
+            "cloud", "ops", "agent",
         ],
     ),
+    // `pgsurge config keys`: asks the assembled configuration's types for every key.
+    ("config_keys", &["config"]),
     ("handlers", ANY),
     ("app", ANY),
+    // The agent binary's composition root and loop (`pgsurge-agent`): like `app`, it
+    // builds its ports from the assembled configuration. Its converge and reload rules
+    // are pure (balancer plan + model); its status objects live in `ops::agent_status`.
+    ("agent", ANY),
     ("lib", ANY),
 ];
 

@@ -17,12 +17,13 @@
 pub mod config;
 pub mod converge;
 pub mod health;
-pub mod register;
 pub mod reload;
 pub mod run;
-pub mod status;
 
 pub use config::AgentConfig;
+// The per-node status objects and instance-ready's wait for agent-only nodes live in
+// `ops` (the functions use them too); re-exported here under the agent's names.
+pub use crate::ops::{agent_register as register, agent_status as status};
 pub use run::{serve, Agent, Tick};
 
 /// Why the agent cannot start. Once running it never stops on an error: it reports it.

@@ -6,12 +6,12 @@ use super::health::{
     Health, CONVERGE_SECONDS, DRIFT_TOTAL, HAPROXY_ERRORS_TOTAL, RELOADS_TOTAL, STATE_ERRORS_TOTAL,
 };
 use super::reload::{self, Process};
-use super::status::{NodeStatus, StatusWriter};
 use super::AgentError;
 use crate::balancer::runtime_api::{RuntimeApi, SocketAddr};
 use crate::balancer::HaproxyConfig;
 use crate::balancer::{Action, Balancer};
 use crate::config::Config;
+use crate::ops::agent_status::{NodeStatus, StatusWriter};
 use crate::ops::desired::desired_set;
 use crate::state::{Fetched, StateRepo, Versioned};
 use std::collections::BTreeMap;
@@ -334,7 +334,7 @@ impl Agent {
             Ok(Ok(Fetched::Unchanged)) => Ok(()),
             Ok(Ok(Fetched::Changed(v))) => {
                 tracing::info!(node = %self.node_name, revision = v.state.revision, "state changed");
-                self.known = Some(v);
+                self.known = Some(*v);
                 Ok(())
             }
             Ok(Ok(Fetched::Absent)) => Err((

@@ -16,7 +16,7 @@ pub fn desired_set(state: &ClusterState, cluster: &str, h: &HaproxyConfig) -> De
             Phase::Serving => AdminState::Ready,
             Phase::Draining => AdminState::Drain,
             // Verified, and waiting for the agents to register it (agent-only nodes).
-            _ if crate::agent::register::requested(r) => AdminState::Ready,
+            _ if super::agent_register::requested(r) => AdminState::Ready,
             _ => continue,
         };
         let Some((host, port)) = r.address.as_deref().and_then(split_address) else {

@@ -12,6 +12,8 @@
 //! Long waits (a replica catching up) are not slept through: they stay in the state
 //! and the next tick looks again.
 
+pub mod agent_register;
+pub mod agent_status;
 pub mod base;
 pub mod config;
 mod decide;

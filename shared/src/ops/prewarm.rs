@@ -142,13 +142,19 @@ mod tests {
             relations: vec!["no-db".into()],
             budget_secs: 10,
         };
-        let e = validate_prewarm(&bad).unwrap_err().to_string();
+        let e = validate_prewarm(&bad)
+            .unwrap_err()
+            .within("ops")
+            .to_string();
         assert!(e.contains("ops.prewarm.relations"), "{e}");
         let zero = PrewarmConfig {
             relations: vec!["db.t".into()],
             budget_secs: 0,
         };
-        let e = validate_prewarm(&zero).unwrap_err().to_string();
+        let e = validate_prewarm(&zero)
+            .unwrap_err()
+            .within("ops")
+            .to_string();
         assert!(e.contains("ops.prewarm.budget_secs"), "{e}");
         assert!(validate_prewarm(&PrewarmConfig::default()).is_ok());
     }

@@ -172,7 +172,7 @@ async fn check_one(ports: &Ports, r: &Replica, now: OffsetDateTime) -> Result<Ch
     }
     // Nodes only their agent reaches: ask the agents (the desired set now holds the
     // replica) and record `serving` once every one of them reports it ready.
-    if !crate::agent::register::on_every_agent(ports, r, &name, now).await? {
+    if !super::agent_register::on_every_agent(ports, r, &name, now).await? {
         return Ok(Checked::NotYet);
     }
     phase_metric("register", secs_between(started, OffsetDateTime::now_utc()));

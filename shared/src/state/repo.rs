@@ -8,7 +8,7 @@ use crate::model::{ClusterState, SCHEMA_VERSION};
 pub enum Fetched {
     Unchanged,
     Absent,
-    Changed(Versioned),
+    Changed(Box<Versioned>),
 }
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,10 +117,10 @@ impl StateRepo {
                         found: state.cluster,
                     });
                 }
-                Ok(Fetched::Changed(Versioned {
+                Ok(Fetched::Changed(Box::new(Versioned {
                     state,
                     version: Some(stored.version),
-                }))
+                })))
             }
         }
     }

@@ -6,10 +6,10 @@
 //! every agent-only node reports it ready, instance-ready records `serving`. Without
 //! agent-only nodes nothing changes (push registers it, as before).
 
-use super::status;
+use super::agent_status as status;
+use super::{OpsError, Ports};
 use crate::balancer::AdminState;
 use crate::model::Replica;
-use crate::ops::{OpsError, Ports};
 use time::OffsetDateTime;
 
 /// The replica's `extra` key: when instance-ready asked the agents to register it.
