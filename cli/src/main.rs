@@ -2,9 +2,11 @@
 //! one module that parses its arguments and calls `pgsurge::*`.
 //!
 //! `plan` (dry-run a scaling decision), `status` (state vs cloud vs every HAProxy node),
-//! `local seed` (the first replica of a local pool, for the demo): one module each.
+//! `local seed` (the first replica of a local pool, for the demo), `node first-boot` (the
+//! replica image's boot step): one module each.
 
 mod local;
+mod node;
 mod plan;
 mod status;
 
@@ -34,6 +36,8 @@ enum Command {
     Status(status::StatusArgs),
     /// The local provider (one machine): `local seed` puts the first replica in its pool.
     Local(local::LocalArgs),
+    /// On a replica server (the image runs it): `node first-boot`.
+    Node(node::NodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => plan::run(cli.config.as_deref(), &args),
         Command::Status(args) => status::run(cli.config.as_deref(), &args),
         Command::Local(args) => local::run(cli.config.as_deref(), &args),
+        Command::Node(args) => node::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -55,6 +55,7 @@ pub struct Config {
     pub ops: crate::ops::OpsConfig,
     pub cloud: CloudConfig,
     pub openstack: OpenStackConfig,
+    pub node: crate::node::NodeConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +145,9 @@ pub struct AuthConfig {
     pub replay_window_secs: u64,
     /// SMN signature verification and subscription handshake.
     pub smn: crate::events::SmnConfig,
+    /// Key of the per-server callback credentials (`node::callback`): scale-up signs,
+    /// instance-ready verifies. Unset: no server calls back.
+    pub callback_secret: Option<Secret>,
 }
 
 impl Default for AuthConfig {
@@ -158,6 +162,7 @@ impl Default for AuthConfig {
             timestamp_header: "x-pgsurge-timestamp".into(),
             replay_window_secs: 300,
             smn: crate::events::SmnConfig::default(),
+            callback_secret: None,
         }
     }
 }

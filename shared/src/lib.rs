@@ -50,6 +50,7 @@ pub mod failpoint;
 pub mod handlers;
 pub mod logging;
 pub mod metrics;
+pub mod node;
 pub mod ops;
 pub mod policy;
 pub mod postgres;

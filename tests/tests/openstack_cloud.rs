@@ -1223,6 +1223,7 @@ async fn a_scale_up_boots_the_alarms_flavor_in_the_clones_zone() {
         },
         haproxy: Default::default(),
         bootstrap: Default::default(),
+        callback: None,
     };
     ports
         .state

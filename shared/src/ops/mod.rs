@@ -58,6 +58,8 @@ pub struct Ports {
     pub haproxy: crate::config::HaproxyConfig,
     /// Bootstrap parameters for new servers (user data), without the replica name.
     pub bootstrap: crate::config::PostgresConfig,
+    /// Callback credentials for new servers (`[node]` + `auth.callback_secret`).
+    pub callback: Option<crate::node::CallbackMint>,
 }
 
 impl Ports {

@@ -570,6 +570,7 @@ mod tests {
             },
             haproxy: Default::default(),
             bootstrap: Default::default(),
+            callback: None,
         };
         ports
             .state

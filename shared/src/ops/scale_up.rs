@@ -13,6 +13,7 @@ use crate::cloud::{
 use crate::events::{Alarm, Direction};
 use crate::failpoint;
 use crate::policy::Action;
+use crate::node::{InstanceParams, ParamsError};
 use crate::postgres::bootstrap::UserData;
 use crate::state::{ClusterState, OpKind, Phase, Replica, Role, Snapshot};
 use std::collections::BTreeMap;
@@ -276,7 +277,11 @@ async fn create_replica(
     phase_metric("clone", secs_between(started, OffsetDateTime::now_utc()));
     report.did(format!("volume {name} from snapshot {snapshot}"));
     let user_data = UserData::for_replica(&ports.bootstrap, &name)
-        .map_err(|e| OpsError::Refused(format!("bootstrap parameters: {e}")))?
+        .map_err(ParamsError::from)
+        .and_then(|ud| {
+            InstanceParams::for_server(&ports.cluster, &r.id, &volume.id, ud, ports.callback.as_ref())
+        })
+        .map_err(|e| OpsError::Refused(format!("instance parameters: {e}")))?
         .render();
     // Boot time counts from the server request, not from the invocation's start (which
     // also covered the snapshot and the clone).
@@ -496,6 +501,7 @@ mod tests {
             },
             haproxy: Default::default(),
             bootstrap: Default::default(),
+            callback: None,
         }
     }
 

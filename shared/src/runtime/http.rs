@@ -591,6 +591,7 @@ fn preauthenticate(auth: &AuthConfig, envelope: &serde_json::Value) -> Result<()
         auth.token_header.as_str(),
         "authorization",
         auth.signature_header.as_str(),
+        crate::node::CALLBACK_HEADER,
     ]
     .iter()
     .any(|h| webhook.header(h).is_some());

@@ -246,7 +246,11 @@ impl LocalCloud {
             CloudError::Fatal(format!("server {}: user data: {e}", req.name))
         };
         let mut ud = match &req.user_data {
-            Some(text) => UserData::parse(text).map_err(bad)?,
+            // The server's own keys (`PGSURGE_*`) are the image's first-boot step's; this
+            // provider is that step here, so the script gets the rest.
+            Some(text) => crate::node::params::bootstrap_part(text).map_err(|e| {
+                CloudError::Fatal(format!("server {}: user data: {e}", req.name))
+            })?,
             None => UserData::default(),
         };
         let pg = &self.pg;
