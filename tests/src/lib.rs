@@ -14,6 +14,7 @@ pub mod rgw;
 pub mod runtime_api;
 pub mod smn;
 pub mod tls;
+pub mod vm;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

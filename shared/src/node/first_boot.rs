@@ -8,7 +8,7 @@
 //! 2. the server's metadata must name the same cluster and replica (a drive made for
 //!    another cluster or server is refused);
 //! 3. the data disk, by the volume's serial (`/dev/disk/by-id/virtio-<serial>`) or by
-//!    the label `pgdata`, mounted at `/var/lib/pgsurge/volume` (PGDATA is its `pgdata/`);
+//!    the label `pgdata`, mounted at `/var/lib/pgsurge/volume` (PGDATA is its `data/`, the local pool's volume layout);
 //! 4. the replication password from `/etc/pgsurge/replication.pass` (root, 0600, baked
 //!    into the image at build time — never user data or metadata);
 //! 5. `bootstrap-replica.sh` on those parameters (it starts PostgreSQL);
@@ -159,7 +159,7 @@ pub async fn run(l: &Layout) -> Result<(), FirstBootError> {
         source_name: "bootstrap parameters".into(),
         err: e.into(),
     };
-    ud.set_default("PGDATA", l.volume_mount.join("pgdata").display().to_string())
+    ud.set_default("PGDATA", l.volume_mount.join("data").display().to_string())
         .map_err(bad)?;
     ud.set("REPLICATION_PASSWORD", password).map_err(bad)?;
     let env = l.run_dir.join("bootstrap.env");
