@@ -29,9 +29,16 @@ impl Image {
 }
 
 pub fn require_tools() {
-    for t in ["qemu-system-x86_64", "qemu-img", "mmdebstrap", "ansible-playbook", "genisoimage"] {
+    for t in [
+        "qemu-system-x86_64",
+        "qemu-img",
+        "mmdebstrap",
+        "ansible-playbook",
+        "genisoimage",
+    ] {
         let ok = Command::new("sh")
             .args(["-c", &format!("command -v {t}")])
+            .stdout(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "{t} not found: run infra/local/deps.sh as root");

@@ -7,7 +7,8 @@ use std::process::Command;
 
 #[test]
 fn packer_template_validates_against_the_test_cloud() {
-    let os_dir = std::env::var("PGSURGE_OS_DIR").unwrap_or_else(|_| "/tmp/pgsurge-openstack".into());
+    let os_dir =
+        std::env::var("PGSURGE_OS_DIR").unwrap_or_else(|_| "/tmp/pgsurge-openstack".into());
     let clouds = std::path::Path::new(&os_dir).join("clouds.yaml");
     assert!(
         clouds.is_file(),

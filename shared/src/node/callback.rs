@@ -46,7 +46,6 @@ fn mac(secret: &Secret, c: &CallbackClaim) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-
 /// Mints credentials (scale-up) for servers that call `url`.
 #[derive(Clone)]
 pub struct CallbackMint {
@@ -105,7 +104,6 @@ pub fn verify(header: &str, secret: Option<&Secret>) -> Result<CallbackClaim, Ca
     }
 }
 
-
 /// A callback is admitted when its credential verifies and its event is the one it
 /// may send: instance `ready` for the claimed replica, of the claimed cluster.
 pub fn admit(
@@ -148,17 +146,29 @@ mod tests {
         let h = header_value(&claim(), t.expose());
         assert_eq!(verify(&h, Some(&Secret::new("k1"))).unwrap(), claim());
         // Another key, another replica, another volume: refused.
-        assert_eq!(verify(&h, Some(&Secret::new("k2"))), Err(CallbackError::BadMac));
+        assert_eq!(
+            verify(&h, Some(&Secret::new("k2"))),
+            Err(CallbackError::BadMac)
+        );
         for other in [
             h.replace(" r3 ", " r4 "),
             h.replace("vol-123", "vol-124"),
             h.replace("v1 main", "v1 other"),
         ] {
-            assert_eq!(verify(&other, Some(&Secret::new("k1"))), Err(CallbackError::BadMac));
+            assert_eq!(
+                verify(&other, Some(&Secret::new("k1"))),
+                Err(CallbackError::BadMac)
+            );
         }
         assert_eq!(verify(&h, None), Err(CallbackError::NotConfigured));
-        assert_eq!(verify("v1 main r3", Some(&Secret::new("k1"))), Err(CallbackError::Malformed));
-        assert_eq!(verify("v1 a b c zz", Some(&Secret::new("k1"))), Err(CallbackError::Malformed));
+        assert_eq!(
+            verify("v1 main r3", Some(&Secret::new("k1"))),
+            Err(CallbackError::Malformed)
+        );
+        assert_eq!(
+            verify("v1 a b c zz", Some(&Secret::new("k1"))),
+            Err(CallbackError::Malformed)
+        );
         assert!(CallbackMint::from_config(None, Some(&Secret::new("k"))).is_none());
         assert!(!format!("{mint:?}").contains("k1"));
     }

@@ -140,19 +140,28 @@ pub async fn run(l: &Layout) -> Result<(), FirstBootError> {
     let t0 = std::time::Instant::now();
     std::fs::create_dir_all(&l.run_dir).map_err(io("create /run/pgsurge"))?;
     let delivered = deliver(l).await?;
-    say(&format!("instance parameters from {}", delivered.source_name));
+    say(&format!(
+        "instance parameters from {}",
+        delivered.source_name
+    ));
     let (p, server_uuid) = identify(&delivered)?;
     say(&format!(
         "cluster {} replica {} server {server_uuid} volume {}",
         p.cluster, p.replica_id, p.volume_id
     ));
-    let disk = find_disk(l, p.volume_serial()).await.ok_or_else(|| FirstBootError::NoDisk {
-        volume: p.volume_id.clone(),
-        serial: p.volume_serial().into(),
-        secs: l.disk_wait.as_secs(),
-    })?;
+    let disk = find_disk(l, p.volume_serial())
+        .await
+        .ok_or_else(|| FirstBootError::NoDisk {
+            volume: p.volume_id.clone(),
+            serial: p.volume_serial().into(),
+            secs: l.disk_wait.as_secs(),
+        })?;
     mount(&disk, &l.volume_mount, &[])?;
-    say(&format!("data disk {} mounted at {}", disk.display(), l.volume_mount.display()));
+    say(&format!(
+        "data disk {} mounted at {}",
+        disk.display(),
+        l.volume_mount.display()
+    ));
     let password = read_password(&l.password_file)?;
     let mut ud = p.bootstrap.clone();
     let bad = |e: crate::postgres::bootstrap::UserDataError| FirstBootError::Params {
@@ -179,11 +188,17 @@ pub async fn run(l: &Layout) -> Result<(), FirstBootError> {
     if !status.success() {
         return Err(FirstBootError::Bootstrap(status.to_string()));
     }
-    say(&format!("PostgreSQL started ({:.1} s after first-boot started)", t0.elapsed().as_secs_f64()));
+    say(&format!(
+        "PostgreSQL started ({:.1} s after first-boot started)",
+        t0.elapsed().as_secs_f64()
+    ));
     match (&p.callback, p.callback_header()) {
         (Some(c), Some(header)) => {
             call_back(&c.url, &header, &p, &server_uuid, l.callback_deadline).await?;
-            say(&format!("instance-ready called back ({:.1} s)", t0.elapsed().as_secs_f64()));
+            say(&format!(
+                "instance-ready called back ({:.1} s)",
+                t0.elapsed().as_secs_f64()
+            ));
         }
         _ => say("no callback configured: instance-ready's timer will find this server"),
     }
@@ -274,7 +289,10 @@ fn mount(dev: &Path, at: &Path, opts: &[&str]) -> Result<(), FirstBootError> {
     std::fs::create_dir_all(at).map_err(io(format!("create {}", at.display())))?;
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let target = at.display().to_string();
-    if mounts.lines().any(|m| m.split(' ').nth(1) == Some(target.as_str())) {
+    if mounts
+        .lines()
+        .any(|m| m.split(' ').nth(1) == Some(target.as_str()))
+    {
         return Ok(());
     }
     let out = std::process::Command::new("mount")
@@ -351,13 +369,19 @@ async fn call_back(
             Ok(r) if r.status().is_client_error() => {
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();
-                return Err(fail(format!("{status}: {}", text.chars().take(300).collect::<String>())));
+                return Err(fail(format!(
+                    "{status}: {}",
+                    text.chars().take(300).collect::<String>()
+                )));
             }
             Ok(r) => format!("{}", r.status()),
             Err(e) => e.to_string(),
         };
         if tokio::time::Instant::now() + wait > end {
-            return Err(fail(format!("gave up after {} s: {why}", deadline.as_secs())));
+            return Err(fail(format!(
+                "gave up after {} s: {why}",
+                deadline.as_secs()
+            )));
         }
         say(&format!("callback: {why}; again in {} s", wait.as_secs()));
         tokio::time::sleep(wait).await;

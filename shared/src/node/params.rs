@@ -168,11 +168,7 @@ impl InstanceParams {
     /// callback is required, and the version must be this one.
     pub fn parse(text: &str) -> Result<InstanceParams, ParamsError> {
         let (own, bootstrap) = split(text)?;
-        let get = |k: &'static str| {
-            own.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
-        };
+        let get = |k: &'static str| own.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
         let need = |k: &'static str| get(k).ok_or(ParamsError::Missing(k));
         let version = need(K_VERSION)?;
         if version != VERSION.to_string() {
@@ -251,8 +247,9 @@ mod tests {
 
     #[test]
     fn round_trips_and_verifies() {
-        let mint = CallbackMint::from_config(Some("http://10.0.2.2:9000/"), Some(&Secret::new("k")))
-            .unwrap();
+        let mint =
+            CallbackMint::from_config(Some("http://10.0.2.2:9000/"), Some(&Secret::new("k")))
+                .unwrap();
         let p = params(Some(&mint));
         let text = p.render();
         let back = InstanceParams::parse(&text).unwrap();
@@ -263,7 +260,10 @@ mod tests {
         // The script's part alone, for the local provider.
         assert_eq!(bootstrap_part(&text).unwrap(), p.bootstrap);
         let plain = params(None);
-        assert_eq!(InstanceParams::parse(&plain.render()).unwrap().callback, None);
+        assert_eq!(
+            InstanceParams::parse(&plain.render()).unwrap().callback,
+            None
+        );
     }
 
     #[test]

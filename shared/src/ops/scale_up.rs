@@ -12,8 +12,8 @@ use crate::cloud::{
 };
 use crate::events::{Alarm, Direction};
 use crate::failpoint;
-use crate::policy::Action;
 use crate::node::{InstanceParams, ParamsError};
+use crate::policy::Action;
 use crate::postgres::bootstrap::UserData;
 use crate::state::{ClusterState, OpKind, Phase, Replica, Role, Snapshot};
 use std::collections::BTreeMap;
@@ -279,7 +279,13 @@ async fn create_replica(
     let user_data = UserData::for_replica(&ports.bootstrap, &name)
         .map_err(ParamsError::from)
         .and_then(|ud| {
-            InstanceParams::for_server(&ports.cluster, &r.id, &volume.id, ud, ports.callback.as_ref())
+            InstanceParams::for_server(
+                &ports.cluster,
+                &r.id,
+                &volume.id,
+                ud,
+                ports.callback.as_ref(),
+            )
         })
         .map_err(|e| OpsError::Refused(format!("instance parameters: {e}")))?
         .render();

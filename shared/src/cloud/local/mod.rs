@@ -253,9 +253,8 @@ impl LocalCloud {
         let mut ud = match &req.user_data {
             // The server's own keys (`PGSURGE_*`) are the image's first-boot step's; this
             // provider is that step here, so the script gets the rest.
-            Some(text) => crate::node::params::bootstrap_part(text).map_err(|e| {
-                CloudError::Fatal(format!("server {}: user data: {e}", req.name))
-            })?,
+            Some(text) => crate::node::params::bootstrap_part(text)
+                .map_err(|e| CloudError::Fatal(format!("server {}: user data: {e}", req.name)))?,
             None => UserData::default(),
         };
         let pg = &self.pg;

@@ -107,7 +107,10 @@ pub async fn stop(dir: &Path, timeout: Duration) {
 }
 
 fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
 }
 
 /// The user data as the guest must see it (pure): loopback addresses → `alias`.
@@ -192,7 +195,11 @@ impl LocalCloud {
         final_dir: &Path,
     ) -> Result<Command> {
         let vm = &self.cfg.vm;
-        for (key, p) in [("image", &vm.image), ("kernel", &vm.kernel), ("initrd", &vm.initrd)] {
+        for (key, p) in [
+            ("image", &vm.image),
+            ("kernel", &vm.kernel),
+            ("initrd", &vm.initrd),
+        ] {
             if !p.is_file() {
                 return Err(CloudError::Fatal(format!(
                     "`local.vm.{key}` {} is not a file (build it: infra/image/build.sh)",
@@ -249,19 +256,39 @@ impl LocalCloud {
         let serial: String = volume_id.chars().take(20).collect();
         let d = |f: &str| final_dir.join(f).display().to_string();
         let mut cmd = Command::new(&vm.qemu);
-        cmd.args(["-accel", "tcg", "-cpu", "max", "-smp", "1", "-display", "none"])
-            .args(["-m", &vm.memory_mb.to_string()])
-            .args(["-name", &format!("pgsurge-{id}")])
-            .args(["-kernel", &vm.kernel.display().to_string()])
-            .args(["-initrd", &vm.initrd.display().to_string()])
-            .args(["-append", "root=/dev/vda rw console=ttyS0"])
-            .args(["-serial", &format!("file:{}", d(CONSOLE_LOG))])
-            .args(["-drive", &format!("file={},if=virtio,format=qcow2", d("system.qcow2"))])
-            .args(["-drive", &format!("file={},if=virtio,format=raw,serial={serial}", d("data.raw"))])
-            .args(["-drive", &format!("file={},if=virtio,format=raw,readonly=on", d("config-drive.iso"))])
-            .args(["-netdev", &format!("user,id=n0,hostfwd=tcp:{}:{port}-:5432", self.host)])
-            .args(["-device", "virtio-net-pci,netdev=n0"])
-            .args(["-daemonize", "-pidfile", &d(QEMU_PID)]);
+        cmd.args([
+            "-accel", "tcg", "-cpu", "max", "-smp", "1", "-display", "none",
+        ])
+        .args(["-m", &vm.memory_mb.to_string()])
+        .args(["-name", &format!("pgsurge-{id}")])
+        .args(["-kernel", &vm.kernel.display().to_string()])
+        .args(["-initrd", &vm.initrd.display().to_string()])
+        .args(["-append", "root=/dev/vda rw console=ttyS0"])
+        .args(["-serial", &format!("file:{}", d(CONSOLE_LOG))])
+        .args([
+            "-drive",
+            &format!("file={},if=virtio,format=qcow2", d("system.qcow2")),
+        ])
+        .args([
+            "-drive",
+            &format!(
+                "file={},if=virtio,format=raw,serial={serial}",
+                d("data.raw")
+            ),
+        ])
+        .args([
+            "-drive",
+            &format!(
+                "file={},if=virtio,format=raw,readonly=on",
+                d("config-drive.iso")
+            ),
+        ])
+        .args([
+            "-netdev",
+            &format!("user,id=n0,hostfwd=tcp:{}:{port}-:5432", self.host),
+        ])
+        .args(["-device", "virtio-net-pci,netdev=n0"])
+        .args(["-daemonize", "-pidfile", &d(QEMU_PID)]);
         Ok(cmd)
     }
 }
@@ -273,7 +300,9 @@ pub fn start(mut cmd: Command) -> Result<()> {
 
 fn dir_bytes(dir: &Path) -> u64 {
     fn walk(p: &Path) -> u64 {
-        let Ok(m) = std::fs::symlink_metadata(p) else { return 0 };
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            return 0;
+        };
         if m.is_dir() {
             std::fs::read_dir(p)
                 .map(|r| r.flatten().map(|e| walk(&e.path())).sum())
