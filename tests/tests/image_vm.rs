@@ -44,7 +44,7 @@ fn a_vm_from_the_image_becomes_a_serving_standby_and_calls_back() {
     // (baked from tests/data/image/secrets.yml), the user data never does.
     env.primary.psql(
         "postgres",
-        "create role vmrepl login replication password 'pgsurge-test-replication'",
+        "create role vmrepl superuser login replication password 'pgsurge-test-replication'",
     );
     env.primary
         .prepend_hba("host replication vmrepl 127.0.0.1/32 scram-sha-256");

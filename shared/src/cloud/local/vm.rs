@@ -269,12 +269,14 @@ impl LocalCloud {
             "-drive",
             &format!("file={},if=virtio,format=qcow2", d("system.qcow2")),
         ])
+        // The serial goes on the device (qemu 10 refuses it on -drive).
         .args([
             "-drive",
-            &format!(
-                "file={},if=virtio,format=raw,serial={serial}",
-                d("data.raw")
-            ),
+            &format!("file={},if=none,id=data,format=raw", d("data.raw")),
+        ])
+        .args([
+            "-device",
+            &format!("virtio-blk-pci,drive=data,serial={serial}"),
         ])
         .args([
             "-drive",
