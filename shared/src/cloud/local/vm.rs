@@ -265,11 +265,16 @@ impl LocalCloud {
         .args(["-initrd", &vm.initrd.display().to_string()])
         .args(["-append", "root=/dev/vda rw console=ttyS0"])
         .args(["-serial", &format!("file:{}", d(CONSOLE_LOG))])
+        // Every disk an explicit device, in this order: PCI slots follow the command line,
+        // so the system disk is /dev/vda as the kernel's `root=` and the image's fstab
+        // expect. (An `if=virtio` drive's device is created after all `-device`s, which
+        // made the data disk vda.) The data disk's serial is on its device: qemu 10
+        // refuses it on `-drive`.
         .args([
             "-drive",
-            &format!("file={},if=virtio,format=qcow2", d("system.qcow2")),
+            &format!("file={},if=none,id=system,format=qcow2", d("system.qcow2")),
         ])
-        // The serial goes on the device (qemu 10 refuses it on -drive).
+        .args(["-device", "virtio-blk-pci,drive=system"])
         .args([
             "-drive",
             &format!("file={},if=none,id=data,format=raw", d("data.raw")),
@@ -281,10 +286,11 @@ impl LocalCloud {
         .args([
             "-drive",
             &format!(
-                "file={},if=virtio,format=raw,readonly=on",
+                "file={},if=none,id=config,format=raw,readonly=on",
                 d("config-drive.iso")
             ),
         ])
+        .args(["-device", "virtio-blk-pci,drive=config"])
         .args([
             "-netdev",
             &format!("user,id=n0,hostfwd=tcp:{}:{port}-:5432", self.host),
