@@ -901,12 +901,14 @@ impl Config {
 
 /// The HMAC and SMN keys of `[auth]`.
 fn validate_auth_signing(a: &AuthConfig) -> Result<(), ConfigError> {
-    if let Some(s) = &a.hmac_secret {
-        if s.expose().len() < 32 {
-            return Err(invalid(
-                "auth.hmac_secret",
-                "must be at least 32 characters",
-            ));
+    // Both are HMAC keys: a short one can be brute-forced from one signed request (for
+    // the callback key: from any server's user data, which carries a credential).
+    for (key, secret) in [
+        ("auth.hmac_secret", &a.hmac_secret),
+        ("auth.callback_secret", &a.callback_secret),
+    ] {
+        if secret.as_ref().is_some_and(|s| s.expose().len() < 32) {
+            return Err(invalid(key, "must be at least 32 characters"));
         }
     }
     for (key, h) in [
@@ -1348,6 +1350,10 @@ mod tests {
             ),
             ("[cluster]\nname = \"Bad Name\"", "cluster.name"),
             ("[auth]\ntoken = \"short\"", "auth.token"),
+            (
+                "[auth]\ncallback_secret = \"0123456789abcdef0123456789abcde\"",
+                "auth.callback_secret",
+            ),
             ("[metrics]\npush_url = \"ftp://x\"", "metrics.push_url"),
             (
                 "[metrics]\npush_format = \"graphite\"",
