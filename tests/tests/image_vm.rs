@@ -16,7 +16,7 @@ use pgsurge_tests::{command, free_port, vm, wait_http_ok, Proc};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-const CALLBACK_SECRET: &str = "image-vm-callback-secret";
+const CALLBACK_SECRET: &str = "image-vm-callback-secret-0123456789";
 
 #[test]
 fn a_vm_from_the_image_becomes_a_serving_standby_and_calls_back() {
@@ -96,7 +96,15 @@ fn a_vm_from_the_image_becomes_a_serving_standby_and_calls_back() {
         .join("pool/servers")
         .join(r.server_id.as_ref().unwrap());
 
-    let (mut t_pg, mut t_catching) = (None, None);
+    // Caught up as PostgreSQL itself defines it: the primary's walsender for the VM
+    // (application_name = the guest's cluster_name, which ends in the replica id) has
+    // left `catchup` for `streaming`.
+    let caught_up = format!(
+        "select count(*) from pg_stat_replication \
+         where application_name like '%{}' and state = 'streaming'",
+        r.id
+    );
+    let (mut t_pg, mut t_caught) = (None, None);
     let deadline = booted + Duration::from_secs(600);
     let serving = loop {
         let console = vm::console(&server_dir);
@@ -108,8 +116,8 @@ fn a_vm_from_the_image_becomes_a_serving_standby_and_calls_back() {
             "first boot failed:\n{console}"
         );
         let now = env.surge_replicas().pop().unwrap();
-        if t_catching.is_none() && now.phase == Phase::CatchingUp {
-            t_catching = Some(booted.elapsed());
+        if t_caught.is_none() && env.primary.psql("postgres", &caught_up) == "1" {
+            t_caught = Some(booted.elapsed());
         }
         if now.phase == Phase::Serving {
             break booted.elapsed();
@@ -122,12 +130,31 @@ fn a_vm_from_the_image_becomes_a_serving_standby_and_calls_back() {
         );
         std::thread::sleep(Duration::from_millis(500));
     };
-    let console = vm::console(&server_dir);
-    assert!(console.contains("instance-ready called back"), "{console}");
+    assert!(
+        t_caught.is_some(),
+        "serving, but never streaming (caught up)"
+    );
+    // Serving is saved before instance-ready answers the guest, and the guest's console
+    // (emulated, on a loaded box) lags: its line follows within moments.
+    let until = Instant::now() + Duration::from_secs(120);
+    while !vm::console(&server_dir).contains("instance-ready called back") {
+        assert!(
+            Instant::now() < until,
+            "serving, but the guest never saw its callback answered:\n{}",
+            vm::console(&server_dir)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Nothing else invokes instance-ready here (no timer): the callback registered it.
+    let ir = std::fs::read_to_string(&ir_log).unwrap();
+    assert!(
+        ir.lines().any(|l| l.contains("invocation finished")),
+        "instance-ready log:\n{ir}"
+    );
     eprintln!(
-        "VM timings: boot → PostgreSQL up {:?}, → catching up {:?}, → serving {:.1} s",
+        "VM timings: boot → PostgreSQL up {:?}, → caught up {:?}, → serving {:.1} s",
         t_pg,
-        t_catching,
+        t_caught,
         serving.as_secs_f64()
     );
 
@@ -139,7 +166,7 @@ fn a_vm_from_the_image_becomes_a_serving_standby_and_calls_back() {
             let got = psql_at(
                 h.port,
                 "postgres",
-                "select inet_server_addr()::text || ' ' || pg_is_in_recovery() || ' ' \
+                "select host(inet_server_addr()) || ' ' || pg_is_in_recovery() || ' ' \
                  || coalesce((select string_agg(x, ',') from after_snapshot), '-')",
             );
             seen.push(got.clone());
