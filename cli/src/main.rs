@@ -3,11 +3,13 @@
 //!
 //! `plan` (dry-run a scaling decision), `status` (state vs cloud vs every HAProxy node),
 //! `local seed` (the first replica of a local pool, for the demo), `base add|list` (register
-//! an existing replica as a base replica, any provider): one module each.
+//! an existing replica as a base replica, any provider), `node first-boot` (the replica
+//! image's boot step): one module each.
 
 mod base;
 mod config_keys;
 mod local;
+mod node;
 mod plan;
 mod status;
 
@@ -41,6 +43,8 @@ enum Command {
     Config(config_keys::ConfigArgs),
     /// Base replicas (any provider): `base add` registers an existing replica, `base list`.
     Base(base::BaseArgs),
+    /// On a replica server (the image runs it): `node first-boot`.
+    Node(node::NodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         Command::Local(args) => local::run(cli.config.as_deref(), &args),
         Command::Config(args) => config_keys::run(&args),
         Command::Base(args) => base::run(cli.config.as_deref(), &args),
+        Command::Node(args) => node::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -53,6 +53,7 @@ pub struct Config {
     pub cloud: CloudConfig,
     pub openstack: OpenStackConfig,
     pub agent: crate::agent::AgentConfig,
+    pub node: crate::node::NodeConfig,
 }
 
 impl Config {
@@ -374,6 +375,10 @@ mod tests {
             ),
             ("[cluster]\nname = \"Bad Name\"", "cluster.name"),
             ("[auth]\ntoken = \"short\"", "auth.token"),
+            (
+                "[auth]\ncallback_secret = \"0123456789abcdef0123456789abcde\"",
+                "auth.callback_secret",
+            ),
             ("[metrics]\npush_url = \"ftp://x\"", "metrics.push_url"),
             (
                 "[metrics]\npush_format = \"graphite\"",

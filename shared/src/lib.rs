@@ -59,6 +59,7 @@ pub mod handlers;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod node;
 pub mod ops;
 pub mod policy;
 pub mod postgres;

@@ -19,6 +19,7 @@ pub mod smn;
 pub mod terraform;
 pub mod tls;
 pub mod tools;
+pub mod vm;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -1228,6 +1228,7 @@ async fn a_scale_up_boots_the_alarms_flavor_in_the_clones_zone() {
         },
         haproxy: Default::default(),
         bootstrap: Default::default(),
+        callback: None,
     };
     ports
         .state
@@ -1972,6 +1973,7 @@ async fn a_base_added_on_openstack_is_what_scale_up_snapshots() {
         },
         haproxy: Default::default(),
         bootstrap: Default::default(),
+        callback: None,
     };
     let spec = BaseReplica {
         id: "base".into(),

@@ -46,6 +46,13 @@ pub fn authenticate_at(
     if !w.via_http {
         return Ok(());
     }
+    // A server's callback credential; the Receiver also checks the event is the one
+    // instance-ready event it may send (`node::callback::admit`).
+    if let Some(h) = w.header(crate::node::CALLBACK_HEADER) {
+        return crate::node::callback::verify(h, cfg.callback_secret.as_ref())
+            .map(|_| ())
+            .map_err(|e| EventError::Unauthenticated(e.to_string()));
+    }
     if let Some(secret) = &cfg.hmac_secret {
         if let Some(sig) = w.header(&cfg.signature_header) {
             return verify_hmac(w, cfg, secret.expose().as_bytes(), sig, now);
@@ -211,6 +218,7 @@ pub(crate) fn presents_secret(w: &Webhook, cfg: &AuthConfig) -> bool {
         cfg.token_header.as_str(),
         "authorization",
         cfg.signature_header.as_str(),
+        crate::node::CALLBACK_HEADER,
     ]
     .iter()
     .any(|h| w.header(h).is_some())

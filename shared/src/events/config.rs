@@ -68,6 +68,9 @@ pub struct AuthConfig {
     pub replay_window_secs: u64,
     /// SMN signature verification and subscription handshake.
     pub smn: SmnConfig,
+    /// Key of the per-server callback credentials (`node::callback`): scale-up signs,
+    /// instance-ready verifies. Unset: no server calls back.
+    pub callback_secret: Option<Secret>,
 }
 
 impl Default for AuthConfig {
@@ -82,6 +85,7 @@ impl Default for AuthConfig {
             timestamp_header: "x-pgsurge-timestamp".into(),
             replay_window_secs: 300,
             smn: SmnConfig::default(),
+            callback_secret: None,
         }
     }
 }
@@ -101,9 +105,14 @@ impl AuthConfig {
 
 /// The HMAC and SMN keys of `[auth]`.
 fn validate_signing(a: &AuthConfig) -> Checked {
-    if let Some(s) = &a.hmac_secret {
-        if s.expose().len() < 32 {
-            return Err(invalid("hmac_secret", "must be at least 32 characters"));
+    // Both are HMAC keys: a short one can be brute-forced from one signed request (for
+    // the callback key: from any server's user data, which carries a credential).
+    for (key, secret) in [
+        ("hmac_secret", &a.hmac_secret),
+        ("callback_secret", &a.callback_secret),
+    ] {
+        if secret.as_ref().is_some_and(|s| s.expose().len() < 32) {
+            return Err(invalid(key, "must be at least 32 characters"));
         }
     }
     header_name("signature_header", &a.signature_header)?;

@@ -20,6 +20,9 @@ pub enum Authenticated {
     SmnSignature,
     /// Nothing, because `auth.allow_unauthenticated` is on.
     Open,
+    /// A new server's callback credential (`node::callback`): an instance `ready`
+    /// event for the replica it was minted for, nothing else.
+    ServerCallback,
 }
 
 /// Receives webhooks for one function. Build once; `receive` many times (the SMN
@@ -101,6 +104,13 @@ impl Receiver {
         }
         let value: serde_json::Value =
             serde_json::from_str(&w.body).map_err(|e| EventError::NotJson(e.to_string()))?;
+        if w.via_http {
+            if let Some(header) = w.header(crate::node::CALLBACK_HEADER) {
+                let event = parse_value(value)?;
+                crate::node::callback::admit(header, self.auth.callback_secret.as_ref(), &event)?;
+                return Ok((event, Authenticated::ServerCallback));
+            }
+        }
         let how = if !w.via_http {
             Authenticated::Platform
         } else {

@@ -64,6 +64,8 @@ pub struct Ports {
     pub haproxy: crate::balancer::HaproxyConfig,
     /// Bootstrap parameters for new servers (user data), without the replica name.
     pub bootstrap: crate::postgres::PostgresConfig,
+    /// Callback credentials for new servers (`[node]` + `auth.callback_secret`).
+    pub callback: Option<crate::node::CallbackMint>,
 }
 
 impl Ports {

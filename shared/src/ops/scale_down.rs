@@ -565,6 +565,7 @@ mod tests {
             },
             haproxy: Default::default(),
             bootstrap: Default::default(),
+            callback: None,
         };
         ports
             .state

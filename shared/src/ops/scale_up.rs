@@ -14,6 +14,7 @@ use crate::events::{Alarm, Direction};
 use crate::failpoint;
 use crate::model::resource_name;
 use crate::model::{ClusterState, OpKind, Phase, Replica, Role, Snapshot};
+use crate::node::{InstanceParams, ParamsError};
 use crate::policy::snapshot_ahead::{usable, SnapshotSource, EXTRA_AZ, EXTRA_OP, EXTRA_ORIGIN};
 use crate::policy::Action;
 use crate::postgres::bootstrap::UserData;
@@ -280,6 +281,16 @@ async fn create_replica(
     phase_metric("clone", secs_between(started, OffsetDateTime::now_utc()));
     report.did(format!("volume {name} from snapshot {snapshot}"));
     let user_data = UserData::for_replica(&ports.bootstrap, &name)
+        .map_err(ParamsError::from)
+        .and_then(|ud| {
+            InstanceParams::for_server(
+                &ports.cluster,
+                &r.id,
+                &volume.id,
+                ud,
+                ports.callback.as_ref(),
+            )
+        })
         .map_err(|e| Refusal::Bootstrap(e.to_string()))?
         .render();
     // Boot time counts from the server request, not from the invocation's start (which
@@ -498,6 +509,7 @@ mod tests {
             },
             haproxy: Default::default(),
             bootstrap: Default::default(),
+            callback: None,
         }
     }
 

@@ -43,6 +43,10 @@ pub struct LocalConfig {
     /// so the snapshot's restartpoint is fresh and a clone replays only the WAL written
     /// since (as `pg_basebackup --checkpoint=fast` does). Needs `pg_checkpoint`.
     pub checkpoint_primary: bool,
+    /// `process` (default): a PostgreSQL process per server; `vm`: a qemu VM from the
+    /// replica image per server (`cloud::local::vm`, settings in `[local.vm]`).
+    pub servers: crate::cloud::local::vm::ServerKind,
+    pub vm: crate::cloud::local::vm::VmConfig,
 }
 
 impl Default for LocalConfig {
@@ -59,6 +63,8 @@ impl Default for LocalConfig {
             start_timeout_secs: 60,
             stop_timeout_secs: 30,
             checkpoint_primary: true,
+            servers: Default::default(),
+            vm: Default::default(),
         }
     }
 }

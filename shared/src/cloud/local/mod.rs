@@ -23,6 +23,7 @@ pub mod pool;
 mod seed;
 pub mod server;
 pub mod snapshot;
+pub mod vm;
 
 use self::clone::Cloner;
 use self::pool::{fatal, Consistency, Kind, Pool, ServerInfo, SnapshotInfo, VolumeInfo};
@@ -220,11 +221,15 @@ impl LocalCloud {
 
     fn server(&self, info: ServerInfo) -> Server {
         let dir = self.pool.dir(Kind::Server, &info.id);
-        let status = server::status(
-            &self.data_dir(&info.volume_id),
-            server::read_recorded_pid(&dir),
-            &dir,
-        );
+        let status = if vm::is_vm(&dir) {
+            vm::status(&dir)
+        } else {
+            server::status(
+                &self.data_dir(&info.volume_id),
+                server::read_recorded_pid(&dir),
+                &dir,
+            )
+        };
         Server {
             id: info.id,
             name: info.name,
@@ -248,7 +253,10 @@ impl LocalCloud {
             CloudError::Fatal(format!("server {}: user data: {e}", req.name))
         };
         let mut ud = match &req.user_data {
-            Some(text) => UserData::parse(text).map_err(bad)?,
+            // The server's own keys (`PGSURGE_*`) are the image's first-boot step's; this
+            // provider is that step here, so the script gets the rest.
+            Some(text) => crate::node::params::bootstrap_part(text)
+                .map_err(|e| CloudError::Fatal(format!("server {}: user data: {e}", req.name)))?,
             None => UserData::default(),
         };
         let pg = &self.pg;
@@ -587,7 +595,6 @@ impl Cloud for LocalCloud {
                 return Err(e);
             }
         };
-        let params = self.params(req, port, &dir, &data)?;
         let info = ServerInfo {
             id: id.clone(),
             name: req.name.clone(),
@@ -599,6 +606,10 @@ impl Cloud for LocalCloud {
             created_at: pool::now(),
             flavor: req.flavor.clone(),
         };
+        if self.cfg.servers == vm::ServerKind::Vm {
+            return self.create_vm_server(req, info, &dir).await;
+        }
+        let params = self.params(req, port, &dir, &data)?;
         let created = (|| {
             let work = self.pool.work_dir(&id)?;
             Pool::write_meta(&work, &info)?;
@@ -687,6 +698,9 @@ impl Cloud for LocalCloud {
             Err(e) => return Err(e),
         };
         let dir = self.pool.dir(Kind::Server, id);
+        if vm::is_vm(&dir) {
+            vm::stop(&dir, Duration::from_secs(self.cfg.stop_timeout_secs)).await;
+        }
         server::stop(
             &self.cfg.pg_bin,
             &self.cfg.os_user,

@@ -1,0 +1,30 @@
+//! `pgsurge node first-boot` — run by the replica image at boot (see
+//! `pgsurge::node::first_boot`). Needs no configuration file: everything comes from the
+//! cloud (config drive / metadata service) and the image.
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+
+#[derive(Args)]
+pub struct NodeArgs {
+    #[command(subcommand)]
+    command: NodeCommand,
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Turn this server's data disk into a standby and call instance-ready back.
+    FirstBoot,
+}
+
+pub fn run(args: &NodeArgs) -> Result<()> {
+    match args.command {
+        NodeCommand::FirstBoot => {
+            let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
+            rt.block_on(pgsurge::node::first_boot::run(
+                &pgsurge::node::first_boot::Layout::default(),
+            ))
+            .context("first boot failed")
+        }
+    }
+}
