@@ -15,6 +15,8 @@
 #              5x the largest size free
 #   XFS_SIZE   size of the sparse XFS image (default 40G; only written blocks use disk)
 #   NO_XFS=1   skip the XFS pool (e.g. without root or loop devices)
+#   NO_PLAIN=1 skip the plain-directory pool (at 16 GB it copies 32 GB per run and needs
+#              that much more disk; it only shows that copies cost what streaming does)
 #   PORT_FIRST first of 40 loopback ports for the servers (default 20500)
 #
 # Needs root (PostgreSQL runs as postgres via runuser; the XFS pool is a loop mount).
@@ -31,6 +33,7 @@ cargo build -q -p pgsurge-tests --bin clone-bench
 
 args=(--sizes-mb "${sizes// /,}" --tables "${TABLES:-4500}" --runs "${RUNS:-3}"
   --rate "${RATE:-200}" --work "$dir/ext4" --port-first "${PORT_FIRST:-20500}")
+[ -z "${NO_PLAIN:-}" ] || args+=(--plain off)
 mkdir -p "$dir"
 cleanup() {
   # After a failed run: stop the PostgreSQL servers this bench started (only those with

@@ -250,10 +250,13 @@ async fn connect() -> OpenStack {
 }
 
 async fn connect_as(cloud: &str) -> OpenStack {
+    // Servers boot the replica image (their system disk): the tests register a tiny one.
+    pgsurge_tests::os_image::ensure_test_image_once(&clouds_yaml());
     let cfg = OpenStackConfig {
         cloud: cloud.into(),
         clouds_yaml: Some(clouds_yaml()),
         flavor: "m1.tiny".into(),
+        image: pgsurge_tests::os_image::TEST_IMAGE_NAME.into(),
         network: "pgsurge-net".into(),
         security_groups: vec!["pgsurge-pg".into()],
         request_timeout_secs: 120,

@@ -920,6 +920,10 @@ async fn logs_child() {
         "only meaningful as the child of no_password_secret_or_token_reaches_the_logs_even_at_trace"
     );
     use tracing_subscriber::util::SubscriberInitExt;
+    // Register the test image (another thread, its own runtime) before the capture starts:
+    // the SDK's log callsites first hit on a thread with no subscriber would otherwise be
+    // cached as uninteresting, and this thread's capture would see nothing.
+    pgsurge_tests::os_image::ensure_test_image_once(&clouds_yaml());
     let buf = LogBuf::default();
     let _guard = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))

@@ -35,6 +35,9 @@ struct Args {
     rate: u32,
     work: PathBuf,
     xfs_pool: Option<PathBuf>,
+    /// The plain-directory pool (copies): off for sizes where copying every byte twice
+    /// only measures the disk, and where the box lacks room for it.
+    plain: bool,
     port_first: u16,
 }
 
@@ -46,6 +49,7 @@ fn parse_args() -> Args {
         rate: 200,
         work: std::env::temp_dir().join("pgsurge-bench"),
         xfs_pool: None,
+        plain: true,
         port_first: 20500,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -63,6 +67,13 @@ fn parse_args() -> Args {
             "--work" => a.work = PathBuf::from(v),
             "--xfs-pool" => a.xfs_pool = Some(PathBuf::from(v)),
             "--port-first" => a.port_first = num(v) as u16,
+            "--plain" => {
+                a.plain = match v.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => usage(&format!("--plain: on or off, not {v}")),
+                }
+            }
             _ => usage(&format!("unknown flag {flag}")),
         }
     }
@@ -72,7 +83,7 @@ fn parse_args() -> Args {
 fn usage(why: &str) -> ! {
     eprintln!(
         "clone-bench: {why}\nusage: clone-bench [--sizes-mb 1024,4096] [--tables 4500] [--runs 3] \
-         [--rate 200] [--work DIR] [--xfs-pool DIR] [--port-first 20500]"
+         [--rate 200] [--work DIR] [--xfs-pool DIR] [--plain on|off] [--port-first 20500]"
     );
     std::process::exit(2)
 }
@@ -394,17 +405,23 @@ async fn main() {
         .try_init();
     std::fs::create_dir_all(&args.work).unwrap();
     chown_postgres(&args.work);
-    let mut pools: Vec<(String, PathBuf, CloneMode)> = vec![(
-        "plain dir (ext4), copy".into(),
-        args.work.join("pool"),
-        CloneMode::Copy,
-    )];
+    let mut pools: Vec<(String, PathBuf, CloneMode)> = Vec::new();
+    if args.plain {
+        pools.push((
+            "plain dir (ext4), copy".into(),
+            args.work.join("pool"),
+            CloneMode::Copy,
+        ));
+    }
     if let Some(x) = &args.xfs_pool {
         pools.push((
             "XFS reflink=1, copy-on-write".into(),
             x.clone(),
             CloneMode::Reflink,
         ));
+    }
+    if pools.is_empty() {
+        usage("no pool to measure: --plain off needs --xfs-pool");
     }
     let mut rows = Vec::new();
     for (i, &size_mb) in args.sizes_mb.iter().enumerate() {
