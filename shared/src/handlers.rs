@@ -39,16 +39,21 @@ pub struct Outcome {
     /// The scaling decision and its reason, when one was taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<crate::policy::Decision>,
+    /// Reconcile: when the next run has something to do (see [`ops::requeue`]); absent
+    /// when nothing waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requeue_after_secs: Option<u64>,
 }
 
 const NO_CLOUD: &str = "no cloud configured (cloud.provider = \"none\"); nothing was changed";
 
-/// The orchestration step an accepted event runs.
+/// The orchestration step an accepted event runs: what it did, left, and (reconcile)
+/// when it wants to run again; the other flows' reports convert with no requeue.
 type Act = for<'a> fn(
     &'a ops::Ports,
     &'a Event,
     &'a LambdaEvent<()>,
-) -> BoxFuture<'a, Result<ops::Report, ops::OpsError>>;
+) -> BoxFuture<'a, Result<ops::ReconcileOutcome, ops::OpsError>>;
 
 /// The alarms a function acts on: the firing ones, and — for scale-up, when
 /// `policy.scale_down_on_resolved` is set — the resolved ones too (Alertmanager and Cloud
@@ -85,7 +90,7 @@ pub async fn scale_up(app: Arc<App>, ev: LambdaEvent<Webhook>) -> Result<Outcome
         |p, e, _| {
             async move {
                 let alarms = alarms(e, p.policy.scale_down_on_resolved);
-                ops::scale_up(p, &alarms, now()).await
+                ops::scale_up(p, &alarms, now()).await.map(Into::into)
             }
             .boxed()
         },
@@ -99,7 +104,14 @@ pub async fn scale_down(app: Arc<App>, ev: LambdaEvent<Webhook>) -> Result<Outco
         &app,
         ev,
         |e| acted_on(e, false),
-        |p, e, _| async move { ops::scale_down(p, &alarms(e, false), now()).await }.boxed(),
+        |p, e, _| {
+            async move {
+                ops::scale_down(p, &alarms(e, false), now())
+                    .await
+                    .map(Into::into)
+            }
+            .boxed()
+        },
     )
     .await
 }
@@ -130,7 +142,14 @@ pub async fn instance_ready(
                 kind_name(other)
             )),
         },
-        |p, _, ctx| async move { ops::check_pending(p, now(), ready_wait(p, ctx)).await }.boxed(),
+        |p, _, ctx| {
+            async move {
+                ops::check_pending(p, now(), ready_wait(p, ctx))
+                    .await
+                    .map(Into::into)
+            }
+            .boxed()
+        },
     )
     .await
 }
@@ -163,8 +182,8 @@ pub async fn instance_deleted(
         |p, e, _| {
             async move {
                 match e {
-                    Event::Instance(i) => ops::instance_deleted(p, i, now()).await,
-                    _ => Ok(ops::Report::default()),
+                    Event::Instance(i) => ops::instance_deleted(p, i, now()).await.map(Into::into),
+                    _ => Ok(ops::ReconcileOutcome::default()),
                 }
             }
             .boxed()
@@ -235,15 +254,25 @@ async fn handle(
             Err(why) => (Status::Ignored, why),
         },
     };
-    let mut report = ops::Report::default();
+    let mut done = ops::ReconcileOutcome::default();
     let mut reason = reason;
     if status == Status::Accepted && !matches!(event, Event::SubscriptionConfirmation(_)) {
         match app.ports(ctx.context.credentials.as_ref()).await? {
             None => reason = format!("{reason}; {NO_CLOUD}"),
-            Some(ports) => report = act(&ports, &event, &ctx).await?,
+            Some(ports) => done = act(&ports, &event, &ctx).await?,
         }
     }
-    tracing::info!(function, request_id = %ctx.context.request_id, status = ?status, %reason, "decision");
+    let requeue_after_secs = done.requeue_after.map(|d| d.as_secs());
+    let report = done.report;
+    tracing::info!(
+        function,
+        request_id = %ctx.context.request_id,
+        status = ?status,
+        %reason,
+        pending = report.pending.len(),
+        requeue_after_secs,
+        "decision"
+    );
     Ok(Outcome {
         function,
         status,
@@ -252,6 +281,7 @@ async fn handle(
         actions: report.actions,
         pending: report.pending,
         decision: report.decision,
+        requeue_after_secs,
     })
 }
 

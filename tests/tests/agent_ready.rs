@@ -44,11 +44,7 @@ fn instance_ready_waits_for_every_agent_only_node() {
             surge.iter().all(|r| r.phase != Phase::Serving),
             "serving without the agent's report: {surge:?}"
         );
-        if surge.len() == 2
-            && surge
-                .iter()
-                .all(|r| r.extra.contains_key(pgsurge::agent::register::REQUESTED))
-        {
+        if surge.len() == 2 && surge.iter().all(|r| r.since.agents_asked.is_some()) {
             break;
         }
         assert!(t.elapsed() < Duration::from_secs(120), "{surge:?}");

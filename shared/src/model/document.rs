@@ -128,7 +128,8 @@ pub struct Replica {
 
 /// When a replica entered the phases on its way to serving (phase durations, metrics).
 ///
-/// The JSON keys (`booting_since`, `catching_up_since`, `serving_since`, RFC 3339) are
+/// The JSON keys (`booting_since`, `catching_up_since`, `serving_since`,
+/// `agents_register_since`, RFC 3339) are
 /// the ones earlier versions kept as untyped entries of the replica's `extra`, so a
 /// document of either version loads with the same meaning, and an older reader keeps
 /// them as unknown fields. A value that is not a valid time reads as absent, as the
@@ -154,6 +155,14 @@ pub struct PhaseTimes {
         skip_serializing_if = "Option::is_none"
     )]
     pub serving: Option<Timestamp>,
+    /// When instance-ready, the replica verified, asked the agent-only HAProxy nodes to
+    /// register it (`ops::agent_register`); it is in the desired set from then on.
+    #[serde(
+        rename = "agents_register_since",
+        with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub agents_asked: Option<Timestamp>,
 }
 
 impl PhaseTimes {
@@ -578,7 +587,8 @@ mod tests {
              "created_at": "2026-11-25T08:30:00Z", "op_id": "1",
              "booting_since": "2026-11-25T08:30:05.5Z",
              "catching_up_since": "2026-11-25T08:30:40Z",
-             "serving_since": "2026-11-25T08:31:00Z", "flavor": "m1.large"},
+             "serving_since": "2026-11-25T08:31:00Z", "flavor": "m1.large",
+             "agents_register_since": "2026-11-25T08:30:50Z"},
             {"id": "s1-2", "role": "surge", "phase": "booting",
              "created_at": "2026-11-25T08:30:00Z", "booting_since": "not a time"}
           ]
@@ -596,10 +606,16 @@ mod tests {
                 booting: Some(t("2026-11-25T08:30:05.5Z")),
                 catching_up: Some(t("2026-11-25T08:30:40Z")),
                 serving: Some(t("2026-11-25T08:31:00Z")),
+                agents_asked: Some(t("2026-11-25T08:30:50Z")),
             }
         );
         // Typed, so not also kept untyped; other unknown keys stay in `extra`.
         assert!(!r.extra.contains_key("booting_since"), "{:?}", r.extra);
+        assert!(
+            !r.extra.contains_key("agents_register_since"),
+            "{:?}",
+            r.extra
+        );
         assert_eq!(r.extra["flavor"], "m1.large");
         assert_eq!(doc.replica("s1-2").unwrap().since, PhaseTimes::default());
         let back: Value = serde_json::from_slice(&doc.to_vec()).unwrap();
@@ -607,6 +623,7 @@ mod tests {
         assert_eq!(r0["booting_since"], "2026-11-25T08:30:05.5Z");
         assert_eq!(r0["catching_up_since"], "2026-11-25T08:30:40Z");
         assert_eq!(r0["serving_since"], "2026-11-25T08:31:00Z");
+        assert_eq!(r0["agents_register_since"], "2026-11-25T08:30:50Z");
         assert_eq!(r0["flavor"], "m1.large");
         // A phase with no time leaves the record alone; the others stamp their own.
         let mut since = PhaseTimes::default();

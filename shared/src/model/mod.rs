@@ -24,6 +24,12 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+/// An instant as RFC 3339, as the state document and the cloud labels write it.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
 /// `pgsurge-<cluster>-<suffix>`: the name of every resource pgsurge creates.
 pub fn resource_name(cluster: &str, suffix: &str) -> String {
     format!("pgsurge-{cluster}-{suffix}")

@@ -1,23 +1,20 @@
 //! instance-ready with `agent`-only HAProxy nodes: the functions cannot put the replica
 //! there, so they ask the agents through the state and wait for their reports.
 //!
-//! A verified replica gets the mark [`REQUESTED`] (its phase stays pending), which puts
-//! it in the desired set; each agent adds it and reports it in its status object; when
-//! every agent-only node reports it ready, instance-ready records `serving`. Without
+//! A verified replica gets the time `since.agents_asked` (its phase stays pending), which
+//! puts it in the desired set; each agent adds it and reports it in its status object;
+//! when every agent-only node reports it ready, instance-ready records `serving`. Without
 //! agent-only nodes nothing changes (push registers it, as before).
 
 use super::agent_status as status;
 use super::{OpsError, Ports};
 use crate::balancer::AdminState;
-use crate::model::Replica;
+use crate::model::{Replica, Timestamp};
 use time::OffsetDateTime;
-
-/// The replica's `extra` key: when instance-ready asked the agents to register it.
-pub const REQUESTED: &str = "agents_register_since";
 
 /// Has instance-ready asked the agents to register this (pending) replica?
 pub fn requested(r: &Replica) -> bool {
-    r.phase.is_pending() && r.extra.contains_key(REQUESTED)
+    r.phase.is_pending() && r.since.agents_asked.is_some()
 }
 
 /// `true` when every agent-only node reports `server` ready (or there are none). The
@@ -38,18 +35,14 @@ pub async fn on_every_agent(
     if nodes.is_empty() {
         return Ok(true);
     }
-    if !r.extra.contains_key(REQUESTED) {
+    if r.since.agents_asked.is_none() {
         let id = r.id.clone();
-        let stamp = now
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
         ports
             .state
             .update(now, |s| -> Result<_, std::convert::Infallible> {
                 if let Some(x) = s.replicas.iter_mut().find(|x| x.id == id) {
                     if x.phase.is_pending() {
-                        x.extra
-                            .insert(REQUESTED.into(), serde_json::Value::String(stamp.clone()));
+                        x.since.agents_asked = Some(Timestamp(now));
                     }
                 }
                 Ok(())

@@ -33,7 +33,7 @@ where
         report.later(format!(
             "{kind}: another invocation ({}) is doing it, lease until {}",
             held.holder,
-            super::scale_up::rfc3339(held.until)
+            crate::model::rfc3339(held.until)
         ));
         return Ok(());
     }

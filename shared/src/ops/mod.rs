@@ -16,29 +16,37 @@ pub mod agent_register;
 pub mod agent_status;
 pub mod base;
 pub mod config;
+mod creating;
 mod decide;
 mod deleted;
 pub mod desired;
+mod draining;
 mod lease;
+mod meta;
 pub mod prewarm;
 mod ready;
 mod reconcile;
 pub mod refusal;
+mod replica_steps;
+pub mod requeue;
 mod scale_down;
 mod scale_up;
 mod scheduled;
 mod snapshot_ahead;
 pub mod status;
+mod verifying;
 
 pub use config::OpsConfig;
 pub use decide::op_id;
 pub use deleted::instance_deleted;
 pub use desired::desired_set;
+pub use meta::META_CREATED;
 pub use ready::check_pending;
 pub use reconcile::reconcile;
 pub use refusal::{LabelMismatch, Refusal, Unproven};
+pub use requeue::ReconcileOutcome;
 pub use scale_down::scale_down;
-pub use scale_up::{scale_up, META_CREATED};
+pub use scale_up::scale_up;
 
 use crate::balancer::fanout::FanOut;
 use crate::balancer::Balancer;
@@ -138,41 +146,6 @@ impl Report {
     }
 }
 
-/// The first of the two proofs before anything is deleted: the cloud's own labels say the
-/// resource is surge replica `replica` of `cluster`. The state is our memory, not the
-/// truth; a bad edit, a bug or a name that happens to match must not delete a base
-/// replica, a primary or someone else's resource. `Err` names the label that differs.
-pub(crate) fn labelled_surge(
-    meta: &crate::cloud::Metadata,
-    cluster: &str,
-    replica: &str,
-) -> Result<(), LabelMismatch> {
-    use crate::cloud::{META_CLUSTER, META_REPLICA, META_ROLE};
-    for (key, want) in [
-        (META_CLUSTER, cluster),
-        (META_ROLE, "surge"),
-        (META_REPLICA, replica),
-    ] {
-        match meta.get(key) {
-            Some(v) if v == want => {}
-            Some(v) => {
-                return Err(LabelMismatch::Differs {
-                    key,
-                    found: v.clone(),
-                    want: want.into(),
-                })
-            }
-            None => {
-                return Err(LabelMismatch::Missing {
-                    key,
-                    want: want.into(),
-                })
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Report a refusal to act on replica `id` and record it on the replica, so a refusal
 /// that repeats run after run shows in `status` as a replica reconcile cannot move.
 pub(crate) async fn refused(
@@ -210,49 +183,4 @@ pub(crate) fn phase_metric(phase: &str, secs: f64) {
         &[("phase", phase)],
         std::time::Duration::from_secs_f64(secs),
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::labelled_surge;
-    use crate::cloud::{Metadata, META_CLUSTER, META_REPLICA, META_ROLE};
-
-    fn meta(pairs: &[(&str, &str)]) -> Metadata {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn only_all_three_labels_prove_a_surge_replica() {
-        let ok = meta(&[
-            (META_CLUSTER, "c"),
-            (META_ROLE, "surge"),
-            (META_REPLICA, "r1"),
-        ]);
-        assert_eq!(labelled_surge(&ok, "c", "r1"), Ok(()));
-        assert_eq!(
-            labelled_surge(&ok, "d", "r1").unwrap_err().to_string(),
-            r#"labelled pgsurge_cluster="c", not "d""#
-        );
-        assert_eq!(
-            labelled_surge(&ok, "c", "r2").unwrap_err().to_string(),
-            r#"labelled pgsurge_replica="r1", not "r2""#
-        );
-        let base = meta(&[
-            (META_CLUSTER, "c"),
-            (META_ROLE, "base"),
-            (META_REPLICA, "r1"),
-        ]);
-        assert_eq!(
-            labelled_surge(&base, "c", "r1").unwrap_err().to_string(),
-            r#"labelled pgsurge_role="base", not "surge""#
-        );
-        let bare = meta(&[(META_CLUSTER, "c")]);
-        assert_eq!(
-            labelled_surge(&bare, "c", "r1").unwrap_err().to_string(),
-            r#"has no pgsurge_role label (expected "surge")"#
-        );
-    }
 }

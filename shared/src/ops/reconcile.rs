@@ -12,22 +12,42 @@
 //! An absent state document is not an empty cluster: while resources labelled with the
 //! cluster exist, reconcile refuses to run at all (see [`absent_state`]).
 
-use super::deleted::forget_vanished;
+use super::creating::drive_creating;
+use super::draining::drive_draining;
 use super::lease::with_lease;
-use super::scale_down::{delete_volume_when_detached, drive_draining, forget};
-use super::scale_up::{drive_creating, META_CREATED};
-use super::{check_pending, labelled_surge, refused, OpsError, Ports, Refusal, Report};
+use super::meta::{labelled_surge, ours, META_CREATED};
+use super::replica_steps::{delete_volume_when_detached, forget_vanished, roll_back};
+use super::requeue::{requeue_after, ReconcileOutcome};
+use super::verifying::drive_pending;
+use super::{refused, OpsError, Ports, Report};
 use crate::cloud::{
     CloudError, Filter, Metadata, Server, Snapshot, Volume, META_CLUSTER, META_OP, META_REPLICA,
 };
 use crate::failpoint;
 use crate::model::resource_name;
-use crate::model::{ClusterState, Phase, Replica, Role, Timestamp};
+use crate::model::{ClusterState, Phase, Role, Timestamp};
 use crate::policy::snapshot_ahead::snapshot_zone;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-pub async fn reconcile(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsError> {
+/// One reconcile run: what it did, what it left pending, and when it wants to run again.
+pub async fn reconcile(ports: &Ports, now: OffsetDateTime) -> Result<ReconcileOutcome, OpsError> {
+    let report = converge(ports, now).await?;
+    let state = ports.state.load().await?.state;
+    let requeue_after = requeue_after(&state, &report.pending, &ports.ops, now);
+    tracing::info!(
+        actions = report.actions.len(),
+        pending = ?report.pending,
+        requeue_after_secs = requeue_after.map(|d| d.as_secs()),
+        "reconciled"
+    );
+    Ok(ReconcileOutcome {
+        report,
+        requeue_after,
+    })
+}
+
+async fn converge(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsError> {
     let mut report = Report::default();
     if let Some(why) = absent_state(ports).await? {
         // Return before any step: each takes a lease, and the lease's write would create
@@ -42,7 +62,10 @@ pub async fn reconcile(ports: &Ports, now: OffsetDateTime) -> Result<Report, Ops
     with_lease(ports, "remove", &mut report, || vanished(ports, now)).await?;
     report.absorb(super::scheduled::enforce_floor(ports, now).await?);
     with_lease(ports, "create", &mut report, || creations(ports, now)).await?;
-    report.absorb(check_pending(ports, now, Duration::ZERO).await?);
+    with_lease(ports, "register", &mut report, || {
+        drive_pending(ports, now, Duration::ZERO)
+    })
+    .await?;
     with_lease(ports, "remove", &mut report, || drive_draining(ports, now)).await?;
     // Its own lease: a snapshot taken ahead never holds up an alarm's `create` work.
     with_lease(ports, "snapshot", &mut report, || {
@@ -250,60 +273,6 @@ async fn housekeeping(ports: &Ports, now: OffsetDateTime) -> Result<Report, OpsE
             .await?;
     }
     Ok(report)
-}
-
-/// Delete whatever exists of replica `r` (found by name and cluster label) and forget
-/// it. Only a surge replica, and only resources whose own labels say they are that
-/// replica's: anything else is refused (`OpsError::Refused`) and left as it is.
-pub(crate) async fn roll_back(
-    ports: &Ports,
-    r: &Replica,
-    now: OffsetDateTime,
-) -> Result<(), OpsError> {
-    let name = crate::model::resource_name(&ports.cluster, &r.id);
-    if r.role != Role::Surge {
-        return Err(Refusal::NotSurgeToRollBack {
-            name,
-            role: r.role.clone(),
-        }
-        .into());
-    }
-    let by_name = Filter {
-        name: Some(name.clone()),
-        metadata: ours(ports),
-    };
-    let servers = ports.cloud.list_servers(&by_name).await?;
-    let volumes = ports.cloud.list_volumes(&by_name).await?;
-    // Every resource proven before any is deleted: half a roll-back of something that
-    // is not ours would be worse than none.
-    let proven = servers
-        .iter()
-        .map(|s| ("server", &s.id, &s.metadata))
-        .chain(volumes.iter().map(|v| ("volume", &v.id, &v.metadata)));
-    for (kind, id, meta) in proven {
-        labelled_surge(meta, &ports.cluster, &r.id).map_err(|label| Refusal::RollBackNotOurs {
-            name: name.clone(),
-            kind,
-            id: id.clone(),
-            label,
-        })?;
-    }
-    failpoint::hit("reconcile.before_rollback");
-    for s in &servers {
-        ports.cloud.delete_server(&s.id).await?;
-    }
-    for v in &volumes {
-        delete_volume_when_detached(ports, &v.id).await?;
-    }
-    // A DNS record made at ready outlives a server that was already gone.
-    failpoint::hit("reconcile.before_unpublish");
-    ports.cloud.unpublish_server(&name).await?;
-    failpoint::hit("reconcile.after_rollback");
-    forget(ports, &r.id, now).await
-}
-
-fn ours(ports: &Ports) -> Metadata {
-    [(META_CLUSTER.to_string(), ports.cluster.clone())].into()
 }
 
 fn unknown_key(kind: &str, id: &str) -> String {

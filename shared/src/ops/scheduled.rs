@@ -23,10 +23,10 @@
 //!   shows the trim the policy would make, but removing serving replicas stays an
 //!   alarm's decision, with its proofs, not a timer's.
 
+use super::creating::plan_replicas;
 use super::decide::action_name;
-use super::scale_up::{plan_replicas, rfc3339};
 use super::{OpsError, Ports, Report};
-use crate::model::{ClusterState, OpKind, Phase};
+use crate::model::{rfc3339, ClusterState, OpKind, Phase};
 use crate::policy::{self, Action, Decision, Trigger};
 use time::OffsetDateTime;
 

@@ -10,11 +10,9 @@
 //! orphan; one whose intent was lost too is (its name and labels are scale-up's form, so
 //! reconcile's orphan sweep deletes it after the grace period).
 
-use super::scale_up::{rfc3339, META_CREATED};
+use super::meta::snapshot_labels;
 use super::{phase_metric, secs_between, OpsError, Ports, Report};
-use crate::cloud::{
-    self, ensure_snapshot, CloudError, Filter, Metadata, SnapshotRequest, META_CLUSTER, META_OP,
-};
+use crate::cloud::{self, ensure_snapshot, CloudError, Filter, SnapshotRequest};
 use crate::failpoint;
 use crate::model::resource_name;
 use crate::model::{ClusterState, Phase, Snapshot};
@@ -125,10 +123,7 @@ async fn finish(
     now: OffsetDateTime,
     report: &mut Report,
 ) -> Result<(), OpsError> {
-    let mut meta = Metadata::new();
-    meta.insert(META_CLUSTER.into(), ports.cluster.clone());
-    meta.insert(META_OP.into(), intent.op.clone());
-    meta.insert(META_CREATED.into(), rfc3339(intent.started_at));
+    let meta = snapshot_labels(ports, &intent.op, intent.started_at);
     let req = SnapshotRequest {
         name: intent.name.clone(),
         volume_id: intent.volume_id.clone(),

@@ -23,7 +23,7 @@ pub use gather::gather;
 
 use crate::balancer::{AdminState, DesiredSet, OperState, ServerStatus};
 use crate::cloud::{self, Server, Volume, META_REPLICA};
-use crate::model::resource_name;
+use crate::model::{resource_name, rfc3339};
 use crate::model::{ClusterState, Operation, Phase, Role};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -676,11 +676,6 @@ fn row_disagreements(v: &Views, row: &RowBuild, prefix: &str) -> Vec<Disagreemen
         }
     }
     out
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// Operations past their deadline with work left: a replica of theirs not serving yet

@@ -32,7 +32,7 @@ pub mod snapshot_ahead;
 pub use config::{Mode, PolicyConfig, ScheduleWindow};
 pub use schedule::Cron;
 
-use crate::model::{Alarm, AlarmState, Direction};
+use crate::model::{rfc3339, Alarm, AlarmState, Direction};
 use crate::model::{ClusterState, OpKind, Operation, Phase, Role};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -232,11 +232,6 @@ fn state_name(s: AlarmState) -> &'static str {
         AlarmState::Firing => "firing",
         AlarmState::Resolved => "resolved",
     }
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
 }
 
 /// Seconds left in a cooldown that started at `since`, if any.
