@@ -30,9 +30,11 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     // cloud (its servers are `postgres` processes) and the advisory-lock state store.
     ("postgres", &["model", "check", "secret", "failpoint"]),
     ("balancer", &["model", "check", "secret", "failpoint"]),
+    // The local cloud also plays the replica image: it reads the instance parameters
+    // (`node::params`) a real image's first boot reads.
     (
         "cloud",
-        &["model", "check", "secret", "failpoint", "postgres"],
+        &["model", "check", "secret", "failpoint", "postgres", "node"],
     ),
     (
         "state",
@@ -45,7 +47,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
         &["check", "secret", "failpoint", "metrics", "logging"],
     ),
     // The replica server's side (`pgsurge node first-boot`) and the instance parameters
-    // and callback credentials scale-up writes for it.
+    // scale-up writes for it, carrying the callback credential `events` verifies.
     (
         "node",
         &[
@@ -54,7 +56,6 @@ pub const LAYERS: &[(&str, &[&str])] = &[
             "secret",
             "failpoint",
             "events",
-            "cloud",
             "postgres",
         ],
     ),
@@ -102,19 +103,14 @@ const ANY: &[&str] = &["*"];
 /// `(file, module it uses, why)`. An entry that no longer matches a use fails the test,
 /// so the list only shrinks. Empty since the composition root (`app`, issue 13 step 1)
 /// took over what the runtime, `ops/build.rs` and the domain's `FunctionError` /
-/// `Credentials` imports did; keep it empty.
-pub const KNOWN_EXCEPTIONS: &[(&str, &str, &str)] = &[
-    (
-        "events/auth.rs",
-        "node",
-        "the callback credential's check; move `node::callback::{verify, admit}` into events",
-    ),
-    (
-        "events/receive.rs",
-        "node",
-        "the callback credential's check; move `node::callback::{verify, admit}` into events",
-    ),
-];
+/// `Credentials` imports did, and the callback credential moved from `node` into
+/// `events`; keep it empty.
+pub const KNOWN_EXCEPTIONS: &[(&str, &str, &str)] = &[];
+
+/// The flows of `ops`, one a function's body. Each uses the shared steps (`creating`,
+/// `draining`, `verifying`, `replica_steps`, `meta`, `lease`, …), never another flow:
+/// a flow's privates are its own, and what two flows share is a step.
+pub const OPS_FLOWS: &[&str] = &["scale_up", "scale_down", "ready", "deleted", "reconcile"];
 
 /// One use of another top-level module.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -408,10 +404,49 @@ pub fn check(
     problems
 }
 
+/// One line (`file:line: …`) per use, in a flow's file of `ops`, of another flow
+/// (`super::<flow>` or `crate::ops::<flow>`).
+pub fn flow_problems(root: &Path, flows: &[&str]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (rel, text) in sources(root) {
+        let path = module_path(&rel);
+        let [top, file] = path.as_slice() else {
+            continue;
+        };
+        if top != "ops" || !flows.contains(&file.as_str()) {
+            continue;
+        }
+        let code = code_only(&text);
+        let bytes = code.as_bytes();
+        for prefix in ["super::", "crate::ops::"] {
+            for (at, _) in code.match_indices(prefix) {
+                let after = &code[at + prefix.len()..];
+                let joined = at > 0
+                    && (bytes[at - 1].is_ascii_alphanumeric()
+                        || matches!(bytes[at - 1], b'_' | b':'));
+                if joined || after.starts_with("super::") {
+                    continue;
+                }
+                for target in targets(after) {
+                    if target != *file && flows.contains(&target.as_str()) {
+                        let line = code[..at].matches('\n').count() + 1;
+                        problems.push(format!(
+                            "{rel}:{line}: the flow `{file}` may not use the flow `{target}` \
+                             (architecture::OPS_FLOWS): share a step instead"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
 #[test]
 fn the_crate_keeps_its_layers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let problems = check(&root, LAYERS, KNOWN_EXCEPTIONS);
+    let mut problems = check(&root, LAYERS, KNOWN_EXCEPTIONS);
+    problems.extend(flow_problems(&root, OPS_FLOWS));
     assert!(
         problems.is_empty(),
         "the layers of shared/src (see architecture::LAYERS, ARCHITECTURE.md):\n{}",
@@ -492,4 +527,38 @@ fn every_module_of_the_crate_is_in_the_table_once() {
             );
         }
     }
+}
+
+#[test]
+fn a_flow_using_another_flow_fails_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    let write = |rel: &str, text: &str| {
+        let p = src.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    // Steps and the flow's own items are fine; line 3 (grouped) and line 4 are not.
+    write(
+        "ops/ready.rs",
+        "use super::steps::roll_back;\n\
+         use super::{OpsError, Ports};\n\
+         use super::{steps::x, reconcile::roll_back};\n\
+         fn f() { crate::ops::scale_up::plan(); super::ready::g(); }\n\
+         #[cfg(test)]\nmod tests { use super::super::scale_up::X; }\n",
+    );
+    // Not a flow: may use any.
+    write("ops/steps.rs", "use super::reconcile::x;\n");
+    let flows = &["ready", "reconcile", "scale_up"];
+    assert_eq!(
+        flow_problems(src, flows),
+        vec![
+            "ops/ready.rs:3: the flow `ready` may not use the flow `reconcile` \
+             (architecture::OPS_FLOWS): share a step instead"
+                .to_string(),
+            "ops/ready.rs:4: the flow `ready` may not use the flow `scale_up` \
+             (architecture::OPS_FLOWS): share a step instead"
+                .to_string(),
+        ]
+    );
 }

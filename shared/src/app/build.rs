@@ -56,7 +56,7 @@ pub async fn build(
         lag: LagBounds::from(&config.postgres),
         haproxy: config.haproxy.clone(),
         bootstrap: config.postgres.clone(),
-        callback: crate::node::CallbackMint::from_config(
+        callback: crate::events::CallbackMint::from_config(
             config.node.callback_url.as_deref(),
             config.auth.callback_secret.as_ref(),
         ),

@@ -23,18 +23,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Metadata key: which pgsurge cluster a resource belongs to.
-pub const META_CLUSTER: &str = "pgsurge_cluster";
-/// Metadata key: `base` (made by people) or `surge` (made by pgsurge, removable).
-pub const META_ROLE: &str = "pgsurge_role";
-/// Metadata key: the replica id within the cluster.
-pub const META_REPLICA: &str = "pgsurge_replica";
-/// Metadata key: the operation that created the resource.
-pub const META_OP: &str = "pgsurge_op";
-/// Server metadata key: the availability zone the server was asked for. Prometheus'
-/// OpenStack discovery exposes metadata but not the zone; the `az` label comes from here
-/// (infra/observability/prometheus.yml).
-pub const META_AZ: &str = "pgsurge_az";
+// The label keys are the model's (`model::labels`): the replica server's first boot
+// checks them too.
+pub use crate::model::{META_AZ, META_CLUSTER, META_OP, META_REPLICA, META_ROLE};
 
 pub type Metadata = BTreeMap<String, String>;
 

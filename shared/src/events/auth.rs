@@ -47,9 +47,9 @@ pub fn authenticate_at(
         return Ok(());
     }
     // A server's callback credential; the Receiver also checks the event is the one
-    // instance-ready event it may send (`node::callback::admit`).
-    if let Some(h) = w.header(crate::node::CALLBACK_HEADER) {
-        return crate::node::callback::verify(h, cfg.callback_secret.as_ref())
+    // instance-ready event it may send ([`super::callback::admit`]).
+    if let Some(h) = w.header(super::CALLBACK_HEADER) {
+        return super::callback::verify(h, cfg.callback_secret.as_ref())
             .map(|_| ())
             .map_err(|e| EventError::Unauthenticated(e.to_string()));
     }
@@ -218,7 +218,7 @@ pub(crate) fn presents_secret(w: &Webhook, cfg: &AuthConfig) -> bool {
         cfg.token_header.as_str(),
         "authorization",
         cfg.signature_header.as_str(),
-        crate::node::CALLBACK_HEADER,
+        super::CALLBACK_HEADER,
     ]
     .iter()
     .any(|h| w.header(h).is_some())

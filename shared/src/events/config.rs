@@ -68,7 +68,7 @@ pub struct AuthConfig {
     pub replay_window_secs: u64,
     /// SMN signature verification and subscription handshake.
     pub smn: SmnConfig,
-    /// Key of the per-server callback credentials (`node::callback`): scale-up signs,
+    /// Key of the per-server callback credentials (`events::callback`): scale-up signs,
     /// instance-ready verifies. Unset: no server calls back.
     pub callback_secret: Option<Secret>,
 }

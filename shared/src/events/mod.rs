@@ -7,7 +7,8 @@
 //! `lifecycle.rs`). [`scope`] then keeps the alarms that name this cluster.
 //!
 //! [`parse`] is pure (and fuzzed). [`Receiver::receive`] is the whole front door: body
-//! size limit, authentication (token / HMAC in [`auth`], SMN signatures in
+//! size limit, authentication (token / HMAC in [`auth`], a new server's credential in
+//! [`callback`], SMN signatures in
 //! [`smn_verify`] — the only part that does I/O, to fetch the signing certificate),
 //! parsing, and validation of per-alarm parameters against the configured limits
 //! ([`params`]). A rejected event is a precise error and changes nothing.
@@ -17,6 +18,7 @@ pub use config::{AuthConfig, ClusterConfig};
 mod alertmanager;
 mod aodh;
 pub mod auth;
+pub mod callback;
 mod generic;
 mod lifecycle;
 pub mod params;
@@ -27,6 +29,7 @@ pub mod smn_verify;
 pub mod x509;
 
 pub use auth::{authenticate, authenticate_at, hmac_signature};
+pub use callback::{CallbackClaim, CallbackError, CallbackMint, CALLBACK_HEADER};
 pub use params::validate_params;
 pub use receive::{Authenticated, Confirmation, Receiver};
 pub use scope::{ClusterScope, Scoped};

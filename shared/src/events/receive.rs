@@ -20,7 +20,7 @@ pub enum Authenticated {
     SmnSignature,
     /// Nothing, because `auth.allow_unauthenticated` is on.
     Open,
-    /// A new server's callback credential (`node::callback`): an instance `ready`
+    /// A new server's callback credential ([`super::callback`]): an instance `ready`
     /// event for the replica it was minted for, nothing else.
     ServerCallback,
 }
@@ -105,9 +105,9 @@ impl Receiver {
         let value: serde_json::Value =
             serde_json::from_str(&w.body).map_err(|e| EventError::NotJson(e.to_string()))?;
         if w.via_http {
-            if let Some(header) = w.header(crate::node::CALLBACK_HEADER) {
+            if let Some(header) = w.header(super::CALLBACK_HEADER) {
                 let event = parse_value(value)?;
-                crate::node::callback::admit(header, self.auth.callback_secret.as_ref(), &event)?;
+                super::callback::admit(header, self.auth.callback_secret.as_ref(), &event)?;
                 return Ok((event, Authenticated::ServerCallback));
             }
         }

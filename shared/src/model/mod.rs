@@ -8,12 +8,15 @@
 
 mod alarm;
 mod document;
+mod labels;
 
 pub use alarm::{Alarm, AlarmParams, AlarmState, Direction, ParamLimits, Source};
 pub use document::{
     ClusterState, DecidedAlarm, DeleteProof, DocumentError, Lease, OpKind, Operation, Phase,
     PhaseTimes, Refusal, Replica, Role, Snapshot, Timestamp, DECIDED_ALARMS_KEPT, SCHEMA_VERSION,
 };
+
+pub use labels::{META_AZ, META_CLUSTER, META_CREATED, META_OP, META_REPLICA, META_ROLE};
 
 use serde::{Deserialize, Serialize};
 

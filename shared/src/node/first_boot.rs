@@ -17,7 +17,7 @@
 //! Any failure before step 6 stops here with an error on the console and calls nothing.
 
 use super::params::{InstanceParams, ParamsError, DATA_LABEL};
-use crate::cloud::{META_CLUSTER, META_REPLICA};
+use crate::model::{META_CLUSTER, META_REPLICA};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -360,7 +360,7 @@ async fn call_back(
     loop {
         let why = match client
             .post(url)
-            .header(super::CALLBACK_HEADER, header)
+            .header(crate::events::CALLBACK_HEADER, header)
             .json(&body)
             .send()
             .await

@@ -1,14 +1,12 @@
 //! A replica server's side of pgsurge: the instance parameters scale-up writes as the
-//! server's user data (`params`: one format, written and parsed here), the callback
-//! credential a server presents to instance-ready (`callback`: pure), and the image's
+//! server's user data (`params`: one format, written and parsed here, carrying the
+//! callback credential of [`crate::events::callback`]), and the image's
 //! first-boot step that reads them and turns the cloned data disk into a standby
 //! (`first_boot`, run by `pgsurge node first-boot` in the image).
 
-pub mod callback;
 pub mod config;
 pub mod first_boot;
 pub mod params;
 
-pub use callback::{CallbackClaim, CallbackError, CallbackMint, CALLBACK_HEADER};
 pub use config::NodeConfig;
 pub use params::{InstanceParams, ParamsError};

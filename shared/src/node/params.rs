@@ -11,11 +11,11 @@
 //! PGSURGE_VOLUME_ID=9f1c...             the data volume: the guest finds it by serial
 //!                                       (/dev/disk/by-id/virtio-<first 20 chars>) or label
 //! PGSURGE_CALLBACK_URL=https://...      instance-ready (optional, with the token)
-//! PGSURGE_CALLBACK_TOKEN=<hex>          its credential for this server (node::callback)
+//! PGSURGE_CALLBACK_TOKEN=<hex>          its credential for this server (events::callback)
 //! PRIMARY_HOST=... (bootstrap-replica.sh's keys; never REPLICATION_PASSWORD)
 //! ```
 
-use super::callback::{self, CallbackClaim, CallbackMint};
+use crate::events::callback::{self, CallbackClaim, CallbackMint};
 use crate::postgres::bootstrap::{UserData, UserDataError};
 use crate::secret::Secret;
 

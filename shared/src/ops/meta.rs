@@ -2,12 +2,10 @@
 //! them back before anything is deleted.
 
 use super::{LabelMismatch, Ports};
-use crate::cloud::{Metadata, META_CLUSTER, META_OP, META_REPLICA, META_ROLE};
+use crate::cloud::Metadata;
 use crate::model::rfc3339;
+use crate::model::{META_CLUSTER, META_CREATED, META_OP, META_REPLICA, META_ROLE};
 use time::OffsetDateTime;
-
-/// Metadata key: when pgsurge created the resource (RFC 3339), for the orphan grace period.
-pub const META_CREATED: &str = "pgsurge_created_at";
 
 /// The labels of a new surge replica's volume and server: whose, which replica, which
 /// operation, and when (the orphan grace period runs from there).

@@ -36,11 +36,11 @@ mod snapshot_ahead;
 pub mod status;
 mod verifying;
 
+pub use crate::model::META_CREATED;
 pub use config::OpsConfig;
 pub use decide::op_id;
 pub use deleted::instance_deleted;
 pub use desired::desired_set;
-pub use meta::META_CREATED;
 pub use ready::check_pending;
 pub use reconcile::reconcile;
 pub use refusal::{LabelMismatch, Refusal, Unproven};
@@ -73,7 +73,7 @@ pub struct Ports {
     /// Bootstrap parameters for new servers (user data), without the replica name.
     pub bootstrap: crate::postgres::PostgresConfig,
     /// Callback credentials for new servers (`[node]` + `auth.callback_secret`).
-    pub callback: Option<crate::node::CallbackMint>,
+    pub callback: Option<crate::events::CallbackMint>,
 }
 
 impl Ports {

@@ -15,7 +15,7 @@
 use super::creating::drive_creating;
 use super::draining::drive_draining;
 use super::lease::with_lease;
-use super::meta::{labelled_surge, ours, META_CREATED};
+use super::meta::{labelled_surge, ours};
 use super::replica_steps::{delete_volume_when_detached, forget_vanished, roll_back};
 use super::requeue::{requeue_after, ReconcileOutcome};
 use super::verifying::drive_pending;
@@ -25,6 +25,7 @@ use crate::cloud::{
 };
 use crate::failpoint;
 use crate::model::resource_name;
+use crate::model::META_CREATED;
 use crate::model::{ClusterState, Phase, Role, Timestamp};
 use crate::policy::snapshot_ahead::snapshot_zone;
 use std::time::Duration;

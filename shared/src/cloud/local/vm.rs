@@ -331,7 +331,7 @@ mod tests {
     fn loopback_becomes_the_host_alias_for_the_guest() {
         let mut ud = UserData::default();
         ud.set("PRIMARY_HOST", "127.0.0.1").unwrap();
-        let mint = crate::node::CallbackMint::from_config(
+        let mint = crate::events::CallbackMint::from_config(
             Some("http://127.0.0.1:9000/ready"),
             Some(&crate::secret::Secret::new("k")),
         );

@@ -12,6 +12,7 @@
 //! API) can at most make instance-ready look at that replica sooner. Not replay-bound:
 //! a replayed "ready" is the same harmless hint.
 
+use super::{Event, EventError, InstanceKind};
 use crate::secret::Secret;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -109,9 +110,8 @@ pub fn verify(header: &str, secret: Option<&Secret>) -> Result<CallbackClaim, Ca
 pub fn admit(
     header: &str,
     secret: Option<&Secret>,
-    event: &crate::events::Event,
-) -> Result<CallbackClaim, crate::events::EventError> {
-    use crate::events::{Event, EventError, InstanceKind};
+    event: &Event,
+) -> Result<CallbackClaim, EventError> {
     let claim = verify(header, secret).map_err(|e| EventError::Unauthenticated(e.to_string()))?;
     let fits = matches!(event, Event::Instance(i)
         if i.kind == InstanceKind::Ready
