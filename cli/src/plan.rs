@@ -67,7 +67,11 @@ pub fn run(config: Option<&Path>, args: &PlanArgs) -> Result<()> {
             events::EventError::NotJson(e.to_string())
         )
     })?;
-    let event = events::parse(&webhook.body).with_context(|| args.event.display().to_string())?;
+    // Parsed once, above: the event is the webhook's document (or its envelope's body).
+    let event = webhook
+        .json()
+        .and_then(events::parse_value)
+        .with_context(|| args.event.display().to_string())?;
     let state_text =
         std::fs::read(&args.state).with_context(|| format!("reading {}", args.state.display()))?;
     let mut state = ClusterState::from_slice(&args.state.display().to_string(), &state_text)?;

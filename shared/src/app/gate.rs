@@ -17,21 +17,17 @@ impl AuthGate {
     }
 
     fn judge(&self, head: &HttpHead<'_>, body: &str) -> Result<(), FunctionError> {
-        let webhook = Webhook {
-            headers: head.headers.clone(),
-            query: head.query.clone(),
-            ..Webhook::http(&[], body)
-        };
+        let mut webhook = Webhook::http(&[], body);
+        webhook.headers = head.headers.clone();
+        webhook.query = head.query.clone();
         auth::preauthenticate(&webhook, &self.auth).map_err(FunctionError::from)
     }
 }
 
 impl Gate for AuthGate {
     fn head(&self, head: &HttpHead<'_>) -> Result<Admission, FunctionError> {
-        let webhook = Webhook {
-            headers: head.headers.clone(),
-            ..Webhook::http(&[], "")
-        };
+        let mut webhook = Webhook::http(&[], "");
+        webhook.headers = head.headers.clone();
         if auth::signs_body(&webhook, &self.auth) {
             return Ok(Admission::NeedsBody);
         }

@@ -87,9 +87,20 @@ pub struct Webhook {
     pub headers: BTreeMap<String, String>,
     /// The request URL's query parameters (may carry the token: `auth.token_query_param`).
     pub query: BTreeMap<String, String>,
+    /// The body as text. For a direct event a host decoded, the text of [`Self::document`]
+    /// (what it parsed), kept for whoever reads it; the receiver reads the document.
     pub body: String,
     /// True when it came through an HTTP envelope, i.e. from the network.
     pub via_http: bool,
+    /// A direct event as its host decoded it: the event *is* the JSON document the host
+    /// read and parsed, once; the receiver takes it as it is. `None`: the body is text
+    /// the receiver parses, once (an HTTP body, after authentication; a webhook built
+    /// in code).
+    parsed: Option<serde_json::Value>,
+    /// Decoded by a host, which measured what it read against `runtime.max_body_bytes`
+    /// (the runtime's one size check): the receiver does not measure it again. A webhook
+    /// built in code is measured by the receiver.
+    measured: bool,
 }
 
 impl Webhook {
@@ -100,6 +111,8 @@ impl Webhook {
             query: BTreeMap::new(),
             body: body.into(),
             via_http: false,
+            parsed: None,
+            measured: false,
         }
     }
 
@@ -113,6 +126,28 @@ impl Webhook {
             query: BTreeMap::new(),
             body: body.into(),
             via_http: true,
+            parsed: None,
+            measured: false,
+        }
+    }
+
+    /// The document a host decoded, when it did (a direct event: see the field).
+    pub fn document(&self) -> Option<&serde_json::Value> {
+        self.parsed.as_ref()
+    }
+
+    /// Whether a host measured it as it read it (see the field).
+    pub fn measured(&self) -> bool {
+        self.measured
+    }
+
+    /// The body's JSON document: the host's, or `body` parsed now.
+    pub fn json(&self) -> Result<serde_json::Value, EventError> {
+        match &self.parsed {
+            Some(v) => Ok(v.clone()),
+            None => {
+                serde_json::from_str(&self.body).map_err(|e| EventError::NotJson(e.to_string()))
+            }
         }
     }
 
@@ -128,7 +163,13 @@ impl<'de> Deserialize<'de> for Webhook {
         let value = serde_json::Value::deserialize(d)?;
         let is_envelope = value.get("httpMethod").is_some() && value.get("body").is_some();
         if !is_envelope {
-            return Ok(Webhook::direct(value.to_string()));
+            // The event itself: kept parsed, so it is never parsed again.
+            return Ok(Webhook {
+                body: value.to_string(),
+                parsed: Some(value),
+                measured: true,
+                ..Webhook::direct(String::new())
+            });
         }
         let headers = value
             .get("headers")
@@ -175,6 +216,8 @@ impl<'de> Deserialize<'de> for Webhook {
             query,
             body,
             via_http: true,
+            parsed: None,
+            measured: true,
         })
     }
 }
@@ -469,7 +512,11 @@ mod tests {
         assert_eq!(env.header("x-pgsurge-token"), Some("t"));
         assert!(env.via_http);
         let direct: Webhook = serde_json::from_str(r#"{"a":1}"#).unwrap();
-        assert_eq!(direct, Webhook::direct(r#"{"a":1}"#));
+        assert_eq!(direct.body, r#"{"a":1}"#);
+        assert!(!direct.via_http);
+        assert_eq!(direct.document(), Some(&serde_json::json!({"a": 1})));
+        // An envelope's body is text the receiver parses after authentication.
+        assert_eq!(env.document(), None);
     }
 
     fn params_from_text(text: &str) -> Result<AlarmParams, EventError> {

@@ -77,7 +77,9 @@ impl Receiver {
         self
     }
 
-    /// Size limit → authentication → parse → per-alarm parameter limits.
+    /// Size limit → authentication → parse → per-alarm parameter limits. What a host
+    /// decoded skips the steps the host did: the size limit, and, for a direct event,
+    /// the parse (see [`Webhook::document`]).
     ///
     /// An HTTP webhook whose body is an SMN message (`type`, `topic_urn`, `signature`
     /// strings) is judged by its SMN signature when `auth.smn.verify_signature` is on;
@@ -96,14 +98,15 @@ impl Receiver {
         w: &Webhook,
         now: OffsetDateTime,
     ) -> Result<(Event, Authenticated), EventError> {
-        if w.body.len() > self.max_body_bytes {
+        // What a host decoded was measured there, as it was read (the runtime's one check
+        // of `runtime.max_body_bytes`); a direct event's document was parsed there too.
+        if !w.measured() && w.body.len() > self.max_body_bytes {
             return Err(EventError::TooLarge {
                 size: w.body.len(),
                 limit: self.max_body_bytes,
             });
         }
-        let value: serde_json::Value =
-            serde_json::from_str(&w.body).map_err(|e| EventError::NotJson(e.to_string()))?;
+        let value = w.json()?;
         if w.via_http {
             if let Some(header) = w.header(super::CALLBACK_HEADER) {
                 let event = parse_value(value)?;
@@ -213,4 +216,38 @@ pub enum Confirmation {
     Confirmed,
     /// Not visited, and why.
     NotConfirmed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a host decoded is the one parse and the one measure: the receiver reads the
+    /// host's document, not the text again, and does not measure it again.
+    #[tokio::test]
+    async fn a_host_decoded_event_is_neither_measured_nor_parsed_again() {
+        let receiver = Receiver::new(&AuthConfig::default(), ParamLimits::default(), 16).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let tick = r#"{"pgsurge": 1, "kind": "tick"}"#;
+        // Built in code: the receiver measures the text (27 bytes over 16) and parses it.
+        let text = Webhook::direct(tick);
+        assert!(matches!(
+            receiver.receive(&text, now).await,
+            Err(EventError::TooLarge { limit: 16, .. })
+        ));
+        // Decoded by a host (which measured the bytes it read): taken as it is.
+        let mut decoded: Webhook = serde_json::from_slice(tick.as_bytes()).unwrap();
+        assert!(decoded.measured());
+        assert_eq!(receiver.receive(&decoded, now).await.unwrap(), Event::Tick);
+        // Its text is not read again: spoiling it changes nothing.
+        decoded.body = "not JSON".into();
+        assert_eq!(receiver.receive(&decoded, now).await.unwrap(), Event::Tick);
+        // Without the host's document, the text is what is parsed.
+        let unparsed = Webhook::direct("not JSON");
+        let big = Receiver::new(&AuthConfig::default(), ParamLimits::default(), 1024).unwrap();
+        assert!(matches!(
+            big.receive(&unparsed, now).await,
+            Err(EventError::NotJson(_))
+        ));
+    }
 }

@@ -3,9 +3,9 @@
 //! Exit codes: 0 success, 1 handler error, 2 the event could not be read. The error
 //! is printed as the same `{"errorType", "errorMessage"}` JSON the other hosts return.
 
+use super::body::read_limited;
 use super::{invoke, Context, Handler, Host, Limits};
 use serde::de::DeserializeOwned;
-use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,7 +21,7 @@ where
     T: DeserializeOwned,
     H: Handler<T>,
 {
-    let body = match read_event(event) {
+    let body = match read_event(event, limits.max_body_bytes) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("{function}: cannot read event {}: {e}", event.display());
@@ -45,12 +45,12 @@ where
     code
 }
 
-fn read_event(path: &Path) -> std::io::Result<Vec<u8>> {
+/// At most `max + 1` bytes of the event: a larger one is refused by [`invoke`]'s measure
+/// without being read whole.
+fn read_event(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
     if path == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf)?;
-        Ok(buf)
+        read_limited(std::io::stdin().lock(), max)
     } else {
-        std::fs::read(path)
+        read_limited(std::fs::File::open(path)?, max)
     }
 }

@@ -15,8 +15,12 @@
 //! | `RUNTIME_API_ADDR` set                          | FunctionGraph custom runtime API       |
 //!
 //! Every host funnels into [`invoke`], so size limits, JSON decoding, the deadline,
-//! panic capture and the one log line per invocation behave the same everywhere.
+//! panic capture and the one log line per invocation behave the same everywhere. A host
+//! reads at most `runtime.max_body_bytes + 1` bytes; the body is measured once and
+//! decoded once, into the handler's type (which keeps the parsed document: see
+//! `events::Webhook`).
 
+mod body;
 mod config;
 pub use config::RuntimeConfig;
 mod cli;
@@ -215,6 +219,7 @@ where
                 ),
             ))
         }
+        // The one decoding of the event: the handler's type keeps what it needs of it.
         Input::Bytes(body) => serde_json::from_slice(body).map_err(not_json)?,
         // The host measured the raw body against the limit before building this.
         Input::Json(value) => serde_json::from_value(value).map_err(not_json)?,

@@ -16,6 +16,7 @@
 //! `.../invocation/{id}/response`, failures to `.../invocation/{id}/error`, start-up
 //! failures to `/2018-06-01/runtime/init/error`.
 
+use super::body::read_limited_response;
 use super::{invoke, Context, Credentials, FunctionError, Handler, Host, Limits};
 use crate::secret::Secret;
 use reqwest::header::HeaderMap;
@@ -199,7 +200,7 @@ where
             }
         };
         let ctx = api.context(response.headers(), function, default_timeout_secs);
-        let body = response.bytes().await;
+        let body = read_limited_response(response, limits.max_body_bytes).await;
         let ctx = match ctx {
             Ok(c) => c,
             Err(why) => {
