@@ -137,10 +137,10 @@ pub async fn instance_ready(
                 ))
             }
             Event::Tick => Ok("timer tick: check pending replicas".into()),
-            other => Err(format!(
-                "not a ready/launching instance event or a tick ({})",
-                kind_name(other)
-            )),
+            other => Err(NotForUs::Kind {
+                wants: "a ready/launching instance event or a tick",
+                got: kind_name(other),
+            }),
         },
         |p, _, ctx| {
             async move {
@@ -174,10 +174,10 @@ pub async fn instance_deleted(
                         .unwrap_or("?")
                 ))
             }
-            other => Err(format!(
-                "not a deleted/terminating instance event ({})",
-                kind_name(other)
-            )),
+            other => Err(NotForUs::Kind {
+                wants: "a deleted/terminating instance event",
+                got: kind_name(other),
+            }),
         },
         |p, e, _| {
             async move {
@@ -199,10 +199,9 @@ pub async fn reconcile(app: Arc<App>, ev: LambdaEvent<Webhook>) -> Result<Outcom
         ev,
         |e| match e {
             Event::Tick => Ok("timer tick: compare state, cloud and every HAProxy node".into()),
-            other => Err(format!(
-                "reconcile runs on timer ticks ({} is not one)",
-                kind_name(other)
-            )),
+            other => Err(NotForUs::NotATick {
+                got: kind_name(other),
+            }),
         },
         |p, _, _| async move { ops::reconcile(p, now()).await }.boxed(),
     )
@@ -215,7 +214,7 @@ async fn handle(
     function: &'static str,
     app: &App,
     ev: LambdaEvent<Webhook>,
-    accept: impl Fn(&Event) -> Result<String, String>,
+    accept: impl Fn(&Event) -> Result<String, NotForUs>,
     act: Act,
 ) -> Result<Outcome, FunctionError> {
     let webhook = ev.payload;
@@ -251,7 +250,7 @@ async fn handle(
                 Status::Accepted,
                 format!("{why}; left out: {}", ignored.join("; ")),
             ),
-            Err(why) => (Status::Ignored, why),
+            Err(why) => (Status::Ignored, why.to_string()),
         },
     };
     let mut done = ops::ReconcileOutcome::default();
@@ -285,8 +284,23 @@ async fn handle(
     })
 }
 
+/// Why an event is not for this function: answered `ignored` with this reason (a
+/// success, so that senders such as Alertmanager do not retry it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum NotForUs {
+    #[error("not {wants} ({got})")]
+    Kind {
+        wants: &'static str,
+        got: &'static str,
+    },
+    #[error("reconcile runs on timer ticks ({got} is not one)")]
+    NotATick { got: &'static str },
+    #[error("{alarms} alarm(s), none firing")]
+    NoneFiring { alarms: usize },
+}
+
 /// Accept an alarm notification when it holds an alarm this function acts on.
-fn acted_on(e: &Event, with_resolved: bool) -> Result<String, String> {
+fn acted_on(e: &Event, with_resolved: bool) -> Result<String, NotForUs> {
     match e {
         Event::Alarms { alarms } => {
             let firing = alarms
@@ -302,10 +316,15 @@ fn acted_on(e: &Event, with_resolved: bool) -> Result<String, String> {
                      (policy.scale_down_on_resolved = true)"
                 ))
             } else {
-                Err(format!("{} alarm(s), none firing", alarms.len()))
+                Err(NotForUs::NoneFiring {
+                    alarms: alarms.len(),
+                })
             }
         }
-        other => Err(format!("not an alarm ({})", kind_name(other))),
+        other => Err(NotForUs::Kind {
+            wants: "an alarm",
+            got: kind_name(other),
+        }),
     }
 }
 

@@ -110,7 +110,7 @@ impl HaproxyConfig {
             match (&n.runtime_api, &n.dataplane_url) {
                 (Some(addr), None) => {
                     super::runtime_api::SocketAddr::parse(addr)
-                        .map_err(|m| invalid(key("runtime_api"), m))?;
+                        .map_err(|m| invalid(key("runtime_api"), m.to_string()))?;
                 }
                 (None, Some(url)) => {
                     let ok = (url.starts_with("http://") || url.starts_with("https://"))

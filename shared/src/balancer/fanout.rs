@@ -105,7 +105,7 @@ impl FanOut {
                 |m: String| BalancerError::InvalidSpec(format!("haproxy node {}: {m}", n.name));
             match (&n.runtime_api, &n.dataplane_url) {
                 (Some(addr), None) => {
-                    let addr = SocketAddr::parse(addr).map_err(bad)?;
+                    let addr = SocketAddr::parse(addr).map_err(|e| bad(e.to_string()))?;
                     nodes.push(Arc::new(
                         RuntimeApi::new(&n.name, addr, &cfg.backend)
                             .with_timeout(timeout)

@@ -35,6 +35,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// An admin socket address that is neither form [`SocketAddr::parse`] reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{given:?} is neither unix:/path nor host:port of an admin socket")]
+pub struct BadSocketAddr {
+    pub given: String,
+}
+
 /// Where the admin socket listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SocketAddr {
@@ -45,7 +52,7 @@ pub enum SocketAddr {
 
 impl SocketAddr {
     /// `unix:/path`, `/path` or `tcp:host:port` / `host:port`.
-    pub fn parse(s: &str) -> std::result::Result<SocketAddr, String> {
+    pub fn parse(s: &str) -> std::result::Result<SocketAddr, BadSocketAddr> {
         if let Some(p) = s.strip_prefix("unix:") {
             return Ok(SocketAddr::Unix(p.into()));
         }
@@ -57,9 +64,7 @@ impl SocketAddr {
             Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => {
                 Ok(SocketAddr::Tcp(hp.to_string()))
             }
-            _ => Err(format!(
-                "{s:?} is neither unix:/path nor host:port of an admin socket"
-            )),
+            _ => Err(BadSocketAddr { given: s.into() }),
         }
     }
 }

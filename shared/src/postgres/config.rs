@@ -1,6 +1,6 @@
 //! `[postgres]`: the primary, the replication role, TLS, and when a replica is caught up.
 
-use super::tls::{PgTls, SslMode};
+use super::tls::{PgTls, SslMode, UnknownSslMode};
 use crate::check::{at_most, in_range, invalid, is_file, plain_name, Checked};
 use crate::secret::Secret;
 use serde::Deserialize;
@@ -97,10 +97,15 @@ impl PostgresConfig {
                 ));
             }
         }
-        let mode: SslMode = p.sslmode.parse().map_err(|m| invalid("sslmode", m))?;
+        let mode: SslMode = p
+            .sslmode
+            .parse()
+            .map_err(|m: UnknownSslMode| invalid("sslmode", m.to_string()))?;
         let replica_mode: SslMode = match p.replica_sslmode.as_str() {
             "" => mode,
-            m => m.parse().map_err(|m| invalid("replica_sslmode", m))?,
+            m => m
+                .parse()
+                .map_err(|m: UnknownSslMode| invalid("replica_sslmode", m.to_string()))?,
         };
         if let Some(path) = &p.sslrootcert {
             is_file("sslrootcert", path)?;

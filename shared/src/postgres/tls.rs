@@ -62,9 +62,16 @@ impl SslMode {
     }
 }
 
+/// A `sslmode` that is none of libpq's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{given:?} must be {}", SslMode::ALL)]
+pub struct UnknownSslMode {
+    pub given: String,
+}
+
 impl FromStr for SslMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownSslMode;
+    fn from_str(s: &str) -> Result<Self, UnknownSslMode> {
         Ok(match s {
             "disable" => SslMode::Disable,
             "allow" => SslMode::Allow,
@@ -72,7 +79,11 @@ impl FromStr for SslMode {
             "require" => SslMode::Require,
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
-            other => return Err(format!("{other:?} must be {}", SslMode::ALL)),
+            other => {
+                return Err(UnknownSslMode {
+                    given: other.into(),
+                })
+            }
         })
     }
 }
@@ -385,24 +396,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for RustlsStream<S> {
     }
 }
 
+/// Why a conninfo cannot be used. Never carries the conninfo itself (it may hold a
+/// password): the key, or the parser's own message.
+#[derive(Debug, thiserror::Error)]
+pub enum ConninfoError {
+    #[error("sslmode: {0}")]
+    SslMode(#[from] UnknownSslMode),
+    #[error("not a URL: {reason}")]
+    NotAUrl { reason: String },
+    #[error("conninfo: expected `=` after {key:?}")]
+    MissingEquals { key: String },
+    #[error("conninfo: unterminated quote in {key:?}")]
+    UnterminatedQuote { key: String },
+    #[error("{0}")]
+    Config(#[source] tokio_postgres::Error),
+}
+
 /// A libpq conninfo (`key=value ...` or a `postgres://` URL) split into what
 /// tokio-postgres reads and the TLS keys it does not (`sslmode` beyond `require`,
 /// `sslrootcert`), so a conninfo written for libpq means the same here.
 pub fn split_conninfo(
     conninfo: &str,
-) -> Result<(tokio_postgres::Config, SslMode, Option<PathBuf>), String> {
+) -> Result<(tokio_postgres::Config, SslMode, Option<PathBuf>), ConninfoError> {
     let mut mode = SslMode::Prefer;
     let mut rootcert = None;
-    let mut take = |k: &str, v: &str| -> Result<bool, String> {
+    let mut take = |k: &str, v: &str| -> Result<bool, ConninfoError> {
         match k {
-            "sslmode" => mode = v.parse().map_err(|e| format!("sslmode: {e}"))?,
+            "sslmode" => mode = v.parse()?,
             "sslrootcert" => rootcert = Some(PathBuf::from(v)),
             _ => return Ok(false),
         }
         Ok(true)
     };
     let rest = if conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://") {
-        let mut url = reqwest::Url::parse(conninfo).map_err(|e| format!("not a URL: {e}"))?;
+        let mut url = reqwest::Url::parse(conninfo).map_err(|e| ConninfoError::NotAUrl {
+            reason: e.to_string(),
+        })?;
         let mut kept = Vec::new();
         for (k, v) in url.query_pairs() {
             if !take(&k, &v)? {
@@ -426,12 +455,12 @@ pub fn split_conninfo(
     };
     let cfg = rest
         .parse::<tokio_postgres::Config>()
-        .map_err(|e| e.to_string())?;
+        .map_err(ConninfoError::Config)?;
     Ok((cfg, mode, rootcert))
 }
 
 /// libpq's `key = value` syntax: values bare or single-quoted, `\` escapes in quotes.
-fn conninfo_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
+fn conninfo_pairs(s: &str) -> Result<Vec<(String, String)>, ConninfoError> {
     let mut out = Vec::new();
     let mut chars = s.chars().peekable();
     loop {
@@ -445,14 +474,14 @@ fn conninfo_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
-            return Err(format!("conninfo: expected `=` after {key:?}"));
+            return Err(ConninfoError::MissingEquals { key });
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         let mut value = String::new();
         if chars.next_if_eq(&'\'').is_some() {
             loop {
                 match chars.next() {
-                    None => return Err(format!("conninfo: unterminated quote in {key:?}")),
+                    None => return Err(ConninfoError::UnterminatedQuote { key }),
                     Some('\'') => break,
                     Some('\\') => value.extend(chars.next()),
                     Some(c) => value.push(c),
@@ -497,12 +526,16 @@ mod tests {
         assert_eq!(cfg.get_dbname(), Some("db"));
         let (_, mode, root) = split_conninfo("host=h user=u").unwrap();
         assert_eq!((mode, root), (SslMode::Prefer, None));
-        assert!(split_conninfo("host=h sslmode=sometimes")
-            .unwrap_err()
-            .contains("sslmode"));
-        assert!(split_conninfo("host='h")
-            .unwrap_err()
-            .contains("unterminated"));
+        assert!(matches!(
+            split_conninfo("host=h sslmode=sometimes"),
+            Err(ConninfoError::SslMode(UnknownSslMode { given })) if given == "sometimes"
+        ));
+        let e = split_conninfo("host='h").unwrap_err();
+        assert!(
+            matches!(&e, ConninfoError::UnterminatedQuote { key } if key == "host"),
+            "{e}"
+        );
+        assert_eq!(e.to_string(), r#"conninfo: unterminated quote in "host""#);
     }
 
     #[test]

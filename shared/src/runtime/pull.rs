@@ -96,7 +96,7 @@ impl Protocol {
         headers: &HeaderMap,
         function: &str,
         default_timeout: u64,
-    ) -> Result<Context, String> {
+    ) -> Result<Context, MalformedInvocation> {
         let h = |name: &str| {
             headers
                 .get(name)
@@ -106,8 +106,9 @@ impl Protocol {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         match self {
             Protocol::FunctionGraph { .. } => {
-                let id = h("x-cff-request-id")
-                    .ok_or("next invocation has no X-Cff-Request-Id header")?;
+                let id = h("x-cff-request-id").ok_or(MalformedInvocation::NoRequestId {
+                    header: "X-Cff-Request-Id",
+                })?;
                 let timeout = env("RUNTIME_TIMEOUT")
                     .and_then(|t| t.parse().ok())
                     .unwrap_or(default_timeout);
@@ -131,8 +132,10 @@ impl Protocol {
                 Ok(ctx)
             }
             Protocol::Lambda { .. } => {
-                let id = h("lambda-runtime-aws-request-id")
-                    .ok_or("next invocation has no Lambda-Runtime-Aws-Request-Id header")?;
+                let id =
+                    h("lambda-runtime-aws-request-id").ok_or(MalformedInvocation::NoRequestId {
+                        header: "Lambda-Runtime-Aws-Request-Id",
+                    })?;
                 let mut ctx = Context::new(
                     id,
                     function,
@@ -151,6 +154,13 @@ impl Protocol {
             }
         }
     }
+}
+
+/// A next-invocation response the loop cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum MalformedInvocation {
+    #[error("next invocation has no {header} header")]
+    NoRequestId { header: &'static str },
 }
 
 /// How many consecutive failures to reach the runtime API before giving up.

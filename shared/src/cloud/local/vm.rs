@@ -18,7 +18,7 @@
 use super::pool::{fatal, Kind, Pool, ServerInfo};
 use super::{server, LocalCloud};
 use crate::cloud::{CloudError, Result, Server, ServerRequest};
-use crate::node::InstanceParams;
+use crate::node::{InstanceParams, ParamsError};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -114,12 +114,10 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// The user data as the guest must see it (pure): loopback addresses → `alias`.
-pub fn for_guest(user_data: &str, alias: &str) -> std::result::Result<String, String> {
-    let mut p = InstanceParams::parse(user_data).map_err(|e| e.to_string())?;
+pub fn for_guest(user_data: &str, alias: &str) -> std::result::Result<String, ParamsError> {
+    let mut p = InstanceParams::parse(user_data)?;
     if p.bootstrap.get("PRIMARY_HOST").is_some_and(is_loopback) {
-        p.bootstrap
-            .set("PRIMARY_HOST", alias)
-            .map_err(|e| e.to_string())?;
+        p.bootstrap.set("PRIMARY_HOST", alias)?;
     }
     if let Some(c) = &mut p.callback {
         if let Ok(mut url) = reqwest::Url::parse(&c.url) {
