@@ -484,6 +484,18 @@ impl ClusterState {
     pub fn replica(&self, id: &str) -> Option<&Replica> {
         self.replicas.iter().find(|r| r.id == id)
     }
+
+    /// The replica `id`, to change it in an update (absent: a concurrent run forgot it).
+    pub fn replica_mut(&mut self, id: &str) -> Option<&mut Replica> {
+        self.replicas.iter_mut().find(|r| r.id == id)
+    }
+
+    /// Record a snapshot taken, once: a rerun that finds it recorded changes nothing.
+    pub fn record_snapshot(&mut self, record: &Snapshot) {
+        if !self.snapshots.iter().any(|x| x.id == record.id) {
+            self.snapshots.push(record.clone());
+        }
+    }
 }
 
 #[cfg(test)]

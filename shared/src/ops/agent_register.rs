@@ -7,7 +7,7 @@
 //! agent-only nodes nothing changes (push registers it, as before).
 
 use super::agent_status as status;
-use super::{OpsError, Ports};
+use super::{update_replica, OpsError, Ports};
 use crate::balancer::AdminState;
 use crate::model::{Replica, Timestamp};
 use time::OffsetDateTime;
@@ -37,17 +37,12 @@ pub async fn on_every_agent(
     }
     if r.since.agents_asked.is_none() {
         let id = r.id.clone();
-        ports
-            .state
-            .update(now, |s| -> Result<_, std::convert::Infallible> {
-                if let Some(x) = s.replicas.iter_mut().find(|x| x.id == id) {
-                    if x.phase.is_pending() {
-                        x.since.agents_asked = Some(Timestamp(now));
-                    }
-                }
-                Ok(())
-            })
-            .await?;
+        update_replica(ports, &id, now, |x| {
+            if x.phase.is_pending() {
+                x.since.agents_asked = Some(Timestamp(now));
+            }
+        })
+        .await?;
         tracing::info!(replica = %r.id, agents = ?nodes, "verified: asked the agents to register it");
         return Ok(false);
     }

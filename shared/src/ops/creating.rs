@@ -2,7 +2,7 @@
 //! servers), the resumable half of scale-up that reconcile and the scheduled floor drive too.
 
 use super::meta::{snapshot_labels, surge_labels};
-use super::{phase_metric, secs_between, OpsError, Ports, Refusal, Report};
+use super::{phase_metric, secs_between, update_replica, OpsError, Ports, Refusal, Report};
 use crate::cloud::{
     self, ensure_server, ensure_snapshot, ensure_volume, Metadata, ServerRequest, SnapshotRequest,
     Status, VolumeRequest,
@@ -172,9 +172,7 @@ async fn pick_snapshot(
     ports
         .state
         .update(now, |s| -> Result<_, std::convert::Infallible> {
-            if !s.snapshots.iter().any(|x| x.id == record.id) {
-                s.snapshots.push(record.clone());
-            }
+            s.record_snapshot(&record);
             Ok(())
         })
         .await?;
@@ -245,27 +243,22 @@ async fn create_replica(
         .map(|e| format!("{}:{}", e.host, e.port));
     let (id, vol, srv) = (r.id.clone(), volume.id.clone(), server.id.clone());
     let az = request.az.clone();
-    ports
-        .state
-        .update(now, |s| -> Result<_, std::convert::Infallible> {
-            if let Some(x) = s.replicas.iter_mut().find(|x| x.id == id) {
-                if x.phase == Phase::Creating {
-                    x.phase = Phase::Booting;
-                }
-                x.volume_id = Some(vol.clone());
-                x.server_id = Some(srv.clone());
-                // Where the replica really is: the clone's zone, whatever was asked.
-                if az.is_some() {
-                    x.az = az.clone();
-                }
-                if address.is_some() {
-                    x.address = address.clone();
-                }
-                x.since.entered(&Phase::Booting, boot_started);
-            }
-            Ok(())
-        })
-        .await?;
+    update_replica(ports, &id, now, |x| {
+        if x.phase == Phase::Creating {
+            x.phase = Phase::Booting;
+        }
+        x.volume_id = Some(vol.clone());
+        x.server_id = Some(srv.clone());
+        // Where the replica really is: the clone's zone, whatever was asked.
+        if az.is_some() {
+            x.az = az.clone();
+        }
+        if address.is_some() {
+            x.address = address.clone();
+        }
+        x.since.entered(&Phase::Booting, boot_started);
+    })
+    .await?;
     failpoint::hit("scale_up.after_record");
     Ok(report)
 }

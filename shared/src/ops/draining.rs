@@ -5,7 +5,9 @@
 use super::desired::split_address;
 use super::meta::labelled_surge;
 use super::replica_steps::{delete_replica_volume, forget};
-use super::{phase_metric, refused, secs_between, OpsError, Ports, Refusal, Report, Unproven};
+use super::{
+    phase_metric, refused, secs_between, update_replica, OpsError, Ports, Refusal, Report, Unproven,
+};
 use crate::balancer::drain::{self, DrainOptions};
 use crate::balancer::BalancerError;
 use crate::cloud::CloudError;
@@ -197,20 +199,15 @@ fn proven_for(r: &Replica, server_id: &str) -> Option<DeleteProof> {
 /// stopped the standby proof cannot be given again, and a run killed after the stop must
 /// still be able to finish (see [`DeleteProof`]).
 async fn mark_deleting(ports: &Ports, id: &str, now: OffsetDateTime) -> Result<(), OpsError> {
-    ports
-        .state
-        .update(now, |s| -> Result<_, std::convert::Infallible> {
-            if let Some(x) = s.replicas.iter_mut().find(|x| x.id == id) {
-                x.phase = Phase::Deleting;
-                if let Some(server_id) = x.server_id.clone() {
-                    if x.delete_proof().map(|p| p.server_id) != Some(server_id.clone()) {
-                        x.set_delete_proof(Some(&DeleteProof { server_id, at: now }));
-                    }
-                }
+    update_replica(ports, &id, now, |x| {
+        x.phase = Phase::Deleting;
+        if let Some(server_id) = x.server_id.clone() {
+            if x.delete_proof().map(|p| p.server_id) != Some(server_id.clone()) {
+                x.set_delete_proof(Some(&DeleteProof { server_id, at: now }));
             }
-            Ok(())
-        })
-        .await?;
+        }
+    })
+    .await?;
     Ok(())
 }
 

@@ -158,11 +158,26 @@ pub(crate) async fn refused(
     let why = &why.to_string();
     tracing::warn!(replica = id, reason = why, "refused");
     report.later(format!("{id}: refused: {why}"));
+    update_replica(ports, &id, now, |x| {
+        x.note_refusal(why, now);
+    })
+    .await?;
+    Ok(())
+}
+
+/// Change replica `id` in the state (compare-and-swap; nothing when it is gone: a
+/// concurrent run forgot it).
+pub(crate) async fn update_replica(
+    ports: &Ports,
+    id: &str,
+    now: OffsetDateTime,
+    mut change: impl FnMut(&mut crate::model::Replica),
+) -> Result<(), OpsError> {
     ports
         .state
         .update(now, |s| -> Result<_, std::convert::Infallible> {
-            if let Some(x) = s.replicas.iter_mut().find(|x| x.id == id) {
-                x.note_refusal(why, now);
+            if let Some(x) = s.replica_mut(id) {
+                change(x);
             }
             Ok(())
         })

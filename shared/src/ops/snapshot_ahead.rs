@@ -193,9 +193,7 @@ async fn finish(
     ports
         .state
         .update(now, |s| -> Result<_, std::convert::Infallible> {
-            if !s.snapshots.iter().any(|x| x.id == record.id) {
-                s.snapshots.push(record.clone());
-            }
+            s.record_snapshot(&record);
             let mut map = intents(s);
             if map.get(zone).is_some_and(|i| i.name == intent.name) {
                 map.remove(zone);

@@ -4,7 +4,9 @@
 
 use super::desired::split_address;
 use super::replica_steps::roll_back;
-use super::{phase_metric, refused, secs_between, OpsError, Ports, Refusal, Report};
+use super::{
+    phase_metric, refused, secs_between, update_replica, OpsError, Ports, Refusal, Report,
+};
 use crate::balancer::{AdminState, ServerSpec};
 use crate::cloud::{CloudError, Status};
 use crate::failpoint;
@@ -177,19 +179,14 @@ async fn check_one(ports: &Ports, r: &Replica, now: OffsetDateTime) -> Result<Ch
     }
     let address = format!("{}:{}", endpoint.host, endpoint.port);
     let id = r.id.clone();
-    ports
-        .state
-        .update(now, |s| -> Result<_, std::convert::Infallible> {
-            if let Some(x) = s.replicas.iter_mut().find(|x| x.id == id) {
-                if x.phase.is_pending() {
-                    x.phase = Phase::Serving;
-                    x.address = Some(address.clone());
-                    x.since.entered(&Phase::Serving, now);
-                }
-            }
-            Ok(())
-        })
-        .await?;
+    update_replica(ports, &id, now, |x| {
+        if x.phase.is_pending() {
+            x.phase = Phase::Serving;
+            x.address = Some(address.clone());
+            x.since.entered(&Phase::Serving, now);
+        }
+    })
+    .await?;
     Ok(Checked::Done(format!(
         "{name} verified ({readiness}){} and registered in HAProxy",
         prewarmed.map(|p| format!(", {p},")).unwrap_or_default()
@@ -202,15 +199,10 @@ async fn set_phase(
     phase: Phase,
     now: OffsetDateTime,
 ) -> Result<(), OpsError> {
-    ports
-        .state
-        .update(now, |s| -> Result<_, std::convert::Infallible> {
-            if let Some(x) = s.replicas.iter_mut().find(|x| x.id == id) {
-                x.since.entered(&phase, now);
-                x.phase = phase.clone();
-            }
-            Ok(())
-        })
-        .await?;
+    update_replica(ports, &id, now, |x| {
+        x.since.entered(&phase, now);
+        x.phase = phase.clone();
+    })
+    .await?;
     Ok(())
 }

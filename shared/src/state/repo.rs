@@ -67,6 +67,19 @@ impl StateRepo {
         self.store.describe()
     }
 
+    /// A stored document, refused when it is another cluster's.
+    fn decode(&self, bytes: &[u8]) -> Result<ClusterState, StateError> {
+        let state = ClusterState::from_slice(&self.key, bytes)?;
+        if state.cluster != self.cluster {
+            return Err(StateError::WrongCluster {
+                key: self.key.clone(),
+                expected: self.cluster.clone(),
+                found: state.cluster,
+            });
+        }
+        Ok(state)
+    }
+
     /// The current document, or a fresh empty one when none is stored yet.
     pub async fn load(&self) -> Result<Versioned, StateError> {
         match self.store.load(&self.key).await? {
@@ -75,14 +88,7 @@ impl StateRepo {
                 version: None,
             }),
             Some(stored) => {
-                let state = ClusterState::from_slice(&self.key, &stored.bytes)?;
-                if state.cluster != self.cluster {
-                    return Err(StateError::WrongCluster {
-                        key: self.key.clone(),
-                        expected: self.cluster.clone(),
-                        found: state.cluster,
-                    });
-                }
+                let state = self.decode(&stored.bytes)?;
                 Ok(Versioned {
                     state,
                     version: Some(stored.version),
@@ -109,14 +115,7 @@ impl StateRepo {
             IfChanged::Unchanged => Ok(Fetched::Unchanged),
             IfChanged::Absent => Ok(Fetched::Absent),
             IfChanged::Changed(stored) => {
-                let state = ClusterState::from_slice(&self.key, &stored.bytes)?;
-                if state.cluster != self.cluster {
-                    return Err(StateError::WrongCluster {
-                        key: self.key.clone(),
-                        expected: self.cluster.clone(),
-                        found: state.cluster,
-                    });
-                }
+                let state = self.decode(&stored.bytes)?;
                 Ok(Fetched::Changed(Box::new(Versioned {
                     state,
                     version: Some(stored.version),

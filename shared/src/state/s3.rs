@@ -323,6 +323,19 @@ fn backend(what: &str, e: object_store::Error) -> StateError {
     }
 }
 
+/// A fetched document with its ETag (the version compare-and-swap is conditioned on).
+async fn stored(key: &str, got: object_store::GetResult) -> Result<Stored, StateError> {
+    let etag = got.meta.e_tag.clone().ok_or_else(|| StateError::Backend {
+        store: STORE,
+        message: format!("get {key}: the store returned no ETag"),
+    })?;
+    let bytes = got.bytes().await.map_err(|e| backend("get body", e))?;
+    Ok(Stored {
+        bytes: bytes.to_vec(),
+        version: Version(etag),
+    })
+}
+
 #[async_trait]
 impl StateStore for S3Store {
     async fn load(&self, key: &str) -> Result<Option<Stored>, StateError> {
@@ -331,15 +344,7 @@ impl StateStore for S3Store {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(backend("get", e)),
         };
-        let etag = got.meta.e_tag.clone().ok_or_else(|| StateError::Backend {
-            store: STORE,
-            message: format!("get {key}: the store returned no ETag"),
-        })?;
-        let bytes = got.bytes().await.map_err(|e| backend("get body", e))?;
-        Ok(Some(Stored {
-            bytes: bytes.to_vec(),
-            version: Version(etag),
-        }))
+        stored(key, got).await.map(Some)
     }
 
     /// A conditional GET: `If-None-Match: <ETag>` answers 304 with no body when the
@@ -365,15 +370,7 @@ impl StateStore for S3Store {
             Err(object_store::Error::NotFound { .. }) => return Ok(IfChanged::Absent),
             Err(e) => return Err(backend("get", e)),
         };
-        let etag = got.meta.e_tag.clone().ok_or_else(|| StateError::Backend {
-            store: STORE,
-            message: format!("get {key}: the store returned no ETag"),
-        })?;
-        let bytes = got.bytes().await.map_err(|e| backend("get body", e))?;
-        Ok(IfChanged::Changed(Stored {
-            bytes: bytes.to_vec(),
-            version: Version(etag),
-        }))
+        stored(key, got).await.map(IfChanged::Changed)
     }
 
     async fn compare_and_swap(
