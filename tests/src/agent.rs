@@ -251,33 +251,6 @@ pub fn pgbench_result(child: std::process::Child) -> (u64, u64) {
     )
 }
 
-/// Initialise pgbench's tables on the primary and flush them (replicas cloned after
-/// this hold them).
-pub fn pgbench_init(primary: &crate::pg::Pg) {
-    let out = std::process::Command::new("pgbench")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &primary.port.to_string(),
-            "-U",
-            "postgres",
-            "-i",
-            "-s",
-            "1",
-            "-q",
-            "postgres",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pgbench -i: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    primary.psql("postgres", "checkpoint");
-}
-
 /// `GET url` → body (panics on a transport error).
 pub async fn get(url: &str) -> (u16, String) {
     let r = reqwest::get(url)

@@ -32,6 +32,37 @@ pub async fn seed_replica(cloud: &LocalCloud, name: &str, meta: &Metadata) -> (V
 }
 
 /// The config file of an e2e cluster (extra TOML appended verbatim).
+/// The smallest configuration of the `pgsurge` CLI's local tests: cloud `provider`
+/// (`local`: a pool of one port under `root`), the local state store under `root`, the
+/// primary on `primary_port`.
+pub fn one_port_config(root: &Path, cluster: &str, provider: &str, primary_port: u16) -> String {
+    let port_first = crate::free_port();
+    format!(
+        r#"
+[cluster]
+name = "{cluster}"
+[cloud]
+provider = "{provider}"
+[local]
+pool_dir = "{root}/pool"
+port_first = {port_first}
+port_last = {port_first}
+bootstrap_script = "{script}"
+[postgres]
+primary_port = {primary_port}
+replication_user = "postgres"
+sslmode = "disable"
+[state]
+backend = "local"
+local_dir = "{root}/state"
+"#,
+        root = root.display(),
+        script = workspace_root()
+            .join("infra/image/bootstrap-replica.sh")
+            .display(),
+    )
+}
+
 pub fn config_text(
     root: &Path,
     primary: &Pg,

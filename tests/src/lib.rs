@@ -12,6 +12,7 @@ pub mod glibc;
 pub mod haproxy;
 pub mod openapi;
 pub mod os_image;
+pub mod os_volume;
 pub mod pg;
 pub mod rgw;
 pub mod runtime_api;

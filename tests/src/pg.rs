@@ -79,6 +79,33 @@ pub struct Pg {
 }
 
 impl Pg {
+    /// Initialise pgbench's tables on the primary and flush them (replicas cloned after
+    /// this hold them).
+    pub fn pgbench_init(&self) {
+        let out = Command::new("pgbench")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-i",
+                "-s",
+                "1",
+                "-q",
+                "postgres",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pgbench -i: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.psql("postgres", "checkpoint");
+    }
+
     /// `initdb` + start a primary ready for streaming replication (trust auth on loopback).
     pub fn primary(root: &Path, name: &str) -> Pg {
         require_postgres();

@@ -24,7 +24,7 @@ async fn an_agent_only_node_follows_scale_up_and_down_with_zero_failed_reads() {
     let r = rgw();
     let root = Scratch::new("agent-pull");
     let primary = Pg::primary(&root.0, "primary");
-    pgbench_init(&primary);
+    primary.pgbench_init();
     let ra = Pg::replica_of(&primary, &root.0, "ra");
     let rb = Pg::replica_of(&primary, &root.0, "rb");
     let h1 = HaproxyNode::start(&root.0, "h1", BackendSpec::with_base(BE, primary.port));

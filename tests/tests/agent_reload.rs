@@ -17,7 +17,7 @@ async fn a_reload_is_restored_within_two_intervals_with_zero_failed_reads() {
     let r = rgw();
     let root = Scratch::new("agent-reload");
     let primary = Pg::primary(&root.0, "primary");
-    pgbench_init(&primary);
+    primary.pgbench_init();
     let ra = Pg::replica_of(&primary, &root.0, "ra");
     let rb = Pg::replica_of(&primary, &root.0, "rb");
     // The base server (haproxy.cfg) is the primary here: it is what keeps reads

@@ -8,8 +8,8 @@ use pgsurge::cloud::local::LocalCloud;
 use pgsurge::cloud::{Cloud, Filter, Metadata, META_CLUSTER, META_REPLICA, META_ROLE};
 use pgsurge::config::Config;
 use pgsurge::model::resource_name;
+use pgsurge_tests::cluster::one_port_config;
 use pgsurge_tests::pg::{Pg, Scratch};
-use pgsurge_tests::workspace_root;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,34 +24,6 @@ fn pgsurge(cfg: &Path, args: &[&str]) -> Output {
         .env_remove("PGSURGE_CONFIG")
         .output()
         .unwrap()
-}
-
-fn config(root: &Path, primary_port: u16) -> String {
-    let port_first = pgsurge_tests::free_port();
-    format!(
-        r#"
-[cluster]
-name = "{CLUSTER}"
-[cloud]
-provider = "local"
-[local]
-pool_dir = "{root}/pool"
-port_first = {port_first}
-port_last = {port_first}
-bootstrap_script = "{script}"
-[postgres]
-primary_port = {primary_port}
-replication_user = "postgres"
-sslmode = "disable"
-[state]
-backend = "local"
-local_dir = "{root}/state"
-"#,
-        root = root.display(),
-        script = workspace_root()
-            .join("infra/image/bootstrap-replica.sh")
-            .display(),
-    )
 }
 
 /// Every file of the state store, by path: "changes nothing" is checked byte for byte.
@@ -82,7 +54,11 @@ fn base_add_checks_postgres_cloud_and_state_then_records_once() {
     let other = Pg::primary(&root.0, "other");
     let other_standby = Pg::replica_of(&other, &root.0, "other-standby");
     let cfg = root.0.join("pgsurge.toml");
-    std::fs::write(&cfg, config(&root.0, primary.port)).unwrap();
+    std::fs::write(
+        &cfg,
+        one_port_config(&root.0, CLUSTER, "local", primary.port),
+    )
+    .unwrap();
 
     // The replica people made: a pool volume + server, labelled as base "b1", not in the state.
     let config = Config::load(Some(&cfg)).unwrap();

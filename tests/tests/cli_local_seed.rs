@@ -5,8 +5,8 @@
 use pgsurge::cloud::local::LocalCloud;
 use pgsurge::cloud::{Cloud, Filter};
 use pgsurge::config::Config;
+use pgsurge_tests::cluster::one_port_config;
 use pgsurge_tests::pg::{psql_at, Pg, Scratch};
-use pgsurge_tests::workspace_root;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -19,34 +19,6 @@ fn seed(cfg: &Path) -> std::process::Output {
         .unwrap()
 }
 
-fn config(root: &Path, primary_port: u16, provider: &str) -> String {
-    let port_first = pgsurge_tests::free_port();
-    format!(
-        r#"
-[cluster]
-name = "seedtest"
-[cloud]
-provider = "{provider}"
-[local]
-pool_dir = "{root}/pool"
-port_first = {port_first}
-port_last = {port_first}
-bootstrap_script = "{script}"
-[postgres]
-primary_port = {primary_port}
-replication_user = "postgres"
-sslmode = "disable"
-[state]
-backend = "local"
-local_dir = "{root}/state"
-"#,
-        root = root.display(),
-        script = workspace_root()
-            .join("infra/image/bootstrap-replica.sh")
-            .display(),
-    )
-}
-
 #[test]
 fn seed_makes_a_serving_base_replica_once() {
     let root = Scratch::new("seedtest");
@@ -56,7 +28,11 @@ fn seed_makes_a_serving_base_replica_once() {
         "create table t as select generate_series(1, 1000) x",
     );
     let cfg = root.0.join("pgsurge.toml");
-    std::fs::write(&cfg, config(&root.0, primary.port, "local")).unwrap();
+    std::fs::write(
+        &cfg,
+        one_port_config(&root.0, "seedtest", "local", primary.port),
+    )
+    .unwrap();
 
     let out = seed(&cfg);
     assert!(
@@ -111,7 +87,7 @@ fn seed_makes_a_serving_base_replica_once() {
 fn seed_refuses_another_provider_before_touching_anything() {
     let root = Scratch::new("seedtest-none");
     let cfg = root.0.join("pgsurge.toml");
-    std::fs::write(&cfg, config(&root.0, 5432, "none")).unwrap();
+    std::fs::write(&cfg, one_port_config(&root.0, "seedtest", "none", 5432)).unwrap();
     let out = seed(&cfg);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -466,6 +466,18 @@ fn reconcile_rolls_back_only_a_surge_replica_the_cloud_labels_as_it() {
         text.contains("a base replica is never rolled back"),
         "{answer}"
     );
+    // Refusals are left pending, so reconcile asks to run again within one lease length
+    // (`ops.lease_secs`, 30 s by default): sooner than a timer would, later than at once.
+    assert!(
+        !answer["pending"].as_array().unwrap().is_empty(),
+        "{answer}"
+    );
+    assert!(
+        answer["requeue_after_secs"]
+            .as_u64()
+            .is_some_and(|s| (1..=30).contains(&s)),
+        "{answer}"
+    );
     assert!(
         text.contains(&format!(
             "volume {} labelled pgsurge_role=\\\"base\\\"",

@@ -104,30 +104,9 @@ async fn pgbench_sees_zero_failures_while_two_replicas_come_and_go() {
     let t0 = Instant::now();
     let root = Scratch::new("i5-zero");
     let primary = Pg::primary(&root.0, "primary");
-    let out = Command::new("pgbench")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &primary.port.to_string(),
-            "-U",
-            "postgres",
-            "-i",
-            "-s",
-            "1",
-            "-q",
-            "postgres",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pgbench -i: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // pg_basebackup starts with a spread checkpoint: flush pgbench's data now so it is quick.
+    // pg_basebackup starts with a spread checkpoint: pgbench_init flushes its data so it is quick.
+    primary.pgbench_init();
     eprintln!("setup: pgbench -i done at {:?}", t0.elapsed());
-    primary.psql("postgres", "checkpoint");
     // Replicas cloned after the data exists: they hold pgbench's tables from the start.
     let r_base = Pg::replica_of(&primary, &root.0, "r_base");
     let ra = Pg::replica_of(&primary, &root.0, "ra");

@@ -190,9 +190,9 @@ fn a_bad_config_drive_fails_loudly_and_a_foreign_disk_is_refused() {
         META_ROLE,
     };
     use pgsurge::config::Config;
+    use pgsurge::events::CallbackMint;
     use pgsurge::model::resource_name;
     use pgsurge::model::{Replica, Role};
-    use pgsurge::events::CallbackMint;
     use pgsurge::node::InstanceParams;
     use pgsurge::postgres::bootstrap::UserData;
     use pgsurge::secret::Secret;

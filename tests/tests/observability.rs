@@ -7,12 +7,13 @@ use pgsurge::cloud::openstack::request::{Request, ServiceType};
 use pgsurge::cloud::openstack::OpenStack;
 use pgsurge::cloud::openstack::OpenStackConfig;
 use pgsurge::cloud::{
-    ensure_server, wait_ready, wait_server_ready, Cloud, CloudError, Filter, Metadata,
-    ServerRequest, Volume, META_AZ, META_CLUSTER, META_OP, META_REPLICA, META_ROLE,
+    ensure_server, wait_server_ready, Cloud, CloudError, Filter, Metadata, ServerRequest, Volume,
+    META_AZ, META_CLUSTER, META_OP, META_REPLICA, META_ROLE,
 };
 use pgsurge::events::ClusterConfig;
 use pgsurge::events::{AlarmState, ClusterScope, Direction, Event};
 use pgsurge::model::resource_name;
+use pgsurge_tests::os_volume::bootable_volume;
 use pgsurge_tests::tools::{run, text};
 use pgsurge_tests::{free_port, workspace_root, Proc};
 use serde_json::{json, Value};
@@ -278,40 +279,7 @@ fn meta(pairs: &[(&str, &str)]) -> Metadata {
 /// A bootable 1 GiB volume (what a replica boots from; the fake driver stores nothing).
 async fn volume(os: &OpenStack, suffix: &str) -> Volume {
     let name = resource_name(CLUSTER, suffix);
-    let body = json!({"volume": {"size": 1, "name": name,
-        "metadata": meta(&[(META_CLUSTER, CLUSTER)])}});
-    let v = os
-        .caller()
-        .send(
-            "create volume",
-            Request::post(ServiceType::BlockStorage, "volumes", body),
-        )
-        .await
-        .unwrap()
-        .json(Some("volume"))
-        .unwrap();
-    let id = v["id"].as_str().unwrap().to_string();
-    let vol = wait_ready(
-        "volume",
-        &id,
-        WAIT,
-        || os.get_volume(&id),
-        |v: &Volume| &v.status,
-    )
-    .await
-    .unwrap();
-    os.caller()
-        .send(
-            "set bootable",
-            Request::post(
-                ServiceType::BlockStorage,
-                format!("volumes/{id}/action"),
-                json!({"os-set_bootable": {"bootable": true}}),
-            ),
-        )
-        .await
-        .unwrap();
-    vol
+    bootable_volume(os, &name, &meta(&[(META_CLUSTER, CLUSTER)]), WAIT).await
 }
 
 /// Delete this test's servers, then its volumes (a rerun after a killed run starts clean).

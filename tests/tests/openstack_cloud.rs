@@ -26,6 +26,7 @@ use pgsurge::postgres::{LagBounds, PgError, Postgres, PrimaryStatus, ReplicaStat
 use pgsurge::runtime::Credentials;
 use pgsurge::secret::Secret;
 use pgsurge::state::{MemoryStore, StateRepo};
+use pgsurge_tests::os_volume::bootable_volume;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -101,40 +102,8 @@ fn ours(cluster: &str) -> Filter {
 /// A bootable 1 GiB "replica data volume" made the way people make one (not by pgsurge).
 async fn base_volume(os: &OpenStack, cluster: &str) -> Volume {
     let name = resource_name(cluster, "base");
-    let body = json!({"volume": {"size": 1, "name": name, "metadata": meta(cluster, "base", "base", "setup")}});
-    let v = os
-        .caller()
-        .send(
-            "create base volume",
-            Request::post(ServiceType::BlockStorage, "volumes", body),
-        )
-        .await
-        .unwrap()
-        .json(Some("volume"))
-        .unwrap();
-    let id = v["id"].as_str().unwrap().to_string();
-    let vol = wait_ready(
-        "volume",
-        &id,
-        READY,
-        || os.get_volume(&id),
-        |v: &Volume| &v.status,
-    )
-    .await
-    .unwrap();
-    // Nova refuses to boot a non-bootable volume; clones of its snapshots inherit the flag
-    os.caller()
-        .send(
-            "set bootable",
-            Request::post(
-                ServiceType::BlockStorage,
-                format!("volumes/{id}/action"),
-                json!({"os-set_bootable": {"bootable": true}}),
-            ),
-        )
-        .await
-        .unwrap();
-    vol
+    let labels = meta(cluster, "base", "base", "setup");
+    bootable_volume(os, &name, &labels, READY).await
 }
 
 /// Cinder's own word for a volume's state (the trait folds `in-use` into Ready).

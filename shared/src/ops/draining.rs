@@ -199,7 +199,7 @@ fn proven_for(r: &Replica, server_id: &str) -> Option<DeleteProof> {
 /// stopped the standby proof cannot be given again, and a run killed after the stop must
 /// still be able to finish (see [`DeleteProof`]).
 async fn mark_deleting(ports: &Ports, id: &str, now: OffsetDateTime) -> Result<(), OpsError> {
-    update_replica(ports, &id, now, |x| {
+    update_replica(ports, id, now, |x| {
         x.phase = Phase::Deleting;
         if let Some(server_id) = x.server_id.clone() {
             if x.delete_proof().map(|p| p.server_id) != Some(server_id.clone()) {

@@ -158,7 +158,7 @@ pub(crate) async fn refused(
     let why = &why.to_string();
     tracing::warn!(replica = id, reason = why, "refused");
     report.later(format!("{id}: refused: {why}"));
-    update_replica(ports, &id, now, |x| {
+    update_replica(ports, id, now, |x| {
         x.note_refusal(why, now);
     })
     .await?;

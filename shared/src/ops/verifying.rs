@@ -199,7 +199,7 @@ async fn set_phase(
     phase: Phase,
     now: OffsetDateTime,
 ) -> Result<(), OpsError> {
-    update_replica(ports, &id, now, |x| {
+    update_replica(ports, id, now, |x| {
         x.since.entered(&phase, now);
         x.phase = phase.clone();
     })
