@@ -200,56 +200,7 @@ where
     }
 }
 
-/// `pgbench -S -C` (a new connection per transaction) at `rate` tps for `secs`.
-pub fn pgbench(port: u16, rate: u32, secs: u32) -> std::process::Child {
-    std::process::Command::new("pgbench")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "postgres",
-            "-n",
-            "-S",
-            "-C",
-            "-c",
-            "4",
-            "-j",
-            "2",
-            "-R",
-            &rate.to_string(),
-            "-T",
-            &secs.to_string(),
-            "postgres",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("pgbench (apt-get install postgresql-client-15)")
-}
-
-/// (processed, failed) from a pgbench summary; panics on a run that did not finish.
-pub fn pgbench_result(child: std::process::Child) -> (u64, u64) {
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let num = |key: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(key))
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no {key:?} in pgbench output:\n{text}\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                )
-            })
-    };
-    (
-        num("number of transactions actually processed: "),
-        num("number of failed transactions: "),
-    )
-}
+pub use crate::pg::{pgbench, pgbench_result};
 
 /// `GET url` → body (panics on a transport error).
 pub async fn get(url: &str) -> (u16, String) {

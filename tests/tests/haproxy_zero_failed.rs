@@ -8,8 +8,7 @@ use pgsurge::balancer::fanout::FanOut;
 use pgsurge::balancer::runtime_api::{RuntimeApi, SocketAddr};
 use pgsurge::balancer::{AdminState, Balancer, DesiredSet, OperState, ServerSpec};
 use pgsurge_tests::haproxy::{wait_oper, BackendSpec, HaproxyNode};
-use pgsurge_tests::pg::{Pg, Scratch};
-use std::process::{Command, Stdio};
+use pgsurge_tests::pg::{pgbench, Pg, Scratch};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,34 +21,6 @@ const SECS: u32 = 30;
 /// The removal must be over at least this long before pgbench stops, so the load
 /// really covers the drain and the transactions that follow it.
 const MARGIN: Duration = Duration::from_secs(4);
-
-fn pgbench(port: u16) -> std::process::Child {
-    Command::new("pgbench")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "postgres",
-            "-n",
-            "-S",
-            "-C",
-            "-c",
-            "4",
-            "-j",
-            "2",
-            "-R",
-            &RATE.to_string(),
-            "-T",
-            &SECS.to_string(),
-            "postgres",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pgbench (apt-get install postgresql-client-15)")
-}
 
 /// What one pgbench run measured, from its summary.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -141,7 +112,7 @@ async fn pgbench_sees_zero_failures_while_two_replicas_come_and_go() {
         .collect();
 
     let started = Instant::now();
-    let bench = [pgbench(h1.port), pgbench(h2.port)];
+    let bench = [pgbench(h1.port, RATE, SECS), pgbench(h2.port, RATE, SECS)];
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Scale up: both replicas on both nodes.
