@@ -52,6 +52,16 @@ impl NodeStatus {
     }
 }
 
+/// The nodes only their agent reaches (`mode = "agent"`): the functions never connect to
+/// them, so they learn what those nodes hold from the agents' reports.
+pub fn agent_only_nodes(h: &crate::balancer::HaproxyConfig) -> Vec<String> {
+    h.nodes
+        .iter()
+        .filter(|n| n.mode == crate::balancer::mode::NodeMode::Agent)
+        .map(|n| n.name.clone())
+        .collect()
+}
+
 /// Where `node`'s status object lives.
 pub fn key(cluster: &str, node: &str) -> String {
     format!("{cluster}/agents/{node}.json")
