@@ -3,6 +3,7 @@
 //! `serving` only once the node's agent reports it ready, `pgsurge status` shows the
 //! agent's view, and scale-down deletes a server only once the agent reports it gone.
 
+use pgsurge::balancer::AdminState;
 use pgsurge::model::{Phase, Role};
 use pgsurge_tests::agent::{managed_in, ready_in};
 use pgsurge_tests::cluster::{E2e, CLUSTER};
@@ -97,10 +98,11 @@ fn instance_ready_waits_for_every_agent_only_node() {
 
 /// Scale-down cannot drain an agent-only node itself: with that node's agent stopped (its
 /// HAProxy still routes to the replicas), it must not delete the servers — they stay
-/// `draining`, the answer says why; once the agent is back it drains and removes them,
-/// reports them gone, and the next scale-down deletes them: nothing left anywhere.
+/// `draining`, the answer says why; once the agent is back it puts them in `drain` and
+/// reports that, the next scale-down deletes them, and the agent removes them from its
+/// node: nothing left anywhere.
 #[test]
-fn scale_down_deletes_only_what_every_agent_reports_removed() {
+fn scale_down_deletes_only_what_every_agent_reports_drained() {
     let mut env = E2e::start("agent-down", 24200, "");
     // A short drain: the wait for the agent is the drain deadline plus a grace.
     env.env
@@ -124,7 +126,11 @@ fn scale_down_deletes_only_what_every_agent_reports_removed() {
     let down = env.invoke("scale-down", &low);
     assert_eq!(down["decision"]["action"]["action"], "scale-down", "{down}");
     let surge = env.surge_replicas();
-    assert_eq!(surge.len(), 2, "forgotten while an agent-only node routes to them: {down}");
+    assert_eq!(
+        surge.len(),
+        2,
+        "forgotten while an agent-only node routes to them: {down}"
+    );
     assert!(
         surge.iter().all(|r| r.phase == Phase::Draining),
         "{surge:?}"
@@ -138,18 +144,38 @@ fn scale_down_deletes_only_what_every_agent_reports_removed() {
     assert_eq!(rt.block_on(managed_in(&env.h2, CLUSTER)).len(), 2);
     assert!(
         down.to_string()
-            .contains("agent-only HAProxy nodes have not reported it removed"),
+            .contains("agent-only HAProxy nodes have not reported it out of rotation"),
         "the answer does not say why: {down}"
     );
 
-    // The agent is back: it drains and removes them; scale-down then deletes them.
+    // The agent is back: it takes them out of rotation; scale-down then deletes them.
     let _agent = pgsurge_tests::agent::spawn_agent(&env.root.0, "haproxy2", &text);
+    let drained = || {
+        let on_h2 = rt.block_on(managed_in(&env.h2, CLUSTER));
+        on_h2.len() == 2 && on_h2.values().all(|(a, _)| *a == AdminState::Drain)
+    };
     let t = Instant::now();
-    while !rt.block_on(managed_in(&env.h2, CLUSTER)).is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(60), "the agent never removed them");
+    while !drained() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the agent never drained them"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
-    env.invoke("scale-down", &low);
+    let down = env.invoke("scale-down", &low);
+    assert!(
+        env.surge_replicas().is_empty(),
+        "not deleted once the agent reported them drained: {down}"
+    );
+    // Forgotten: the agent removes them from its node within an interval or two.
+    let t = Instant::now();
+    while !rt.block_on(managed_in(&env.h2, CLUSTER)).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the agent never removed them"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let seen = env.surge_everywhere();
     assert!(seen.agree_on(0), "something left behind: {seen:?}");
     env.delete_seed();

@@ -96,9 +96,9 @@ async fn remove_replica(
         if !rep.remove.all_ok() {
             tracing::warn!(replica = %r.id, failed = ?rep.remove.failed(), "unreachable HAProxy nodes still list the server; their repair removes it");
         }
-        // Nodes only an agent reaches drained it on their own; delete only once they say so.
+        // Nodes only an agent reaches drain it on their own; delete only once they say so.
         if let Some(why) =
-            super::agent_unregister::wait_gone_everywhere(ports, &name, state.revision).await?
+            super::agent_unregister::wait_out_of_rotation(ports, &name, state.revision).await?
         {
             return Err(Refusal::StillRouted { name, why }.into());
         }

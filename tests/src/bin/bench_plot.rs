@@ -31,7 +31,9 @@ impl<'a> Csv<'a> {
             .unwrap_or_default();
         Csv {
             header,
-            lines: lines.map(|(i, l)| (i + 1, l.split(',').collect())).collect(),
+            lines: lines
+                .map(|(i, l)| (i + 1, l.split(',').collect()))
+                .collect(),
         }
     }
 
@@ -78,7 +80,12 @@ fn clone_vs_basebackup(csv: &str, out: &std::path::Path) -> Result<(), String> {
         let mb = csv.num(line, "db_mb")? as u64;
         let total = csv.num(line, "total_s")?;
         let mut add = |name: &'static str, y: f64| {
-            series.entry(name).or_default().entry(mb).or_default().push(y)
+            series
+                .entry(name)
+                .or_default()
+                .entry(mb)
+                .or_default()
+                .push(y)
         };
         if csv.get(line, "path")? == "clone" {
             add("snapshot + clone", total);
@@ -112,7 +119,12 @@ fn alarm_to_serving(csv: &str, out: &std::path::Path) -> Result<(), String> {
             ("scale-up answered (snapshot, clones, boots)", "answered_s"),
         ] {
             let y = csv.num(line, col)?;
-            series.entry(name).or_default().entry(n).or_default().push(y);
+            series
+                .entry(name)
+                .or_default()
+                .entry(n)
+                .or_default()
+                .push(y);
         }
     }
     if series.is_empty() {
