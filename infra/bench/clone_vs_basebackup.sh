@@ -12,8 +12,11 @@
 #   RATE       write load on the primary during every run, transactions/s of 10 rows
 #              each (default 200)
 #   BENCH_DIR  scratch directory (default ${TMPDIR:-/tmp}/pgsurge-bench); needs about
-#              5x the largest size free
-#   XFS_SIZE   size of the sparse XFS image (default 40G; only written blocks use disk)
+#              2.2x the largest size free with the XFS pool alone (NO_PLAIN=1: the
+#              primary lives on the XFS filesystem and the seed shares its extents),
+#              5x with the plain pool
+#   XFS_SIZE   size of the sparse XFS image (default 40G; only written blocks use disk;
+#              it holds the primary, the seed and one pg_basebackup copy at a time)
 #   NO_XFS=1   skip the XFS pool (e.g. without root or loop devices)
 #   NO_PLAIN=1 skip the plain-directory pool (at 16 GB it copies 32 GB per run and needs
 #              that much more disk; it only shows that copies cost what streaming does)
