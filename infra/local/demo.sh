@@ -295,7 +295,7 @@ name = "$CLUSTER"
 [runtime]
 # scale-up snapshots and clones before it answers: allow for a loaded 2-core box (and,
 # with VMs, an ext4 image of each volume: the local pool is directories, a VM needs a disk).
-timeout_secs = $UP_TIMEOUT
+timeout_secs = $((UP_TIMEOUT < 900 ? UP_TIMEOUT : 900))
 [cloud]
 provider = "local"
 [local]
