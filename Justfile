@@ -75,9 +75,10 @@ plan event state config="":
     target/debug/pgsurge plan --event {{event}} --state {{state}} {{ if config != "" { "--config " + config } else { "" } }}
 
 # Reproducible benchmarks; results go in the README.
-bench:
+bench: build
     bash infra/bench/runtime.sh
     bash infra/bench/clone_vs_basebackup.sh
+    bash infra/bench/alarm_to_serving.sh
     cargo run -q -p pgsurge-tests --bin bench-plot
 
 # The benches' CSVs (target/bench/*.csv) drawn as SVGs under docs/bench/ (the README's).
@@ -90,6 +91,12 @@ bench-agent:
     cargo build --release -p pgsurge-agent
     cargo build -p pgsurge-tests --tests
     PGSURGE_AGENT_BIN="$PWD/target/release/pgsurge-agent" cargo test -p pgsurge-tests --test agent_bench -- --ignored --nocapture
+
+# Alarm → N new replicas serving through the functions (the demo, N = 1, 3, 6; as root;
+# ~20 min), e.g. `NS="1 3" RUNS=3 just bench-alarm`.
+bench-alarm: deps build
+    bash infra/bench/alarm_to_serving.sh
+    cargo run -q -p pgsurge-tests --bin bench-plot alarm_to_serving
 
 # Clone vs pg_basebackup only (as root; ~1 h at the defaults), e.g. `SIZES_MB=1024 RUNS=5 just bench-clone`.
 bench-clone:

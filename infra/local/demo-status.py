@@ -195,7 +195,7 @@ def alarm(direction, ident):
     # The cluster is named by `pgsurge_cluster`: an alert that names another cluster, or
     # none (cluster.require_label = true), is ignored by the functions.
     labels = {"alertname": name, "pgsurge_cluster": os.environ.get("DEMO_CLUSTER", "demo"),
-              "severity": "page", "pgsurge_replicas": "2"}
+              "severity": "page", "pgsurge_replicas": os.environ.get("DEMO_REPLICAS", "2")}
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     print(json.dumps({
         "version": "4",

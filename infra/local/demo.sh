@@ -39,6 +39,14 @@
 #                           directory (plain copies)
 #   DEMO_HAPROXY=push       "agent": each HAProxy node is converged by its own
 #                           pgsurge-agent (mode = "agent", /metrics on +31/+32), not by push
+#   DEMO_REPLICAS=2         new replicas per alarm (1..12; the alarm's pgsurge_replicas)
+#   DEMO_SERVERS=process    "vm": the two new replicas are qemu VMs booted from the replica
+#                           image (infra/image/build.sh, built or reused from its cache;
+#                           `[local] servers = "vm"`): their first-boot unit reads the config
+#                           drive, mounts the cloned data disk, streams as a role whose
+#                           password only the image holds and calls instance-ready back —
+#                           no ticks. Software emulation: ~2 min more. The image is built
+#                           with the test secrets (tests/data/image/secrets.yml).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -49,16 +57,24 @@ P=${DEMO_PORT_BASE:-21000}
 READ_RATE=${DEMO_READ_RATE:-40}
 WRITE_RATE=${DEMO_WRITE_RATE:-20}
 HOLD=${DEMO_HOLD_SECS:-10}
+N=${DEMO_REPLICAS:-2}
 LOGS=${DEMO_LOG_DIR:-/tmp/pgsurge-demo-logs}
 CLUSTER=demo
 PG_BIN=/usr/lib/postgresql/15/bin
 
 die() { echo "demo: $*" >&2; exit 1; }
-for v in TABLES SIZE_MB P READ_RATE WRITE_RATE HOLD; do
+for v in TABLES SIZE_MB P READ_RATE WRITE_RATE HOLD N; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number (got ${!v})"
 done
 [ "$P" -ge 1024 ] && [ "$P" -le 65400 ] || die "DEMO_PORT_BASE must be 1024..65400"
 [ "$READ_RATE" -ge 2 ] || die "DEMO_READ_RATE must be at least 2"
+# The seed and the new replicas share the 20 ports base+100..+119.
+[ "$N" -ge 1 ] && [ "$N" -le 12 ] || die "DEMO_REPLICAS must be 1..12 (got $N)"
+export DEMO_REPLICAS=$N
+SERVERS=${DEMO_SERVERS:-process}
+case "$SERVERS" in process | vm) ;; *) die "DEMO_SERVERS must be process or vm (got $SERVERS)" ;; esac
+# The mission's bound is 10 minutes; VMs under software emulation on a busy box need more.
+UP_TIMEOUT=$([ "$SERVERS" = vm ] && echo 1200 || echo 600)
 [ "$(id -u)" = 0 ] || die "run as root (PostgreSQL runs as the postgres user through runuser)"
 id postgres >/dev/null 2>&1 || die "no postgres user: apt-get install postgresql-15 (./just deps)"
 for c in "$PG_BIN/initdb" "$PG_BIN/pg_ctl" psql pgbench /usr/sbin/haproxy curl python3; do
@@ -67,6 +83,11 @@ done
 for b in scale-up scale-down instance-ready instance-deleted reconcile pgsurge; do
   [ -x "target/debug/$b" ] || die "target/debug/$b missing: run ./just build"
 done
+if [ "$SERVERS" = vm ]; then
+  for c in qemu-system-x86_64 qemu-img mmdebstrap ansible-playbook genisoimage mkfs.ext4; do
+    command -v "$c" >/dev/null || die "$c not found (DEMO_SERVERS=vm): run ./just deps (infra/local/deps.sh) as root"
+  done
+fi
 STATUS="python3 $ROOT/infra/local/demo-status.py"
 
 declare -A PORT=([scale-up]=$((P + 1)) [scale-down]=$((P + 2)) [instance-ready]=$((P + 3))
@@ -124,6 +145,17 @@ stop_pidfile() { # pidfile
   for _ in $(seq 50); do alive "$pid" || return 0; sleep 0.1; done
   kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
 }
+# A VM the provider started and scale-down did not delete: its qemu, by the pidfile qemu
+# wrote, only when /proc says that PID is a qemu.
+stop_qemu() { # pidfile
+  local pid
+  pid=$(cat "$1" 2>/dev/null) || return 0
+  [[ $pid =~ ^[0-9]+$ ]] || return 0
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q qemu-system || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do alive "$pid" || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
 cleaned=0
 cleanup() {
   [ $cleaned = 0 ] || return 0
@@ -139,6 +171,10 @@ cleanup() {
   if [ -d "$POOL" ]; then
     while IFS= read -r f; do stop_postmaster "$(dirname "$f")"; done \
       < <(find "$POOL" -name postmaster.pid 2>/dev/null)
+    for f in "$POOL"/servers/*/qemu.pid; do [ -e "$f" ] && stop_qemu "$f"; done
+    for f in "$POOL"/servers/*/console.log; do
+      [ -e "$f" ] && cp "$f" "$LOGS/console-$(basename "$(dirname "$f")").log"
+    done
     for f in "$POOL"/servers/*/postgres.log; do
       [ -e "$f" ] && cp "$f" "$LOGS/replica-$(basename "$(dirname "$f")").log"
     done
@@ -163,6 +199,19 @@ bg() { # name command...: start in the background in its own process group, reco
 
 echo "pgsurge demo: scratch $S, logs $LOGS, ports 127.0.0.1:$P.."
 
+# --- 0. the replica image (DEMO_SERVERS=vm) ----------------------------------------------------
+if [ "$SERVERS" = vm ]; then
+  step "the replica image: infra/image/build.sh (Ansible role; cached in /var/cache/pgsurge/image)"
+  SECRETS=$ROOT/tests/data/image/secrets.yml
+  PGSURGE_IMAGE_SECRETS=$SECRETS bash infra/image/build.sh target/debug/pgsurge \
+    >"$S/image.env" 2>"$LOGS/image-build.log" || die "the image build failed: see $LOGS/image-build.log"
+  img() { sed -n "s/^$1=//p" "$S/image.env"; }
+  echo "   $(img IMAGE) ($([ "$(img CACHED)" = yes ] && echo cached || echo built))"
+  # The role the VMs stream as: its password is baked into the image, never in user data.
+  VM_REPL_PASSWORD=$(sed -n 's/^pgsurge_replication_password: *"\(.*\)"$/\1/p' "$SECRETS")
+  [ -n "$VM_REPL_PASSWORD" ] || die "no pgsurge_replication_password in $SECRETS"
+fi
+
 # --- 1. the primary -------------------------------------------------------------------------
 step "PostgreSQL 15 primary on 127.0.0.1:$PPORT"
 chown postgres: "$S"
@@ -186,11 +235,28 @@ cat >>"$S/primary/pg_hba.conf" <<EOF
 host replication all 127.0.0.1/32 trust
 host all all 127.0.0.1/32 trust
 EOF
+if [ "$SERVERS" = vm ]; then
+  # First match wins: the VMs' role must give its password (qemu's user network makes
+  # their connections come from 127.0.0.1). The guests are reached from qemu's gateway:
+  # the replicas' pg_hba.conf (the seed's, copied by every snapshot) admits that network,
+  # as a cloud's would admit its VPC.
+  { printf 'host replication vmrepl 127.0.0.1/32 scram-sha-256\nhost all all 10.0.2.0/24 trust\n'
+    cat "$S/primary/pg_hba.conf"; } >"$S/hba.new"
+  cat "$S/hba.new" >"$S/primary/pg_hba.conf"
+fi
 runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$S/primary" -l "$LOGS/primary.log" -w -t 60 start >/dev/null \
   || die "the primary did not start: see $LOGS/primary.log"
 psql_p() { psql -X -q -A -t -v ON_ERROR_STOP=1 -d "host=127.0.0.1 port=$PPORT user=postgres dbname=${2:-postgres}" -c "$1"; }
 # HAProxy's health check logs in as this role (option pgsql-check); trust on 127.0.0.1.
 psql_p "CREATE ROLE haproxy_check LOGIN"
+if [ "$SERVERS" = vm ]; then
+  # The local provider's snapshot connects as this role too: it checkpoints the primary
+  # and puts the seed in backup mode. Those rights, not a superuser.
+  psql_p "CREATE ROLE vmrepl LOGIN REPLICATION PASSWORD '$VM_REPL_PASSWORD'"
+  psql_p "GRANT pg_checkpoint TO vmrepl"
+  psql_p "GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean) TO vmrepl"
+  psql_p "GRANT EXECUTE ON FUNCTION pg_backup_stop(boolean) TO vmrepl"
+fi
 
 step "catalog dataset: $TABLES tables, ~$SIZE_MB MiB (infra/local/dataset/generate.sh)"
 bash infra/local/dataset/generate.sh --conn "host=127.0.0.1 port=$PPORT user=postgres" \
@@ -227,8 +293,9 @@ cat >"$CFG" <<EOF
 [cluster]
 name = "$CLUSTER"
 [runtime]
-# scale-up snapshots and clones before it answers: allow for a loaded 2-core box.
-timeout_secs = 300
+# scale-up snapshots and clones before it answers: allow for a loaded 2-core box (and,
+# with VMs, an ext4 image of each volume: the local pool is directories, a VM needs a disk).
+timeout_secs = $((UP_TIMEOUT < 900 ? UP_TIMEOUT : 900))
 [cloud]
 provider = "local"
 [local]
@@ -249,12 +316,12 @@ backend = "local"
 local_dir = "$S/state"
 [policy]
 mode = "step"
-step = 2
+step = $N
 min_replicas = 1
-max_replicas = 5
+max_replicas = $((N + 3))
 scale_up_cooldown_secs = 0
 scale_down_cooldown_secs = 0
-scale_down_step = 2
+scale_down_step = $N
 [ops]
 ready_wait_secs = 5
 [haproxy]
@@ -272,6 +339,19 @@ mode = "${DEMO_HAPROXY:-push}"
 [agent]
 interval_ms = 1000
 EOF
+if [ "$SERVERS" = vm ]; then
+  export PGSURGE_AUTH__CALLBACK_SECRET="demo-cb-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  cat >>"$CFG" <<EOF
+[local.vm]
+image = "$(img IMAGE)"
+kernel = "$(img KERNEL)"
+initrd = "$(img INITRD)"
+memory_mb = 1024
+[node]
+# Loopback as the guests see it is qemu's gateway: the provider rewrites it.
+callback_url = "http://127.0.0.1:${PORT[instance-ready]}/"
+EOF
+fi
 case "${DEMO_HAPROXY:-push}" in push | agent) ;; *) die "DEMO_HAPROXY must be push or agent" ;; esac
 export DEMO_STATE=$S/state/$CLUSTER/state.json DEMO_PRIMARY_PORT=$PPORT DEMO_BACKEND=pg_read \
   DEMO_CLUSTER=$CLUSTER DEMO_NODES="haproxy1=$S/haproxy1/admin.sock,haproxy2=$S/haproxy2/admin.sock"
@@ -282,6 +362,11 @@ target/debug/pgsurge --config "$CFG" local seed >"$S/seed.json" 2>"$LOGS/seed.lo
   || { cat "$LOGS/seed.log" >&2; die "seeding failed"; }
 SEED_PORT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["port"])' "$S/seed.json")
 echo "   $(cat "$S/seed.json")"
+if [ "$SERVERS" = vm ]; then
+  # The seed stays a process (the replica every snapshot is taken of); the functions'
+  # servers are VMs, streaming as the image's role.
+  export PGSURGE_LOCAL__SERVERS=vm PGSURGE_POSTGRES__REPLICATION_USER=vmrepl
+fi
 
 # --- 3. HAProxy -------------------------------------------------------------------------------
 step "two HAProxy nodes: pg_read on 127.0.0.1:${HA_PORT[0]} and :${HA_PORT[1]}, seed declared statically"
@@ -379,7 +464,7 @@ sleep 3
 show
 
 # --- 6. scale up -------------------------------------------------------------------------------
-step "ALARM: Alertmanager firing PgReadLoadHigh → POST scale-up (pgsurge_replicas=2)"
+step "ALARM: Alertmanager firing PgReadLoadHigh → POST scale-up (pgsurge_replicas=$N)"
 $STATUS alarm up "demo-up-$$" >"$S/alarm-up.json"
 T_UP=$(date +%s.%N)
 ( code=$(post scale-up "$S/alarm-up.json" "$S/answer-up.json"); echo "$code" >"$S/answer-up.code" ) &
@@ -396,29 +481,30 @@ while :; do
     [ "$(cat "$S/answer-up.code")" = 200 ] || die "scale-up failed"
   fi
   # instance-ready: a tick whenever the previous one has answered (it polls up to
-  # ops.ready_wait_secs itself, so ticks do not pile up).
-  if [ -e "$S/answer-up.shown" ] && { [ -z "$tick_pid" ] || ! kill -0 "$tick_pid" 2>/dev/null; }; then
+  # ops.ready_wait_secs itself, so ticks do not pile up). VMs call it back themselves.
+  if [ "$SERVERS" = process ] && [ -e "$S/answer-up.shown" ] \
+    && { [ -z "$tick_pid" ] || ! kill -0 "$tick_pid" 2>/dev/null; }; then
     echo '{"pgsurge": 1, "kind": "tick"}' >"$S/tick.json"
     ( post instance-ready "$S/tick.json" "$S/answer-ready.json" >/dev/null ) &
     tick_pid=$!
     echo $tick_pid >"$S/run/tick.pid"
   fi
   serving=$($STATUS count serving surge)
-  [ "$serving" -ge 2 ] && break
-  python3 -c "import sys; sys.exit(float(sys.argv[1]) > 600)" "$(since "$T_UP")" \
-    || die "the new replicas did not serve within 10 minutes"
+  [ "$serving" -ge "$N" ] && break
+  python3 -c "import sys; sys.exit(float(sys.argv[1]) > float(sys.argv[2]))" "$(since "$T_UP")" "$UP_TIMEOUT" \
+    || die "the new replicas did not serve within $UP_TIMEOUT s"
 done
 UP_WALL=$(since "$T_UP")
 UP_ANSWER=$(cat "$S/answer-up.secs")
 wait "$tick_pid" 2>/dev/null || true
-step "SERVING: 2 new replicas serve on both HAProxy nodes, ${UP_WALL}s after the alarm"
+step "SERVING: $N new replicas serve on both HAProxy nodes, ${UP_WALL}s after the alarm"
 show
 echo "   holding the surge for ${HOLD}s under load..."
 end=$(( $(date +%s) + HOLD ))
 while [ "$(date +%s)" -lt "$end" ]; do sleep 2; show; done
 
 # --- 7. scale down -----------------------------------------------------------------------------
-step "ALARM: Alertmanager firing PgReadLoadLow → POST scale-down (pgsurge_replicas=2)"
+step "ALARM: Alertmanager firing PgReadLoadLow → POST scale-down (pgsurge_replicas=$N)"
 $STATUS alarm down "demo-down-$$" >"$S/alarm-down.json"
 T_DOWN=$(date +%s.%N)
 ( code=$(post scale-down "$S/alarm-down.json" "$S/answer-down.json"); echo "$code" >"$S/answer-down.code" ) &
@@ -457,8 +543,8 @@ $STATUS timings $((PORT[scale-up] + 20)) $((PORT[instance-ready] + 20)) $((PORT[
 echo " wall time, as the demo saw it:"
 printf '  %-52s %7ss\n' \
   "alarm -> scale-up answered (snapshot, clones, boots)" "$UP_ANSWER" \
-  "answered -> both serving (instance-ready ticks)" "$(python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.1f}')" "$UP_WALL" "$UP_ANSWER")" \
-  "alarm -> 2 new replicas serving (total)" "$UP_WALL" \
+  "answered -> both serving ($([ "$SERVERS" = vm ] && echo "VMs boot, call back" || echo "instance-ready ticks"))" "$(python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.1f}')" "$UP_WALL" "$UP_ANSWER")" \
+  "alarm -> $N new replicas serving (total)" "$UP_WALL" \
   "scale-down alarm -> seed only" "$DOWN_WALL" \
   "whole demo (before cleanup)" "$(since "$T0")"
 echo " read load through HAProxy: $($STATUS reads "$LOGS/read-load1.log" "$LOGS/read-load2.log")"

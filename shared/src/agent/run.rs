@@ -9,7 +9,7 @@ use super::reload::{self, Process};
 use super::AgentError;
 use crate::balancer::runtime_api::{RuntimeApi, SocketAddr};
 use crate::balancer::HaproxyConfig;
-use crate::balancer::{Action, Balancer};
+use crate::balancer::{Action, AdminState, Balancer};
 use crate::config::Config;
 use crate::ops::agent_status::{NodeStatus, StatusWriter};
 use crate::ops::desired::desired_set;
@@ -222,6 +222,7 @@ impl Agent {
 
         // 3. Converge. Nothing is touched before a document was ever read.
         let mut servers = None;
+        let mut draining_sessions = BTreeMap::new();
         if let (true, Some(known)) = (haproxy_ok, &self.known) {
             let desired = desired_set(&known.state, &self.cluster, &self.haproxy);
             let in_flight = converge::in_flight(&known.state, &self.cluster);
@@ -285,6 +286,12 @@ impl Agent {
                             .map(|s| (s.name.clone(), s.admin))
                             .collect::<BTreeMap<_, _>>(),
                     );
+                    draining_sessions = now_on_node
+                        .iter()
+                        .filter(|s| desired.is_managed(&s.name) && s.admin != AdminState::Ready)
+                        .filter(|s| s.sessions > 0)
+                        .map(|s| (s.name.clone(), s.sessions))
+                        .collect();
                     t.steps = d.steps;
                 }
             }
@@ -303,7 +310,8 @@ impl Agent {
             started.elapsed(),
         );
         let managed = servers.as_ref().map(|s| s.len()).unwrap_or(0);
-        self.report(servers, &t, now).await;
+        self.report(servers.map(|s| (s, draining_sessions)), &t, now)
+            .await;
         self.health.update(|g| {
             g.last_tick = Some(Instant::now());
             g.haproxy_reachable = haproxy_ok;
@@ -350,12 +358,20 @@ impl Agent {
     }
 
     /// Write the status object when the view changed or the heartbeat is due.
+    /// `view`: the managed servers and the sessions on those out of rotation, when
+    /// HAProxy answered this interval (otherwise the last report's view stands).
     async fn report(
         &mut self,
-        servers: Option<BTreeMap<String, crate::balancer::AdminState>>,
+        view: Option<(BTreeMap<String, AdminState>, BTreeMap<String, u64>)>,
         t: &Tick,
         now: OffsetDateTime,
     ) {
+        let (servers, draining_sessions) = view.unwrap_or_else(|| {
+            self.last_status
+                .as_ref()
+                .map(|(s, _)| (s.servers.clone(), s.draining_sessions.clone()))
+                .unwrap_or_default()
+        });
         let status = NodeStatus {
             node: self.node_name.clone(),
             cluster: self.cluster.clone(),
@@ -363,12 +379,8 @@ impl Agent {
             revision_written_at: self.known.as_ref().and_then(|k| k.state.updated_at),
             converged_at: self.converged_at,
             reported_at: now,
-            servers: servers.unwrap_or_else(|| {
-                self.last_status
-                    .as_ref()
-                    .map(|(s, _)| s.servers.clone())
-                    .unwrap_or_default()
-            }),
+            servers,
+            draining_sessions,
             error: (!t.errors.is_empty()).then(|| t.errors.join("; ")),
             haproxy_pid: self.process.map(|p| p.pid),
             reloads: self.reloads,

@@ -25,13 +25,7 @@ pub async fn on_every_agent(
     server: &str,
     now: OffsetDateTime,
 ) -> Result<bool, OpsError> {
-    let nodes: Vec<String> = ports
-        .haproxy
-        .nodes
-        .iter()
-        .filter(|n| n.mode == crate::balancer::mode::NodeMode::Agent)
-        .map(|n| n.name.clone())
-        .collect();
+    let nodes = status::agent_only_nodes(&ports.haproxy);
     if nodes.is_empty() {
         return Ok(true);
     }

@@ -29,6 +29,11 @@ pub struct NodeStatus {
     pub reported_at: OffsetDateTime,
     /// The managed servers on the node and their admin state.
     pub servers: BTreeMap<String, AdminState>,
+    /// Sessions still open on the managed servers the node holds out of rotation
+    /// (`drain` / `maint`): scale-down deletes a server once these are gone or its drain
+    /// deadline passed. Absent in objects written before it existed: none known.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub draining_sessions: BTreeMap<String, u64>,
     /// Why the last interval did not converge (state store down, HAProxy refused, ...).
     pub error: Option<String>,
     /// The HAProxy process last seen, and how many reloads the agent restored.
@@ -41,6 +46,7 @@ impl NodeStatus {
     pub fn same_view(&self, other: &NodeStatus) -> bool {
         self.revision == other.revision
             && self.servers == other.servers
+            && self.draining_sessions == other.draining_sessions
             && self.error == other.error
             && self.haproxy_pid == other.haproxy_pid
             && (self.converged_at.is_some() == other.converged_at.is_some())
@@ -50,6 +56,16 @@ impl NodeStatus {
     pub fn lag_secs(&self, now: OffsetDateTime) -> Option<i64> {
         self.converged_at.map(|c| (now - c).whole_seconds().max(0))
     }
+}
+
+/// The nodes only their agent reaches (`mode = "agent"`): the functions never connect to
+/// them, so they learn what those nodes hold from the agents' reports.
+pub fn agent_only_nodes(h: &crate::balancer::HaproxyConfig) -> Vec<String> {
+    h.nodes
+        .iter()
+        .filter(|n| n.mode == crate::balancer::mode::NodeMode::Agent)
+        .map(|n| n.name.clone())
+        .collect()
 }
 
 /// Where `node`'s status object lives.
@@ -157,6 +173,7 @@ mod tests {
             converged_at: Some(OffsetDateTime::UNIX_EPOCH),
             reported_at: OffsetDateTime::UNIX_EPOCH,
             servers: [("pgsurge-c-a".to_string(), AdminState::Ready)].into(),
+            draining_sessions: BTreeMap::new(),
             error: None,
             haproxy_pid: Some(7),
             reloads: 0,

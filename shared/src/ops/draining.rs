@@ -72,6 +72,12 @@ async fn remove_replica(
         if !rep.remove.all_ok() {
             tracing::warn!(replica = %r.id, failed = ?rep.remove.failed(), "unreachable HAProxy nodes still list the server; their repair removes it");
         }
+        // Nodes only an agent reaches drain it on their own; delete only once they say so.
+        if let Some(why) =
+            super::agent_unregister::wait_out_of_rotation(ports, &name, state.revision).await?
+        {
+            return Err(Refusal::StillRouted { name, why }.into());
+        }
     }
     let started = OffsetDateTime::now_utc();
     if let Some(server_id) = &r.server_id {

@@ -14,6 +14,7 @@
 
 pub mod agent_register;
 pub mod agent_status;
+pub mod agent_unregister;
 pub mod base;
 pub mod config;
 mod creating;

@@ -4,15 +4,57 @@
 //! - `clone_vs_basebackup`: seconds to a caught-up replica vs database size, per path
 //!   (pg_basebackup; snapshot + clone; clone of a snapshot taken ahead of time), on the
 //!   XFS reflink pool; median of the runs with a min–max bar.
+//! - `alarm_to_serving`: seconds from the alarm to scale-up's answer and to all new
+//!   replicas serving vs replicas per alarm (the demo, `infra/bench/alarm_to_serving.sh`).
 //!
-//! Usage: `bench-plot [clone_vs_basebackup]` (default: every CSV present).
+//! Usage: `bench-plot [clone_vs_basebackup] [alarm_to_serving]` (default: every CSV present).
 
 use pgsurge_tests::workspace_root;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 
-/// (size GiB) → totals of every run.
+/// x (in the CSV's unit) → the y of every run.
 type Series = BTreeMap<u64, Vec<f64>>;
+
+/// A CSV with a header line, read by column name.
+struct Csv<'a> {
+    header: Vec<&'a str>,
+    lines: Vec<(usize, Vec<&'a str>)>,
+}
+
+impl<'a> Csv<'a> {
+    fn parse(text: &'a str) -> Csv<'a> {
+        let mut lines = text.lines().enumerate();
+        let header = lines
+            .next()
+            .map(|(_, l)| l.split(',').collect())
+            .unwrap_or_default();
+        Csv {
+            header,
+            lines: lines
+                .map(|(i, l)| (i + 1, l.split(',').collect()))
+                .collect(),
+        }
+    }
+
+    fn get(&self, line: &(usize, Vec<&'a str>), name: &str) -> Result<&'a str, String> {
+        let at = self
+            .header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or(format!("no column {name}"))?;
+        line.1
+            .get(at)
+            .copied()
+            .ok_or(format!("line {}: short", line.0))
+    }
+
+    fn num(&self, line: &(usize, Vec<&'a str>), name: &str) -> Result<f64, String> {
+        self.get(line, name)?
+            .parse()
+            .map_err(|e| format!("line {}: {name}: {e}", line.0))
+    }
+}
 
 /// Draws one bench's CSV text into an SVG file.
 type Draw = fn(&str, &std::path::Path) -> Result<(), String>;
@@ -29,67 +71,89 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn clone_vs_basebackup(csv: &str, out: &std::path::Path) -> Result<(), String> {
-    let mut header: Vec<&str> = Vec::new();
+    let csv = Csv::parse(csv);
     let mut series: BTreeMap<&'static str, Series> = BTreeMap::new();
-    for (i, line) in csv.lines().enumerate() {
-        let cells: Vec<&str> = line.split(',').collect();
-        if i == 0 {
-            header = cells;
+    for line in &csv.lines {
+        if !csv.get(line, "pool")?.starts_with("XFS") {
             continue;
         }
-        let get = |name: &str| -> Result<&str, String> {
-            let at = header
-                .iter()
-                .position(|h| *h == name)
-                .ok_or(format!("no column {name}"))?;
-            cells
-                .get(at)
-                .copied()
-                .ok_or(format!("line {}: short", i + 1))
-        };
-        let num = |name: &str| -> Result<f64, String> {
-            get(name)?
-                .parse()
-                .map_err(|e| format!("line {}: {name}: {e}", i + 1))
-        };
-        if !get("pool")?.starts_with("XFS") {
-            continue;
-        }
-        let mb = num("db_mb")? as u64;
-        let total = num("total_s")?;
-        if get("path")? == "clone" {
-            let ahead = total - num("phase1_s")?;
+        let mb = csv.num(line, "db_mb")? as u64;
+        let total = csv.num(line, "total_s")?;
+        let mut add = |name: &'static str, y: f64| {
             series
-                .entry("snapshot + clone")
+                .entry(name)
                 .or_default()
                 .entry(mb)
                 .or_default()
-                .push(total);
-            series
-                .entry("clone, snapshot taken ahead")
-                .or_default()
-                .entry(mb)
-                .or_default()
-                .push(ahead);
+                .push(y)
+        };
+        if csv.get(line, "path")? == "clone" {
+            add("snapshot + clone", total);
+            add(
+                "clone, snapshot taken ahead",
+                total - csv.num(line, "phase1_s")?,
+            );
         } else {
-            series
-                .entry("pg_basebackup")
-                .or_default()
-                .entry(mb)
-                .or_default()
-                .push(total);
+            add("pg_basebackup", total);
         }
     }
     if series.is_empty() {
         return Err("no XFS rows in the CSV".into());
     }
+    chart(
+        out,
+        "a caught-up replica vs database size (XFS reflink pool)",
+        "database size (GiB)",
+        1024.0,
+        &series,
+    )
+}
+
+fn alarm_to_serving(csv: &str, out: &std::path::Path) -> Result<(), String> {
+    let csv = Csv::parse(csv);
+    let mut series: BTreeMap<&'static str, Series> = BTreeMap::new();
+    for line in &csv.lines {
+        let n = csv.num(line, "n")? as u64;
+        for (name, col) in [
+            ("all serving on both HAProxy nodes", "serving_s"),
+            ("scale-up answered (snapshot, clones, boots)", "answered_s"),
+        ] {
+            let y = csv.num(line, col)?;
+            series
+                .entry(name)
+                .or_default()
+                .entry(n)
+                .or_default()
+                .push(y);
+        }
+    }
+    if series.is_empty() {
+        return Err("no rows in the CSV".into());
+    }
+    chart(
+        out,
+        "alarm → new replicas serving, through the functions (local provider)",
+        "new replicas per alarm",
+        1.0,
+        &series,
+    )
+}
+
+/// One line per series (median) with min–max bars; x = key / `xdiv`.
+fn chart(
+    out: &std::path::Path,
+    caption: &str,
+    x_desc: &str,
+    xdiv: f64,
+    series: &BTreeMap<&'static str, Series>,
+) -> Result<(), String> {
     let xmax = series
         .values()
         .flat_map(|s| s.keys())
         .max()
         .copied()
-        .unwrap_or(1024) as f64
-        / 1024.0
+        .unwrap_or(1) as f64
+        / xdiv
         * 1.1;
     let ymax = series
         .values()
@@ -100,10 +164,7 @@ fn clone_vs_basebackup(csv: &str, out: &std::path::Path) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<_>| format!("drawing: {e:?}");
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "a caught-up replica vs database size (XFS reflink pool)",
-            ("sans-serif", 18),
-        )
+        .caption(caption, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -111,7 +172,7 @@ fn clone_vs_basebackup(csv: &str, out: &std::path::Path) -> Result<(), String> {
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("database size (GiB)")
+        .x_desc(x_desc)
         .y_desc("seconds (median, min–max)")
         .draw()
         .map_err(err)?;
@@ -122,7 +183,7 @@ fn clone_vs_basebackup(csv: &str, out: &std::path::Path) -> Result<(), String> {
             .map(|(mb, v)| {
                 let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
                 let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                (*mb as f64 / 1024.0, lo, median(v), hi)
+                (*mb as f64 / xdiv, lo, median(v), hi)
             })
             .collect();
         chart
@@ -156,7 +217,10 @@ fn clone_vs_basebackup(csv: &str, out: &std::path::Path) -> Result<(), String> {
 fn main() {
     let root = workspace_root();
     let wanted: Vec<String> = std::env::args().skip(1).collect();
-    let benches: [(&str, Draw); 1] = [("clone_vs_basebackup", clone_vs_basebackup)];
+    let benches: [(&str, Draw); 2] = [
+        ("clone_vs_basebackup", clone_vs_basebackup),
+        ("alarm_to_serving", alarm_to_serving),
+    ];
     let mut drew = 0;
     for (name, draw) in benches {
         if !wanted.is_empty() && !wanted.iter().any(|w| w == name) {

@@ -393,6 +393,26 @@ fn print_table(rows: &[Row], runs: usize, tables: u32, rate: u32) {
     }
 }
 
+/// `cp -a --reflink=always FROM/. TO` (ownership and modes kept; shares extents).
+fn reflink_copy(from: &Path, to: &Path) {
+    let out = std::process::Command::new("cp")
+        .args(["-a", "--reflink=always"])
+        .arg(from.join("."))
+        .arg(to)
+        .output()
+        .expect("run cp");
+    assert!(
+        out.status.success(),
+        "cp --reflink {} → {}: {}",
+        from.display(),
+        to.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in ["postmaster.opts", "server.log"] {
+        let _ = std::fs::remove_file(to.join(f));
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = parse_args();
@@ -425,7 +445,16 @@ async fn main() {
     }
     let mut rows = Vec::new();
     for (i, &size_mb) in args.sizes_mb.iter().enumerate() {
-        let root = args.work.join(format!("size-{size_mb}"));
+        // With an XFS pool the primary lives on that filesystem too, so the XFS cell's
+        // seed can share its extents (below): at 16 GB a primary, a seed and one
+        // pg_basebackup copy as three full copies do not fit a 60 GB disk.
+        let root = match &args.xfs_pool {
+            Some(x) => x
+                .parent()
+                .unwrap_or(&args.work)
+                .join(format!("size-{size_mb}")),
+            None => args.work.join(format!("size-{size_mb}")),
+        };
         std::fs::create_dir_all(&root).unwrap();
         chown_postgres(&root);
         let primary = Pg::primary(&root, "primary");
@@ -452,18 +481,29 @@ async fn main() {
                 .create_empty_volume("pgsurge-bench-seed", &meta("base", "seed"))
                 .await
                 .unwrap();
-            pg_cmd(
-                "pg_basebackup",
-                &[
-                    "-d",
-                    &primary.conninfo("postgres"),
-                    "-D",
-                    cloud.data_dir(&seed.id).to_str().unwrap(),
-                    "-X",
-                    "stream",
-                    "--checkpoint=fast",
-                ],
-            );
+            let seed_dir = cloud.data_dir(&seed.id);
+            if *mode == CloneMode::Reflink && args.xfs_pool.is_some() {
+                // A copy of the cleanly stopped primary is a valid base for a standby
+                // (same system identifier, a shutdown checkpoint to start from, the WAL
+                // after it streams), and a reflink copy costs no disk. Not measured: the
+                // seed exists before any run, as a base replica does in production.
+                primary.stop();
+                reflink_copy(&primary.datadir, &seed_dir);
+                primary.start();
+            } else {
+                pg_cmd(
+                    "pg_basebackup",
+                    &[
+                        "-d",
+                        &primary.conninfo("postgres"),
+                        "-D",
+                        seed_dir.to_str().unwrap(),
+                        "-X",
+                        "stream",
+                        "--checkpoint=fast",
+                    ],
+                );
+            }
             let bench = Bench {
                 client: PgClient::new(&pgc),
                 cloud,
