@@ -44,8 +44,9 @@
 #                           image (infra/image/build.sh, built or reused from its cache;
 #                           `[local] servers = "vm"`): their first-boot unit reads the config
 #                           drive, mounts the cloned data disk, streams as a role whose
-#                           password only the image holds and calls instance-ready back —
-#                           no ticks. Software emulation: ~2 min more. The image is built
+#                           password only the image holds and calls instance-ready back
+#                           (ticks only every 10 s, as a timer would, for a replica still
+#                           catching up then). Software emulation: minutes more. The image is built
 #                           with the test secrets (tests/data/image/secrets.yml).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -481,9 +482,12 @@ while :; do
     [ "$(cat "$S/answer-up.code")" = 200 ] || die "scale-up failed"
   fi
   # instance-ready: a tick whenever the previous one has answered (it polls up to
-  # ops.ready_wait_secs itself, so ticks do not pile up). VMs call it back themselves.
-  if [ "$SERVERS" = process ] && [ -e "$S/answer-up.shown" ] \
-    && { [ -z "$tick_pid" ] || ! kill -0 "$tick_pid" 2>/dev/null; }; then
+  # ops.ready_wait_secs itself, so ticks do not pile up). VMs call it back themselves
+  # when their PostgreSQL is up; a replica still catching up then is verified again by
+  # the timer trigger, as in production: every 10 s.
+  if [ -e "$S/answer-up.shown" ] && { [ -z "$tick_pid" ] || ! kill -0 "$tick_pid" 2>/dev/null; } \
+    && { [ "$SERVERS" = process ] || python3 -c "import sys; sys.exit(float(sys.argv[1]) < 10)" "$(since "${T_TICK:-0}")"; }; then
+    T_TICK=$(date +%s.%N)
     echo '{"pgsurge": 1, "kind": "tick"}' >"$S/tick.json"
     ( post instance-ready "$S/tick.json" "$S/answer-ready.json" >/dev/null ) &
     tick_pid=$!
