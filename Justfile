@@ -90,7 +90,7 @@ bench-plot:
 bench-agent:
     cargo build --release -p pgsurge-agent
     cargo build -p pgsurge-tests --tests
-    PGSURGE_AGENT_BIN="$PWD/target/release/pgsurge-agent" cargo test -p pgsurge-tests --test agent_bench -- --ignored --nocapture
+    BENCH_AGENT_BIN="$PWD/target/release/pgsurge-agent" cargo test -p pgsurge-tests --test agent_bench -- --ignored --nocapture
 
 # Alarm → N new replicas serving through the functions (the demo, N = 1, 3, 6; as root;
 # ~20 min), e.g. `NS="1 3" RUNS=3 just bench-alarm`.

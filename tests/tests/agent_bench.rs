@@ -2,7 +2,9 @@
 //! real Ceph RGW with two managed servers on a real HAProxy for `SECS` (default 300) and
 //! nothing changes; its CPU time (utime + stime from /proc) and RSS are sampled and the
 //! CPU extrapolated per hour. A benchmark, not a test: `#[ignore]`, run by the recipe.
-//! `PGSURGE_AGENT_BIN` picks the binary (the recipe passes the release build).
+//! `BENCH_AGENT_BIN` picks the binary (the recipe passes the release build). Not a
+//! `PGSURGE_` name: the agent inherits this environment and reads every `PGSURGE_*`
+//! variable as configuration (an unknown one is an error, as it should be).
 
 use pgsurge::model::Phase;
 use pgsurge_tests::agent::*;
@@ -77,7 +79,7 @@ async fn idle_agent_resource_use() {
     );
     let cfg = root.0.join("agent.toml");
     std::fs::write(&cfg, &text).unwrap();
-    let bin = std::env::var("PGSURGE_AGENT_BIN")
+    let bin = std::env::var("BENCH_AGENT_BIN")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| pgsurge_tests::bin("pgsurge-agent"));
     let mut cmd = std::process::Command::new(&bin);
