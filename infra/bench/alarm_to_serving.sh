@@ -28,6 +28,7 @@ done
 mkdir -p target/bench
 csv=target/bench/alarm_to_serving.csv
 logs=$(mktemp -d /tmp/pgsurge-bench-alarm-XXXXXX)
+chmod 755 "$logs" # the demo's PostgreSQL (user postgres) writes its logs below it
 echo "n,run,answered_s,serving_s,down_s" >"$csv"
 echo "alarm to serving: $(nproc) cores, $(free -g | awk '/^Mem/ {print $2}') GiB RAM, $(date -u +%Y-%m-%dT%H:%MZ), logs $logs" >&2
 
