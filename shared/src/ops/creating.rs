@@ -295,8 +295,7 @@ mod tests {
         CloudError, Filter, Result as CResult, Server, Snapshot as CSnapshot, Volume,
     };
     use crate::model::Endpoint;
-    use crate::postgres::{LagBounds, PgError, Postgres, PrimaryStatus, ReplicaStatus};
-    use crate::state::{MemoryStore, StateRepo};
+    use crate::postgres::{PgError, Postgres, PrimaryStatus, ReplicaStatus};
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
@@ -426,22 +425,7 @@ mod tests {
     }
 
     fn ports(cloud: Arc<Zoned>) -> Ports {
-        Ports {
-            cluster: "c".into(),
-            cloud,
-            nodes: Vec::new(),
-            state: StateRepo::new(Arc::new(MemoryStore::new()), "c", 5),
-            pg: Arc::new(NoPg),
-            policy: Default::default(),
-            ops: Default::default(),
-            lag: LagBounds {
-                max_bytes: 0,
-                max_age: Duration::ZERO,
-            },
-            haproxy: Default::default(),
-            bootstrap: Default::default(),
-            callback: None,
-        }
+        crate::ops::testing::ports(cloud, Vec::new(), Arc::new(NoPg))
     }
 
     #[tokio::test]

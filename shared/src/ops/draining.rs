@@ -266,8 +266,7 @@ mod tests {
         Cloud, Filter, Result as CResult, Server, ServerRequest, Snapshot, SnapshotRequest, Status,
         Volume, VolumeRequest,
     };
-    use crate::postgres::{LagBounds, PgError, Postgres, PrimaryStatus, ReplicaStatus};
-    use crate::state::{MemoryStore, StateRepo};
+    use crate::postgres::{PgError, Postgres, PrimaryStatus, ReplicaStatus};
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
@@ -457,22 +456,8 @@ mod tests {
         let cloud = Arc::new(TestCloud::default());
         let busy = TestNode::new("h1", true, false);
         let down = TestNode::new("h2", false, true);
-        let ports = Ports {
-            cluster: "c".into(),
-            cloud: cloud.clone(),
-            nodes: vec![busy.clone(), down],
-            state: StateRepo::new(Arc::new(MemoryStore::new()), "c", 5),
-            pg: Arc::new(Standby),
-            policy: Default::default(),
-            ops: Default::default(),
-            lag: LagBounds {
-                max_bytes: 0,
-                max_age: Duration::ZERO,
-            },
-            haproxy: Default::default(),
-            bootstrap: Default::default(),
-            callback: None,
-        };
+        let ports =
+            crate::ops::testing::ports(cloud.clone(), vec![busy.clone(), down], Arc::new(Standby));
         ports
             .state
             .update(now, |s| -> Result<_, std::convert::Infallible> {

@@ -35,6 +35,8 @@ mod scale_up;
 mod scheduled;
 mod snapshot_ahead;
 pub mod status;
+#[cfg(test)]
+mod testing;
 mod verifying;
 
 pub use crate::model::META_CREATED;
