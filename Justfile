@@ -24,19 +24,22 @@ test: deps build
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -q -- -D warnings
     # A single-node Ceph OSD on a loaded 2-core box occasionally fails to come up: retry twice from scratch.
-    trap 'bash infra/s3/rgw-down.sh --purge; bash tests/openstack/down.sh' EXIT; bash infra/s3/rgw-up.sh || bash infra/s3/rgw-up.sh --fresh || { sleep 5; bash infra/s3/rgw-up.sh --fresh; }; bash tests/openstack/up.sh; cargo test --workspace --no-fail-fast
+    trap 'bash tests/openstack/down.sh; bash infra/s3/rgw-down.sh --purge' EXIT; bash infra/s3/rgw-up.sh || bash infra/s3/rgw-up.sh --fresh || { sleep 5; bash infra/s3/rgw-up.sh --fresh; }; bash tests/openstack/up.sh; cargo test --workspace --no-fail-fast
 
 # The random-kill soak, long (README "Crash safety"): `SOAK_ROUNDS=50 SOAK_SEED=<n> ./just soak`.
 soak: deps build
     SOAK_ROUNDS=${SOAK_ROUNDS:-50} cargo test -p pgsurge-tests --test soak -- --nocapture
 
 # The OpenStack provider's tests against a real OpenStack test cloud (Debian packages, as
-# root): brings the cloud up, runs them, brings it down even when they fail.
-test-openstack:
-    trap 'bash tests/openstack/down.sh' EXIT; bash tests/openstack/up.sh; cargo test -p pgsurge-tests --test openstack_cloud
+# root; its RBD volumes live on the test Ceph): brings Ceph and the cloud up, runs the
+# adapter tests and the end-to-end test with real guests, brings both down even when
+# they fail.
+test-openstack: deps build
+    trap 'bash tests/openstack/down.sh; bash infra/s3/rgw-down.sh --purge' EXIT; bash infra/s3/rgw-up.sh; bash tests/openstack/up.sh; cargo test -p pgsurge-tests --test openstack_cloud --test e2e_openstack
 
 # Start / stop the OpenStack test cloud by hand (state in $PGSURGE_OS_DIR, default /tmp/pgsurge-openstack).
 openstack-up:
+    bash infra/s3/rgw-up.sh
     bash tests/openstack/up.sh
 
 openstack-down:

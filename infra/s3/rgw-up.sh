@@ -109,7 +109,9 @@ mon_data = $DIR/mon.\$id
 osd_data = $DIR/osd.\$id
 keyring = $DIR/keyring
 osd_objectstore = memstore
-memstore_device_bytes = 1073741824
+# RAM is used only for what is written; 8 GiB leaves room for the OpenStack test
+# cloud's RBD volumes (tests/openstack/up.sh) beside the S3 buckets
+memstore_device_bytes = 8589934592
 osd_pool_default_size = 1
 osd_pool_default_min_size = 1
 osd_pool_default_pg_num = 8

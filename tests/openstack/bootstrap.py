@@ -2,9 +2,10 @@
 """Idempotent bootstrap of pgsurge's OpenStack test cloud, after every API answers.
 
 Creates (or finds) the service project and service users, the catalog, the projects and
-users the tests run as, flavors, quotas, a network with a subnet, a security group, a key
-pair and an application credential; waits for nova-compute and cinder-volume to report
-up; and writes <dir>/clouds.yaml. Talks to the APIs with keystoneauth's Session and plain
+users the tests run as, flavors, quotas, two networks with subnets (one only in the API,
+one for the qemu guests), the `qemu` zone, the volume types, a security group, a key
+pair and an application credential; waits for both nova-computes and both cinder-volume
+backends to report up; and writes <dir>/clouds.yaml. Talks to the APIs with keystoneauth's Session and plain
 JSON, so one python process does everything (a CLI call per step costs seconds each).
 
 Test identities (all in domain Default, region RegionOne):
@@ -22,6 +23,7 @@ from keystoneauth1.identity import v3
 
 KS = "http://127.0.0.1:5000/v3"
 REGION = "RegionOne"
+QEMU_HOST = "os-qemu1"  # the compute with real qemu guests (up.sh, zone `qemu`)
 USERS = {  # name -> (password, project)
     "pgsurge": ("pgsurge-pass", "pgsurge"),
     "pgsurge-quota": ("pgsurge-quota-pass", "pgsurge-quota"),
@@ -78,6 +80,10 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--admin-password", required=True)
     ap.add_argument("--service-password", required=True)
+    ap.add_argument("--vm-cidr", default="198.18.10.0/24")
+    ap.add_argument("--vm-gateway", default="198.18.10.1")
+    ap.add_argument("--vm-pool-start", default="198.18.10.10")
+    ap.add_argument("--vm-pool-end", default="198.18.10.99")
     ap.add_argument("phase", choices=("identity", "resources"))
     a = ap.parse_args()
     if a.phase == "identity":
@@ -153,15 +159,36 @@ def resources(a):
     while True:
         comp = [s for s in nova.get("/os-services")["services"] if s["binary"] == "nova-compute"]
         vol = [s for s in cinder.get("/os-services")["services"] if s["binary"] == "cinder-volume"]
-        if any(s["state"] == "up" for s in comp) and any(s["state"] == "up" for s in vol):
+        up = {s["host"] for s in comp if s["state"] == "up"}
+        vol_up = {s["host"] for s in vol if s["state"] == "up"}
+        # both computes (fake, qemu) and both volume backends (fake, rbd)
+        if {"os-compute1", QEMU_HOST} <= up and {"os-volume1@fake", "os-volume1@rbd"} <= vol_up:
             break
         if time.time() > deadline:
             raise SystemExit(f"nova-compute / cinder-volume not up: {comp} {vol}")
         time.sleep(1)
-    log("nova-compute and cinder-volume are up")
+    log("nova-compute (fake, qemu) and cinder-volume (fake, rbd) are up")
+
+    # The qemu compute is availability zone `qemu`; servers that name no zone stay on the
+    # fake one (nova.conf default_schedule_zone).
+    aggs = nova.get("/os-aggregates")["aggregates"]
+    agg = one(aggs, name="qemu") or nova.call("POST", "/os-aggregates", {"aggregate": {
+        "name": "qemu", "availability_zone": "qemu"}})["aggregate"]
+    if QEMU_HOST not in agg.get("hosts", []):
+        nova.call("POST", f"/os-aggregates/{agg['id']}/action", {"add_host": {"host": QEMU_HOST}})
+    # Volume types: the default one on the fake backend (the adapter tests' volumes hold
+    # no bytes), `rbd` on the real RBD backend.
+    types = cinder.get("/types")["volume_types"]
+    for name, backend in (("__DEFAULT__", "fake"), ("rbd", "rbd")):
+        t = one(types, name=name) or cinder.call("POST", "/types", {"volume_type": {
+            "name": name, "os-volume-type-access:is_public": True}})["volume_type"]
+        cinder.call("POST", f"/types/{t['id']}/extra_specs", {"extra_specs": {
+            "volume_backend_name": backend}})
 
     flavors = nova.get("/flavors")["flavors"]
-    for fid, name, ram, disk in (("1", "m1.tiny", 512, 1), ("2", "m1.small", 2048, 20)):
+    # pgsurge.vm: what the replica image needs under TCG (qemu guests on the qemu compute)
+    for fid, name, ram, disk in (("1", "m1.tiny", 512, 1), ("2", "m1.small", 2048, 20),
+                                 ("3", "pgsurge.vm", 768, 3)):
         if not one(flavors, name=name):
             nova.call("POST", "/flavors", {"flavor": {"id": fid, "name": name, "vcpus": 1,
                                                       "ram": ram, "disk": disk}})
@@ -184,6 +211,20 @@ def resources(a):
         neutron.call("POST", "/v2.0/subnets", {"subnet": {
             "name": "pgsurge-subnet", "network_id": net["id"], "project_id": projects["pgsurge"],
             "ip_version": 4, "cidr": "10.99.0.0/24", "gateway_ip": None, "enable_dhcp": False}})
+
+    # the qemu guests' network: a flat network whose L2 is the bridge in the namespace
+    # up.sh made; no DHCP there, so Nova's config drive carries each port's address
+    # (network_data.json) and the image configures it
+    nets = neutron.get("/v2.0/networks?name=pgsurge-vms")["networks"]
+    vnet = nets[0] if nets else neutron.call("POST", "/v2.0/networks", {"network": {
+        "name": "pgsurge-vms", "project_id": projects["pgsurge"],
+        "provider:network_type": "flat", "provider:physical_network": "vms"}})["network"]
+    if not neutron.get(f"/v2.0/subnets?network_id={vnet['id']}")["subnets"]:
+        neutron.call("POST", "/v2.0/subnets", {"subnet": {
+            "name": "pgsurge-vms-subnet", "network_id": vnet["id"], "project_id": projects["pgsurge"],
+            "ip_version": 4, "cidr": a.vm_cidr, "gateway_ip": a.vm_gateway, "enable_dhcp": False,
+            # .2-.9 stay free for the hosts the tests run inside the namespace
+            "allocation_pools": [{"start": a.vm_pool_start, "end": a.vm_pool_end}]}})
 
     # as the test user: security group, key pair, application credential
     pg = session("pgsurge", *USERS["pgsurge"])

@@ -15,6 +15,15 @@ LOGS=$OS_DIR/logs
 STATE=$OS_DIR/state  # databases, keys, markers of one-time steps
 PY=/usr/bin/python3
 
+# The qemu guests' network (see up.sh): a bridge inside this namespace, routed from here
+# through a veth pair. TEST-NET ranges are avoided: this box's own uplink may use them.
+NETNS=pgsurge-os
+VM_BRIDGE=br-vms
+VM_CIDR=198.18.10.0/24
+VM_GATEWAY=198.18.10.1
+VETH_HOST=pgos0 VETH_NS=pgos1
+VETH_HOST_IP=198.18.255.1 VETH_NS_IP=198.18.255.2
+
 T0=${T0:-$(date +%s)}
 log() { echo "[openstack $(date +%T) +$(( $(date +%s) - T0 ))s] $*" >&2; }
 die() { echo "[openstack] ERROR: $*" >&2; exit 1; }

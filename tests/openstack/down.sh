@@ -43,11 +43,24 @@ stop() {
 
 [ -d "$RUN" ] || { log "nothing to stop ($RUN does not exist)"; exit 0; }
 # services first (they hold DB and AMQP connections), then the broker, then the database
-stop nova-compute nova-api nova-scheduler nova-conductor neutron-server glance-api \
+# the qemu guests our test driver started (qemu daemonizes into its own session: the
+# compute's process group does not hold them): by their pidfiles
+for pf in "$STATE"/nova/qemu-instances/*/qemu.pid; do
+  [ -f "$pf" ] || continue
+  pid=$(cat "$pf")
+  if kill -0 "$pid" 2>/dev/null && grep -q qemu "/proc/$pid/cmdline" 2>/dev/null; then
+    kill -TERM "$pid"; log "stopped guest qemu (pid $pid)"
+  fi
+done
+stop nova-compute nova-compute-qemu nova-api nova-scheduler nova-conductor neutron-server glance-api \
      cinder-api cinder-volume cinder-scheduler placement keystone designate-api designate-central
 stop rabbitmq
 stop epmd
 stop mariadb
 rm -f "$RUN/mariadbd.own.pid"
+if ip netns list | grep -qw "$NETNS"; then
+  ip route del "$VM_CIDR" via "$VETH_NS_IP" 2>/dev/null || true
+  ip netns del "$NETNS" && log "deleted network namespace $NETNS"   # takes the veth pair with it
+fi
 if [ "${1:-}" = --purge ]; then rm -rf "$OS_DIR"; log "purged $OS_DIR"; fi
 log "down in $(( $(date +%s) - T0 )) s"

@@ -2,10 +2,21 @@
 # up.sh — bring up pgsurge's OpenStack test cloud: a real OpenStack Zed control plane from
 # Debian 12 packages, on 127.0.0.1 only.
 #
-#   MariaDB, RabbitMQ, Keystone, Placement, Nova (api, conductor, scheduler, compute with the
-#   fake virt driver), Cinder (api, scheduler, volume with the fake volume driver),
-#   Glance API and Neutron API (ML2 with our bind-everything mechanism driver, no agents),
-#   Designate API + central (fake pool target: records live in Designate's database only).
+#   MariaDB, RabbitMQ, Keystone, Placement, Nova (api, conductor, scheduler, and two computes:
+#   os-compute1 with the fake virt driver, os-qemu1 with our test driver that boots real
+#   qemu guests — availability zone `qemu`), Cinder (api, scheduler, volume with two
+#   backends: the fake driver for the default volume type, and the real RBD driver on the
+#   project's test Ceph for volume type `rbd`), Glance API and Neutron API (ML2 with our
+#   bind-everything mechanism driver, no agents), Designate API + central (fake pool
+#   target: records live in Designate's database only).
+#
+#   The guests' network (Neutron network `pgsurge-vms`, 198.18.10.0/24, no DHCP: addresses
+#   come from the config drive) is a bridge inside the network namespace `pgsurge-os`,
+#   never in the root namespace; a veth pair (198.18.255.1 here, .2 there) routes this
+#   host's tests to the hosts inside it. See tests/openstack/nova/pgsurge_testvirt.py.
+#
+#   Needs the test Ceph running (infra/s3/rgw-up.sh; CEPH_CONF or $PGSURGE_CEPH_DIR to
+#   find it): the RBD pool `pgsurge-volumes` is created on it.
 #
 # Idempotent: installs what is missing, starts what is not running (pidfiles in
 # $OS_DIR/run), skips one-time steps already done. down.sh stops exactly what this started.
@@ -26,6 +37,9 @@ DB="mysql+pymysql://openstack:$PASS@127.0.0.1/"
 RABBIT="rabbit://guest:guest@127.0.0.1:5672/"
 KS=http://127.0.0.1:5000
 COMPUTE_HOST=os-compute1
+QEMU_HOST=os-qemu1
+CEPH_CONF=${CEPH_CONF:-${PGSURGE_CEPH_DIR:-${TMPDIR:-/tmp}/pgsurge-ceph-${PGSURGE_S3_PORT:-22480}}/ceph.conf}
+RBD_POOL=pgsurge-volumes
 
 # ------------------------------------------------------------------ 1. packages
 PKGS=(mariadb-server python3-pymysql rabbitmq-server uwsgi-core uwsgi-plugin-python3
@@ -149,6 +163,9 @@ log_dir = $LOGS
 enabled_apis = osapi_compute
 osapi_compute_listen = 127.0.0.1
 osapi_compute_workers = 1
+# Servers that name no zone stay on the fake compute (zone nova); the qemu compute
+# (zone qemu) runs only what asks for it.
+default_schedule_zone = nova
 # Build one server at a time on the (one) compute host: fewer concurrent port updates for
 # neutron (see wsgi_default_pool_size in neutron.conf). The API calls stay parallel; only
 # the fake build behind them queues (each takes well under a second).
@@ -196,7 +213,7 @@ discover_hosts_in_cells_interval = 5
 [filter_scheduler]
 # One fake compute host: no (anti-)affinity filter, or a hard anti-affinity group of three
 # could never be placed. Soft anti-affinity is a weigher and still applies.
-enabled_filters = ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter
+enabled_filters = AvailabilityZoneFilter,ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter
 [wsgi]
 api_paste_config = /etc/nova/api-paste.ini
 [vnc]
@@ -217,7 +234,7 @@ log_dir = $LOGS
 api_paste_config = /etc/cinder/api-paste.ini
 osapi_volume_listen = 127.0.0.1
 osapi_volume_workers = 1
-enabled_backends = fake
+enabled_backends = fake,rbd
 default_volume_type = __DEFAULT__
 [database]
 connection = ${DB}cinder
@@ -229,6 +246,21 @@ $(svc_auth nova nova)
 volume_driver = cinder.tests.fake_driver.FakeLoggingVolumeDriver
 volume_backend_name = fake
 target_helper = fake
+[rbd]
+# The real RBD driver on the test Ceph (cephx off): volumes hold bytes, snapshots are RBD
+# snapshots and volumes from them copy-on-write clones (not flattened), as on the many
+# OpenStack clouds that run Ceph. Volume type "rbd" (bootstrap.py) selects it.
+volume_driver = cinder.volume.drivers.rbd.RBDDriver
+volume_backend_name = rbd
+# Nova's zone of the qemu compute: a clone boots in its volume's zone (as pgsurge does on
+# clouds where Cinder's and Nova's zones share names)
+backend_availability_zone = qemu
+rbd_pool = $RBD_POOL
+rbd_ceph_conf = $CEPH_CONF
+rbd_user = admin
+rbd_flatten_volume_from_snapshot = false
+rbd_max_clone_depth = 5
+rados_connect_timeout = 10
 $(common_tail)
 EOF
 
@@ -337,6 +369,25 @@ cat >/etc/designate/pools.yaml <<EOF
       options: {}
 EOF
 
+# The second compute: real qemu guests (tests/openstack/nova/pgsurge_testvirt.py), read
+# after nova.conf so only these keys differ.
+mkdir -p "$STATE/nova/qemu-instances"
+cat >/etc/nova/nova-qemu.conf <<EOF
+[DEFAULT]
+host = $QEMU_HOST
+compute_driver = pgsurge_testvirt.QemuNetnsDriver
+instances_path = $STATE/nova/qemu-instances
+# each guest is a TCG qemu (a core while it boots): the driver refuses a 4th
+max_concurrent_builds = 3
+# the guest learns its fixed address, user data and metadata from Nova's config drive
+force_config_drive = true
+EOF
+cat >/etc/nova/pgsurge-testvirt.json <<EOF
+{"instances_path": "$STATE/nova/qemu-instances", "netns": "$NETNS", "bridge": "$VM_BRIDGE",
+ "ceph_conf": "$CEPH_CONF", "ceph_user": "admin", "qemu": "qemu-system-x86_64",
+ "max_servers": 3, "fail_spawn_marker": "$STATE/nova/fail-spawn"}
+EOF
+
 # WSGI entry points (the packaged *-wsgi scripts come with the service packages).
 W=$STATE/wsgi
 printf 'from nova.api.openstack.compute.wsgi import init_application\napplication = init_application()\n' >"$W/nova-api.py"
@@ -383,6 +434,35 @@ once() { # once NAME CMD...: run a one-time step (schema sync) unless already do
   "$@" >>"$LOGS/$n-setup.log" 2>&1 || { tail -20 "$LOGS/$n-setup.log" >&2; die "$n setup failed (log: $LOGS/$n-setup.log)"; }
   touch "$STATE/$n.done"; log "$n: schema ready"
 }
+
+# ------------------------------------------------------------------ 2b. Ceph pool, guest network
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (run infra/local/deps.sh)"
+[ -r "$CEPH_CONF" ] || die "no test Ceph at $CEPH_CONF: start it first (infra/s3/rgw-up.sh), or set CEPH_CONF"
+timeout 20 ceph -c "$CEPH_CONF" health >/dev/null 2>&1 || die "the test Ceph ($CEPH_CONF) does not answer: infra/s3/rgw-up.sh"
+if ! ceph -c "$CEPH_CONF" osd pool ls | grep -qx "$RBD_POOL"; then
+  ceph -c "$CEPH_CONF" osd pool create "$RBD_POOL" 8 >/dev/null 2>&1 || die "cannot create the RBD pool $RBD_POOL"
+  rbd -c "$CEPH_CONF" pool init "$RBD_POOL" || die "rbd pool init $RBD_POOL failed"
+  log "RBD pool $RBD_POOL created"
+fi
+# The guests' L2 network lives in its own namespace: a bridge (its gateway address is the
+# namespace itself) and a veth pair to this host for the tests' traffic.
+# Each step on its own, so a half-made network (a killed run) is completed, not refused.
+ip netns list | grep -qw "$NETNS" || { ip netns add "$NETNS"; log "network namespace $NETNS created"; }
+ip -n "$NETNS" link set lo up
+ip -n "$NETNS" link show "$VM_BRIDGE" >/dev/null 2>&1 || ip -n "$NETNS" link add "$VM_BRIDGE" type bridge
+ip -n "$NETNS" addr replace "$VM_GATEWAY/24" dev "$VM_BRIDGE"
+ip -n "$NETNS" link set "$VM_BRIDGE" up
+if ! ip -n "$NETNS" link show "$VETH_NS" >/dev/null 2>&1; then
+  # a host end left over from a namespace deleted before (its teardown is lazy)
+  ip link del "$VETH_HOST" 2>/dev/null || true
+  ip link add "$VETH_HOST" type veth peer name "$VETH_NS" netns "$NETNS"
+fi
+ip addr replace "$VETH_HOST_IP/30" dev "$VETH_HOST"
+ip link set "$VETH_HOST" up
+ip -n "$NETNS" addr replace "$VETH_NS_IP/30" dev "$VETH_NS"
+ip -n "$NETNS" link set "$VETH_NS" up
+ip netns exec "$NETNS" sysctl -qw net.ipv4.ip_forward=1
+ip route replace "$VM_CIDR" via "$VETH_NS_IP" dev "$VETH_HOST"
 
 # ------------------------------------------------------------------ 3. MariaDB (own datadir)
 SOCK=$RUN/mariadb.sock
@@ -463,7 +543,7 @@ log "keystone answers"
 # Users, roles and the catalog must exist before the services start: they authenticate at
 # start-up (nova-conductor exits at once when its placement credentials fail).
 bootstrap() {
-  $PY "$HERE/bootstrap.py" --dir "$OS_DIR" --admin-password "$ADMIN_PASS" --service-password "$PASS" "$1" \
+  $PY "$HERE/bootstrap.py" --dir "$OS_DIR" --admin-password "$ADMIN_PASS" --service-password "$PASS" --vm-cidr "$VM_CIDR" --vm-gateway "$VM_GATEWAY" "$1" \
     2> >(tee -a "$LOGS/bootstrap.log" >&2) || die "bootstrap $1 failed (log: $LOGS/bootstrap.log)"
 }
 bootstrap identity
@@ -485,7 +565,7 @@ once designate manage designate.cmd.manage --config-file /etc/designate/designat
 
 # ------------------------------------------------------------------ 7. services
 SERVICES="mariadb rabbitmq keystone placement glance-api neutron-server nova-conductor nova-scheduler nova-api
-cinder-scheduler cinder-volume cinder-api nova-compute designate-central designate-api"
+cinder-scheduler cinder-volume cinder-api nova-compute nova-compute-qemu designate-central designate-api"
 wsgi placement 8778 "$W/placement-api.py"
 daemon glance-api glance.cmd.api /etc/glance/glance-api.conf
 # With no service plugins, neutron 21's get_ports() touches the Port.port_forwardings
@@ -506,6 +586,9 @@ daemon designate-central designate.cmd.central /etc/designate/designate.conf
 daemon designate-api designate.cmd.api /etc/designate/designate.conf
 wait_http http://127.0.0.1:8778/ 120 placement
 daemon nova-compute nova.cmd.compute /etc/nova/nova.conf
+# Nova loads compute_driver from the nova.virt package only: our driver's folder joins
+# that package's path (after nova.cmd's eventlet monkey-patching, as in nova-compute).
+start nova-compute-qemu $PY -c "import sys; import nova.cmd, nova.virt; nova.virt.__path__.append('$HERE/nova'); sys.argv=['nova-compute','--config-file','/etc/nova/nova.conf','--config-file','/etc/nova/nova-qemu.conf','--log-file','$LOGS/nova-compute-qemu.log']; from nova.cmd.compute import main; main()"
 wait_http http://127.0.0.1:8774/ 180 nova-api
 wait_http http://127.0.0.1:8776/ 180 cinder-api
 wait_http http://127.0.0.1:9292/ 180 glance-api

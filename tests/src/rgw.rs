@@ -20,7 +20,7 @@ pub struct Rgw {
     pub bucket: String,
 }
 
-fn ceph_dir() -> PathBuf {
+pub fn ceph_dir() -> PathBuf {
     if let Ok(d) = std::env::var("PGSURGE_CEPH_DIR") {
         return PathBuf::from(d);
     }

@@ -52,6 +52,8 @@ pub enum FirstBootError {
     Io { what: String, why: String },
     #[error("bootstrap-replica.sh failed ({0})")]
     Bootstrap(String),
+    #[error(transparent)]
+    Network(#[from] super::network::NetworkError),
     #[error("instance-ready callback to {url} failed: {why}")]
     Callback { url: String, why: String },
 }
@@ -74,6 +76,8 @@ pub struct Layout {
     pub volume_mount: PathBuf,
     pub password_file: PathBuf,
     pub script: PathBuf,
+    /// Where `node network` writes its systemd-networkd units (runtime, not persistent).
+    pub networkd_dir: PathBuf,
     pub disk_wait: Duration,
     pub callback_deadline: Duration,
 }
@@ -88,6 +92,7 @@ impl Default for Layout {
             volume_mount: "/var/lib/pgsurge/volume".into(),
             password_file: "/etc/pgsurge/replication.pass".into(),
             script: "/usr/local/lib/pgsurge/bootstrap-replica.sh".into(),
+            networkd_dir: "/run/systemd/network".into(),
             disk_wait: Duration::from_secs(60),
             callback_deadline: Duration::from_secs(600),
         }
@@ -205,16 +210,51 @@ pub async fn run(l: &Layout) -> Result<(), FirstBootError> {
     Ok(())
 }
 
-async fn deliver(l: &Layout) -> Result<Delivered, FirstBootError> {
+/// `pgsurge node network`: static addresses from the config drive's `network_data.json`
+/// (see [`super::network`]). Runs before systemd-networkd; returns the units written
+/// (none without a config drive or without a static network: DHCP applies then).
+pub async fn configure_network(l: &Layout) -> Result<Vec<String>, FirstBootError> {
+    let Some(dev) = config_drive(l).await else {
+        say("no config drive: the image's DHCP unit configures the network");
+        return Ok(Vec::new());
+    };
+    let at = l.run_dir.join("config-drive");
+    std::fs::create_dir_all(&l.run_dir).map_err(io("create /run/pgsurge"))?;
+    mount(&dev, &at, &["-o", "ro"])?;
+    let path = at.join("openstack/latest/network_data.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            say("the config drive has no network_data.json: DHCP applies");
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(io("config drive: network_data.json")(e)),
+    };
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| super::network::NetworkError::Malformed(e.to_string()))?;
+    let units = super::network::units(&doc)?;
+    let written = super::network::write_units(&l.networkd_dir, &units)?;
+    for w in &written {
+        say(&format!("static network unit {w}"));
+    }
+    Ok(written)
+}
+
+/// The config drive's device, once udev has made its link (it may not have yet this
+/// early in boot).
+async fn config_drive(l: &Layout) -> Option<PathBuf> {
     let dev = l.dev_disk.join("by-label").join(&l.config_drive_label);
-    // udev may not have made the link yet this early in boot.
     for _ in 0..20 {
         if dev.exists() {
-            break;
+            return Some(dev);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    if dev.exists() {
+    None
+}
+
+async fn deliver(l: &Layout) -> Result<Delivered, FirstBootError> {
+    if let Some(dev) = config_drive(l).await {
         let at = l.run_dir.join("config-drive");
         mount(&dev, &at, &["-o", "ro"])?;
         let base = at.join("openstack/latest");
@@ -224,7 +264,7 @@ async fn deliver(l: &Layout) -> Result<Delivered, FirstBootError> {
         let user_data = read("user_data")?;
         let meta_data = serde_json::from_str(&read("meta_data.json")?)
             .map_err(|e| FirstBootError::Meta(e.to_string()))?;
-        // Read and checked, not needed: the NIC is configured by DHCP.
+        // Read and checked here too; `node network` applied it before networking started.
         if let Ok(n) = read("network_data.json") {
             serde_json::from_str::<serde_json::Value>(&n)
                 .map_err(|e| FirstBootError::Meta(format!("network_data.json: {e}")))?;

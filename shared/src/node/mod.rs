@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod first_boot;
+pub mod network;
 pub mod params;
 
 pub use config::NodeConfig;
