@@ -39,6 +39,7 @@ CATALOG = [  # name, type, url
     ("glance", "image", "http://127.0.0.1:9292"),
     ("neutron", "network", "http://127.0.0.1:9696"),
     ("designate", "dns", "http://127.0.0.1:9001"),
+    ("aodh", "alarming", "http://127.0.0.1:8042"),
 ]
 
 
@@ -123,7 +124,7 @@ def identity(a):
 
     # Service users need 'service' too: Cinder only accepts Nova's attachment deletes with a
     # service token from a user holding it (CVE-2023-2088 fix).
-    for svc in ("nova", "placement", "cinder", "glance", "neutron", "designate"):
+    for svc in ("nova", "placement", "cinder", "glance", "neutron", "designate", "aodh", "ceilometer"):
         user(svc, a.service_password, "service", ("admin", "service"))
     for name, (password, project) in USERS.items():
         user(name, password, project, ("member",))
@@ -182,8 +183,11 @@ def resources(a):
     for name, backend in (("__DEFAULT__", "fake"), ("rbd", "rbd")):
         t = one(types, name=name) or cinder.call("POST", "/types", {"volume_type": {
             "name": name, "os-volume-type-access:is_public": True}})["volume_type"]
-        cinder.call("POST", f"/types/{t['id']}/extra_specs", {"extra_specs": {
-            "volume_backend_name": backend}})
+        # Cinder refuses to change a type in use: set it only when it is not set yet
+        specs = cinder.get(f"/types/{t['id']}/extra_specs")["extra_specs"]
+        if specs.get("volume_backend_name") != backend:
+            cinder.call("POST", f"/types/{t['id']}/extra_specs", {"extra_specs": {
+                "volume_backend_name": backend}})
 
     flavors = nova.get("/flavors")["flavors"]
     # pgsurge.vm: what the replica image needs under TCG (qemu guests on the qemu compute)

@@ -53,7 +53,8 @@ for pf in "$STATE"/nova/qemu-instances/*/qemu.pid; do
   fi
 done
 stop nova-compute nova-compute-qemu nova-api nova-scheduler nova-conductor neutron-server glance-api \
-     cinder-api cinder-volume cinder-scheduler placement keystone designate-api designate-central
+     cinder-api cinder-volume cinder-scheduler placement keystone designate-api designate-central \
+     aodh-api aodh-listener aodh-notifier ceilometer-notification
 stop rabbitmq
 stop epmd
 stop mariadb

@@ -44,7 +44,7 @@ RBD_POOL=pgsurge-volumes
 # ------------------------------------------------------------------ 1. packages
 PKGS=(mariadb-server python3-pymysql rabbitmq-server uwsgi-core uwsgi-plugin-python3
       python3-keystone python3-keystoneclient python3-placement python3-nova python3-cinder
-      python3-glance python3-neutron python3-designate curl)
+      python3-glance python3-neutron python3-designate python3-aodh python3-ceilometer curl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -119,11 +119,12 @@ password = $PASS
 region_name = RegionOne
 EOF
 }
+# common_tail [DRIVER]: notifications off (noop) unless a service's must reach Ceilometer.
 common_tail() { cat <<EOF
 [oslo_concurrency]
 lock_path = $STATE/locks
 [oslo_messaging_notifications]
-driver = noop
+driver = ${1:-noop}
 EOF
 }
 
@@ -220,7 +221,10 @@ api_paste_config = /etc/nova/api-paste.ini
 enabled = false
 [spice]
 enabled = false
-$(common_tail)
+# Nova's legacy notifications go to Ceilometer (events -> Aodh event alarms)
+[notifications]
+notification_format = unversioned
+$(common_tail messagingv2)
 EOF
 
 cat >/etc/cinder/cinder.conf <<EOF
@@ -388,11 +392,68 @@ cat >/etc/nova/pgsurge-testvirt.json <<EOF
  "max_servers": 3, "fail_spawn_marker": "$STATE/nova/fail-spawn"}
 EOF
 
+# Aodh (api, listener, notifier) and Ceilometer's notification agent: Nova's legacy
+# notifications (compute.instance.delete.end, ...) become Ceilometer events, published
+# on the topic Aodh's listener evaluates event alarms from; aodh-notifier POSTs the
+# alarm's action, as on a cloud with event alarms.
+mkdir -p /etc/aodh /etc/ceilometer
+cat >/etc/aodh/aodh.conf <<EOF
+[DEFAULT]
+transport_url = $RABBIT
+log_dir = $LOGS
+[api]
+host = 127.0.0.1
+port = 8042
+auth_mode = keystone
+[database]
+connection = ${DB}aodh
+$(authtoken aodh)
+$(svc_auth service_credentials aodh)
+interface = public
+[listener]
+event_alarm_topic = alarm.all
+workers = 1
+[notifier]
+workers = 1
+[evaluator]
+workers = 1
+$(common_tail)
+EOF
+cat >/etc/ceilometer/ceilometer.conf <<EOF
+[DEFAULT]
+transport_url = $RABBIT
+log_dir = $LOGS
+[notification]
+workers = 1
+# events only: no meters (they would need Gnocchi)
+pipelines = event
+[publisher_notifier]
+event_topic = alarm.all
+$(svc_auth service_credentials ceilometer)
+interface = public
+$(common_tail)
+EOF
+cat >/etc/ceilometer/event_pipeline.yaml <<EOF
+---
+sources:
+    - name: event_source
+      events:
+          - "*"
+      sinks:
+          - event_sink
+sinks:
+    - name: event_sink
+      publishers:
+          - notifier://?topic=alarm.all
+EOF
+cp /usr/lib/python3/dist-packages/ceilometer/pipeline/data/event_definitions.yaml /etc/ceilometer/event_definitions.yaml
+
 # WSGI entry points (the packaged *-wsgi scripts come with the service packages).
 W=$STATE/wsgi
 printf 'from nova.api.openstack.compute.wsgi import init_application\napplication = init_application()\n' >"$W/nova-api.py"
 printf 'from cinder.wsgi.wsgi import initialize_application\napplication = initialize_application()\n' >"$W/cinder-api.py"
 printf 'from placement.wsgi import init_application\napplication = init_application()\n' >"$W/placement-api.py"
+printf 'from aodh.api import app\napplication = app.build_wsgi_app(argv=[])\n' >"$W/aodh-api.py"
 
 # ------------------------------------------------------------------ helpers
 # start NAME CMD...: run CMD in its own session (so down.sh can signal the whole group),
@@ -496,7 +557,7 @@ done
 mariadb -S "$SOCK" -uroot <<EOF
 CREATE USER IF NOT EXISTS 'openstack'@'127.0.0.1' IDENTIFIED BY '$PASS';
 CREATE USER IF NOT EXISTS 'openstack'@'localhost' IDENTIFIED BY '$PASS';
-$(for d in keystone placement nova_api nova nova_cell0 cinder glance neutron designate; do
+$(for d in keystone placement nova_api nova nova_cell0 cinder glance neutron designate aodh; do
   echo "CREATE DATABASE IF NOT EXISTS $d; GRANT ALL ON $d.* TO 'openstack'@'127.0.0.1'; GRANT ALL ON $d.* TO 'openstack'@'localhost';"
 done)
 FLUSH PRIVILEGES;
@@ -562,10 +623,11 @@ once neutron $PY -c "import sys; sys.argv=['neutron-db-manage']+sys.argv[1:]; fr
   --config-file /etc/neutron/neutron.conf upgrade heads
 once glance manage glance.cmd.manage --config-file /etc/glance/glance-api.conf db_sync
 once designate manage designate.cmd.manage --config-file /etc/designate/designate.conf database sync
+once aodh $PY -c "import sys; sys.argv=['aodh-dbsync','--config-file','/etc/aodh/aodh.conf']; from aodh.cmd.storage import dbsync; dbsync()"
 
 # ------------------------------------------------------------------ 7. services
 SERVICES="mariadb rabbitmq keystone placement glance-api neutron-server nova-conductor nova-scheduler nova-api
-cinder-scheduler cinder-volume cinder-api nova-compute nova-compute-qemu designate-central designate-api"
+cinder-scheduler cinder-volume cinder-api nova-compute nova-compute-qemu designate-central designate-api aodh-api aodh-listener aodh-notifier ceilometer-notification"
 wsgi placement 8778 "$W/placement-api.py"
 daemon glance-api glance.cmd.api /etc/glance/glance-api.conf
 # With no service plugins, neutron 21's get_ports() touches the Port.port_forwardings
@@ -584,6 +646,10 @@ daemon cinder-volume cinder.cmd.volume /etc/cinder/cinder.conf
 wsgi cinder-api 8776 "$W/cinder-api.py"
 daemon designate-central designate.cmd.central /etc/designate/designate.conf
 daemon designate-api designate.cmd.api /etc/designate/designate.conf
+wsgi aodh-api 8042 "$W/aodh-api.py"
+start aodh-listener $PY -c "import sys; sys.argv=['aodh-listener','--config-file','/etc/aodh/aodh.conf','--log-file','$LOGS/aodh-listener.log']; from aodh.cmd.alarm import listener; listener()"
+start aodh-notifier $PY -c "import sys; sys.argv=['aodh-notifier','--config-file','/etc/aodh/aodh.conf','--log-file','$LOGS/aodh-notifier.log']; from aodh.cmd.alarm import notifier; notifier()"
+start ceilometer-notification $PY -c "import sys; sys.argv=['ceilometer-agent-notification','--config-file','/etc/ceilometer/ceilometer.conf','--log-file','$LOGS/ceilometer-notification.log']; from ceilometer.cmd.agent_notification import main; main()"
 wait_http http://127.0.0.1:8778/ 120 placement
 daemon nova-compute nova.cmd.compute /etc/nova/nova.conf
 # Nova loads compute_driver from the nova.virt package only: our driver's folder joins
@@ -594,6 +660,7 @@ wait_http http://127.0.0.1:8776/ 180 cinder-api
 wait_http http://127.0.0.1:9292/ 180 glance-api
 wait_http http://127.0.0.1:9696/ 180 neutron-server
 wait_http http://127.0.0.1:9001/ 180 designate-api
+wait_http http://127.0.0.1:8042/ 180 aodh-api
 # the pool is loaded through designate-central (RPC), so only once central runs
 once designate-pool manage designate.cmd.manage --config-file /etc/designate/designate.conf pool update --file /etc/designate/pools.yaml
 log "all APIs answer"

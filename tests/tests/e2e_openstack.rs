@@ -19,7 +19,8 @@
 //! DNS records deleted → nothing left in Nova, Cinder, Designate, the state or HAProxy;
 //! `pgsurge status` agrees after each step.
 
-use pgsurge::cloud::openstack::{OpenStack, OpenStackConfig};
+use pgsurge::cloud::openstack::request::{Request, ServiceType};
+use pgsurge::cloud::openstack::{DnsZoneType, OpenStack, OpenStackConfig};
 use pgsurge::cloud::{Cloud, Filter, META_CLUSTER, META_ROLE};
 use pgsurge::config::Config;
 use pgsurge::model::{ClusterState, Phase, Role};
@@ -148,11 +149,37 @@ impl Env {
         command(function, &all, &[]).output().unwrap()
     }
 
-    /// Invoke a function with an event; its JSON answer (it must succeed).
-    fn invoke(&self, function: &str, event: &Value) -> Value {
+    fn event_file(&self, function: &str, event: &Value) -> String {
         let file = self.root.0.join(format!("event-{function}.json"));
         std::fs::write(&file, event.to_string()).unwrap();
-        let out = self.run(function, &["invoke", "--event", file.to_str().unwrap()]);
+        file.to_str().unwrap().to_string()
+    }
+
+    /// Invoke a function with a failpoint armed: it must die exactly there.
+    fn invoke_killed_at(&self, function: &str, event: &Value, point: &str) {
+        let file = self.event_file(function, event);
+        let cfg = self.cfg.to_str().unwrap();
+        let out = command(
+            function,
+            &["--config", cfg, "invoke", "--event", &file],
+            &[(pgsurge::failpoint::ENV, point.to_string())],
+        )
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(&format!("failpoint {point}: aborting")),
+            "{function} did not die at {point} ({}): {}\n{stderr}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        eprintln!("killed {function} at {point}");
+    }
+
+    /// Invoke a function with an event; its JSON answer (it must succeed).
+    fn invoke(&self, function: &str, event: &Value) -> Value {
+        let file = self.event_file(function, event);
+        let out = self.run(function, &["invoke", "--event", &file]);
         let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
                 "{function}: not JSON ({e}): {}",
@@ -251,9 +278,11 @@ impl Env {
     }
 }
 
-/// Delete everything labelled with this test's cluster (servers, then snapshots, then
-/// volumes once Nova has let go of them): what an earlier, killed run left, and what this
-/// run leaves when it fails. Labels only: this project's user, this test's cluster.
+/// Delete everything labelled with this test's cluster: what an earlier, killed run
+/// left, and what this run leaves when it fails. Servers first; then, round after
+/// round, snapshots and volumes (RBD keeps a snapshot while clones of it exist and a
+/// volume while it has snapshots, so each round frees what the last one unblocked).
+/// Labels only: this project's user, this test's cluster.
 async fn clean_cluster(os: &OpenStack) {
     let ours = Filter {
         name: None,
@@ -263,19 +292,20 @@ async fn clean_cluster(os: &OpenStack) {
         let _ = os.delete_server(&s.id).await;
         let _ = os.wait_server_gone(&s.id, Duration::from_secs(120)).await;
     }
-    for s in os.list_snapshots(&ours).await.unwrap_or_default() {
-        let _ = os.delete_snapshot(&s.id).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let left = os.list_volumes(&ours).await.unwrap_or_default();
-        if left.is_empty() || Instant::now() > deadline {
+        let snapshots = os.list_snapshots(&ours).await.unwrap_or_default();
+        let volumes = os.list_volumes(&ours).await.unwrap_or_default();
+        if (snapshots.is_empty() && volumes.is_empty()) || Instant::now() > deadline {
             break;
         }
-        for v in left {
+        for v in &volumes {
             let _ = os.delete_volume(&v.id).await;
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        for s in &snapshots {
+            let _ = os.delete_snapshot(&s.id).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
     }
 }
 
@@ -288,6 +318,223 @@ impl Drop for Cleanup {
             rt.block_on(clean_cluster(&self.1));
         }
     }
+}
+
+/// The event alarm a deployment makes for instance-deleted (its name carries the
+/// cluster: Aodh's body has no other place for it).
+const EVENT_ALARM: &str = "replica-server-deleted pgsurge.cluster=e2e-os";
+
+/// Aodh's API as the project's user (plain HTTP with the session's Keystone token).
+struct Aodh {
+    base: String,
+    token: String,
+    rt: tokio::runtime::Handle,
+}
+
+impl Aodh {
+    fn new(env: &Env) -> Aodh {
+        let token = env.os.session_token().expect("a Keystone token");
+        Aodh {
+            base: "http://127.0.0.1:8042/v2".into(),
+            token: token.expose().to_string(),
+            rt: env.rt.handle().clone(),
+        }
+    }
+
+    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.rt.block_on(async {
+            let mut req = reqwest::Client::new()
+                .request(method, format!("{}{path}", self.base))
+                .header("X-Auth-Token", &self.token);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let r = req.send().await.unwrap_or_else(|e| {
+                panic!("Aodh API {path}: {e} (is aodh-api up? tests/openstack/up.sh)")
+            });
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(Value::Null))
+        })
+    }
+
+    /// An event alarm on every `compute.instance.delete.end` of the project, repeating
+    /// its action for each event; its id.
+    fn create_event_alarm(&self, name: &str, action: &str) -> String {
+        let (status, v) = self.call(
+            reqwest::Method::POST,
+            "/alarms",
+            Some(json!({
+                "name": name, "type": "event", "repeat_actions": true,
+                "event_rule": {"event_type": "compute.instance.delete.end", "query": []},
+                "alarm_actions": [action]
+            })),
+        );
+        assert_eq!(status, 201, "create the event alarm: {v}");
+        v["alarm_id"].as_str().expect("alarm id").to_string()
+    }
+
+    fn delete_named(&self, name: &str) {
+        let (_, list) = self.call(reqwest::Method::GET, "/alarms", None);
+        for a in list.as_array().into_iter().flatten() {
+            if a["name"] == name {
+                let id = a["alarm_id"].as_str().unwrap();
+                self.call(reqwest::Method::DELETE, &format!("/alarms/{id}"), None);
+            }
+        }
+    }
+
+    fn history(&self, id: &str) -> String {
+        self.call(reqwest::Method::GET, &format!("/alarms/{id}/history"), None)
+            .1
+            .to_string()
+    }
+}
+
+/// While held, the qemu compute fails every spawn (its driver's test fault), so Nova
+/// puts new servers in ERROR. Disarmed on drop, also when the test fails.
+struct SpawnFault(PathBuf);
+
+impl SpawnFault {
+    fn arm() -> SpawnFault {
+        let marker = os_vm::os_dir().join("state/nova/fail-spawn");
+        std::fs::write(&marker, "e2e_openstack").unwrap();
+        SpawnFault(marker)
+    }
+}
+
+impl Drop for SpawnFault {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Reconcile and instance-ready ticks (the timers of a deployment) until no operation is
+/// in flight, every surge replica the state knows serves, and the cloud holds exactly
+/// the state's surge servers and volumes; all answers' text. Panics after 15 minutes.
+fn converge(env: &Env, after: &str) -> String {
+    let tick = json!({"pgsurge": 1, "kind": "tick"});
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut answers = String::new();
+    loop {
+        answers.push_str(&env.invoke("reconcile", &tick).to_string());
+        answers.push_str(&env.invoke("instance-ready", &tick).to_string());
+        let s = env.state();
+        let surge: Vec<_> = s
+            .replicas
+            .iter()
+            .filter(|r| r.role == Role::Surge)
+            .collect();
+        let (servers, volumes, _) = env.cloud_surge();
+        let mut want: Vec<String> = surge
+            .iter()
+            .map(|r| pgsurge::model::resource_name(CLUSTER, &r.id))
+            .collect();
+        want.sort();
+        if s.operations.is_empty()
+            && surge.iter().all(|r| r.phase == Phase::Serving)
+            && servers == want
+            && volumes == want
+        {
+            eprintln!(
+                "converged after {after}: {} surge replica(s) serving",
+                surge.len()
+            );
+            return answers;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no convergence after {after} within 900 s: state {:?} ops {:?}, cloud servers {servers:?} volumes {volumes:?}",
+            surge.iter().map(|r| (&r.id, &r.phase)).collect::<Vec<_>>(),
+            s.operations
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+/// Scale-down to the base replica alone; then nothing of the surge is left anywhere.
+fn back_to_base(env: &Env, alarm_name: &str) {
+    let down = env.invoke("scale-down", &alarm("firing", alarm_name));
+    assert_eq!(down["status"], "accepted", "{down}");
+    let tick = json!({"pgsurge": 1, "kind": "tick"});
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !env.state().replicas.iter().all(|r| r.role == Role::Base) {
+        assert!(
+            Instant::now() < deadline,
+            "surge replicas left: {:?}",
+            env.state().replicas
+        );
+        env.invoke("reconcile", &tick);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert_nothing_left(env, alarm_name);
+}
+
+/// No surge server, volume, A record or HAProxy entry; at most the kept snapshot.
+fn assert_nothing_left(env: &Env, after: &str) {
+    for n in [&env.h1, &env.h2] {
+        assert!(
+            Env::on_node(n).is_empty(),
+            "after {after}: surge left on {}: {:?}",
+            n.name,
+            n.servers_state()
+        );
+        assert!(
+            n.servers_state().contains_key("b1"),
+            "{}: the base is gone",
+            n.name
+        );
+    }
+    let (servers, volumes, snapshots) = env.cloud_surge();
+    assert!(
+        servers.is_empty(),
+        "after {after}: surge servers left in Nova: {servers:?}"
+    );
+    assert!(
+        volumes.is_empty(),
+        "after {after}: surge volumes left in Cinder: {volumes:?}"
+    );
+    assert!(
+        snapshots.len() <= 1,
+        "after {after}: snapshots beyond the kept one: {snapshots:?}"
+    );
+    let records = surge_records(env);
+    assert!(
+        records.is_empty(),
+        "after {after}: A records left: {records:?}"
+    );
+}
+
+/// This cluster's A records in the zone (only surge replicas get one).
+fn surge_records(env: &Env) -> Vec<String> {
+    env.rt.block_on(async {
+        // discovers Designate and resolves the zone
+        env.os.dns_records("probe").await.unwrap();
+        let zone = env
+            .os
+            .caller()
+            .zone_id("db.pgsurge.test.", DnsZoneType::Public)
+            .await
+            .unwrap();
+        let sets = env
+            .os
+            .caller()
+            .send(
+                "list A records",
+                Request::get(ServiceType::Dns, format!("zones/{zone}/recordsets"))
+                    .query("type", "A"),
+            )
+            .await
+            .unwrap()
+            .json(Some("recordsets"))
+            .unwrap();
+        sets.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str())
+            .filter(|n| n.starts_with(&format!("pgsurge-{CLUSTER}-")))
+            .map(str::to_string)
+            .collect()
+    })
 }
 
 fn config_text(
@@ -350,6 +597,8 @@ scale_down_step = 2
 [ops]
 ready_wait_secs = 0
 resource_wait_secs = 300
+# a killed invocation's work is taken over this soon (the fault steps)
+lease_secs = 5
 [node]
 callback_url = "http://{gw}:{ir_port}/"
 [auth]
@@ -404,12 +653,22 @@ fn wait_base_up(node: &HaproxyNode) {
 }
 
 fn alarm(status: &str, name: &str) -> Value {
-    // Alertmanager's webhook, as Prometheus' rule would send it.
+    alarm_n(status, name, None)
+}
+
+/// Alertmanager's webhook, as Prometheus' rule would send it; `replicas` as the rule's
+/// `pgsurge_replicas` label. The alert's name makes its fingerprint: each alarm of the
+/// test is a new one (the functions act once per alarm).
+fn alarm_n(status: &str, name: &str, replicas: Option<u32>) -> Value {
+    let mut labels = json!({"alertname": name, "pgsurge_cluster": CLUSTER});
+    if let Some(n) = replicas {
+        labels["pgsurge_replicas"] = json!(n.to_string());
+    }
     json!({
         "version": "4", "status": status, "receiver": "pgsurge",
         "groupKey": format!("{{}}:{{alertname=\"{name}\"}}"),
-        "commonLabels": {"alertname": name, "pgsurge_cluster": CLUSTER},
-        "alerts": [{"status": status, "labels": {"alertname": name, "pgsurge_cluster": CLUSTER},
+        "commonLabels": labels.clone(),
+        "alerts": [{"status": status, "labels": labels,
                     "startsAt": "2026-12-06T00:00:00Z", "fingerprint": format!("{name}-fp")}]
     })
 }
@@ -574,7 +833,9 @@ fn alarm_to_serving_vms_on_both_nodes_and_back_with_nothing_left() {
     }
     env.status_agrees("base add");
 
-    let _writes = primary.start_write_load(2, 10);
+    // A steady write load the emulated guests can replay (they share two cores with the
+    // whole cloud): 20 transactions a second.
+    let _writes = primary.start_write_load_at(2, 10, 20);
     let reads = ReadLoad::start(&[env.h1.port, env.h2.port]);
 
     // Alarm → two new servers booting the image → caught up → called back → serving.
@@ -586,8 +847,16 @@ fn alarm_to_serving_vms_on_both_nodes_and_back_with_nothing_left() {
         "postgres",
         "create table after_alarm(x text); insert into after_alarm values ('written after the snapshot')",
     );
+    // instance-ready's timer, as deployed: a guest that called back while still
+    // replaying is verified again on the next tick.
+    let tick = json!({"pgsurge": 1, "kind": "tick"});
+    let mut last_tick = Instant::now();
     let deadline = alarm_at + Duration::from_secs(900);
     let serving = loop {
+        if last_tick.elapsed() > Duration::from_secs(10) {
+            env.invoke("instance-ready", &tick);
+            last_tick = Instant::now();
+        }
         let s = env.state();
         let surge: Vec<_> = s
             .replicas
@@ -724,6 +993,120 @@ fn alarm_to_serving_vms_on_both_nodes_and_back_with_nothing_left() {
         down_secs.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
+
+    // ---- Faults on the real path, each from the base alone and back to it.
+    // Scale-up killed mid-clone (its volume made, no server asked for) and mid-boot (the
+    // server asked for, not recorded yet): the reconcile timer converges, no duplicate,
+    // nothing leaked.
+    for point in ["scale_up.after_volume", "scale_up.after_server"] {
+        let tag = point.replace(['.', '_'], "-");
+        env.invoke_killed_at(
+            "scale-up",
+            &alarm_n("firing", &format!("PgReadLoadHigh-{tag}"), Some(1)),
+            point,
+        );
+        converge(&env, point);
+        env.status_agrees(point);
+        back_to_base(&env, &format!("PgReadLoadLow-{tag}"));
+    }
+    // Nova puts the new server in ERROR (the qemu compute refuses to spawn it): the
+    // replica is rolled back, its server and volume deleted.
+    {
+        let _fault = SpawnFault::arm();
+        let up = env.invoke(
+            "scale-up",
+            &alarm_n("firing", "PgReadLoadHigh-nova-error", Some(1)),
+        );
+        let answers = converge(&env, "a server in ERROR");
+        let all = format!("{up}{answers}");
+        assert!(
+            all.contains("went into error"),
+            "no roll-back reported: {all}"
+        );
+    }
+    assert!(env.state().replicas.iter().all(|r| r.role == Role::Base));
+    assert_nothing_left(&env, "a server in ERROR");
+    env.status_agrees("a server in ERROR");
+
+    // A server deleted behind pgsurge's back: Nova's notification → Ceilometer's event →
+    // Aodh's event alarm → its action, instance-deleted's webhook → the replica leaves
+    // both nodes and the state. Nothing else runs meanwhile (no reconcile, no tick).
+    let id_port = free_port();
+    let id_log = env.root.0.join("instance-deleted.log");
+    let log = std::fs::File::create(&id_log).unwrap();
+    let mut cmd = command(
+        "instance-deleted",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "serve",
+            "--port",
+            &id_port.to_string(),
+        ],
+        &[],
+    );
+    cmd.stdout(log.try_clone().unwrap()).stderr(log);
+    let _id = Proc::spawn_cmd(&mut cmd);
+    env.rt.block_on(wait_http_ok(
+        &format!("http://127.0.0.1:{id_port}/healthz"),
+        30,
+    ));
+    let aodh = Aodh::new(&env);
+    aodh.delete_named(EVENT_ALARM);
+    let alarm_id = aodh.create_event_alarm(
+        EVENT_ALARM,
+        &format!("http://pgsurge:{TOKEN}@127.0.0.1:{id_port}/"),
+    );
+    env.invoke(
+        "scale-up",
+        &alarm_n("firing", "PgReadLoadHigh-deleted-behind", Some(1)),
+    );
+    converge(&env, "a scale-up for the deletion");
+    let victim = env
+        .state()
+        .replicas
+        .into_iter()
+        .find(|r| r.role == Role::Surge)
+        .expect("a serving surge replica");
+    let server_id = victim.server_id.clone().unwrap();
+    let deleted_at = Instant::now();
+    env.rt.block_on(async {
+        env.os.delete_server(&server_id).await.unwrap();
+    });
+    let deadline = deleted_at + Duration::from_secs(300);
+    loop {
+        let gone_from_state = !env.state().replicas.iter().any(|r| r.id == victim.id);
+        let gone_from_nodes = [&env.h1, &env.h2]
+            .iter()
+            .all(|n| Env::on_node(n).is_empty());
+        if gone_from_state && gone_from_nodes {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica {} still known 300 s after its server was deleted (state: {gone_from_state}, \
+             nodes: {gone_from_nodes}); instance-deleted:\n{}\naodh alarm history: {}",
+            victim.id,
+            std::fs::read_to_string(&id_log).unwrap_or_default(),
+            aodh.history(&alarm_id)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    eprintln!(
+        "server deleted behind pgsurge's back → out of both nodes and the state via Aodh: {:.1} s",
+        deleted_at.elapsed().as_secs_f64()
+    );
+    assert!(
+        std::fs::read_to_string(&id_log)
+            .unwrap_or_default()
+            .contains(&server_id),
+        "instance-deleted never heard of {server_id}"
+    );
+    aodh.delete_named(EVENT_ALARM);
+    // What the deleted server left (its data volume) is reconcile's to remove.
+    converge(&env, "the deletion");
+    assert_nothing_left(&env, "a server deleted behind pgsurge's back");
+    env.status_agrees("a server deleted behind pgsurge's back");
 
     // The base replica is ours to remove (people made it): server, then its volume.
     env.rt.block_on(async {

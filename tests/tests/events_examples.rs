@@ -234,6 +234,18 @@ fn generic_forms() {
         Event::Instance(i) => assert_eq!(i.kind, InstanceKind::Deleted),
         other => panic!("{other:?}"),
     }
+    // Aodh's event alarm on Nova's compute.instance.delete.end (through Ceilometer).
+    match example("aodh-event-instance-deleted.json").unwrap() {
+        Event::Instance(i) => {
+            assert_eq!(i.kind, InstanceKind::Deleted);
+            assert_eq!(
+                i.server_id.as_deref(),
+                Some("3f1e2d4c-5b6a-4798-8a9b-0c1d2e3f4a5b")
+            );
+            assert_eq!(i.cluster.as_deref(), Some("main"));
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
