@@ -185,3 +185,36 @@ pub async fn wait_http_ok(url: &str, secs: u64) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A function's HTTP host (`<function> --config CFG serve --port PORT`) on loopback, its
+/// output in `log`; returns once `/healthz` answers.
+pub fn serve_function(
+    function: &str,
+    cfg: &std::path::Path,
+    port: u16,
+    log: &std::path::Path,
+) -> Proc {
+    let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    let mut cmd = command(
+        function,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "serve",
+            "--port",
+            &port.to_string(),
+        ],
+        &[],
+    );
+    cmd.stdout(file.try_clone().unwrap()).stderr(file);
+    let proc = Proc::spawn_cmd(&mut cmd);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(wait_http_ok(
+            &format!("http://127.0.0.1:{port}/healthz"),
+            30,
+        ));
+    proc
+}

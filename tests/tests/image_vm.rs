@@ -63,19 +63,7 @@ fn a_vm_from_the_image_becomes_a_serving_standby_and_calls_back() {
         .push(("PGSURGE_POSTGRES__REPLICATION_USER".into(), "vmrepl".into()));
 
     let ir_log = env.root.0.join("instance-ready.log");
-    let log = std::fs::File::create(&ir_log).unwrap();
-    let cfg = env.cfg().display().to_string();
-    let mut cmd = command(
-        "instance-ready",
-        &["--config", &cfg, "serve", "--port", &ir_port.to_string()],
-        &[],
-    );
-    cmd.stdout(log.try_clone().unwrap()).stderr(log);
-    let _ir = Proc::spawn_cmd(&mut cmd);
-    env.rt.block_on(wait_http_ok(
-        &format!("http://127.0.0.1:{ir_port}/healthz"),
-        30,
-    ));
+    let _ir = pgsurge_tests::serve_function("instance-ready", env.cfg(), ir_port, &ir_log);
     let _load = env.primary.start_write_load(2, 10);
 
     let up = env.invoke(
