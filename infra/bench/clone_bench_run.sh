@@ -27,10 +27,14 @@ trimmer=
 cleanup() {
   [ -z "$trimmer" ] || kill "$trimmer" 2>/dev/null || true
   # After a failed run: stop the PostgreSQL servers this bench started (only those with
-  # a data directory under $dir), then drop the XFS pool.
+  # a data directory under $dir) and its HAProxy, then drop the XFS pool.
   find "$dir" -maxdepth 8 -name postmaster.pid 2>/dev/null | while read -r pidfile; do
     runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$(dirname "$pidfile")" \
       -m immediate -w stop >/dev/null 2>&1 || true
+  done
+  # The pre-warm mode's HAProxy (its pidfile under $dir): by that PID only.
+  find "$dir" -maxdepth 8 -name haproxy.pid 2>/dev/null | while read -r pidfile; do
+    kill "$(cat "$pidfile")" 2>/dev/null || true
   done
   [ -n "${NO_XFS:-}" ] || bash infra/local/pool-xfs.sh down "$mnt"
   rm -rf "$dir/ext4"

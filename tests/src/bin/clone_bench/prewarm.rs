@@ -51,7 +51,8 @@ pub fn start_readers(port: u16, rate: u32, clients: u32, hot: u32, rows: u32) ->
                 (samples.clone(), errors.clone(), stop.clone(), conn.clone());
             tokio::spawn(async move {
                 // xorshift: the lookups only need to be spread, not unpredictable.
-                let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1) * 0x2545_F491_4F6C_DD1D;
+                let mut x: u64 =
+                    0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
                 let mut next = move || {
                     x ^= x << 13;
                     x ^= x >> 7;
@@ -107,7 +108,7 @@ impl Readers {
     pub async fn stop(self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
-            let _ = t.await;
+            t.await.expect("a reader panicked");
         }
         self.errors.load(Ordering::Relaxed)
     }
@@ -170,6 +171,11 @@ impl Bench<'_> {
         rt: &RuntimeApi,
         readers: &Readers,
     ) -> PrewarmRun {
+        // A reader that died would lower the rate unnoticed: stop the bench instead.
+        assert!(
+            readers.tasks.iter().all(|t| !t.is_finished()),
+            "a reader stopped (see its panic above)"
+        );
         drop_caches();
         let name = format!(
             "pgsurge-bench-pw-{round}-{}",
