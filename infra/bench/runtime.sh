@@ -61,7 +61,11 @@ for f in scale-up scale-down instance-ready instance-deleted reconcile; do
   http "$WARMUP" >/dev/null
   http "$REQUESTS" >"$runs"
   kill "$server"; wait "$server" 2>/dev/null || true; server=
-  [ "$(wc -l <"$runs")" -eq "$REQUESTS" ] || { echo "$f: $(wc -l <"$runs") of $REQUESTS HTTP answers" >&2; exit 1; }
+  if [ "$(wc -l <"$runs")" -ne "$REQUESTS" ] || grep -q ' 000$' "$runs"; then
+    echo "$f: not every request was answered; the server said:" >&2
+    tail -n 5 /tmp/pgsurge-bench-serve.log >&2
+    exit 1
+  fi
   hmed=$(awk '{print $1*1000}' "$runs" | median)
   hp95=$(awk '{print $1*1000}' "$runs" | p95)
   codes=$(awk '{print $2}' "$runs" | sort | uniq -c | awk '{printf "%s%s×%s", (NR>1?", ":""), $2, $1}')
