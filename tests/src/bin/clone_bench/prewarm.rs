@@ -197,11 +197,11 @@ impl Bench<'_> {
                 .prewarm(&at, &opts.targets, opts.budget)
                 .await
                 .unwrap_or_else(|e| panic!("prewarm: {e}"));
-            assert!(
-                done.stopped.is_none(),
-                "prewarm stopped early ({:?}): raise --prewarm-budget",
-                done.stopped
-            );
+            // As the product does: a replica whose pre-warm stopped early (the budget) is
+            // registered as far as it got; say so, the run still counts.
+            if let Some(why) = &done.stopped {
+                eprintln!("  prewarm stopped early ({why}): registered partly warm");
+            }
             (prewarm_s, blocks) = (secs(t), done.blocks);
         }
         // As the product registers a replica (balancer::ServerSpec::from_config).
