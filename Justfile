@@ -77,10 +77,13 @@ plan event state config="":
     cargo build -q -p pgsurge-cli
     target/debug/pgsurge plan --event {{event}} --state {{state}} {{ if config != "" { "--config " + config } else { "" } }}
 
-# Reproducible benchmarks; results go in the README.
+# Reproducible benchmarks, each also alone below; results go in the README (as root; ~2 h
+# at the defaults, half of it bench-clone's).
 bench: build
     bash infra/bench/runtime.sh
     bash infra/bench/clone_vs_basebackup.sh
+    bash infra/bench/catchup_vs_age.sh
+    bash infra/bench/prewarm_latency.sh
     bash infra/bench/alarm_to_serving.sh
     cargo run -q -p pgsurge-tests --bin bench-plot
 
@@ -100,6 +103,23 @@ bench-agent:
 bench-alarm: deps build
     bash infra/bench/alarm_to_serving.sh
     cargo run -q -p pgsurge-tests --bin bench-plot alarm_to_serving
+
+# Release binaries: size, CLI cold start, peak RSS, and the HTTP host's warm per-request
+# latency, per function (~20 min with a cold release build), e.g. `N=41 REQUESTS=400 just bench-runtime`.
+bench-runtime:
+    bash infra/bench/runtime.sh
+
+# Catch-up vs snapshot age under a steady write load (as root; ~20 min), e.g.
+# `AGES="0 60 180" RUNS=3 RATE=100 just bench-catchup`.
+bench-catchup:
+    bash infra/bench/catchup_vs_age.sh
+    cargo run -q -p pgsurge-tests --bin bench-plot catchup_vs_age
+
+# A new replica's first-minute read latency through HAProxy, slowstart alone vs slowstart +
+# pre-warm, page cache dropped before each (as root; ~15 min), e.g. `RUNS=3 HOT_TABLES=1500 just bench-prewarm`.
+bench-prewarm:
+    bash infra/bench/prewarm_latency.sh
+    cargo run -q -p pgsurge-tests --bin bench-plot prewarm_latency
 
 # Clone vs pg_basebackup only (as root; ~1 h at the defaults), e.g. `SIZES_MB=1024 RUNS=5 just bench-clone`.
 bench-clone:

@@ -6,8 +6,13 @@
 //!   XFS reflink pool; median of the runs with a min–max bar.
 //! - `alarm_to_serving`: seconds from the alarm to scale-up's answer and to all new
 //!   replicas serving vs replicas per alarm (the demo, `infra/bench/alarm_to_serving.sh`).
+//! - `catchup_vs_age`: catch-up and clone → caught up vs snapshot age
+//!   (`infra/bench/catchup_vs_age.sh`).
+//! - `prewarm_latency`: the new replica's p95 query latency per 10 s after registration,
+//!   slowstart alone vs slowstart + pre-warm (`infra/bench/prewarm_latency.sh`).
 //!
-//! Usage: `bench-plot [clone_vs_basebackup] [alarm_to_serving]` (default: every CSV present).
+//! Usage: `bench-plot [clone_vs_basebackup] [alarm_to_serving] [catchup_vs_age]
+//! [prewarm_latency]` (default: every CSV present).
 
 use pgsurge_tests::workspace_root;
 use plotters::prelude::*;
@@ -105,6 +110,7 @@ fn clone_vs_basebackup(csv: &str, out: &std::path::Path) -> Result<(), String> {
         "a caught-up replica vs database size (XFS reflink pool)",
         "database size (GiB)",
         1024.0,
+        SECONDS,
         &series,
     )
 }
@@ -135,9 +141,78 @@ fn alarm_to_serving(csv: &str, out: &std::path::Path) -> Result<(), String> {
         "alarm → new replicas serving, through the functions (local provider)",
         "new replicas per alarm",
         1.0,
+        SECONDS,
         &series,
     )
 }
+
+fn catchup_vs_age(csv: &str, out: &std::path::Path) -> Result<(), String> {
+    let csv = Csv::parse(csv);
+    let mut series: BTreeMap<&'static str, Series> = BTreeMap::new();
+    for line in &csv.lines {
+        let age = csv.num(line, "age_s")? as u64;
+        for (name, col) in [
+            ("catch-up", "catch_up_s"),
+            ("clone + boot + catch-up", "total_s"),
+        ] {
+            let y = csv.num(line, col)?;
+            series
+                .entry(name)
+                .or_default()
+                .entry(age)
+                .or_default()
+                .push(y);
+        }
+    }
+    if series.is_empty() {
+        return Err("no rows in the CSV".into());
+    }
+    chart(
+        out,
+        "a clone's catch-up vs its snapshot's age, under write load (XFS pool)",
+        "snapshot age at clone (s)",
+        1.0,
+        SECONDS,
+        &series,
+    )
+}
+
+fn prewarm_latency(csv: &str, out: &std::path::Path) -> Result<(), String> {
+    let csv = Csv::parse(csv);
+    let mut series: BTreeMap<&'static str, Series> = BTreeMap::new();
+    for line in &csv.lines {
+        let Ok(bucket) = csv.get(line, "bucket_s")?.parse::<u64>() else {
+            continue; // the whole-window row ("all")
+        };
+        let name = match csv.get(line, "variant")? {
+            "slowstart" => "slowstart alone, p95",
+            _ => "slowstart + pre-warm, p95",
+        };
+        let y = csv.num(line, "p95_ms")?;
+        if y.is_nan() {
+            continue; // no query reached the new replica in that bucket
+        }
+        series
+            .entry(name)
+            .or_default()
+            .entry(bucket + 5)
+            .or_default()
+            .push(y);
+    }
+    if series.is_empty() {
+        return Err("no rows in the CSV".into());
+    }
+    chart(
+        out,
+        "new replica's read latency after registration (through HAProxy)",
+        "seconds since registered (10 s buckets)",
+        1.0,
+        "query latency, ms (p95; median, min–max of runs)",
+        &series,
+    )
+}
+
+const SECONDS: &str = "seconds (median, min–max)";
 
 /// One line per series (median) with min–max bars; x = key / `xdiv`.
 fn chart(
@@ -145,6 +220,7 @@ fn chart(
     caption: &str,
     x_desc: &str,
     xdiv: f64,
+    y_desc: &str,
     series: &BTreeMap<&'static str, Series>,
 ) -> Result<(), String> {
     let xmax = series
@@ -173,7 +249,7 @@ fn chart(
     chart
         .configure_mesh()
         .x_desc(x_desc)
-        .y_desc("seconds (median, min–max)")
+        .y_desc(y_desc)
         .draw()
         .map_err(err)?;
     for (i, (name, s)) in series.iter().enumerate() {
@@ -217,9 +293,11 @@ fn chart(
 fn main() {
     let root = workspace_root();
     let wanted: Vec<String> = std::env::args().skip(1).collect();
-    let benches: [(&str, Draw); 2] = [
+    let benches: [(&str, Draw); 4] = [
         ("clone_vs_basebackup", clone_vs_basebackup),
         ("alarm_to_serving", alarm_to_serving),
+        ("catchup_vs_age", catchup_vs_age),
+        ("prewarm_latency", prewarm_latency),
     ];
     let mut drew = 0;
     for (name, draw) in benches {

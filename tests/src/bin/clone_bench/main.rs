@@ -15,20 +15,40 @@
 //! phase — a snapshot taken ahead of time by reconcile (`ops.snapshot_interval_secs`),
 //! so scale-up only clones, boots and catches up; then an extrapolation to 300 GB.
 //! Every run's phases go to `target/bench/clone_vs_basebackup.csv` (`bench-plot` draws it).
+//!
+//! Two more modes share the setup (primary, dataset, write load, XFS pool, seed):
+//! `--mode catchup` (catch-up vs snapshot age, [`catchup`]) and `--mode prewarm` (a new
+//! replica's first-minute read latency through HAProxy, with and without pre-warm,
+//! [`prewarm`]); run by `infra/bench/catchup_vs_age.sh` and `infra/bench/prewarm_latency.sh`.
 
+mod catchup;
+mod prewarm;
+
+use pgsurge::balancer::runtime_api::{RuntimeApi, SocketAddr};
 use pgsurge::cloud::local::CloneMode;
 use pgsurge::cloud::local::LocalCloud;
 use pgsurge::cloud::local::LocalConfig;
-use pgsurge::cloud::{Cloud, Metadata, ServerRequest, SnapshotRequest, VolumeRequest};
+use pgsurge::cloud::{
+    Cloud, Metadata, Server, ServerRequest, Snapshot, SnapshotRequest, Volume, VolumeRequest,
+};
 use pgsurge::postgres::bootstrap::UserData;
 use pgsurge::postgres::PostgresConfig;
 use pgsurge::postgres::{self, LagBounds, Lsn, PgClient};
+use pgsurge_tests::haproxy::{BackendSpec, HaproxyNode};
 use pgsurge_tests::pg::{chown_postgres, pg_cmd, Pg};
 use pgsurge_tests::workspace_root;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Compare,
+    Catchup,
+    Prewarm,
+}
+
 struct Args {
+    mode: Mode,
     sizes_mb: Vec<u32>,
     tables: u32,
     runs: usize,
@@ -39,10 +59,25 @@ struct Args {
     /// only measures the disk, and where the box lacks room for it.
     plain: bool,
     port_first: u16,
+    /// `--mode catchup`: snapshot ages to clone at, seconds.
+    ages: Vec<u64>,
+    /// `--mode prewarm`: tables item_00001.. read (and pre-warmed), and the readers.
+    hot_tables: u32,
+    read_rate: u32,
+    watch_secs: u64,
+    slowstart_secs: u64,
+    prewarm_budget_secs: u64,
 }
 
 fn parse_args() -> Args {
     let mut a = Args {
+        mode: Mode::Compare,
+        ages: vec![0, 30, 120, 300],
+        hot_tables: 1500,
+        read_rate: 100,
+        watch_secs: 60,
+        slowstart_secs: 30,
+        prewarm_budget_secs: 120,
         sizes_mb: vec![1024, 4096],
         tables: 4500,
         runs: 3,
@@ -67,6 +102,20 @@ fn parse_args() -> Args {
             "--work" => a.work = PathBuf::from(v),
             "--xfs-pool" => a.xfs_pool = Some(PathBuf::from(v)),
             "--port-first" => a.port_first = num(v) as u16,
+            "--ages" => a.ages = v.split(',').map(num).collect(),
+            "--hot-tables" => a.hot_tables = num(v) as u32,
+            "--read-rate" => a.read_rate = num(v) as u32,
+            "--watch-secs" => a.watch_secs = num(v),
+            "--slowstart-secs" => a.slowstart_secs = num(v),
+            "--prewarm-budget" => a.prewarm_budget_secs = num(v),
+            "--mode" => {
+                a.mode = match v.as_str() {
+                    "compare" => Mode::Compare,
+                    "catchup" => Mode::Catchup,
+                    "prewarm" => Mode::Prewarm,
+                    _ => usage(&format!("--mode: compare, catchup or prewarm, not {v}")),
+                }
+            }
             "--plain" => {
                 a.plain = match v.as_str() {
                     "on" => true,
@@ -77,13 +126,31 @@ fn parse_args() -> Args {
             _ => usage(&format!("unknown flag {flag}")),
         }
     }
+    if a.mode != Mode::Compare {
+        // Both are about the copy-on-write path only; a plain pool would double the time.
+        a.plain = false;
+        if a.xfs_pool.is_none() {
+            usage("--mode catchup and prewarm need --xfs-pool");
+        }
+    }
+    if a.ages.windows(2).any(|w| w[0] >= w[1]) {
+        usage("--ages: increasing, e.g. 0,30,120");
+    }
+    if a.mode == Mode::Prewarm && (a.hot_tables == 0 || a.hot_tables > a.tables) {
+        usage("--hot-tables: 1..=--tables");
+    }
+    if a.read_rate == 0 || a.watch_secs < 10 {
+        usage("--read-rate ≥ 1 and --watch-secs ≥ 10");
+    }
     a
 }
 
 fn usage(why: &str) -> ! {
     eprintln!(
         "clone-bench: {why}\nusage: clone-bench [--sizes-mb 1024,4096] [--tables 4500] [--runs 3] \
-         [--rate 200] [--work DIR] [--xfs-pool DIR] [--plain on|off] [--port-first 20500]"
+         [--rate 200] [--work DIR] [--xfs-pool DIR] [--plain on|off] [--port-first 20500]\n  \
+         [--mode compare|catchup|prewarm] [--ages 0,30,120,300] [--hot-tables 1500] \
+         [--read-rate 100] [--watch-secs 60] [--slowstart-secs 30] [--prewarm-budget 120]"
     );
     std::process::exit(2)
 }
@@ -169,34 +236,44 @@ impl Bench<'_> {
         }
     }
 
-    /// (a) snapshot + clone + boot + caught up.
-    async fn clone_path(&self, n: usize) -> Run {
-        let name = format!("pgsurge-bench-clone-{n}");
+    /// A snapshot of the seed (backup mode on the local provider), and its seconds.
+    async fn snapshot(&self, name: &str) -> (Snapshot, f64) {
         let t = Instant::now();
         let snap = self
             .cloud
             .create_snapshot(&SnapshotRequest {
                 name: format!("{name}-snap"),
                 volume_id: self.seed_volume.clone(),
-                metadata: meta("surge", &name),
+                metadata: meta("surge", name),
                 force: true,
             })
             .await
             .unwrap();
-        let snapshot = secs(t);
+        (snap, secs(t))
+    }
+
+    /// A volume cloned from `snapshot_id`, and its seconds.
+    async fn clone_volume(&self, snapshot_id: &str, name: &str) -> (Volume, f64) {
         let t = Instant::now();
         let vol = self
             .cloud
             .create_volume(&VolumeRequest {
-                name: name.clone(),
-                snapshot_id: snap.id.clone(),
+                name: name.to_string(),
+                snapshot_id: snapshot_id.to_string(),
                 size_gb: None,
                 az: None,
-                metadata: meta("surge", &name),
+                metadata: meta("surge", name),
             })
             .await
             .unwrap();
-        let clone = secs(t);
+        (vol, secs(t))
+    }
+
+    /// (a) snapshot + clone + boot + caught up.
+    async fn clone_path(&self, n: usize) -> Run {
+        let name = format!("pgsurge-bench-clone-{n}");
+        let (snap, snapshot) = self.snapshot(&name).await;
+        let (vol, clone) = self.clone_volume(&snap.id, &name).await;
         let (boot, catch_up, wal_mb) = self.boot_and_catch_up(&vol.id, &name).await;
         self.cloud.delete_snapshot(&snap.id).await.unwrap();
         Run {
@@ -236,10 +313,10 @@ impl Bench<'_> {
         }
     }
 
-    /// The part both paths share: a server on the filled volume, booted and caught up
-    /// (seconds each), and the WAL it replayed (MiB, from its backup label's start to the
-    /// primary's LSN when caught up); then server and volume are deleted.
-    async fn boot_and_catch_up(&self, volume_id: &str, name: &str) -> (f64, f64, f64) {
+    /// A server on the filled volume, started by the bootstrap script (until PostgreSQL
+    /// accepts connections): the server, where its replay starts (its backup label) and
+    /// the seconds it took.
+    async fn boot(&self, volume_id: &str, name: &str) -> (Server, Lsn, f64) {
         let start = label_start(&self.cloud.data_dir(volume_id));
         let t = Instant::now();
         let server = self
@@ -247,14 +324,31 @@ impl Bench<'_> {
             .create_server(&self.server_request(volume_id, name))
             .await
             .unwrap();
-        let boot = secs(t);
+        (server, start, secs(t))
+    }
+
+    /// Until the server is caught up by the product's own definition (readiness):
+    /// seconds, and the WAL it replayed (MiB, from `start` to the primary's LSN then).
+    async fn catch_up(&self, server: &Server, start: Lsn) -> (f64, f64) {
         let t = Instant::now();
-        self.ready(&server).await;
+        self.ready(server).await;
         let catch_up = secs(t);
         let end = lsn_of(&self.primary.current_lsn());
-        self.cloud.delete_server(&server.id).await.unwrap();
+        (catch_up, start.bytes_until(end) as f64 / 1048576.0)
+    }
+
+    async fn remove(&self, server_id: &str, volume_id: &str) {
+        self.cloud.delete_server(server_id).await.unwrap();
         self.cloud.delete_volume(volume_id).await.unwrap();
-        (boot, catch_up, start.bytes_until(end) as f64 / 1048576.0)
+    }
+
+    /// The part both paths share: boot, caught up (seconds each) and the WAL replayed;
+    /// then server and volume are deleted.
+    async fn boot_and_catch_up(&self, volume_id: &str, name: &str) -> (f64, f64, f64) {
+        let (server, start, boot) = self.boot(volume_id, name).await;
+        let (catch_up, wal_mb) = self.catch_up(&server, start).await;
+        self.remove(&server.id, volume_id).await;
+        (boot, catch_up, wal_mb)
     }
 }
 
@@ -314,8 +408,12 @@ fn write_csv(rows: &[Row], path: &Path) {
             }
         }
     }
+    write_file(path, &out);
+}
+
+fn write_file(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, out).unwrap();
+    std::fs::write(path, text).unwrap();
     eprintln!("wrote {}", path.display());
 }
 
@@ -465,6 +563,10 @@ async fn main() {
             .parse()
             .unwrap();
         eprintln!("size {size_mb} MiB: {summary} ({:.0} s)", secs(t));
+        if args.mode == Mode::Prewarm {
+            // What `[ops.prewarm]` asks of the primary (it replicates to every standby).
+            primary.psql("catalog", "create extension if not exists pg_prewarm");
+        }
         let pgc = pg_config(&primary);
         for (p, (label, dir, mode)) in pools.iter().enumerate() {
             let local = LocalConfig {
@@ -526,7 +628,25 @@ async fn main() {
                 clone: Vec::new(),
                 basebackup: Vec::new(),
             };
-            for n in 0..args.runs {
+            let seed_port = seed_server.endpoint.as_ref().expect("an endpoint").port;
+            match args.mode {
+                Mode::Compare => {}
+                Mode::Catchup => {
+                    let (runs, wal) = bench.catchup_rounds(&args.ages, args.runs).await;
+                    catchup::write_csv(
+                        &runs,
+                        &workspace_root().join("target/bench/catchup_vs_age.csv"),
+                    );
+                    catchup::print_table(&runs, &args.ages, db_mb, args.rate, &wal);
+                }
+                Mode::Prewarm => prewarm_mode(&bench, &args, &root, seed_port).await,
+            }
+            let compare_runs = if args.mode == Mode::Compare {
+                args.runs
+            } else {
+                0
+            };
+            for n in 0..compare_runs {
                 // Alternate the order so neither path always runs on a warmer cache.
                 if n % 2 == 0 {
                     row.clone.push(bench.clone_path(n).await);
@@ -558,6 +678,9 @@ async fn main() {
             }
             bench.cloud.delete_server(&seed_server.id).await.unwrap();
             bench.cloud.delete_volume(&seed.id).await.unwrap();
+            if args.mode != Mode::Compare {
+                continue;
+            }
             rows.push(row);
             // After each cell, so a long run interrupted later still leaves its figures.
             write_csv(
@@ -568,6 +691,75 @@ async fn main() {
         drop(primary);
         let _ = std::fs::remove_dir_all(&root);
     }
-    print_table(&rows, args.runs, args.tables, args.rate);
-    print_extrapolation(&rows);
+    if args.mode == Mode::Compare {
+        print_table(&rows, args.runs, args.tables, args.rate);
+        print_extrapolation(&rows);
+    }
+}
+
+/// `--mode prewarm`: one HAProxy node in front of the seed, readers through it from
+/// start to end, then the replicas one by one, the variants alternating.
+async fn prewarm_mode(bench: &Bench<'_>, args: &Args, root: &Path, seed_port: u16) {
+    let hot = args.hot_tables;
+    let rows: u32 = bench
+        .primary
+        .psql(
+            "catalog",
+            "select rows_per_table from catalog.dataset limit 1",
+        )
+        .parse()
+        .expect("catalog.dataset.rows_per_table");
+    let hot_mb: f64 = bench
+        .primary
+        .psql(
+            "catalog",
+            &format!(
+                "select sum(pg_total_relation_size(format('catalog.%I', catalog.item_table(t))::regclass)) \
+                 / 1048576.0 from generate_series(1, {hot}) t"
+            ),
+        )
+        .parse()
+        .expect("a size");
+    let node = HaproxyNode::start(
+        root,
+        "haproxy",
+        BackendSpec::with_base("pg_read", seed_port),
+    );
+    let rt = RuntimeApi::new("haproxy", SocketAddr::Unix(node.socket.clone()), "pg_read");
+    let opts = prewarm::Opts {
+        targets: prewarm::targets(hot),
+        budget: Duration::from_secs(args.prewarm_budget_secs),
+        slowstart_secs: args.slowstart_secs,
+        watch: Duration::from_secs(args.watch_secs),
+    };
+    let readers = prewarm::start_readers(node.port, args.read_rate, 8, hot, rows);
+    // The seed serves alone first, so its cache is as warm as a base replica's.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let csv = workspace_root().join("target/bench/prewarm_latency.csv");
+    let mut runs = Vec::new();
+    for round in 0..args.runs {
+        // Alternate which variant goes first, so neither always follows the other.
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for warm in order {
+            let r = bench.prewarm_run(round, warm, &opts, &rt, &readers).await;
+            eprintln!(
+                "  round {}, {}: caught up {:.1} s, prewarm {:.1} s ({} blocks), {} of {} queries on the new replica",
+                round + 1,
+                r.variant,
+                r.ready_s,
+                r.prewarm_s,
+                r.blocks,
+                r.served.len(),
+                r.all
+            );
+            runs.push(r);
+            prewarm::write_csv(&runs, opts.watch, &csv);
+        }
+    }
+    let errors = readers.stop().await;
+    prewarm::print_table(&runs, &opts, hot_mb, args.read_rate, errors);
 }
