@@ -964,7 +964,7 @@ fn alarm_to_serving_vms_on_both_nodes_and_back_with_nothing_left() {
 
     // Scale-down: drained, removed from both nodes, servers, volumes, records deleted.
     let down_at = Instant::now();
-    back_to_base(&env, "PgReadLoadLow");
+    back_to_base(env, "PgReadLoadLow");
     let down_secs = down_at.elapsed();
     let (ok, failed, errors) = reads.finish();
     env.status_agrees("scale-down");
@@ -1003,9 +1003,9 @@ fn faults_on_the_real_path_converge_and_leak_nothing() {
             &alarm_n("firing", &format!("PgReadLoadHigh-{tag}"), Some(1)),
             point,
         );
-        converge(&env, point);
+        converge(env, point);
         env.status_agrees(point);
-        back_to_base(&env, &format!("PgReadLoadLow-{tag}"));
+        back_to_base(env, &format!("PgReadLoadLow-{tag}"));
     }
     // Nova puts the new server in ERROR (the qemu compute refuses to spawn it): the
     // replica is rolled back, its server and volume deleted.
@@ -1015,7 +1015,7 @@ fn faults_on_the_real_path_converge_and_leak_nothing() {
             "scale-up",
             &alarm_n("firing", "PgReadLoadHigh-nova-error", Some(1)),
         );
-        let answers = converge(&env, "a server in ERROR");
+        let answers = converge(env, "a server in ERROR");
         let all = format!("{up}{answers}");
         assert!(
             all.contains("went into error"),
@@ -1023,7 +1023,7 @@ fn faults_on_the_real_path_converge_and_leak_nothing() {
         );
     }
     assert!(env.state().replicas.iter().all(|r| r.role == Role::Base));
-    assert_nothing_left(&env, "a server in ERROR");
+    assert_nothing_left(env, "a server in ERROR");
     env.status_agrees("a server in ERROR");
 
     // A server deleted behind pgsurge's back: Nova's notification → Ceilometer's event →
@@ -1031,8 +1031,8 @@ fn faults_on_the_real_path_converge_and_leak_nothing() {
     // both nodes and the state. Nothing else runs meanwhile (no reconcile, no tick).
     let id_port = free_port();
     let id_log = env.root.0.join("instance-deleted.log");
-    let _id = serve_function("instance-deleted", &cfg, id_port, &id_log);
-    let aodh = Aodh::new(&env);
+    let _id = serve_function("instance-deleted", cfg, id_port, &id_log);
+    let aodh = Aodh::new(env);
     aodh.delete_named(EVENT_ALARM);
     let alarm_id = aodh.create_event_alarm(
         EVENT_ALARM,
@@ -1042,7 +1042,7 @@ fn faults_on_the_real_path_converge_and_leak_nothing() {
         "scale-up",
         &alarm_n("firing", "PgReadLoadHigh-deleted-behind", Some(1)),
     );
-    converge(&env, "a scale-up for the deletion");
+    converge(env, "a scale-up for the deletion");
     let victim = env
         .state()
         .replicas
@@ -1085,8 +1085,8 @@ fn faults_on_the_real_path_converge_and_leak_nothing() {
     );
     aodh.delete_named(EVENT_ALARM);
     // What the deleted server left (its data volume) is reconcile's to remove.
-    converge(&env, "the deletion");
-    assert_nothing_left(&env, "a server deleted behind pgsurge's back");
+    converge(env, "the deletion");
+    assert_nothing_left(env, "a server deleted behind pgsurge's back");
     env.status_agrees("a server deleted behind pgsurge's back");
 
     w.remove_base();
