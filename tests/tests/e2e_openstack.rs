@@ -713,22 +713,7 @@ impl World {
         let root = Scratch::new("e2e-os");
         let primary = Pg::primary(&root.0, "primary");
         primary.generate_catalog(4500, 64);
-        pgsurge_tests::pg::pg_cmd(
-            "pgbench",
-            &[
-                "-i",
-                "-s",
-                "2",
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &primary.port.to_string(),
-                "-U",
-                "postgres",
-                "postgres",
-            ],
-        );
+        primary.pgbench_init();
         primary.psql(
             "postgres",
             &format!("create role vmrepl superuser login replication password '{REPL_PASSWORD}'"),
@@ -984,10 +969,9 @@ fn alarm_to_serving_vms_on_both_nodes_and_back_with_nothing_left() {
     w.remove_base();
 }
 
-/// Faults on the real path, each from the base replica alone and back to it. Long (each
-/// step boots an emulated guest): run by `./just test-openstack`.
+/// Faults on the real path, each from the base replica alone and back to it (each step
+/// boots an emulated guest: ~6 min).
 #[test]
-#[ignore = "long (emulated guests for each fault): run by ./just test-openstack"]
 fn faults_on_the_real_path_converge_and_leak_nothing() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let w = World::start();
