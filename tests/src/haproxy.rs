@@ -105,7 +105,7 @@ impl HaproxyNode {
         let mut servers = String::new();
         for s in &self.backend.servers {
             servers.push_str(&format!(
-                "    server {} 127.0.0.1:{} check inter 1s fall 2 rise 1\n",
+                "    server {} 127.0.0.1:{} check inter 1s fall 2 rise 1 weight 100\n",
                 s.name, s.port
             ));
         }

@@ -304,7 +304,14 @@ impl LocalCloud {
     ) -> Result<(clone::Stats, T)> {
         let result = async {
             let out = make.await?;
-            clone::sync_fs(work).map_err(|e| fatal("sync", e))?;
+            // syncfs blocks until the pool's filesystem is flushed, seconds on a busy
+            // disk: off the async threads, or the other clones of one scale-up (joined
+            // in the same task) would wait for it instead of copying.
+            let dir = work.to_path_buf();
+            tokio::task::spawn_blocking(move || clone::sync_fs(&dir))
+                .await
+                .map_err(|e| fatal("sync task", e))?
+                .map_err(|e| fatal("sync", e))?;
             Ok(out)
         }
         .await;
