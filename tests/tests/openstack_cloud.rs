@@ -1145,7 +1145,8 @@ async fn dns_zone_lookup_in_each_mode_on_plain_designate() {
     assert_eq!(private, json!([]));
 }
 
-/// Scale-up never asks PostgreSQL anything (readiness is instance-ready's).
+/// Scale-up needs no PostgreSQL (readiness is instance-ready's; its snapshot WAL check is
+/// best effort and skipped when the primary cannot be read).
 struct NoPostgres;
 
 #[async_trait::async_trait]

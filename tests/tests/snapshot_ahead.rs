@@ -7,6 +7,9 @@
 //!   serve on both nodes;
 //! - a snapshot older than `ops.snapshot_max_age_secs` is not used: scale-up takes its
 //!   own and records `source: taken`;
+//! - a snapshot with more WAL written since it than a clone may stream
+//!   (`ops.snapshot_max_wal_mb`, else half the primary's `wal_keep_size`) is not cloned
+//!   either: scale-up takes its own and says why;
 //! - reconcile killed at each `snapshot_ahead.*` failpoint, then run again: the pool and
 //!   the state hold the same snapshots (none leaked), no intent is left.
 //!
@@ -14,6 +17,7 @@
 
 use pgsurge::cloud::{Cloud, Filter, META_CLUSTER};
 use pgsurge::failpoint::ALL;
+use pgsurge::postgres::Lsn;
 use pgsurge_tests::cluster::{E2e, CLUSTER};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -173,5 +177,59 @@ fn reconcile_killed_while_snapshotting_ahead_converges_without_a_leaked_snapshot
         pool.len() <= 2,
         "rotation keeps 1 (+ the one just taken): {pool:?}"
     );
+    env.delete_seed();
+}
+
+#[test]
+fn a_snapshot_the_primary_kept_too_little_wal_for_is_not_cloned() {
+    let mut env = E2e::start("ahead-wal", 25000, "");
+    with_env(
+        &mut env,
+        &[
+            ("PGSURGE_OPS__SNAPSHOT_INTERVAL_SECS", "600"),
+            ("PGSURGE_OPS__SNAPSHOT_MAX_AGE_SECS", "3600"),
+            ("PGSURGE_OPS__SNAPSHOT_MAX_WAL_MB", "16"),
+        ],
+    );
+    // Taken ahead, with the primary's position recorded.
+    env.invoke("reconcile", &tick());
+    let ahead = state_snapshots(&env);
+    assert_eq!(ahead.len(), 1, "one snapshot ahead");
+    let recorded = env.state().snapshots[0].extra["primary_lsn"].clone();
+    let at: Lsn = recorded
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no primary position recorded: {recorded}"));
+
+    // More than 16 MiB of WAL on the primary since.
+    env.primary.psql(
+        "postgres",
+        "CREATE TABLE wal_burst AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 200000) g",
+    );
+    let now: Lsn = env.primary.current_lsn().parse().unwrap();
+    let since = at.bytes_until(now);
+    assert!(since > 16 << 20, "only {since} bytes of WAL written");
+
+    let answer = env.invoke("scale-up", &alarm("old-wal"));
+    let which = op_snapshot(&env, "old-wal");
+    assert_eq!(which["source"], json!("taken"), "{which}");
+    assert_ne!(which["id"], json!(ahead[0]), "the snapshot with too much WAL since was cloned");
+    let said = answer.to_string();
+    assert!(
+        said.contains("not cloned") && said.contains("ops.snapshot_max_wal_mb"),
+        "scale-up does not say why: {said}"
+    );
+    // Its own snapshot records the position too, and its clones serve.
+    let own = env
+        .state()
+        .snapshots
+        .into_iter()
+        .find(|s| json!(s.id) == which["id"])
+        .expect("the snapshot taken is recorded");
+    let own_at: Lsn = own.extra["primary_lsn"].as_str().unwrap().parse().unwrap();
+    assert!(own_at >= now, "{own_at} recorded, the primary was at {now} before");
+    env.tick_until_serving(2);
+    let seen = env.surge_everywhere();
+    assert!(seen.agree_on(2), "{seen:?}");
     env.delete_seed();
 }

@@ -13,6 +13,12 @@ pub struct OpsConfig {
     /// newest snapshot is this old, so scale-up only clones (`ops::snapshot_ahead`).
     /// 0 (the default): off — every snapshot is billed storage, a choice per cluster.
     pub snapshot_interval_secs: u64,
+    /// The most WAL (MiB) written on the primary since a recorded snapshot for a
+    /// scale-up to still clone it (else it takes a fresh one): a clone streams that WAL
+    /// from the primary, which keeps only so much. Unset (the default): half of the
+    /// primary's `wal_keep_size`, read at scale-up. Set it when the replicas restore WAL
+    /// from an archive or the primary keeps more by other means.
+    pub snapshot_max_wal_mb: Option<u64>,
     /// Snapshots of ours kept by rotation (newest first).
     pub snapshot_keep: usize,
     /// Longest wait for a snapshot / volume to become available within one run.
@@ -36,6 +42,7 @@ impl Default for OpsConfig {
         OpsConfig {
             snapshot_max_age_secs: 3600,
             snapshot_interval_secs: 0,
+            snapshot_max_wal_mb: None,
             snapshot_keep: 2,
             resource_wait_secs: 120,
             ready_wait_secs: 20,
@@ -51,6 +58,9 @@ impl OpsConfig {
     /// Checks for `[ops]` that types alone cannot express (keys relative to it).
     pub fn validate(&self) -> Checked {
         at_least("snapshot_keep", self.snapshot_keep, 1)?;
+        if let Some(mb) = self.snapshot_max_wal_mb {
+            at_least("snapshot_max_wal_mb", mb, 1)?;
+        }
         in_range("resource_wait_secs", self.resource_wait_secs, 1..=3600)?;
         at_most("ready_wait_secs", self.ready_wait_secs, 900, "900")?;
         at_least("creating_deadline_secs", self.creating_deadline_secs, 60)?;

@@ -2,6 +2,7 @@
 //! servers), the resumable half of scale-up that reconcile and the scheduled floor drive too.
 
 use super::meta::{snapshot_labels, surge_labels};
+use super::snapshot_ahead::{primary_wal, too_much_wal};
 use super::{phase_metric, secs_between, update_replica, OpsError, Ports, Refusal, Report};
 use crate::cloud::{
     self, ensure_server, ensure_snapshot, ensure_volume, Metadata, ServerRequest, SnapshotRequest,
@@ -11,7 +12,9 @@ use crate::failpoint;
 use crate::model::resource_name;
 use crate::model::{ClusterState, OpKind, Phase, Replica, Role, Snapshot};
 use crate::node::{InstanceParams, ParamsError};
-use crate::policy::snapshot_ahead::{usable, SnapshotSource, EXTRA_AZ, EXTRA_OP, EXTRA_ORIGIN};
+use crate::policy::snapshot_ahead::{
+    usable, SnapshotSource, EXTRA_AZ, EXTRA_OP, EXTRA_ORIGIN, EXTRA_PRIMARY_LSN,
+};
 use crate::postgres::bootstrap::UserData;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -119,7 +122,19 @@ async fn pick_snapshot(
     report: &mut Report,
 ) -> Result<(Snapshot, SnapshotSource), OpsError> {
     let max_age = time::Duration::seconds(ports.ops.snapshot_max_age_secs as i64);
-    for s in usable(state, now, max_age, az) {
+    let candidates = usable(state, now, max_age, az);
+    // Young enough is not enough: its clone streams the WAL written since from the
+    // primary, which may no longer keep the start of it.
+    let primary = match candidates.is_empty() {
+        true => None,
+        false => primary_wal(ports).await,
+    };
+    for s in candidates {
+        if let Some(why) = too_much_wal(ports, s, primary.as_ref()) {
+            tracing::warn!(op, reason = %why, "recorded snapshot not cloned");
+            report.did(format!("not cloned: {why}"));
+            continue;
+        }
         match ports.cloud.get_snapshot(&s.id).await {
             Ok(snap) if snap.status == Status::Ready => {
                 return Ok((s.clone(), SnapshotSource::of_recorded(s, op)))
@@ -136,6 +151,8 @@ async fn pick_snapshot(
         .min_by_key(|r| (r.role != Role::Base, r.created_at))
         .ok_or(Refusal::NoSnapshotSource)?;
     let started = OffsetDateTime::now_utc();
+    // Read before the request: the WAL its clones stream starts about here.
+    let primary_lsn = primary_wal(ports).await.map(|p| p.current_lsn.to_string());
     let meta = snapshot_labels(ports, op, now);
     let req = SnapshotRequest {
         name: resource_name(&ports.cluster, &format!("snap-{op}")),
@@ -162,6 +179,9 @@ async fn pick_snapshot(
     extra.insert(EXTRA_OP.into(), op.into());
     if let Some(az) = &source.az {
         extra.insert(EXTRA_AZ.into(), az.as_str().into());
+    }
+    if let Some(lsn) = primary_lsn {
+        extra.insert(EXTRA_PRIMARY_LSN.into(), lsn.into());
     }
     let record = Snapshot {
         id: snap.id.clone(),

@@ -16,7 +16,11 @@ use crate::cloud::{self, ensure_snapshot, CloudError, Filter, SnapshotRequest};
 use crate::failpoint;
 use crate::model::resource_name;
 use crate::model::{ClusterState, Phase, Snapshot};
-use crate::policy::snapshot_ahead::{due, SnapshotSource, EXTRA_AZ, EXTRA_ORIGIN, ORIGIN_AHEAD};
+use crate::policy::snapshot_ahead::{
+    due, wal_fit, wal_limit, SnapshotSource, WalFit, EXTRA_AZ, EXTRA_ORIGIN, EXTRA_PRIMARY_LSN,
+    ORIGIN_AHEAD,
+};
+use crate::postgres::{Lsn, PrimaryStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +45,10 @@ pub(crate) struct Intent {
     /// request is younger than that, so the age is never understated).
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
+    /// The primary's WAL position when it was decided (before the request, so a clone's
+    /// WAL to stream is never understated), recorded with the snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_lsn: Option<String>,
 }
 
 /// The recorded intents, by zone key. An unreadable entry (a bad edit) is ignored with a
@@ -82,7 +90,12 @@ pub(crate) async fn keep_fresh(ports: &Ports, now: OffsetDateTime) -> Result<Rep
     let interval = time::Duration::seconds(ports.ops.snapshot_interval_secs as i64);
     let state = ports.state.load().await?.state;
     let in_flight: BTreeSet<String> = intents(&state).into_keys().collect();
-    for d in due(&state, now, interval, &in_flight) {
+    let due = due(&state, now, interval, &in_flight);
+    let primary_lsn = match due.is_empty() {
+        true => None,
+        false => primary_wal(ports).await.map(|p| p.current_lsn.to_string()),
+    };
+    for d in due {
         let op = format!("ahead-{}-{}", slug(&d.zone), now.unix_timestamp());
         let intent = Intent {
             name: resource_name(&ports.cluster, &format!("snap-{op}")),
@@ -91,6 +104,7 @@ pub(crate) async fn keep_fresh(ports: &Ports, now: OffsetDateTime) -> Result<Rep
             volume_id: d.volume_id.clone(),
             az: (!d.zone.is_empty()).then(|| d.zone.clone()),
             started_at: now,
+            primary_lsn: primary_lsn.clone(),
         };
         let (recorded, _) = ports
             .state
@@ -184,6 +198,9 @@ async fn finish(
     if let Some(az) = &intent.az {
         extra.insert(EXTRA_AZ.into(), Value::String(az.clone()));
     }
+    if let Some(lsn) = &intent.primary_lsn {
+        extra.insert(EXTRA_PRIMARY_LSN.into(), Value::String(lsn.clone()));
+    }
     let record = Snapshot {
         id: snap.id.clone(),
         source_replica: Some(intent.replica.clone()),
@@ -214,6 +231,56 @@ async fn finish(
         intent.name, intent.replica
     ));
     Ok(())
+}
+
+/// The primary's WAL position and `wal_keep_size`, best effort: recorded with a snapshot
+/// and checked before one is cloned, but a primary that cannot be read now stops neither
+/// a snapshot nor a scale-up (the replicas' readiness is proven against it later anyway).
+pub(crate) async fn primary_wal(ports: &Ports) -> Option<PrimaryStatus> {
+    match ports.pg.primary_status().await {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(error = %e, "primary not readable: no WAL position for the snapshot check");
+            None
+        }
+    }
+}
+
+/// Why recorded snapshot `s` is not to be cloned, now that the primary is as `primary`
+/// says: more WAL written since it than a clone may need to stream
+/// (`policy::snapshot_ahead::wal_fit`). None: clone it (also when it recorded no position,
+/// or the primary could not be read: judged by age alone).
+pub(crate) fn too_much_wal(
+    ports: &Ports,
+    s: &Snapshot,
+    primary: Option<&PrimaryStatus>,
+) -> Option<String> {
+    let p = primary?;
+    let recorded = s
+        .extra
+        .get(EXTRA_PRIMARY_LSN)
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.parse::<Lsn>().ok());
+    let limit = wal_limit(ports.ops.snapshot_max_wal_mb, p.wal_keep_bytes);
+    let WalFit::TooMuch { since, limit } = wal_fit(recorded.map(|l| l.0), Some(p.current_lsn.0), limit)
+    else {
+        return None;
+    };
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let whence = match ports.ops.snapshot_max_wal_mb {
+        Some(_) => "ops.snapshot_max_wal_mb".to_string(),
+        None => format!(
+            "half the primary's wal_keep_size of {:.1} MiB",
+            mib(p.wal_keep_bytes)
+        ),
+    };
+    Some(format!(
+        "snapshot {}: {:.1} MiB of WAL written on the primary since, more than the {:.1} MiB \
+         a clone may have to stream ({whence})",
+        s.id,
+        mib(since),
+        mib(limit)
+    ))
 }
 
 /// Operation `extra` key: the snapshot a scale-up cloned (`id`, `source`, `age_secs`).
@@ -321,6 +388,7 @@ mod tests {
             volume_id: "vol".into(),
             az: Some("az1".into()),
             started_at: OffsetDateTime::UNIX_EPOCH,
+            primary_lsn: Some("0/3000060".into()),
         };
         put_intents(&mut s, &[("az1".to_string(), i.clone())].into());
         let text = serde_json::to_string(&s).unwrap();

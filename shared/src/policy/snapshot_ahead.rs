@@ -19,6 +19,9 @@ pub const EXTRA_ORIGIN: &str = "origin";
 pub const ORIGIN_AHEAD: &str = "ahead";
 /// Snapshot `extra` key: the scale-up operation that took it.
 pub const EXTRA_OP: &str = "op";
+/// Snapshot `extra` key: the primary's WAL position (`pg_lsn` text) just before the
+/// snapshot was requested: a clone of it streams the WAL from about there.
+pub const EXTRA_PRIMARY_LSN: &str = "primary_lsn";
 
 /// The zone key of an availability zone (`""`: a provider without zones).
 pub fn zone_key(az: Option<&str>) -> String {
@@ -107,6 +110,48 @@ pub fn usable<'a>(
     v
 }
 
+/// Whether a clone of a recorded snapshot can still stream, from the primary, the WAL
+/// written since the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalFit {
+    /// Within the limit: clone it.
+    Fits,
+    /// More WAL since the snapshot (`since` bytes) than the limit: a clone could find the
+    /// start of what it needs already removed on the primary and never catch up.
+    TooMuch { since: u64, limit: u64 },
+    /// No position was recorded with the snapshot (or the primary could not be read):
+    /// judged by age alone, as before positions were recorded.
+    Unknown,
+}
+
+/// [`WalFit`] of a snapshot recorded at primary position `recorded` (bytes), now that
+/// the primary is at `current`, against `limit` bytes. Why a limit below the primary's
+/// `wal_keep_size`: WAL goes on being written while the clone is made and boots, and the
+/// clone asks for its first segment only then; half of it is the default margin
+/// (`ops.snapshot_max_wal_mb`).
+pub fn wal_fit(recorded: Option<u64>, current: Option<u64>, limit: u64) -> WalFit {
+    match (recorded, current) {
+        (Some(at), Some(now)) => {
+            let since = now.saturating_sub(at);
+            if since > limit {
+                WalFit::TooMuch { since, limit }
+            } else {
+                WalFit::Fits
+            }
+        }
+        _ => WalFit::Unknown,
+    }
+}
+
+/// The WAL limit a snapshot's clone may need to stream: `configured` MiB if set, else
+/// half of the primary's `wal_keep_size` (`wal_keep_bytes`).
+pub fn wal_limit(configured_mb: Option<u64>, wal_keep_bytes: u64) -> u64 {
+    match configured_mb {
+        Some(mb) => mb.saturating_mul(1 << 20),
+        None => wal_keep_bytes / 2,
+    }
+}
+
 /// Where the snapshot a scale-up cloned came from (the operation record, the log, the
 /// `pgsurge_scale_up_snapshots_total{source}` metric).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +188,27 @@ impl SnapshotSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wal_fit_compares_the_wal_since_the_snapshot_with_the_limit() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(wal_fit(Some(100 * MIB), Some(600 * MIB), 512 * MIB), WalFit::Fits);
+        assert_eq!(
+            wal_fit(Some(100 * MIB), Some(700 * MIB), 512 * MIB),
+            WalFit::TooMuch {
+                since: 600 * MIB,
+                limit: 512 * MIB
+            }
+        );
+        // A primary behind the recorded position (a restore, a new primary): nothing since.
+        assert_eq!(wal_fit(Some(700 * MIB), Some(100 * MIB), 0), WalFit::Fits);
+        assert_eq!(wal_fit(None, Some(1), 0), WalFit::Unknown);
+        assert_eq!(wal_fit(Some(1), None, 0), WalFit::Unknown);
+        // Unset: half of what the primary keeps; set: exactly that many MiB.
+        assert_eq!(wal_limit(None, 1 << 30), 512 * MIB);
+        assert_eq!(wal_limit(None, 0), 0);
+        assert_eq!(wal_limit(Some(64), 1 << 30), 64 * MIB);
+    }
     use crate::model::Replica;
     use serde_json::Value;
 

@@ -140,7 +140,8 @@ const PRIMARY_SQL: &str = "SELECT pg_is_in_recovery(), \
        (SELECT system_identifier FROM pg_control_system()), \
        CASE WHEN pg_is_in_recovery() THEN NULL \
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END, \
-       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END";
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, \
+       pg_size_bytes(current_setting('wal_keep_size'))";
 
 /// `received_tli` needs pg_read_all_stats (part of pg_monitor); without it, or without
 /// a running WAL receiver, fall back to the timeline of the last restartpoint.
@@ -170,6 +171,7 @@ impl Postgres for PgClient {
             system_identifier: row.get(1),
             timeline: timeline as u32,
             current_lsn: lsn(at, row.get(3))?,
+            wal_keep_bytes: row.get::<_, i64>(4).max(0) as u64,
         })
     }
 

@@ -162,6 +162,7 @@ mod tests {
                 system_identifier: 1,
                 timeline: 1,
                 current_lsn: Lsn(4 << 20),
+                wal_keep_bytes: 0,
             })
         }
         async fn replica_status(&self, _: &Endpoint) -> Result<ReplicaStatus, PgError> {

@@ -31,6 +31,10 @@ pub struct PrimaryStatus {
     pub timeline: u32,
     /// `pg_current_wal_lsn()`.
     pub current_lsn: Lsn,
+    /// `wal_keep_size` in bytes: the WAL the primary keeps (at least) behind its current
+    /// position for standbys that fall behind. What a clone of an older snapshot streams
+    /// must still be there (`policy::snapshot_ahead::wal_fit`).
+    pub wal_keep_bytes: u64,
 }
 
 /// What a replica says about itself.
@@ -286,6 +290,7 @@ mod tests {
             system_identifier: 7_300_000_000_000_000_001,
             timeline: 1,
             current_lsn: Lsn(10 << 20),
+            wal_keep_bytes: 1 << 30,
         }
     }
 
