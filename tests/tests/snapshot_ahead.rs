@@ -213,7 +213,11 @@ fn a_snapshot_the_primary_kept_too_little_wal_for_is_not_cloned() {
     let answer = env.invoke("scale-up", &alarm("old-wal"));
     let which = op_snapshot(&env, "old-wal");
     assert_eq!(which["source"], json!("taken"), "{which}");
-    assert_ne!(which["id"], json!(ahead[0]), "the snapshot with too much WAL since was cloned");
+    assert_ne!(
+        which["id"],
+        json!(ahead[0]),
+        "the snapshot with too much WAL since was cloned"
+    );
     let said = answer.to_string();
     assert!(
         said.contains("not cloned") && said.contains("ops.snapshot_max_wal_mb"),
@@ -227,7 +231,10 @@ fn a_snapshot_the_primary_kept_too_little_wal_for_is_not_cloned() {
         .find(|s| json!(s.id) == which["id"])
         .expect("the snapshot taken is recorded");
     let own_at: Lsn = own.extra["primary_lsn"].as_str().unwrap().parse().unwrap();
-    assert!(own_at >= now, "{own_at} recorded, the primary was at {now} before");
+    assert!(
+        own_at >= now,
+        "{own_at} recorded, the primary was at {now} before"
+    );
     env.tick_until_serving(2);
     let seen = env.surge_everywhere();
     assert!(seen.agree_on(2), "{seen:?}");

@@ -262,7 +262,8 @@ pub(crate) fn too_much_wal(
         .and_then(|v| v.as_str())
         .and_then(|v| v.parse::<Lsn>().ok());
     let limit = wal_limit(ports.ops.snapshot_max_wal_mb, p.wal_keep_bytes);
-    let WalFit::TooMuch { since, limit } = wal_fit(recorded.map(|l| l.0), Some(p.current_lsn.0), limit)
+    let WalFit::TooMuch { since, limit } =
+        wal_fit(recorded.map(|l| l.0), Some(p.current_lsn.0), limit)
     else {
         return None;
     };

@@ -192,7 +192,10 @@ mod tests {
     #[test]
     fn wal_fit_compares_the_wal_since_the_snapshot_with_the_limit() {
         const MIB: u64 = 1 << 20;
-        assert_eq!(wal_fit(Some(100 * MIB), Some(600 * MIB), 512 * MIB), WalFit::Fits);
+        assert_eq!(
+            wal_fit(Some(100 * MIB), Some(600 * MIB), 512 * MIB),
+            WalFit::Fits
+        );
         assert_eq!(
             wal_fit(Some(100 * MIB), Some(700 * MIB), 512 * MIB),
             WalFit::TooMuch {
