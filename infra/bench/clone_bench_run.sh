@@ -25,7 +25,16 @@ args=(--work "$dir/ext4" --port-first "${PORT_FIRST:-20500}")
 mkdir -p "$dir"
 trimmer=
 cleanup() {
-  [ -z "$trimmer" ] || kill "$trimmer" 2>/dev/null || true
+  # The trimmer's running fstrim (or sleep) too: an fstrim left holding the mount makes
+  # pool-xfs.sh refuse to take the pool down.
+  if [ -n "$trimmer" ]; then
+    kids=$(pgrep -P "$trimmer" || true)
+    kill "$trimmer" $kids 2>/dev/null || true
+    for _ in $(seq 20); do
+      [ -z "$kids" ] || ! kill -0 $kids 2>/dev/null && break
+      sleep 0.5
+    done
+  fi
   # After a failed run: stop the PostgreSQL servers this bench started (only those with
   # a data directory under $dir) and its HAProxy, then drop the XFS pool.
   find "$dir" -maxdepth 8 -name postmaster.pid 2>/dev/null | while read -r pidfile; do
