@@ -500,11 +500,23 @@ once() { # once NAME CMD...: run a one-time step (schema sync) unless already do
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (run infra/local/deps.sh)"
 [ -r "$CEPH_CONF" ] || die "no test Ceph at $CEPH_CONF: start it first (infra/s3/rgw-up.sh), or set CEPH_CONF"
 timeout 20 ceph -c "$CEPH_CONF" health >/dev/null 2>&1 || die "the test Ceph ($CEPH_CONF) does not answer: infra/s3/rgw-up.sh"
-if ! ceph -c "$CEPH_CONF" osd pool ls | grep -qx "$RBD_POOL"; then
-  ceph -c "$CEPH_CONF" osd pool create "$RBD_POOL" 8 >/dev/null 2>&1 || die "cannot create the RBD pool $RBD_POOL"
-  rbd -c "$CEPH_CONF" pool init "$RBD_POOL" || die "rbd pool init $RBD_POOL failed"
-  log "RBD pool $RBD_POOL created"
-fi
+# Both steps are idempotent, so they run every time (a run killed between them is completed)
+# and are retried: the ceph CLI has once (CI, stop 24) failed a pool create on a just-started
+# cluster, and a retry is cheaper than a red run. The last error is shown, not swallowed.
+rbd_pool_ready() {
+  local i out=""
+  for ((i = 1; i <= 5; i++)); do
+    if out=$(timeout 60 ceph -c "$CEPH_CONF" osd pool create "$RBD_POOL" 8 2>&1) &&
+      out=$(timeout 60 rbd -c "$CEPH_CONF" pool init "$RBD_POOL" 2>&1) &&
+      timeout 30 ceph -c "$CEPH_CONF" osd pool application get "$RBD_POOL" rbd >/dev/null 2>&1; then
+      return 0
+    fi
+    log "RBD pool $RBD_POOL not ready (try $i of 5): ${out:-no output}"
+    sleep 3
+  done
+  die "cannot create the RBD pool $RBD_POOL on $CEPH_CONF: ${out:-no output} (Ceph logs: $(dirname "$CEPH_CONF"))"
+}
+rbd_pool_ready
 # The guests' L2 network lives in its own namespace: a bridge (its gateway address is the
 # namespace itself) and a veth pair to this host for the tests' traffic.
 # Each step on its own, so a half-made network (a killed run) is completed, not refused.
