@@ -125,10 +125,12 @@ async fn pick_snapshot(
     let candidates = usable(state, now, max_age, az);
     // Young enough is not enough: its clone streams the WAL written since from the
     // primary, which may no longer keep the start of it.
-    let primary = match candidates.is_empty() {
+    // Read only when there is something to judge; `None` = not read yet.
+    let checked = match candidates.is_empty() {
         true => None,
-        false => primary_wal(ports).await,
+        false => Some(primary_wal(ports).await),
     };
+    let primary = checked.clone().flatten();
     for s in candidates {
         if let Some(why) = too_much_wal(ports, s, primary.as_ref()) {
             tracing::warn!(op, reason = %why, "recorded snapshot not cloned");
@@ -151,8 +153,14 @@ async fn pick_snapshot(
         .min_by_key(|r| (r.role != Role::Base, r.created_at))
         .ok_or(Refusal::NoSnapshotSource)?;
     let started = OffsetDateTime::now_utc();
-    // Read before the request: the WAL its clones stream starts about here.
-    let primary_lsn = primary_wal(ports).await.map(|p| p.current_lsn.to_string());
+    // Read before the request: the WAL its clones stream starts about here. Read again
+    // (the position moved while the candidates were judged) unless the primary already
+    // failed to answer on this run: a second connect timeout would only delay the alarm.
+    let primary_lsn = match checked {
+        Some(None) => None,
+        _ => primary_wal(ports).await,
+    }
+    .map(|p| p.current_lsn.to_string());
     let meta = snapshot_labels(ports, op, now);
     let req = SnapshotRequest {
         name: resource_name(&ports.cluster, &format!("snap-{op}")),
