@@ -6,7 +6,8 @@
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use pgsurge::config::Config;
-use pgsurge::ops::status::{self, StatusReport};
+use pgsurge::model::{OpKind, Operation, Phase};
+use pgsurge::ops::status::{self, ReplicaRow, StatusReport};
 use std::io::Write;
 use std::path::Path;
 
@@ -134,6 +135,25 @@ fn print_agents(
     Ok(())
 }
 
+/// Where operation `o` stands, from its replicas' rows. A scale-up stays in the state for
+/// as long as its replicas live (a retried alarm must find it), so a listed one is not
+/// necessarily working: say which.
+fn progress(o: &Operation, rows: &[ReplicaRow]) -> String {
+    let serving = o
+        .replicas
+        .iter()
+        .filter_map(|id| rows.iter().find(|row| row.id == *id))
+        .filter(|row| row.phase.as_deref() == Some(Phase::Serving.as_str()))
+        .count() as u32;
+    match o.kind {
+        OpKind::ScaleUp if o.count > 0 && serving >= o.count => {
+            "done, all serving (kept while its replicas live)".into()
+        }
+        OpKind::ScaleUp => format!("in flight, {serving} of {} serving", o.count),
+        _ => "in flight".into(),
+    }
+}
+
 fn print(out: &mut impl Write, r: &StatusReport, cloud: &str) -> std::io::Result<()> {
     writeln!(
         out,
@@ -189,7 +209,7 @@ fn print(out: &mut impl Write, r: &StatusReport, cloud: &str) -> std::io::Result
     }
     writeln!(out)?;
     if r.operations.is_empty() {
-        writeln!(out, "Operations: none in flight")?;
+        writeln!(out, "Operations: none")?;
     } else {
         writeln!(out, "Operations:")?;
         for o in &r.operations {
@@ -205,10 +225,10 @@ fn print(out: &mut impl Write, r: &StatusReport, cloud: &str) -> std::io::Result
                 o.count,
                 o.replicas.join(", ")
             )?;
-            match &o.alarm_id {
-                Some(a) => writeln!(out, ", alarm {a}")?,
-                None => writeln!(out)?,
+            if let Some(a) = &o.alarm_id {
+                write!(out, ", alarm {a}")?;
             }
+            writeln!(out, ": {}", progress(o, &r.replicas))?;
         }
     }
     if r.leases.is_empty() {
@@ -251,4 +271,53 @@ fn print(out: &mut impl Write, r: &StatusReport, cloud: &str) -> std::io::Result
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgsurge::ops::status::CloudCell;
+
+    fn row(id: &str, phase: &str) -> ReplicaRow {
+        ReplicaRow {
+            id: id.into(),
+            role: Some("surge".into()),
+            phase: Some(phase.into()),
+            server: CloudCell::None,
+            volume: CloudCell::None,
+            address: None,
+            haproxy: Default::default(),
+            disagreements: Vec::new(),
+        }
+    }
+
+    fn op(kind: OpKind, count: u32, replicas: &[&str]) -> Operation {
+        Operation {
+            id: "op".into(),
+            kind,
+            count,
+            replicas: replicas.iter().map(|r| r.to_string()).collect(),
+            started_at: time::OffsetDateTime::UNIX_EPOCH,
+            alarm_id: None,
+            extra: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_scale_up_whose_replicas_all_serve_reads_done_not_in_flight() {
+        let rows = [row("a", "serving"), row("b", "booting")];
+        let up = op(OpKind::ScaleUp, 2, &["a", "b"]);
+        assert_eq!(progress(&up, &rows), "in flight, 1 of 2 serving");
+        let rows = [row("a", "serving"), row("b", "serving")];
+        assert!(progress(&up, &rows).starts_with("done, all serving"));
+        // Decided, nothing recorded yet.
+        assert_eq!(
+            progress(&op(OpKind::ScaleUp, 2, &[]), &rows),
+            "in flight, 0 of 2 serving"
+        );
+        assert_eq!(
+            progress(&op(OpKind::ScaleDown, 1, &["a"]), &rows),
+            "in flight"
+        );
+    }
 }

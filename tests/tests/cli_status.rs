@@ -96,6 +96,15 @@ fn status_sees_agreement_then_each_disagreement_then_repair() {
         text.contains("State, cloud and all 2 HAProxy nodes agree."),
         "{text}"
     );
+    // The scale-up stays recorded while its replicas live; status must not call it working.
+    let op_line = text
+        .lines()
+        .find(|l| l.contains("scale-up") && l.contains("alarm st-1"))
+        .unwrap_or_else(|| panic!("no operation line: {text}"));
+    assert!(
+        op_line.ends_with(": done, all serving (kept while its replicas live)"),
+        "{op_line}"
+    );
 
     // 2. Disagreements made for real: one surge server out of haproxy2 by hand, the other
     //    surge server deleted in the cloud behind pgsurge's back.

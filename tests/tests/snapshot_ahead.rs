@@ -10,6 +10,8 @@
 //! - a snapshot with more WAL written since it than a clone may stream
 //!   (`ops.snapshot_max_wal_mb`, else half the primary's `wal_keep_size`) is not cloned
 //!   either: scale-up takes its own and says why;
+//! - a primary that keeps no WAL for standbys (`wal_keep_size = 0`) gets no snapshots
+//!   ahead (none could be cloned): reconcile says so and takes one once WAL is kept;
 //! - reconcile killed at each `snapshot_ahead.*` failpoint, then run again: the pool and
 //!   the state hold the same snapshots (none leaked), no intent is left.
 //!
@@ -238,5 +240,43 @@ fn a_snapshot_the_primary_kept_too_little_wal_for_is_not_cloned() {
     env.tick_until_serving(2);
     let seen = env.surge_everywhere();
     assert!(seen.agree_on(2), "{seen:?}");
+    env.delete_seed();
+}
+
+#[test]
+fn a_primary_that_keeps_no_wal_gets_no_snapshots_ahead_and_is_told_why() {
+    let mut env = E2e::start("ahead-nowal", 25100, "");
+    with_env(
+        &mut env,
+        &[
+            ("PGSURGE_OPS__SNAPSHOT_INTERVAL_SECS", "600"),
+            ("PGSURGE_OPS__SNAPSHOT_MAX_AGE_SECS", "3600"),
+        ],
+    );
+    // PostgreSQL's default: no WAL kept for standbys, so no clone could stream from a
+    // snapshot taken ahead (scale-up would refuse every one).
+    let set = |v: &str| {
+        env.primary.psql(
+            "postgres",
+            &format!("ALTER SYSTEM SET wal_keep_size = '{v}'"),
+        );
+        env.primary.psql("postgres", "SELECT pg_reload_conf()");
+        std::thread::sleep(Duration::from_millis(300));
+        env.primary.psql("postgres", "SHOW wal_keep_size")
+    };
+    assert_eq!(set("0").trim(), "0");
+    let said = env.invoke("reconcile", &tick()).to_string();
+    assert!(
+        said.contains("no snapshot taken ahead of time") && said.contains("wal_keep_size = 0"),
+        "reconcile does not say why it took none: {said}"
+    );
+    assert!(pool_snapshots(&env).is_empty(), "a snapshot was taken");
+    assert!(state_snapshots(&env).is_empty(), "a snapshot was recorded");
+
+    // The same tick with WAL kept takes one: the setting, nothing else, stopped it.
+    assert_eq!(set("1GB").trim(), "1GB");
+    env.invoke("reconcile", &tick());
+    assert_eq!(pool_snapshots(&env).len(), 1, "none taken once WAL is kept");
+    assert_eq!(pool_snapshots(&env), state_snapshots(&env));
     env.delete_seed();
 }

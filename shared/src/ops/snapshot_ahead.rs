@@ -91,10 +91,17 @@ pub(crate) async fn keep_fresh(ports: &Ports, now: OffsetDateTime) -> Result<Rep
     let state = ports.state.load().await?.state;
     let in_flight: BTreeSet<String> = intents(&state).into_keys().collect();
     let due = due(&state, now, interval, &in_flight);
-    let primary_lsn = match due.is_empty() {
+    let primary = match due.is_empty() {
         true => None,
-        false => primary_wal(ports).await.map(|p| p.current_lsn.to_string()),
+        false => primary_wal(ports).await,
     };
+    // A snapshot scale-up would never clone (no WAL kept to stream from it) is only a cost.
+    if let Some(why) = primary.as_ref().and_then(|p| never_cloned(ports, p)) {
+        tracing::warn!(reason = %why, "no snapshot taken ahead of time");
+        report.did(format!("no snapshot taken ahead of time: {why}"));
+        return Ok(report);
+    }
+    let primary_lsn = primary.map(|p| p.current_lsn.to_string());
     for d in due {
         let op = format!("ahead-{}-{}", slug(&d.zone), now.unix_timestamp());
         let intent = Intent {
@@ -267,21 +274,45 @@ pub(crate) fn too_much_wal(
     else {
         return None;
     };
+    Some(why_not_cloned(
+        &s.id,
+        since,
+        limit,
+        ports.ops.snapshot_max_wal_mb.is_some(),
+        p.wal_keep_bytes,
+    ))
+}
+
+/// Why no snapshot taken ahead could ever be cloned with the primary as `p` says: the
+/// WAL a clone may stream is limited to nothing (`wal_keep_size = 0` and no
+/// `ops.snapshot_max_wal_mb`, which config refuses at 0). None: snapshots ahead are of use.
+fn never_cloned(ports: &Ports, p: &PrimaryStatus) -> Option<&'static str> {
+    (wal_limit(ports.ops.snapshot_max_wal_mb, p.wal_keep_bytes) == 0).then_some(NO_WAL_KEPT)
+}
+
+/// What a primary at PostgreSQL's default `wal_keep_size = 0` means here, and the fix.
+const NO_WAL_KEPT: &str = "the primary keeps no WAL for standbys (wal_keep_size = 0), so no \
+     snapshot taken ahead is cloned: set wal_keep_size on the primary (half of it is the \
+     limit), or ops.snapshot_max_wal_mb if the replicas restore WAL from an archive";
+
+/// The words for [`too_much_wal`]'s refusal. A primary with `wal_keep_size = 0`
+/// (PostgreSQL's default) and no configured limit refuses every snapshot taken ahead: say
+/// so, and what to set, rather than "more than 0.0 MiB".
+fn why_not_cloned(id: &str, since: u64, limit: u64, configured: bool, keep: u64) -> String {
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
-    let whence = match ports.ops.snapshot_max_wal_mb {
-        Some(_) => "ops.snapshot_max_wal_mb".to_string(),
-        None => format!(
-            "half the primary's wal_keep_size of {:.1} MiB",
-            mib(p.wal_keep_bytes)
-        ),
+    if !configured && keep == 0 {
+        return format!("snapshot {id}: {NO_WAL_KEPT}");
+    }
+    let whence = match configured {
+        true => "ops.snapshot_max_wal_mb".to_string(),
+        false => format!("half the primary's wal_keep_size of {:.1} MiB", mib(keep)),
     };
-    Some(format!(
-        "snapshot {}: {:.1} MiB of WAL written on the primary since, more than the {:.1} MiB \
+    format!(
+        "snapshot {id}: {:.1} MiB of WAL written on the primary since, more than the {:.1} MiB \
          a clone may have to stream ({whence})",
-        s.id,
         mib(since),
         mib(limit)
-    ))
+    )
 }
 
 /// Operation `extra` key: the snapshot a scale-up cloned (`id`, `source`, `age_secs`).
@@ -399,6 +430,25 @@ mod tests {
         assert!(!intended(&back, "pgsurge-c-snap-other"));
         put_intents(&mut s, &BTreeMap::new());
         assert!(!s.extra.contains_key(EXTRA_INTENTS));
+    }
+
+    #[test]
+    fn the_refusal_names_its_limit_and_the_fix_when_the_primary_keeps_no_wal() {
+        let mib = 1u64 << 20;
+        let halved = why_not_cloned("s1", 24 * mib, 16 * mib, false, 32 * mib);
+        assert!(halved.contains("24.0 MiB"), "{halved}");
+        assert!(halved.contains("more than the 16.0 MiB"), "{halved}");
+        assert!(
+            halved.contains("half the primary's wal_keep_size of 32.0 MiB"),
+            "{halved}"
+        );
+        let set = why_not_cloned("s1", 24 * mib, 16 * mib, true, 0);
+        assert!(set.contains("(ops.snapshot_max_wal_mb)"), "{set}");
+        let none = why_not_cloned("s1", mib, 0, false, 0);
+        assert!(none.starts_with("snapshot s1: "), "{none}");
+        assert!(none.contains("wal_keep_size = 0"), "{none}");
+        assert!(none.contains("set wal_keep_size"), "{none}");
+        assert!(!none.contains("more than the 0.0 MiB"), "{none}");
     }
 
     #[test]
