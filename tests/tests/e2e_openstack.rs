@@ -471,6 +471,20 @@ fn back_to_base(env: &Env, alarm_name: &str) {
         env.invoke("reconcile", &tick);
         std::thread::sleep(Duration::from_secs(2));
     }
+    // Scale-down forgets a replica once Nova has accepted its server's delete (204) and
+    // the detached volume is deleted; Nova drops the server record a little later, after
+    // the guest is torn down (seen: still listed right after, in stop 25's own CI run).
+    // Wait for that, bounded: a server still there after it is a leak, and fails below.
+    let listed = Instant::now();
+    while !env.cloud_surge().0.is_empty() && listed.elapsed() < Duration::from_secs(180) {
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    if listed.elapsed() > Duration::from_secs(2) {
+        eprintln!(
+            "{alarm_name}: Nova listed deleted surge servers for {} s more",
+            listed.elapsed().as_secs()
+        );
+    }
     assert_nothing_left(env, alarm_name);
 }
 
