@@ -188,8 +188,10 @@ async fn full_cycle(version: u8) {
 
     // Sessions open on the server (raw TCP through HAProxy: each holds a session on
     // the PostgreSQL it was routed to until closed).
-    // Weight 60 against base-1's 1 under leastconn: they all land on it. Wait for two
-    // (a probe session from above may still be closing).
+    // base-1 drained for the moment (the test nodes weigh it 100, like
+    // infra/haproxy/haproxy.cfg), so they all land on it. Wait for two (a probe session
+    // from above may still be closing).
+    node.cli(&format!("set server {BE}/base-1 state drain"));
     let mut held = Vec::new();
     for _ in 0..4 {
         held.push(
@@ -214,6 +216,7 @@ async fn full_cycle(version: u8) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    node.cli(&format!("set server {BE}/base-1 state ready"));
 
     // Drain: at runtime, and configured as maintenance so a reload cannot make it ready.
     dp.set_state(name, AdminState::Drain).await.unwrap();
