@@ -127,6 +127,14 @@ osd_max_object_name_len = 460
 osd_max_object_namespace_len = 64
 debug_ms = 0
 
+# Clients (the ceph and rbd CLIs, cinder-volume's RBD driver, radosgw) get one admin
+# socket per process: with one shared client.admin.asok, two concurrent commands (two
+# Cinder attachments at once) fought over it and one failed ("failed to bind ...
+# client.admin.asok: File exists", then "EPERM: problem getting command descriptions"),
+# and a VM's volume attachment with it (a CI run on 2026-12-07).
+[client]
+admin_socket = $DIR/\$name.\$pid.asok
+
 [client.rgw.a]
 rgw_frontends = beast endpoint=127.0.0.1:$PORT
 rgw_data = $DIR/rgw.a
