@@ -300,7 +300,8 @@ const NO_WAL_KEPT: &str = "the primary keeps no WAL for standbys (wal_keep_size 
 /// so, and what to set, rather than "more than 0.0 MiB".
 fn why_not_cloned(id: &str, since: u64, limit: u64, configured: bool, keep: u64) -> String {
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
-    if !configured && keep == 0 {
+    // Config refuses a configured 0, so a zero limit is always the halved wal_keep_size.
+    if limit == 0 {
         return format!("snapshot {id}: {NO_WAL_KEPT}");
     }
     let whence = match configured {
